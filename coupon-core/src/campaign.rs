@@ -1,0 +1,162 @@
+//! Campaigns: what is promised (a cap, a per-user limit, a time window).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{CampaignId, Error, Result};
+
+/// A coupon campaign as stored: at most `cap` coupons, at most `per_user_limit` per user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Campaign {
+    /// Assigned by the store at creation.
+    pub id: CampaignId,
+    /// Human-readable name.
+    pub name: String,
+    /// The most coupons this campaign will ever issue.
+    pub cap: u64,
+    /// The most coupons one user may hold (default 1).
+    pub per_user_limit: u32,
+    /// Applications before this instant are answered `NotOpen`.
+    pub opens_at: Option<DateTime<Utc>>,
+    /// Applications at or after this instant are answered `Closed`.
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+/// Where an instant falls relative to a campaign's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowState {
+    /// Before `opens_at`.
+    NotOpen,
+    /// Inside the window (or no window was set).
+    Open,
+    /// At or after `closes_at`.
+    Closed,
+}
+
+impl Campaign {
+    /// Builds a campaign from validated parts; stores call this once they assign an id.
+    pub fn from_new(id: CampaignId, new: NewCampaign) -> Self {
+        Self {
+            id,
+            name: new.name,
+            cap: new.cap,
+            per_user_limit: new.per_user_limit,
+            opens_at: new.opens_at,
+            closes_at: new.closes_at,
+        }
+    }
+
+    /// Where `now` falls relative to the window.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use coupon_core::{Campaign, CampaignId, NewCampaign, WindowState};
+    /// let now = Utc::now();
+    /// let campaign = Campaign::from_new(
+    ///     CampaignId(1),
+    ///     NewCampaign::new("launch", 10).opens_at(now + Duration::minutes(5)),
+    /// );
+    /// assert_eq!(campaign.window_state(now), WindowState::NotOpen);
+    /// assert_eq!(campaign.window_state(now + Duration::minutes(5)), WindowState::Open);
+    /// ```
+    pub fn window_state(&self, now: DateTime<Utc>) -> WindowState {
+        if self.opens_at.is_some_and(|opens| now < opens) {
+            WindowState::NotOpen
+        } else if self.closes_at.is_some_and(|closes| now >= closes) {
+            WindowState::Closed
+        } else {
+            WindowState::Open
+        }
+    }
+}
+
+/// What a caller asks for when creating a campaign; the store assigns the id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct NewCampaign {
+    /// Human-readable name; must not be blank.
+    pub name: String,
+    /// The most coupons to issue; at least 1.
+    pub cap: u64,
+    /// The most coupons per user; at least 1. Defaults to 1.
+    #[serde(default = "default_per_user_limit")]
+    pub per_user_limit: u32,
+    /// Optional start of the window.
+    #[serde(default)]
+    pub opens_at: Option<DateTime<Utc>>,
+    /// Optional end of the window (exclusive).
+    #[serde(default)]
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+fn default_per_user_limit() -> u32 {
+    1
+}
+
+impl NewCampaign {
+    /// A campaign of `cap` coupons, one per user, always open.
+    pub fn new(name: impl Into<String>, cap: u64) -> Self {
+        Self {
+            name: name.into(),
+            cap,
+            per_user_limit: default_per_user_limit(),
+            opens_at: None,
+            closes_at: None,
+        }
+    }
+
+    /// Sets the per-user limit.
+    pub fn per_user_limit(mut self, limit: u32) -> Self {
+        self.per_user_limit = limit;
+        self
+    }
+
+    /// Sets the start of the window.
+    pub fn opens_at(mut self, at: DateTime<Utc>) -> Self {
+        self.opens_at = Some(at);
+        self
+    }
+
+    /// Sets the end of the window (exclusive).
+    pub fn closes_at(mut self, at: DateTime<Utc>) -> Self {
+        self.closes_at = Some(at);
+        self
+    }
+
+    /// Checks the invariants every store enforces before creating the campaign.
+    ///
+    /// ```
+    /// use coupon_core::{Error, NewCampaign};
+    /// let err = NewCampaign::new("empty", 0).validate().unwrap_err();
+    /// assert!(matches!(err, Error::InvalidCampaign { field: "cap", .. }));
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field: &'static str, reason: &str| {
+            Err(Error::InvalidCampaign {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.name.trim().is_empty() {
+            return invalid("name", "must not be blank");
+        }
+        if self.cap == 0 {
+            return invalid("cap", "must be at least 1");
+        }
+        if self.cap > i64::MAX as u64 {
+            // Every SQL backend stores the cap in a signed 64-bit column.
+            return invalid("cap", "must fit in a signed 64-bit integer");
+        }
+        if self.per_user_limit == 0 {
+            return invalid("per_user_limit", "must be at least 1");
+        }
+        if let (Some(opens), Some(closes)) = (self.opens_at, self.closes_at)
+            && closes <= opens
+        {
+            return invalid("closes_at", "must be after opens_at");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+//! The one error type of the pipeline, classified for callers and the worker.
+
+use crate::{CampaignId, UserId};
+
+/// A boxed backend error kept as the `source` of an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether a failed hand-off left the admission slot reserved or gave it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// The ticket was definitely not stored and the slot was released: the campaign can
+    /// still reach its cap, and the user may apply again at once.
+    Released,
+    /// The ticket may have been stored (the outcome is unknown), or releasing failed: the
+    /// slot stays reserved until reconciliation confirms or releases it. Releasing it
+    /// now could let cap + 1 tickets exist.
+    Reserved,
+}
+
+/// Everything that can go wrong in firstcome.
+///
+/// [`Error::is_retryable`] tells whether the same call may succeed later.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No campaign with this id exists.
+    #[error("unknown campaign {campaign}")]
+    UnknownCampaign {
+        /// The id that was asked for.
+        campaign: CampaignId,
+    },
+
+    /// A campaign definition breaks an invariant.
+    #[error("invalid campaign: {field} {reason}")]
+    InvalidCampaign {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A campaign definition the backend cannot honour (a per-user limit it does not support).
+    #[error("{backend} does not support {what}")]
+    Unsupported {
+        /// The adapter that refused.
+        backend: &'static str,
+        /// The unsupported setting.
+        what: String,
+    },
+
+    /// The queue definitely did not store the ticket (refused, never sent).
+    #[error("publish refused by {backend}: the ticket was not stored")]
+    PublishRefused {
+        /// The queue adapter.
+        backend: &'static str,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The queue may or may not have stored the ticket (a delivery timeout).
+    #[error("publish outcome unknown on {backend}: the ticket may have been stored")]
+    PublishUnknown {
+        /// The queue adapter.
+        backend: &'static str,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+
+    /// An admitted application could not be handed off; `slot` says what became of it.
+    #[error("campaign {campaign}, user {user}: hand-off failed, slot {slot:?}")]
+    NotHandedOff {
+        /// The campaign applied to.
+        campaign: CampaignId,
+        /// The applicant.
+        user: UserId,
+        /// Released, or reserved for reconciliation.
+        slot: SlotState,
+        /// The queue's error.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A backend is unreachable or overloaded for now (connection refused, timeout,
+    /// loading, deadlock, serialisation failure).
+    #[error("{backend} unavailable: {message}")]
+    Unavailable {
+        /// Which backend.
+        backend: &'static str,
+        /// What happened.
+        message: String,
+        /// The backend's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A backend answered in a way that will not change on retry (wrong data type at a
+    /// key, a script error, a constraint or schema that is not ours).
+    #[error("{backend} failed: {message}")]
+    Backend {
+        /// Which backend.
+        backend: &'static str,
+        /// What happened, naming the key, table or topic involved.
+        message: String,
+        /// The backend's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The component was shut down and takes no more work.
+    #[error("{what} is closed")]
+    Closed {
+        /// Which component.
+        what: &'static str,
+    },
+}
+
+impl Error {
+    /// Whether the same call may succeed if tried again later.
+    ///
+    /// ```
+    /// use coupon_core::{CampaignId, Error};
+    /// assert!(!Error::UnknownCampaign { campaign: CampaignId(1) }.is_retryable());
+    /// let busy = Error::Unavailable { backend: "redis", message: "LOADING".into(), source: None };
+    /// assert!(busy.is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::PublishRefused { .. }
+            | Error::PublishUnknown { .. }
+            | Error::NotHandedOff { .. }
+            | Error::Unavailable { .. } => true,
+            Error::UnknownCampaign { .. }
+            | Error::InvalidCampaign { .. }
+            | Error::Unsupported { .. }
+            | Error::Backend { .. }
+            | Error::Closed { .. } => false,
+        }
+    }
+
+    /// A retryable error for `backend` carrying its source.
+    pub fn unavailable(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        let source = source.into();
+        Error::Unavailable {
+            backend,
+            message: source.to_string(),
+            source: Some(source),
+        }
+    }
+
+    /// A permanent error for `backend` with a message naming what was involved.
+    pub fn backend(
+        backend: &'static str,
+        message: impl Into<String>,
+        source: impl Into<Option<BoxError>>,
+    ) -> Self {
+        Error::Backend {
+            backend,
+            message: message.into(),
+            source: source.into(),
+        }
+    }
+}

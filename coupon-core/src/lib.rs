@@ -1,0 +1,73 @@
+//! First-come-first-served coupon issuing that holds under a stampede.
+//!
+//! A campaign promises `cap` coupons. [`CouponIssuer::apply`] admits at most `cap`
+//! applicants through a [`CouponCounter`], hands each admitted one to an
+//! [`IssueQueue`], and answers `Accepted` only once that hand-off is durable. An
+//! [`IssueWorker`] moves tickets from the [`IssueSource`] into a [`CouponStore`], the
+//! final authority, which enforces the cap and the per-user limit again and makes
+//! redelivery harmless.
+//!
+//! The [`memory`] adapters run all of it in one process; `coupon-redis`,
+//! `coupon-kafka` and `coupon-seaorm` swap each part for a shared backend.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
+//! use std::sync::Arc;
+//! use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
+//! use coupon_core::{ApplyOutcome, CouponIssuer, CouponStore, IssueWorker, NewCampaign, UserId};
+//!
+//! let store = Arc::new(MemoryStore::new());
+//! let queue = Arc::new(MemoryQueue::new(1024));
+//! let issuer = CouponIssuer::new(Arc::new(MemoryCounter::new()), queue.clone(), store.clone());
+//! let campaign = store.create_campaign(NewCampaign::new("flash drop", 2)).await?;
+//!
+//! for user in 1..=3 {
+//!     let outcome = issuer.apply(campaign.id, UserId(user)).await?;
+//!     println!("user {user}: {outcome:?}");
+//! }
+//! queue.close();
+//! IssueWorker::new(queue, store.clone()).run(std::future::pending()).await?;
+//! assert_eq!(store.issued_count(campaign.id).await?, 2);
+//! # Ok(()) }
+//! ```
+//!
+//! With the `testkit` feature, [`testkit`] holds the conformance suite every adapter
+//! runs.
+
+mod campaign;
+mod counter;
+mod coupon;
+mod error;
+mod ids;
+mod issuer;
+pub mod memory;
+mod outcome;
+mod queue;
+mod sold_out;
+mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+mod ticket;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use campaign::{Campaign, NewCampaign, WindowState};
+pub use counter::{CounterStatus, CouponCounter, RestoreReport};
+pub use coupon::{Coupon, CouponCode};
+pub use error::{BoxError, Error, Result, SlotState};
+pub use ids::{CampaignId, TicketId, UserId};
+pub use issuer::{CouponIssuer, IssuerConfig};
+pub use outcome::{Admission, ApplyOutcome, IssueOutcome};
+pub use queue::{Batch, IssueQueue, IssueSource};
+pub use store::{CouponStore, IssueFailure};
+pub use ticket::IssueTicket;
+pub use worker::{IssueWorker, WorkerConfig, WorkerReport};
+
+#[cfg(test)]
+pub(crate) use counter::MockCouponCounter;
+#[cfg(test)]
+pub(crate) use queue::{MockIssueQueue, MockIssueSource};
+#[cfg(test)]
+pub(crate) use store::MockCouponStore;

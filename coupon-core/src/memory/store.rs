@@ -1,0 +1,153 @@
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+
+use super::lock;
+use crate::{
+    Campaign, CampaignId, Coupon, CouponStore, Error, IssueFailure, IssueOutcome, IssueTicket,
+    NewCampaign, Result, TicketId, UserId,
+};
+
+/// A coupon store in process memory, enforcing the same rules as the database stores:
+/// the cap and the per-user limit under one lock per campaign, idempotence by ticket id.
+#[derive(Debug)]
+pub struct MemoryStore {
+    next_id: AtomicU64,
+    campaigns: RwLock<HashMap<CampaignId, Arc<Mutex<Ledger>>>>,
+    failures: Mutex<Vec<IssueFailure>>,
+}
+
+#[derive(Debug)]
+struct Ledger {
+    campaign: Campaign,
+    coupons: Vec<Coupon>,
+    tickets: HashSet<TicketId>,
+    /// Indices into `coupons` of each holder's coupons.
+    by_user: HashMap<UserId, Vec<usize>>,
+}
+
+impl Ledger {
+    fn issue(&mut self, ticket: &IssueTicket) -> IssueOutcome {
+        let held = self.by_user.get(&ticket.user).map_or(0, Vec::len);
+        if self.tickets.contains(&ticket.ticket_id) || held >= self.campaign.per_user_limit as usize
+        {
+            return IssueOutcome::Duplicate;
+        }
+        if self.coupons.len() as u64 >= self.campaign.cap {
+            return IssueOutcome::OverCap;
+        }
+        let coupon = Coupon::from_ticket(ticket);
+        self.tickets.insert(ticket.ticket_id);
+        self.by_user
+            .entry(ticket.user)
+            .or_default()
+            .push(self.coupons.len());
+        self.coupons.push(coupon.clone());
+        IssueOutcome::Issued(coupon)
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store; campaign ids start at 1.
+    pub fn new() -> Self {
+        Self {
+            next_id: AtomicU64::new(1),
+            campaigns: RwLock::new(HashMap::new()),
+            failures: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn ledger(&self, campaign: CampaignId) -> Result<Arc<Mutex<Ledger>>> {
+        self.campaigns
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&campaign)
+            .cloned()
+            .ok_or(Error::UnknownCampaign { campaign })
+    }
+}
+
+#[async_trait]
+impl CouponStore for MemoryStore {
+    async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
+        new.validate()?;
+        let id = CampaignId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let campaign = Campaign::from_new(id, new);
+        let ledger = Ledger {
+            campaign: campaign.clone(),
+            coupons: Vec::new(),
+            tickets: HashSet::new(),
+            by_user: HashMap::new(),
+        };
+        self.campaigns
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::new(Mutex::new(ledger)));
+        Ok(campaign)
+    }
+
+    async fn campaign(&self, id: CampaignId) -> Result<Campaign> {
+        let ledger = self.ledger(id)?;
+        Ok(lock(&ledger).campaign.clone())
+    }
+
+    async fn issue_batch(&self, tickets: &[IssueTicket]) -> Result<Vec<IssueOutcome>> {
+        Ok(tickets
+            .iter()
+            .map(|ticket| match self.ledger(ticket.campaign) {
+                Ok(ledger) => lock(&ledger).issue(ticket),
+                Err(_) => IssueOutcome::UnknownCampaign,
+            })
+            .collect())
+    }
+
+    async fn issued_count(&self, campaign: CampaignId) -> Result<u64> {
+        let ledger = self.ledger(campaign)?;
+        Ok(lock(&ledger).coupons.len() as u64)
+    }
+
+    async fn coupons_of(&self, campaign: CampaignId, user: UserId) -> Result<Vec<Coupon>> {
+        let ledger = self.ledger(campaign)?;
+        let ledger = lock(&ledger);
+        let indices = ledger.by_user.get(&user).map_or(&[][..], Vec::as_slice);
+        Ok(indices.iter().map(|&i| ledger.coupons[i].clone()).collect())
+    }
+
+    async fn holders(&self, campaign: CampaignId) -> Result<Vec<UserId>> {
+        let ledger = self.ledger(campaign)?;
+        let ledger = lock(&ledger);
+        Ok(ledger.coupons.iter().map(|coupon| coupon.user).collect())
+    }
+
+    async fn record_failure(&self, failure: &IssueFailure) -> Result<()> {
+        let mut failures = lock(&self.failures);
+        match failures
+            .iter_mut()
+            .find(|known| known.ticket.ticket_id == failure.ticket.ticket_id)
+        {
+            Some(known) => {
+                known.error.clone_from(&failure.error);
+                known.attempts += failure.attempts;
+                known.last_seen = failure.last_seen;
+            }
+            None => failures.push(failure.clone()),
+        }
+        Ok(())
+    }
+
+    async fn failures(&self, campaign: CampaignId) -> Result<Vec<IssueFailure>> {
+        Ok(lock(&self.failures)
+            .iter()
+            .filter(|failure| failure.ticket.campaign == campaign)
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,54 @@
+//! What each step of the pipeline answers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Coupon, TicketId};
+
+/// The answer to one application, as the caller hears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ApplyOutcome {
+    /// Admitted and handed off durably: the coupon will be persisted.
+    Accepted {
+        /// The admission rank (1..=cap).
+        rank: u64,
+        /// The ticket that will become the coupon.
+        ticket_id: TicketId,
+    },
+    /// Every slot is taken.
+    SoldOut,
+    /// The user already holds as many slots as the campaign allows.
+    AlreadyApplied,
+    /// The campaign's window has not opened yet.
+    NotOpen,
+    /// The campaign's window has closed.
+    Closed,
+}
+
+/// What a [`CouponCounter`](crate::CouponCounter) answers to `try_acquire`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// A slot was taken; `rank` is the admitted count after taking it.
+    Granted {
+        /// 1..=cap.
+        rank: u64,
+    },
+    /// The count is at the cap; nothing changed.
+    SoldOut,
+    /// The user already holds `per_user_limit` slots; nothing changed.
+    AlreadyApplied,
+}
+
+/// What a [`CouponStore`](crate::CouponStore) did with one ticket of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// A new coupon was persisted.
+    Issued(Coupon),
+    /// Nothing was written: this ticket was stored before, or the user already holds
+    /// `per_user_limit` coupons of this campaign.
+    Duplicate,
+    /// Nothing was written: the campaign already holds `cap` coupons.
+    OverCap,
+    /// Nothing was written: the ticket names a campaign the store does not know.
+    UnknownCampaign,
+}

@@ -1,0 +1,102 @@
+//! Hand-off: the durable path from admission to persistence.
+
+use std::any::Any;
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::{IssueTicket, Result};
+
+/// The producing side of the hand-off, called on the apply path.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait IssueQueue: Send + Sync + 'static {
+    /// Hands `ticket` off; returns only once the hand-off is durable (the broker
+    /// acknowledged it, the channel holds it).
+    ///
+    /// Failures must be classified, because the issuer's next step depends on it:
+    /// - [`Error::PublishRefused`](crate::Error::PublishRefused): the ticket was
+    ///   definitely not stored; the issuer releases the slot.
+    /// - [`Error::PublishUnknown`](crate::Error::PublishUnknown): the ticket may have
+    ///   been stored (a timeout); the issuer keeps the slot for reconciliation.
+    ///
+    /// The issuer treats any other error like `PublishUnknown`, the side that never
+    /// over-issues.
+    async fn publish(&self, ticket: &IssueTicket) -> Result<()>;
+}
+
+/// The consuming side of the hand-off, driven by the [`IssueWorker`](crate::IssueWorker).
+///
+/// Delivery is at least once: a batch that is not acked is delivered again (to this
+/// consumer or another of its group), which the idempotent store turns into exactly once.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait IssueSource: Send + Sync + 'static {
+    /// Waits for the next batch of at most `max` tickets; `None` once the source is
+    /// closed and drained.
+    ///
+    /// Must be cancel-safe: dropping the future before it completes loses no ticket.
+    async fn next_batch(&self, max: usize) -> Result<Option<Batch>>;
+
+    /// Marks every ticket of `batch` as done (commits its offsets). Call only after the
+    /// store has persisted (or dead-lettered) all of them.
+    async fn ack(&self, batch: Batch) -> Result<()>;
+
+    /// Parks a ticket that failed past the retry budget where operators can see and
+    /// replay it. The worker acks it afterwards, so this must be durable.
+    async fn dead_letter(&self, ticket: &IssueTicket, reason: &str) -> Result<()>;
+}
+
+/// Tickets delivered together, with the receipt the source needs to ack them.
+pub struct Batch {
+    /// The tickets, in delivery order.
+    pub tickets: Vec<IssueTicket>,
+    receipt: Box<dyn Any + Send + Sync>,
+}
+
+impl Batch {
+    /// A batch of `tickets` with a source-specific `receipt` (offsets, a delivery tag).
+    ///
+    /// ```
+    /// use coupon_core::{Batch, CampaignId, IssueTicket, UserId};
+    /// let batch = Batch::new(vec![IssueTicket::new(CampaignId(1), UserId(2), 1)], 17_u64);
+    /// assert_eq!(batch.len(), 1);
+    /// assert_eq!(batch.into_receipt::<u64>().ok(), Some(17));
+    /// ```
+    pub fn new(tickets: Vec<IssueTicket>, receipt: impl Any + Send + Sync) -> Self {
+        Self {
+            tickets,
+            receipt: Box::new(receipt),
+        }
+    }
+
+    /// Number of tickets.
+    pub fn len(&self) -> usize {
+        self.tickets.len()
+    }
+
+    /// Whether the batch holds no ticket.
+    pub fn is_empty(&self) -> bool {
+        self.tickets.is_empty()
+    }
+
+    /// Takes the receipt back out as the type the source put in; the batch itself
+    /// when the type does not match.
+    pub fn into_receipt<R: Any>(self) -> std::result::Result<R, Self> {
+        match self.receipt.downcast::<R>() {
+            Ok(receipt) => Ok(*receipt),
+            Err(receipt) => Err(Self {
+                tickets: self.tickets,
+                receipt,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("tickets", &self.tickets.len())
+            .finish_non_exhaustive()
+    }
+}

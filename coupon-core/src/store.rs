@@ -1,0 +1,77 @@
+//! Persistence: the final authority on what was issued.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Campaign, CampaignId, Coupon, IssueOutcome, IssueTicket, NewCampaign, Result, UserId};
+
+/// The store of campaigns and coupons.
+///
+/// It enforces the contract on its own, whatever the counter said: at most `cap`
+/// coupons per campaign and `per_user_limit` per user, and each ticket at most once.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait CouponStore: Send + Sync + 'static {
+    /// Validates `new` ([`NewCampaign::validate`]) and stores it under a fresh id.
+    async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign>;
+
+    /// The campaign with `id`, or [`Error::UnknownCampaign`](crate::Error::UnknownCampaign).
+    async fn campaign(&self, id: CampaignId) -> Result<Campaign>;
+
+    /// Persists a batch of tickets atomically and idempotently, answering one outcome per
+    /// ticket, in order.
+    ///
+    /// Must hold under concurrent callers: the check against `cap` and the insert happen
+    /// in one serialised step per campaign, a ticket id stored before is a `Duplicate`,
+    /// and so is a ticket whose user already holds `per_user_limit` coupons. Re-running
+    /// the same batch changes nothing. A ticket for a campaign that does not exist is
+    /// answered `UnknownCampaign` without failing the others.
+    async fn issue_batch(&self, tickets: &[IssueTicket]) -> Result<Vec<IssueOutcome>>;
+
+    /// Number of coupons persisted for `campaign`.
+    async fn issued_count(&self, campaign: CampaignId) -> Result<u64>;
+
+    /// The coupons `user` holds in `campaign` (at most `per_user_limit`), by rank.
+    async fn coupons_of(&self, campaign: CampaignId, user: UserId) -> Result<Vec<Coupon>>;
+
+    /// One entry per coupon of `campaign`: the holders, to rebuild a counter from.
+    async fn holders(&self, campaign: CampaignId) -> Result<Vec<UserId>>;
+
+    /// Records a ticket that failed past the retry budget (upserting by ticket id, so a
+    /// repeated failure bumps `attempts` and `last_seen`).
+    async fn record_failure(&self, failure: &IssueFailure) -> Result<()>;
+
+    /// The recorded failures of `campaign`, oldest first.
+    async fn failures(&self, campaign: CampaignId) -> Result<Vec<IssueFailure>>;
+}
+
+/// A ticket that could not be persisted, kept for operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct IssueFailure {
+    /// The ticket as delivered.
+    pub ticket: IssueTicket,
+    /// The last error, as text.
+    pub error: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When it first failed.
+    pub first_seen: DateTime<Utc>,
+    /// When it last failed.
+    pub last_seen: DateTime<Utc>,
+}
+
+impl IssueFailure {
+    /// A failure of `ticket` after `attempts` attempts, seen now.
+    pub fn new(ticket: IssueTicket, error: impl Into<String>, attempts: u32) -> Self {
+        let now = Utc::now();
+        Self {
+            ticket,
+            error: error.into(),
+            attempts,
+            first_seen: now,
+            last_seen: now,
+        }
+    }
+}

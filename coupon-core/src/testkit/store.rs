@@ -1,0 +1,238 @@
+//! Scenarios for [`CouponStore`] implementations.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use tokio::task::JoinSet;
+
+use crate::{
+    CampaignId, CouponStore, Error, IssueFailure, IssueOutcome, IssueTicket, NewCampaign, UserId,
+};
+
+/// An id no store assigns in a test run (SQL stores use signed 64-bit ids).
+const UNKNOWN: CampaignId = CampaignId(i64::MAX as u64);
+
+/// Runs every store scenario.
+pub async fn all(store: Arc<dyn CouponStore>) {
+    rejects_invalid_campaigns(store.as_ref()).await;
+    unknown_campaign_is_a_typed_error(store.as_ref()).await;
+    same_ticket_twice_gives_one_coupon(store.as_ref()).await;
+    one_coupon_per_user(store.as_ref()).await;
+    batch_over_cap_persists_exactly_cap(store.as_ref()).await;
+    records_failures_once_per_ticket(store.as_ref()).await;
+    concurrent_batches_never_pass_the_cap(store).await;
+}
+
+async fn create(store: &dyn CouponStore, cap: u64) -> crate::Campaign {
+    store
+        .create_campaign(NewCampaign::new("conformance", cap))
+        .await
+        .expect("create_campaign failed")
+}
+
+fn issued(outcomes: &[IssueOutcome]) -> usize {
+    outcomes
+        .iter()
+        .filter(|o| matches!(o, IssueOutcome::Issued(_)))
+        .count()
+}
+
+/// Invalid definitions are refused with the offending field named, and nothing is stored.
+pub async fn rejects_invalid_campaigns(store: &dyn CouponStore) {
+    let now = Utc::now();
+    let cases = [
+        (NewCampaign::new("zero", 0), "cap"),
+        (NewCampaign::new("huge", u64::MAX), "cap"),
+        (
+            NewCampaign::new("limit", 10).per_user_limit(0),
+            "per_user_limit",
+        ),
+        (NewCampaign::new("  ", 10), "name"),
+        (
+            NewCampaign::new("window", 10)
+                .opens_at(now)
+                .closes_at(now - Duration::seconds(1)),
+            "closes_at",
+        ),
+    ];
+    for (new, expected) in cases {
+        match store.create_campaign(new).await {
+            Err(Error::InvalidCampaign { field, .. }) => assert_eq!(field, expected),
+            other => panic!("expected InvalidCampaign({expected}), got {other:?}"),
+        }
+    }
+}
+
+/// An unknown campaign is `UnknownCampaign` for reads, and a per-ticket outcome in a
+/// batch that does not fail the batch's other tickets.
+pub async fn unknown_campaign_is_a_typed_error(store: &dyn CouponStore) {
+    assert!(matches!(
+        store.campaign(UNKNOWN).await,
+        Err(Error::UnknownCampaign { campaign: UNKNOWN })
+    ));
+    assert!(matches!(
+        store.issued_count(UNKNOWN).await,
+        Err(Error::UnknownCampaign { campaign: UNKNOWN })
+    ));
+    let campaign = create(store, 10).await;
+    let batch = [
+        IssueTicket::new(UNKNOWN, UserId(1), 1),
+        IssueTicket::new(campaign.id, UserId(1), 1),
+    ];
+    let outcomes = store.issue_batch(&batch).await.expect("issue_batch failed");
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[0], IssueOutcome::UnknownCampaign);
+    assert!(matches!(outcomes[1], IssueOutcome::Issued(_)));
+    assert_eq!(store.issued_count(campaign.id).await.expect("count"), 1);
+}
+
+/// The same ticket in one batch, and again in a later batch, gives one coupon.
+pub async fn same_ticket_twice_gives_one_coupon(store: &dyn CouponStore) {
+    let campaign = create(store, 10).await;
+    assert_eq!(
+        store.campaign(campaign.id).await.expect("campaign"),
+        campaign
+    );
+    let ticket = IssueTicket::new(campaign.id, UserId(7), 1);
+    let outcomes = store
+        .issue_batch(&[ticket.clone(), ticket.clone()])
+        .await
+        .expect("issue_batch failed");
+    let IssueOutcome::Issued(coupon) = &outcomes[0] else {
+        panic!("first copy not issued: {outcomes:?}");
+    };
+    assert_eq!(outcomes[1], IssueOutcome::Duplicate);
+    assert_eq!(
+        (coupon.campaign, coupon.user, coupon.rank, coupon.ticket_id),
+        (campaign.id, UserId(7), 1, ticket.ticket_id)
+    );
+    let replay = store
+        .issue_batch(&[ticket])
+        .await
+        .expect("issue_batch failed");
+    assert_eq!(replay, vec![IssueOutcome::Duplicate]);
+    assert_eq!(store.issued_count(campaign.id).await.expect("count"), 1);
+    let held = store
+        .coupons_of(campaign.id, UserId(7))
+        .await
+        .expect("coupons_of");
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].code, coupon.code, "the first code is kept");
+    assert!(
+        store
+            .coupons_of(campaign.id, UserId(8))
+            .await
+            .expect("coupons_of")
+            .is_empty()
+    );
+}
+
+/// Two different tickets of one user (per-user limit 1) give one coupon.
+pub async fn one_coupon_per_user(store: &dyn CouponStore) {
+    let campaign = create(store, 10).await;
+    let first = IssueTicket::new(campaign.id, UserId(1), 1);
+    let second = IssueTicket::new(campaign.id, UserId(1), 2);
+    let outcomes = store
+        .issue_batch(&[first])
+        .await
+        .expect("issue_batch failed");
+    assert_eq!(issued(&outcomes), 1);
+    let outcomes = store
+        .issue_batch(&[second])
+        .await
+        .expect("issue_batch failed");
+    assert_eq!(outcomes, vec![IssueOutcome::Duplicate]);
+    assert_eq!(
+        store.holders(campaign.id).await.expect("holders"),
+        vec![UserId(1)]
+    );
+}
+
+/// A batch of cap + 10 distinct tickets persists exactly cap, each with a distinct code.
+pub async fn batch_over_cap_persists_exactly_cap(store: &dyn CouponStore) {
+    let campaign = create(store, 100).await;
+    let batch: Vec<IssueTicket> = (1..=110)
+        .map(|user| IssueTicket::new(campaign.id, UserId(user), user))
+        .collect();
+    let outcomes = store.issue_batch(&batch).await.expect("issue_batch failed");
+    assert_eq!(issued(&outcomes), 100);
+    let over = outcomes
+        .iter()
+        .filter(|o| **o == IssueOutcome::OverCap)
+        .count();
+    assert_eq!(over, 10);
+    assert_eq!(store.issued_count(campaign.id).await.expect("count"), 100);
+
+    let holders: HashSet<UserId> = store
+        .holders(campaign.id)
+        .await
+        .expect("holders")
+        .into_iter()
+        .collect();
+    assert_eq!(holders.len(), 100);
+    let codes: HashSet<String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            IssueOutcome::Issued(coupon) => Some(coupon.code.as_str().to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codes.len(), 100, "codes are unique");
+}
+
+/// A failure recorded twice for one ticket is one record with the attempts summed.
+pub async fn records_failures_once_per_ticket(store: &dyn CouponStore) {
+    let campaign = create(store, 10).await;
+    let ticket = IssueTicket::new(campaign.id, UserId(1), 1);
+    store
+        .record_failure(&IssueFailure::new(ticket.clone(), "first", 3))
+        .await
+        .expect("record_failure failed");
+    store
+        .record_failure(&IssueFailure::new(ticket.clone(), "second", 2))
+        .await
+        .expect("record_failure failed");
+    let failures = store.failures(campaign.id).await.expect("failures");
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].ticket, ticket);
+    assert_eq!(
+        (failures[0].attempts, failures[0].error.as_str()),
+        (5, "second")
+    );
+}
+
+/// 8 concurrent callers with 500 distinct tickets each on cap 1,000: exactly 1,000
+/// coupons; replaying all 4,000 changes nothing.
+pub async fn concurrent_batches_never_pass_the_cap(store: Arc<dyn CouponStore>) {
+    let campaign = create(store.as_ref(), 1_000).await;
+    let batches: Vec<Vec<IssueTicket>> = (0..8u64)
+        .map(|caller| {
+            (0..500u64)
+                .map(|i| IssueTicket::new(campaign.id, UserId(caller * 500 + i), i + 1))
+                .collect()
+        })
+        .collect();
+    let run = |batches: Vec<Vec<IssueTicket>>| {
+        let store = store.clone();
+        async move {
+            let mut tasks = JoinSet::new();
+            for batch in batches {
+                let store = store.clone();
+                tasks.spawn(async move { store.issue_batch(&batch).await });
+            }
+            let mut issued_now = 0;
+            while let Some(joined) = tasks.join_next().await {
+                let outcomes = joined.expect("task panicked").expect("issue_batch failed");
+                issued_now += issued(&outcomes);
+            }
+            issued_now
+        }
+    };
+    assert_eq!(run(batches.clone()).await, 1_000);
+    assert_eq!(run(batches).await, 0, "a replay issues nothing");
+    assert_eq!(store.issued_count(campaign.id).await.expect("count"), 1_000);
+    let holders = store.holders(campaign.id).await.expect("holders");
+    let distinct: HashSet<UserId> = holders.iter().copied().collect();
+    assert_eq!((holders.len(), distinct.len()), (1_000, 1_000));
+}
