@@ -10,7 +10,8 @@ use coupon_core::{CouponCounter, UserId};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use firstcome_benches::memory_issuer;
 
-const CAP: u64 = 1 << 22;
+// Never reached: every measured apply of the accepted case is admitted.
+const CAP: u64 = i64::MAX as u64;
 
 fn apply(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()

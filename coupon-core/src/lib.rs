@@ -43,6 +43,7 @@ mod issuer;
 pub mod memory;
 mod outcome;
 mod queue;
+mod reconcile;
 mod sold_out;
 mod store;
 #[cfg(feature = "testkit")]
@@ -61,6 +62,7 @@ pub use ids::{CampaignId, TicketId, UserId};
 pub use issuer::{CouponIssuer, IssuerConfig};
 pub use outcome::{Admission, ApplyOutcome, IssueOutcome};
 pub use queue::{Batch, IssueQueue, IssueSource};
+pub use reconcile::{ReconcileReport, reconcile};
 pub use store::{CouponStore, IssueFailure};
 pub use ticket::IssueTicket;
 pub use worker::{IssueWorker, WorkerConfig, WorkerReport};
@@ -71,3 +73,8 @@ pub(crate) use counter::MockCouponCounter;
 pub(crate) use queue::{MockIssueQueue, MockIssueSource};
 #[cfg(test)]
 pub(crate) use store::MockCouponStore;
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

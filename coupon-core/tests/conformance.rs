@@ -42,3 +42,30 @@ async fn memory_pipeline_issues_exactly_cap() {
     })
     .await;
 }
+
+/// A reserved slot whose ticket never arrived is released; a persisted one is confirmed.
+#[tokio::test]
+async fn reconcile_releases_only_slots_missing_from_the_store() {
+    use coupon_core::{CouponCounter, CouponStore, IssueTicket, NewCampaign, UserId, reconcile};
+    let (counter, store) = (MemoryCounter::new(), MemoryStore::new());
+    let campaign = store
+        .create_campaign(NewCampaign::new("reconcile", 2))
+        .await
+        .unwrap();
+    for user in [1, 2] {
+        counter.try_acquire(&campaign, UserId(user)).await.unwrap();
+    }
+    store
+        .issue_batch(&[IssueTicket::new(campaign.id, UserId(1), 1)])
+        .await
+        .unwrap();
+    let cutoff = chrono::Utc::now();
+    counter.try_acquire(&campaign, UserId(3)).await.unwrap(); // sold out: cap 2
+
+    let report = reconcile(&counter, &store, campaign.id, cutoff)
+        .await
+        .unwrap();
+    assert_eq!(report.confirmed, 1);
+    assert_eq!(report.released, vec![UserId(2)]);
+    assert_eq!((report.admitted, report.issued), (1, 1));
+}

@@ -32,3 +32,19 @@ pub fn fresh_campaign_from(new: NewCampaign) -> Campaign {
     let id = (Uuid::new_v4().as_u128() >> 80) as u64;
     Campaign::from_new(CampaignId(id.max(1)), new)
 }
+
+/// The value of the environment variable `name`, which the test harness exports for a
+/// real service (`REDIS_URL`, `DATABASE_URL`, `KAFKA_BROKERS`, `MYSQL_URL`).
+///
+/// Panics with a message saying how to start the services: a test that needs a service
+/// fails without it, it never skips silently.
+pub fn service_url(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => panic!(
+            "{name} is not set: run the tests through scripts/test.sh, which starts Redis, \
+             PostgreSQL and a Kafka broker and exports their addresses (or start them with \
+             `scripts/services.sh start DIR` and `source DIR/env`)"
+        ),
+    }
+}

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Private test services for firstcome: Redis, PostgreSQL and a Kafka-protocol broker
+# (tansu), each on a free loopback port with its state under one directory, so that
+# fault tests may kill and restart them without touching anything else on the machine.
+#
+#   scripts/services.sh start DIR          install what is missing, start all, write DIR/env
+#   scripts/services.sh stop DIR           stop all (idempotent)
+#   scripts/services.sh kill NAME DIR      kill -9 one service (redis | postgres | kafka)
+#   scripts/services.sh restart NAME DIR   start it again on the same port and storage
+#                                          (Redis comes back empty: it keeps nothing on disk)
+#
+# DIR/env holds `export` lines: REDIS_URL, DATABASE_URL, KAFKA_BROKERS, MYSQL_URL when a
+# MariaDB/MySQL server answers on 127.0.0.1:3306, and FIRSTCOME_SERVICES_DIR/_SCRIPT for
+# tests that kill and restart a service.
+set -euo pipefail
+
+TANSU_VERSION=0.6.0
+script=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo -n "$@"
+  else die "need root to run: $*"; fi
+}
+
+apt_install() {
+  log "installing $* from Debian's packages"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null \
+    || echo $((20000 + RANDOM % 30000))
+}
+
+# Waits until something accepts TCP connections on 127.0.0.1:$1.
+wait_port() {
+  local port=$1 name=$2 i
+  for i in $(seq 1 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  die "$name did not listen on 127.0.0.1:$port within 30 s"
+}
+
+pg_bin() {
+  local dir
+  if command -v initdb >/dev/null && command -v pg_ctl >/dev/null; then
+    dirname "$(readlink -f "$(command -v initdb)")"; return
+  fi
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$dir" ] && echo "$dir"
+}
+
+tansu_bin() {
+  command -v tansu 2>/dev/null || { [ -x "$HOME/.cargo/bin/tansu" ] && echo "$HOME/.cargo/bin/tansu"; }
+}
+
+ensure_installed() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  command -v redis-cli >/dev/null || apt_install redis-tools
+  [ -n "$(pg_bin)" ] || apt_install postgresql
+  if [ -z "$(tansu_bin)" ]; then
+    log "installing tansu $TANSU_VERSION with cargo (about 12 minutes, once per machine)"
+    cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore,libsql >&2
+  fi
+}
+
+# Runs a command as the PostgreSQL owner: the server refuses to run as root.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_redis() {
+  local dir=$1 port
+  mkdir -p "$dir/redis"
+  port=$(cat "$dir/redis/port" 2>/dev/null || free_port)
+  echo "$port" >"$dir/redis/port"
+  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+    --dir "$dir/redis" --logfile "$dir/redis/redis.log" --daemonize no \
+    --pidfile "$dir/redis/redis.pid" >/dev/null 2>&1 &
+  echo $! >"$dir/redis/pid"
+  wait_port "$port" redis
+  for _ in $(seq 1 100); do
+    redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
+    sleep 0.1
+  done
+  die "redis on port $port does not answer PING"
+}
+
+start_postgres() {
+  local dir=$1 bin port
+  bin=$(pg_bin)
+  mkdir -p "$dir/postgres"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$dir/postgres"; fi
+  if [ ! -f "$dir/postgres/data/PG_VERSION" ]; then
+    as_pg "$bin/initdb" -D "$dir/postgres/data" -U postgres -A trust --no-sync >"$dir/postgres-initdb.log" 2>&1 \
+      || die "initdb failed: see $dir/postgres-initdb.log"
+  fi
+  port=$(cat "$dir/postgres.port" 2>/dev/null || free_port)
+  echo "$port" >"$dir/postgres.port"
+  # fsync off: these databases are scratch; a kill -9 of the server still keeps every
+  # committed transaction, because the operating system does not crash.
+  as_pg "$bin/pg_ctl" -D "$dir/postgres/data" -l "$dir/postgres/postgres.log" -w -t 60 start \
+    -o "-p $port -k $dir/postgres -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" >/dev/null \
+    || die "postgres did not start: see $dir/postgres/postgres.log"
+}
+
+start_kafka() {
+  local dir=$1 port tansu
+  tansu=$(tansu_bin)
+  mkdir -p "$dir/kafka"
+  port=$(cat "$dir/kafka/port" 2>/dev/null || free_port)
+  echo "$port" >"$dir/kafka/port"
+  # tansu reads the path of a sqlite:// URL relative to its working directory.
+  (cd "$dir/kafka" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "sqlite://tansu.db" \
+    >>"$dir/kafka/tansu.log" 2>&1) &
+  echo $! >"$dir/kafka/pid"
+  wait_port "$port" "kafka (tansu)"
+}
+
+mysql_url() {
+  # MariaDB is optional: used when the machine runs one on its standard port.
+  if command -v mariadb >/dev/null && mariadb -h 127.0.0.1 -P 3306 -u root -e 'CREATE DATABASE IF NOT EXISTS firstcome_test' 2>/dev/null; then
+    echo "mysql://root@127.0.0.1:3306/firstcome_test"
+  fi
+}
+
+write_env() {
+  local dir=$1 mysql
+  {
+    echo "export REDIS_URL=redis://127.0.0.1:$(cat "$dir/redis/port")/"
+    echo "export DATABASE_URL=postgres://postgres@127.0.0.1:$(cat "$dir/postgres.port")/postgres"
+    echo "export KAFKA_BROKERS=127.0.0.1:$(cat "$dir/kafka/port")"
+    mysql=$(mysql_url)
+    if [ -n "$mysql" ]; then echo "export MYSQL_URL=$mysql"; fi
+    echo "export FIRSTCOME_SERVICES_DIR=$dir"
+    echo "export FIRSTCOME_SERVICES_SCRIPT=$script"
+  } >"$dir/env"
+}
+
+kill_one() {
+  local name=$1 dir=$2 pid
+  case $name in
+    redis|kafka)
+      pid=$(cat "$dir/$name/pid" 2>/dev/null || true)
+      if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+      fi
+      rm -f "$dir/$name/pid" ;;
+    postgres)
+      pid=$(head -n 1 "$dir/postgres/data/postmaster.pid" 2>/dev/null || true)
+      if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        # Backends first: orphaned ones would hold the shared memory and block a restart.
+        pkill -9 -P "$pid" 2>/dev/null || true
+        kill -9 "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+      fi ;;
+    *) die "unknown service $name (redis | postgres | kafka)" ;;
+  esac
+}
+
+start_one() {
+  case $1 in
+    redis) start_redis "$2" ;;
+    postgres) start_postgres "$2" ;;
+    kafka) start_kafka "$2" ;;
+    *) die "unknown service $1 (redis | postgres | kafka)" ;;
+  esac
+}
+
+stop_all() {
+  local dir=$1 bin
+  [ -d "$dir" ] || return 0
+  kill_one kafka "$dir"
+  kill_one redis "$dir"
+  bin=$(pg_bin)
+  if [ -n "$bin" ] && [ -f "$dir/postgres/data/postmaster.pid" ]; then
+    as_pg "$bin/pg_ctl" -D "$dir/postgres/data" -m immediate -w stop >/dev/null 2>&1 || kill_one postgres "$dir"
+  fi
+}
+
+main() {
+  local cmd=${1:-} dir
+  case $cmd in
+    start)
+      dir=${2:?usage: services.sh start DIR}
+      mkdir -p "$dir"
+      chmod 755 "$dir"
+      ensure_installed
+      start_redis "$dir"
+      start_postgres "$dir"
+      start_kafka "$dir"
+      write_env "$dir"
+      log "running: $(tr '\n' ' ' <"$dir/env" | sed 's/export //g')" ;;
+    stop) stop_all "${2:?usage: services.sh stop DIR}" ;;
+    kill) kill_one "${2:?service}" "${3:?usage: services.sh kill NAME DIR}" ;;
+    restart)
+      kill_one "${2:?service}" "${3:?usage: services.sh restart NAME DIR}"
+      start_one "$2" "$3" ;;
+    *) sed -n '2,15p' "$script" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  esac
+}
+
+main "$@"
