@@ -1,0 +1,66 @@
+//! Key layout: every key of one campaign shares a hash tag, so Redis Cluster keeps a
+//! campaign on one slot and its scripts never cross slots.
+
+use coupon_core::CampaignId;
+
+/// The keys of one campaign under a prefix: `{<prefix>:<id>}:count`, `:users`, `:slots`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignKeys {
+    /// Slots taken (a string holding an integer).
+    pub count: String,
+    /// Admitted users (a hash: user id -> admission time in ms, by the Redis clock).
+    pub users: String,
+    /// Slots per user (a hash: user id -> slots), only for per-user limits above 1.
+    pub slots: String,
+}
+
+impl CampaignKeys {
+    /// The keys of `campaign` under `prefix`.
+    ///
+    /// ```
+    /// use coupon_core::CampaignId;
+    /// use coupon_redis::CampaignKeys;
+    /// let keys = CampaignKeys::new("coupon", CampaignId(7));
+    /// assert_eq!(keys.count, "{coupon:7}:count");
+    /// assert_eq!(keys.users, "{coupon:7}:users");
+    /// ```
+    pub fn new(prefix: &str, campaign: CampaignId) -> Self {
+        let tag = format!("{{{prefix}:{campaign}}}");
+        Self {
+            count: format!("{tag}:count"),
+            users: format!("{tag}:users"),
+            slots: format!("{tag}:slots"),
+        }
+    }
+
+    /// The three keys in the order the scripts take them.
+    pub(crate) fn as_array(&self) -> [&str; 3] {
+        [&self.count, &self.users, &self.slots]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The part of a key Redis Cluster hashes: between the first `{` and the next `}`.
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').expect("a tag");
+        let close = key[open..].find('}').expect("a closed tag") + open;
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn all_keys_of_a_campaign_share_one_hash_tag() {
+        let keys = CampaignKeys::new("shop:coupon", CampaignId(123));
+        let tags: Vec<&str> = keys.as_array().iter().map(|k| hash_tag(k)).collect();
+        assert_eq!(tags, vec!["shop:coupon:123"; 3]);
+    }
+
+    #[test]
+    fn campaigns_get_distinct_tags() {
+        let a = CampaignKeys::new("coupon", CampaignId(1));
+        let b = CampaignKeys::new("coupon", CampaignId(11));
+        assert_ne!(hash_tag(&a.count), hash_tag(&b.count));
+    }
+}

@@ -1,0 +1,46 @@
+//! The core conformance suite on a three-node Redis Cluster of the test's own.
+#![cfg(feature = "cluster")]
+
+mod support;
+
+use std::sync::Arc;
+
+use coupon_core::testkit::{counter, fresh_campaign};
+use coupon_core::{Admission, CouponCounter, UserId};
+use coupon_redis::{RedisCounter, RedisCounterConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_counter_conformance() {
+    let cluster = support::PrivateCluster::start();
+    let counter = Arc::new(
+        RedisCounter::connect(RedisCounterConfig::new(cluster.url()))
+            .await
+            .expect("connect to the cluster"),
+    );
+    counter::all(counter.clone()).await;
+    counter::per_user_limit_above_one(counter.clone()).await;
+
+    // Campaigns land on different slots (and so nodes); each stays exact on its own.
+    for _ in 0..20 {
+        let campaign = fresh_campaign(1);
+        let first = counter
+            .try_acquire(&campaign, UserId(1))
+            .await
+            .expect("acquire");
+        let second = counter
+            .try_acquire(&campaign, UserId(2))
+            .await
+            .expect("acquire");
+        assert_eq!(
+            (first, second),
+            (Admission::Granted { rank: 1 }, Admission::SoldOut)
+        );
+        let users = counter
+            .admitted_before(campaign.id, chrono::Utc::now())
+            .await;
+        assert_eq!(
+            users.expect("HSCAN on the campaign's node"),
+            vec![UserId(1)]
+        );
+    }
+}

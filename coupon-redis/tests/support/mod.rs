@@ -1,0 +1,191 @@
+//! Test support: the harness Redis, and private Redis servers a test may kill.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coupon_core::testkit::service_url;
+use coupon_redis::{RedisCounter, RedisCounterConfig};
+use uuid::Uuid;
+
+/// A counter on the harness Redis (`REDIS_URL`) under a key prefix of its own.
+pub async fn shared_counter() -> RedisCounter {
+    RedisCounter::connect(config(&service_url("REDIS_URL")))
+        .await
+        .expect("connect to REDIS_URL")
+}
+
+/// Settings for `url` with a prefix no other test uses.
+pub fn config(url: &str) -> RedisCounterConfig {
+    RedisCounterConfig::new(url).with_key_prefix(format!("test-{}", Uuid::new_v4().simple()))
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn redis_server() -> &'static str {
+    // The harness (scripts/services.sh) installs redis-server when it is missing.
+    "redis-server"
+}
+
+/// A redis-server of the test's own on a free loopback port, keeping nothing on disk,
+/// killed when dropped.
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("firstcome-redis-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("create a redis dir");
+        let mut redis = Self {
+            port: free_port(),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(redis_server())
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server not found: run the tests through scripts/test.sh, which installs it",
+            );
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ping = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "ping"])
+                .output();
+            if ping.is_ok_and(|out| out.stdout.starts_with(b"PONG")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("private redis on port {} did not start", self.port);
+    }
+
+    /// `kill -9`: the server and everything it held are gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Runs redis-cli against this server.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Three cluster-enabled redis-servers of the test's own, joined into one Redis Cluster
+/// (no replicas) with `redis-cli --cluster create`; killed when dropped.
+pub struct PrivateCluster {
+    nodes: Vec<PrivateRedis>,
+}
+
+impl PrivateCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<PrivateRedis> = (0..3)
+            .map(|_| {
+                PrivateRedis::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            created.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self
+                .nodes
+                .iter()
+                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the private cluster did not reach cluster_state:ok");
+    }
+
+    /// Every node's URL, comma-separated: the form `RedisCounterConfig` takes.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(PrivateRedis::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
