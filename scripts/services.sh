@@ -5,6 +5,7 @@
 #
 #   scripts/services.sh start DIR          install what is missing, start all, write DIR/env
 #   scripts/services.sh stop DIR           stop all (idempotent)
+#   scripts/services.sh start-one NAME DIR start one service of a test's own under DIR
 #   scripts/services.sh kill NAME DIR      kill -9 one service (redis | postgres | kafka)
 #   scripts/services.sh restart NAME DIR   start it again on the same port and storage
 #                                          (Redis comes back empty: it keeps nothing on disk)
@@ -125,8 +126,13 @@ start_kafka() {
 }
 
 mysql_url() {
-  # MariaDB is optional: used when the machine runs one on its standard port.
-  if command -v mariadb >/dev/null && mariadb -h 127.0.0.1 -P 3306 -u root -e 'CREATE DATABASE IF NOT EXISTS firstcome_test' 2>/dev/null; then
+  # MariaDB is optional: used when the machine runs one on its standard port. Tests
+  # create databases named firstcome_*; drop those an earlier run left behind.
+  local stale db
+  command -v mariadb >/dev/null || return 0
+  stale=$(mariadb -h 127.0.0.1 -P 3306 -u root -N -e "SHOW DATABASES LIKE 'firstcome\\_%'" 2>/dev/null) || return 0
+  for db in $stale; do mariadb -h 127.0.0.1 -P 3306 -u root -e "DROP DATABASE \`$db\`" 2>/dev/null || true; done
+  if mariadb -h 127.0.0.1 -P 3306 -u root -e 'CREATE DATABASE IF NOT EXISTS firstcome_test' 2>/dev/null; then
     echo "mysql://root@127.0.0.1:3306/firstcome_test"
   fi
 }
@@ -198,6 +204,11 @@ main() {
       start_kafka "$dir"
       write_env "$dir"
       log "running: $(tr '\n' ' ' <"$dir/env" | sed 's/export //g')" ;;
+    start-one)
+      dir=${3:?usage: services.sh start-one NAME DIR}
+      mkdir -p "$dir"
+      chmod 755 "$dir"
+      start_one "${2:?service}" "$dir" ;;
     stop) stop_all "${2:?usage: services.sh stop DIR}" ;;
     kill) kill_one "${2:?service}" "${3:?usage: services.sh kill NAME DIR}" ;;
     restart)

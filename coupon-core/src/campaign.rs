@@ -152,6 +152,10 @@ impl NewCampaign {
         if self.per_user_limit == 0 {
             return invalid("per_user_limit", "must be at least 1");
         }
+        if self.per_user_limit > i32::MAX as u32 {
+            // SQL backends store it in a signed 32-bit column.
+            return invalid("per_user_limit", "must fit in a signed 32-bit integer");
+        }
         if let (Some(opens), Some(closes)) = (self.opens_at, self.closes_at)
             && closes <= opens
         {

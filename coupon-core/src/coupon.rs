@@ -27,6 +27,25 @@ pub struct Coupon {
 }
 
 impl Coupon {
+    /// A coupon from stored parts (for store adapters reading rows back).
+    pub fn new(
+        campaign: CampaignId,
+        user: UserId,
+        rank: u64,
+        code: CouponCode,
+        ticket_id: TicketId,
+        issued_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            campaign,
+            user,
+            rank,
+            code,
+            ticket_id,
+            issued_at,
+        }
+    }
+
     /// The coupon a ticket becomes, with a fresh code, issued now.
     pub fn from_ticket(ticket: &IssueTicket) -> Self {
         Self {

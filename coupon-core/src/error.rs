@@ -111,6 +111,16 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// The backend's schema is not the one this crate wrote (a table or column is
+    /// missing, or has another type): refusing to run beats writing somewhere wrong.
+    #[error("{backend} schema is not firstcome's: {detail}")]
+    SchemaMismatch {
+        /// Which backend.
+        backend: &'static str,
+        /// What was expected and not found.
+        detail: String,
+    },
+
     /// The component was shut down and takes no more work.
     #[error("{what} is closed")]
     Closed {
@@ -138,6 +148,7 @@ impl Error {
             | Error::InvalidCampaign { .. }
             | Error::Unsupported { .. }
             | Error::Backend { .. }
+            | Error::SchemaMismatch { .. }
             | Error::Closed { .. } => false,
         }
     }

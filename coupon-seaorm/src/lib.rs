@@ -1,8 +1,40 @@
-//! SeaORM coupon store for firstcome: `SeaOrmStore` implementing
-//! [`coupon_core::CouponStore`] on SQLite, PostgreSQL and MySQL/MariaDB, with the cap
-//! enforced inside one transaction per batch.
+//! SeaORM coupon store for firstcome: the database as the final authority.
 //!
-//! Not implemented yet: this crate reserves the name and the place in the workspace.
-//! Until it lands, use [`coupon_core::memory::MemoryStore`].
+//! [`SeaOrmStore`] implements [`coupon_core::CouponStore`] on SQLite (feature `sqlite`,
+//! on by default), PostgreSQL (`postgres`) and MySQL/MariaDB (`mysql`). Whatever the
+//! admission counter said, a campaign never holds more than its cap of coupons, a user
+//! never more than the per-user limit, and a ticket becomes at most one coupon: each
+//! batch is one transaction that serialises on the campaign and checks all three.
+//!
+//! Tables (created by the [`Migrator`] migrations, run on connect by default):
+//!
+//! | table | columns | keys |
+//! | --- | --- | --- |
+//! | `campaign` | id, name, cap, per_user_limit, opens_at, closes_at, issued | primary id |
+//! | `coupon` | id, campaign_id, user_id, user_slot, rank, code, ticket_id, issued_at | unique (user_id, campaign_id, user_slot), index campaign_id, unique code, unique ticket_id |
+//! | `issue_failure` | id, ticket_id, campaign_id, ticket, error, attempts, first_seen, last_seen | unique ticket_id |
+//!
+//! `user_slot` runs 1..=per_user_limit, so for the default limit of 1 the unique key is
+//! (user_id, campaign_id): one coupon per user and campaign. User ids are 64-bit unsigned; they are stored bit for bit in
+//! signed `BIGINT` columns.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
+//! use coupon_core::{CouponStore, NewCampaign};
+//! use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+//!
+//! let store = SeaOrmStore::connect(SeaOrmStoreConfig::new("sqlite::memory:")).await?;
+//! let campaign = store.create_campaign(NewCampaign::new("launch", 1_000)).await?;
+//! assert_eq!(store.issued_count(campaign.id).await?, 0);
+//! # Ok(()) }
+//! ```
 
-pub use coupon_core::CouponStore;
+pub mod entity;
+mod error;
+mod issue;
+mod migration;
+mod sql;
+mod store;
+
+pub use migration::Migrator;
+pub use store::{SeaOrmStore, SeaOrmStoreConfig};

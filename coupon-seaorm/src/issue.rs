@@ -1,0 +1,219 @@
+//! `issue_batch`: one transaction per batch, serialised per campaign, cap checked in it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use coupon_core::{Coupon, Error, IssueOutcome, IssueTicket, Result};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
+
+use crate::error::{BACKEND, classify};
+use crate::sql::{self, SqlBuilder};
+
+/// Rows per multi-row INSERT and ids per `IN (...)` list: 7 values a row keeps each
+/// statement far below every backend's bound-parameter limit (SQLite's is 32,766).
+const CHUNK: usize = 1_000;
+
+/// The campaign row as locked for the batch.
+struct Locked {
+    cap: i64,
+    per_user_limit: i64,
+    issued: i64,
+}
+
+/// A coupon to insert, with the slot (1..=per_user_limit) it takes of its holder.
+struct NewCoupon {
+    coupon: Coupon,
+    user_slot: i32,
+}
+
+pub(crate) async fn issue_batch(
+    db: &DatabaseConnection,
+    tickets: &[IssueTicket],
+) -> Result<Vec<IssueOutcome>> {
+    if tickets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = db.get_database_backend();
+    let mut options = TransactionOptions::default();
+    if backend == DbBackend::Sqlite {
+        // Take the write lock up front: a deferred transaction that read first could not
+        // upgrade while another writer holds it, and would fail instead of waiting.
+        options.sqlite_transaction_mode = Some(SqliteTransactionMode::Immediate);
+    }
+    let txn = db
+        .begin_with_options(options)
+        .await
+        .map_err(|e| classify(e, || "issue_batch: BEGIN".to_owned()))?;
+
+    // Campaigns in id order, so two batches spanning the same campaigns lock them in the
+    // same order and cannot deadlock.
+    let mut by_campaign: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, ticket) in tickets.iter().enumerate() {
+        let campaign = i64::try_from(ticket.campaign.get()).unwrap_or(-1);
+        by_campaign.entry(campaign).or_default().push(i);
+    }
+    let mut outcomes = vec![IssueOutcome::UnknownCampaign; tickets.len()];
+    for (campaign, indices) in by_campaign {
+        issue_campaign(&txn, backend, campaign, tickets, &indices, &mut outcomes).await?;
+    }
+    txn.commit()
+        .await
+        .map_err(|e| classify(e, || "issue_batch: COMMIT".to_owned()))?;
+    Ok(outcomes)
+}
+
+async fn issue_campaign(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    campaign: i64,
+    tickets: &[IssueTicket],
+    indices: &[usize],
+    outcomes: &mut [IssueOutcome],
+) -> Result<()> {
+    let what = || format!("issue_batch for campaign {campaign}");
+    let Some(locked) = lock(txn, backend, campaign)
+        .await
+        .map_err(|e| classify(e, what))?
+    else {
+        return Ok(()); // outcomes stay UnknownCampaign
+    };
+    let batch: Vec<&IssueTicket> = indices.iter().map(|&i| &tickets[i]).collect();
+    let (mut held, stored) = holdings(txn, backend, campaign, &batch)
+        .await
+        .map_err(|e| classify(e, what))?;
+
+    let mut issued = locked.issued;
+    let mut seen = HashSet::new();
+    let mut rows = Vec::new();
+    for (&i, ticket) in indices.iter().zip(&batch) {
+        let id = ticket.ticket_id.to_string();
+        let slots = held.entry(ticket.user.get() as i64).or_insert(0);
+        outcomes[i] = if stored.contains(&id) || !seen.insert(id) || *slots >= locked.per_user_limit
+        {
+            IssueOutcome::Duplicate
+        } else if issued >= locked.cap {
+            IssueOutcome::OverCap
+        } else {
+            *slots += 1;
+            issued += 1;
+            let coupon = Coupon::from_ticket(ticket);
+            rows.push(NewCoupon {
+                coupon: coupon.clone(),
+                user_slot: *slots as i32,
+            });
+            IssueOutcome::Issued(coupon)
+        };
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    insert(txn, backend, campaign, &rows).await?;
+    let mut update = SqlBuilder::new(backend, "UPDATE campaign SET issued = issued + ");
+    update
+        .bind(rows.len() as i64)
+        .push(" WHERE id = ")
+        .bind(campaign);
+    txn.execute_raw(update.build())
+        .await
+        .map_err(|e| classify(e, || format!("updating campaign {campaign}.issued")))?;
+    Ok(())
+}
+
+async fn lock(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    campaign: i64,
+) -> std::result::Result<Option<Locked>, sea_orm::DbErr> {
+    let Some(row) = txn
+        .query_one_raw(sql::lock_campaign(backend, campaign))
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Locked {
+        cap: row.try_get_by_index(0)?,
+        per_user_limit: i64::from(row.try_get_by_index::<i32>(1)?),
+        issued: row.try_get_by_index(2)?,
+    }))
+}
+
+/// What the users of `batch` already hold in `campaign`: their coupon count, and the
+/// ticket ids stored for them (a ticket always names the same campaign and user, so a
+/// stored copy of one of `batch`'s tickets is among these). One query on the
+/// (user_id, campaign_id, user_slot) key.
+async fn holdings(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    campaign: i64,
+    batch: &[&IssueTicket],
+) -> std::result::Result<(HashMap<i64, i64>, HashSet<String>), sea_orm::DbErr> {
+    let users: Vec<i64> = batch
+        .iter()
+        .map(|t| t.user.get() as i64)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut held = HashMap::new();
+    let mut stored = HashSet::new();
+    for chunk in users.chunks(CHUNK) {
+        let mut query = SqlBuilder::new(
+            backend,
+            "SELECT user_id, ticket_id FROM coupon WHERE user_id IN ",
+        );
+        query.bind_list(chunk.iter().copied());
+        query.push(" AND campaign_id = ").bind(campaign);
+        for row in txn.query_all_raw(query.build()).await? {
+            *held.entry(row.try_get_by_index::<i64>(0)?).or_insert(0) += 1;
+            stored.insert(row.try_get_by_index::<String>(1)?);
+        }
+    }
+    Ok((held, stored))
+}
+
+async fn insert(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    campaign: i64,
+    rows: &[NewCoupon],
+) -> Result<()> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(CHUNK) {
+        let mut insert = SqlBuilder::new(backend, &sql::insert_coupons_head(backend));
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                insert.push(", ");
+            }
+            let coupon = &row.coupon;
+            insert.push("(");
+            insert.bind(campaign).push(", ");
+            insert.bind(coupon.user.get() as i64).push(", ");
+            insert.bind(row.user_slot).push(", ");
+            insert.bind(coupon.rank as i64).push(", ");
+            insert.bind(coupon.code.as_str().to_owned()).push(", ");
+            insert.bind(coupon.ticket_id.to_string()).push(", ");
+            insert.bind(coupon.issued_at).push(")");
+        }
+        insert.push(sql::insert_coupons_tail(backend));
+        let result = txn
+            .execute_raw(insert.build())
+            .await
+            .map_err(|e| classify(e, || format!("inserting coupons of campaign {campaign}")))?;
+        inserted += result.rows_affected();
+    }
+    if inserted != rows.len() as u64 {
+        // Under the campaign lock every row was checked new; a skipped one means a writer
+        // that does not take the lock. Roll back (by dropping the transaction) and let
+        // the worker retry against what is now stored.
+        return Err(Error::Unavailable {
+            backend: BACKEND,
+            message: format!(
+                "campaign {campaign}: inserted {inserted} of {} coupons; another writer bypassed the campaign lock",
+                rows.len()
+            ),
+            source: None,
+        });
+    }
+    Ok(())
+}

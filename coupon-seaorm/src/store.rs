@@ -1,0 +1,359 @@
+//! [`CouponStore`] on a SeaORM connection.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coupon_core::{
+    Campaign, CampaignId, Coupon, CouponCode, CouponStore, Error, IssueFailure, IssueOutcome,
+    IssueTicket, NewCampaign, Result, TicketId, UserId,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::entity::{campaign, coupon, issue_failure};
+use crate::error::{BACKEND, classify};
+use crate::{Migrator, issue};
+
+/// How to reach the database.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SeaOrmStoreConfig {
+    /// `sqlite://path/to/file.db?mode=rwc`, `sqlite::memory:`, `postgres://...`,
+    /// `mysql://...`; the backend's cargo feature must be on.
+    pub url: String,
+    /// Pool size (default 16; SQLite uses one connection, its writes are serial anyway).
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection before a retryable error (default 5 s).
+    pub acquire_timeout: Duration,
+    /// Run the migrations on connect (default true). Without it, `connect` only checks
+    /// that the schema is there.
+    pub migrate: bool,
+}
+
+impl SeaOrmStoreConfig {
+    /// Settings for `url` with every default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            migrate: true,
+        }
+    }
+
+    /// Sets [`SeaOrmStoreConfig::migrate`].
+    pub fn with_migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// Sets [`SeaOrmStoreConfig::max_connections`].
+    pub fn with_max_connections(mut self, max_connections: u32) -> Self {
+        self.max_connections = max_connections.max(1);
+        self
+    }
+}
+
+impl fmt::Debug for SeaOrmStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Hide the password of scheme://user:password@host.
+        let url = match (self.url.find("://"), self.url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &self.url[..scheme], &self.url[at + 1..])
+            }
+            _ => self.url.clone(),
+        };
+        f.debug_struct("SeaOrmStoreConfig")
+            .field("url", &url)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("migrate", &self.migrate)
+            .finish()
+    }
+}
+
+/// The coupon store on SQLite, PostgreSQL or MySQL/MariaDB.
+///
+/// `issue_batch` runs one transaction per batch: it locks each campaign's row (on
+/// SQLite, the database's write lock), skips tickets already stored and users at their
+/// limit, refuses tickets past the cap, inserts the rest with one multi-row
+/// `INSERT ... ON CONFLICT DO NOTHING` (`INSERT IGNORE` on MySQL) and adds them to
+/// `campaign.issued`. A failed batch leaves nothing behind; re-running one changes
+/// nothing.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
+/// use coupon_core::{CouponStore, IssueTicket, NewCampaign, UserId};
+/// use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+///
+/// let store = SeaOrmStore::connect(SeaOrmStoreConfig::new("sqlite::memory:")).await?;
+/// let campaign = store.create_campaign(NewCampaign::new("launch", 100)).await?;
+/// let ticket = IssueTicket::new(campaign.id, UserId(7), 1);
+/// store.issue_batch(&[ticket.clone(), ticket]).await?;
+/// assert_eq!(store.issued_count(campaign.id).await?, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SeaOrmStore {
+    db: DatabaseConnection,
+}
+
+/// What each table must offer for the store to run on it.
+const SCHEMA: &[(&str, &str)] = &[
+    (
+        "campaign",
+        "id, name, cap, per_user_limit, opens_at, closes_at, issued",
+    ),
+    (
+        "coupon",
+        "id, campaign_id, user_id, user_slot, code, ticket_id, issued_at",
+    ),
+    (
+        "issue_failure",
+        "id, ticket_id, campaign_id, ticket, error, attempts, first_seen, last_seen",
+    ),
+];
+
+impl SeaOrmStore {
+    /// Connects, runs the migrations when the config says so, and checks the schema.
+    pub async fn connect(config: SeaOrmStoreConfig) -> Result<Self> {
+        let mut options = ConnectOptions::new(config.url.clone());
+        options
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_timeout(config.acquire_timeout)
+            .sqlx_logging(false);
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| classify(e, || format!("connecting to {config:?}")))?;
+        Self::from_connection(db, config.migrate).await
+    }
+
+    /// Wraps an existing connection: runs the migrations if `migrate`, then checks the
+    /// schema ([`Error::SchemaMismatch`] when a table or column is missing).
+    pub async fn from_connection(db: DatabaseConnection, migrate: bool) -> Result<Self> {
+        let store = Self { db };
+        if migrate {
+            store.migrate().await?;
+        }
+        store.check_schema().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations not yet applied; running it again changes nothing.
+    pub async fn migrate(&self) -> Result<()> {
+        Migrator::up(&self.db, None)
+            .await
+            .map_err(|e| classify(e, || "running migrations".to_owned()))
+    }
+
+    /// The underlying connection, for queries of your own.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    async fn check_schema(&self) -> Result<()> {
+        let backend = self.db.get_database_backend();
+        for (table, columns) in SCHEMA {
+            let probe = format!("SELECT {columns} FROM {table} WHERE 1 = 0");
+            if let Err(error) = self
+                .db
+                .query_all_raw(Statement::from_string(backend, probe))
+                .await
+            {
+                if crate::error::is_retryable(&error) {
+                    return Err(classify(error, || format!("checking table {table}")));
+                }
+                return Err(Error::SchemaMismatch {
+                    backend: BACKEND,
+                    detail: format!(
+                        "table {table} with columns ({columns}) is not readable: {error}; \
+                         run the migrations (SeaOrmStoreConfig::migrate) on a database of our own"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn campaign_row(&self, id: CampaignId) -> Result<campaign::Model> {
+        let unknown = Error::UnknownCampaign { campaign: id };
+        let Ok(key) = i64::try_from(id.get()) else {
+            return Err(unknown);
+        };
+        campaign::Entity::find_by_id(key)
+            .one(&self.db)
+            .await
+            .map_err(|e| classify(e, || format!("reading campaign {id}")))?
+            .ok_or(unknown)
+    }
+}
+
+fn to_campaign(row: campaign::Model) -> Result<Campaign> {
+    let mut new = NewCampaign::new(row.name, u64::try_from(row.cap).unwrap_or(0))
+        .per_user_limit(u32::try_from(row.per_user_limit).unwrap_or(0));
+    new.opens_at = row.opens_at;
+    new.closes_at = row.closes_at;
+    Ok(Campaign::from_new(CampaignId(row.id as u64), new))
+}
+
+fn ticket_id(text: &str, table: &str) -> Result<TicketId> {
+    text.parse().map(TicketId).map_err(|_| {
+        Error::backend(
+            BACKEND,
+            format!("{table}.ticket_id holds {text:?}, not a UUID"),
+            None,
+        )
+    })
+}
+
+fn to_coupon(row: coupon::Model) -> Result<Coupon> {
+    Ok(Coupon::new(
+        CampaignId(row.campaign_id as u64),
+        UserId(row.user_id as u64),
+        row.rank as u64,
+        CouponCode::from_stored(row.code),
+        ticket_id(&row.ticket_id, "coupon")?,
+        row.issued_at,
+    ))
+}
+
+fn to_failure(row: issue_failure::Model) -> Result<IssueFailure> {
+    let ticket: IssueTicket = serde_json::from_str(&row.ticket).map_err(|e| {
+        Error::backend(
+            BACKEND,
+            format!("issue_failure {} holds an unreadable ticket", row.id),
+            Some(e.into()),
+        )
+    })?;
+    let mut failure =
+        IssueFailure::new(ticket, row.error, u32::try_from(row.attempts).unwrap_or(0));
+    failure.first_seen = row.first_seen;
+    failure.last_seen = row.last_seen;
+    Ok(failure)
+}
+
+#[async_trait]
+impl CouponStore for SeaOrmStore {
+    async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
+        new.validate()?;
+        let row = campaign::ActiveModel {
+            name: Set(new.name.clone()),
+            cap: Set(new.cap as i64),
+            per_user_limit: Set(new.per_user_limit as i32),
+            opens_at: Set(new.opens_at),
+            closes_at: Set(new.closes_at),
+            issued: Set(0),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(|e| classify(e, || format!("creating campaign {:?}", new.name)))?;
+        Ok(Campaign::from_new(CampaignId(row.id as u64), new))
+    }
+
+    async fn campaign(&self, id: CampaignId) -> Result<Campaign> {
+        to_campaign(self.campaign_row(id).await?)
+    }
+
+    async fn issue_batch(&self, tickets: &[IssueTicket]) -> Result<Vec<IssueOutcome>> {
+        issue::issue_batch(&self.db, tickets).await
+    }
+
+    async fn issued_count(&self, campaign: CampaignId) -> Result<u64> {
+        Ok(self.campaign_row(campaign).await?.issued as u64)
+    }
+
+    async fn coupons_of(&self, campaign: CampaignId, user: UserId) -> Result<Vec<Coupon>> {
+        let row = self.campaign_row(campaign).await?;
+        coupon::Entity::find()
+            .filter(coupon::Column::CampaignId.eq(row.id))
+            .filter(coupon::Column::UserId.eq(user.get() as i64))
+            .order_by_asc(coupon::Column::Rank)
+            .all(&self.db)
+            .await
+            .map_err(|e| {
+                classify(e, || {
+                    format!("reading coupons of user {user} in campaign {campaign}")
+                })
+            })?
+            .into_iter()
+            .map(to_coupon)
+            .collect()
+    }
+
+    async fn holders(&self, campaign: CampaignId) -> Result<Vec<UserId>> {
+        let row = self.campaign_row(campaign).await?;
+        let users: Vec<i64> = coupon::Entity::find()
+            .select_only()
+            .column(coupon::Column::UserId)
+            .filter(coupon::Column::CampaignId.eq(row.id))
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(|e| classify(e, || format!("reading holders of campaign {campaign}")))?;
+        Ok(users.into_iter().map(|user| UserId(user as u64)).collect())
+    }
+
+    async fn record_failure(&self, failure: &IssueFailure) -> Result<()> {
+        let key = failure.ticket.ticket_id.to_string();
+        let what = || format!("recording the failure of ticket {key}");
+        let ticket = serde_json::to_string(&failure.ticket)
+            .map_err(|e| Error::backend(BACKEND, what(), Some(e.into())))?;
+        // Two attempts: a concurrent first insert of the same ticket makes the first one
+        // fail on the unique key, and the second then finds the row to update.
+        for attempt in 0..2 {
+            let existing = issue_failure::Entity::find()
+                .filter(issue_failure::Column::TicketId.eq(key.clone()))
+                .one(&self.db)
+                .await
+                .map_err(|e| classify(e, what))?;
+            let written = match existing {
+                Some(row) => {
+                    let attempts = row.attempts.saturating_add(failure.attempts as i32);
+                    let mut row: issue_failure::ActiveModel = row.into();
+                    row.error = Set(failure.error.clone());
+                    row.attempts = Set(attempts);
+                    row.last_seen = Set(failure.last_seen);
+                    row.update(&self.db).await.map(|_| ())
+                }
+                None => issue_failure::ActiveModel {
+                    ticket_id: Set(key.clone()),
+                    campaign_id: Set(failure.ticket.campaign.get() as i64),
+                    ticket: Set(ticket.clone()),
+                    error: Set(failure.error.clone()),
+                    attempts: Set(failure.attempts as i32),
+                    first_seen: Set(failure.first_seen),
+                    last_seen: Set(failure.last_seen),
+                    ..Default::default()
+                }
+                .insert(&self.db)
+                .await
+                .map(|_| ()),
+            };
+            match written {
+                Ok(()) => return Ok(()),
+                Err(error) if attempt == 0 && error.sql_err().is_some() => continue,
+                Err(error) => return Err(classify(error, what)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn failures(&self, campaign: CampaignId) -> Result<Vec<IssueFailure>> {
+        issue_failure::Entity::find()
+            .filter(issue_failure::Column::CampaignId.eq(campaign.get() as i64))
+            .order_by_asc(issue_failure::Column::FirstSeen)
+            .order_by_asc(issue_failure::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(|e| classify(e, || format!("reading failures of campaign {campaign}")))?
+            .into_iter()
+            .map(to_failure)
+            .collect()
+    }
+}
