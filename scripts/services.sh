@@ -3,6 +3,7 @@
 # (tansu), each on a free loopback port with its state under one directory, so that
 # fault tests may kill and restart them without touching anything else on the machine.
 #
+#   scripts/services.sh install            install what building and testing need, start nothing
 #   scripts/services.sh start DIR          install what is missing, start all, write DIR/env
 #   scripts/services.sh stop DIR           stop all (idempotent)
 #   scripts/services.sh start-one NAME DIR start one service of a test's own under DIR
@@ -61,7 +62,20 @@ tansu_bin() {
   command -v tansu 2>/dev/null || { [ -x "$HOME/.cargo/bin/tansu" ] && echo "$HOME/.cargo/bin/tansu"; }
 }
 
+# Headers and tools the workspace's C dependencies build with: rdkafka-sys builds the
+# bundled librdkafka with cmake; librdkafka 2.12's cmake build includes curl/curl.h even
+# with curl off (it only needs the header); zlib for message compression.
+ensure_build_deps() {
+  local missing=()
+  command -v cmake >/dev/null || missing+=(cmake)
+  [ -f /usr/include/curl/curl.h ] || [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
+  [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+  command -v c++ >/dev/null || missing+=(g++)
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
 ensure_installed() {
+  ensure_build_deps
   command -v redis-server >/dev/null || apt_install redis-server
   command -v redis-cli >/dev/null || apt_install redis-tools
   [ -n "$(pg_bin)" ] || apt_install postgresql
@@ -209,6 +223,7 @@ main() {
       mkdir -p "$dir"
       chmod 755 "$dir"
       start_one "${2:?service}" "$dir" ;;
+    install) ensure_installed ;;
     stop) stop_all "${2:?usage: services.sh stop DIR}" ;;
     kill) kill_one "${2:?service}" "${3:?usage: services.sh kill NAME DIR}" ;;
     restart)

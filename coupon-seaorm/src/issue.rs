@@ -46,6 +46,15 @@ pub(crate) async fn issue_batch(
         .begin_with_options(options)
         .await
         .map_err(|e| classify(e, || "issue_batch: BEGIN".to_owned()))?;
+    if backend == DbBackend::Postgres {
+        // The lookups below go by unique keys. PostgreSQL's planner, whose statistics lag a
+        // table that grows by thousands of rows a second (a new database, the first
+        // minute of a sale, before autovacuum analyses it), would otherwise pick a scan
+        // of the whole table for every batch.
+        txn.execute_unprepared("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+            .await
+            .map_err(|e| classify(e, || "issue_batch: SET LOCAL".to_owned()))?;
+    }
 
     // Campaigns in id order, so two batches spanning the same campaigns lock them in the
     // same order and cannot deadlock.
@@ -141,8 +150,12 @@ async fn lock(
 
 /// What the users of `batch` already hold in `campaign`: their coupon count, and the
 /// ticket ids stored for them (a ticket always names the same campaign and user, so a
-/// stored copy of one of `batch`'s tickets is among these). One query on the
-/// (user_id, campaign_id, user_slot) key.
+/// stored copy of one of `batch`'s tickets is among these).
+///
+/// The query filters on `user_id` alone, the leading column of the unique key, and
+/// leaves the campaign to the loop below: given a campaign too, a planner whose
+/// statistics predate the campaign (created seconds ago, growing by thousands of rows a
+/// second) reads every row of it through the campaign index, on every batch.
 async fn holdings(
     txn: &DatabaseTransaction,
     backend: DbBackend,
@@ -160,13 +173,14 @@ async fn holdings(
     for chunk in users.chunks(CHUNK) {
         let mut query = SqlBuilder::new(
             backend,
-            "SELECT user_id, ticket_id FROM coupon WHERE user_id IN ",
+            "SELECT user_id, campaign_id, ticket_id FROM coupon WHERE user_id IN ",
         );
         query.bind_list(chunk.iter().copied());
-        query.push(" AND campaign_id = ").bind(campaign);
         for row in txn.query_all_raw(query.build()).await? {
-            *held.entry(row.try_get_by_index::<i64>(0)?).or_insert(0) += 1;
-            stored.insert(row.try_get_by_index::<String>(1)?);
+            if row.try_get_by_index::<i64>(1)? == campaign {
+                *held.entry(row.try_get_by_index::<i64>(0)?).or_insert(0) += 1;
+                stored.insert(row.try_get_by_index::<String>(2)?);
+            }
         }
     }
     Ok((held, stored))

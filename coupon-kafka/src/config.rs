@@ -1,0 +1,149 @@
+//! Settings shared by the producer and the consumer.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+/// How to reach the brokers and which topics to use.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The ticket topic (default `coupon-issue`).
+    pub topic: String,
+    /// Where tickets that cannot be persisted, and messages that cannot be read, go
+    /// (default `coupon-issue-dlq`).
+    pub dead_letter_topic: String,
+    /// Consumer group of the workers (default `firstcome-issuer`).
+    pub group_id: String,
+    /// Partitions the ticket topic must have (default 3); also used when creating it.
+    pub partitions: i32,
+    /// Create missing topics at start-up (default false: a missing topic is an error,
+    /// so that a misspelt name fails loudly instead of writing where nobody reads).
+    pub create_topics: bool,
+    /// Producer `linger.ms` (default 2 ms): how long to wait to fill a broker batch.
+    pub linger: Duration,
+    /// Producer `batch.num.messages` (default 10,000).
+    pub batch_num_messages: u32,
+    /// Producer `message.timeout.ms` (default 10 s): after it, a publish's outcome is
+    /// unknown and the slot stays reserved for reconciliation.
+    pub delivery_timeout: Duration,
+    /// Longest the consumer waits to fill a batch once it has one ticket (default 20 ms).
+    pub batch_linger: Duration,
+    /// Extra librdkafka settings, applied last (security, client.id, ...).
+    pub extra: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// Settings for `brokers` with every default.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: "coupon-issue".to_owned(),
+            dead_letter_topic: "coupon-issue-dlq".to_owned(),
+            group_id: "firstcome-issuer".to_owned(),
+            partitions: 3,
+            create_topics: false,
+            linger: Duration::from_millis(2),
+            batch_num_messages: 10_000,
+            delivery_timeout: Duration::from_secs(10),
+            batch_linger: Duration::from_millis(20),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Sets both topic names.
+    pub fn with_topics(
+        mut self,
+        topic: impl Into<String>,
+        dead_letter_topic: impl Into<String>,
+    ) -> Self {
+        self.topic = topic.into();
+        self.dead_letter_topic = dead_letter_topic.into();
+        self
+    }
+
+    /// Sets [`KafkaConfig::group_id`].
+    pub fn with_group_id(mut self, group_id: impl Into<String>) -> Self {
+        self.group_id = group_id.into();
+        self
+    }
+
+    /// Sets [`KafkaConfig::partitions`].
+    pub fn with_partitions(mut self, partitions: i32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// Sets [`KafkaConfig::create_topics`].
+    pub fn with_create_topics(mut self, create: bool) -> Self {
+        self.create_topics = create;
+        self
+    }
+
+    /// Sets [`KafkaConfig::linger`].
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Sets [`KafkaConfig::delivery_timeout`].
+    pub fn with_delivery_timeout(mut self, timeout: Duration) -> Self {
+        self.delivery_timeout = timeout;
+        self
+    }
+
+    /// Adds one librdkafka setting.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    pub(crate) fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        config
+    }
+
+    pub(crate) fn apply_extra(&self, config: &mut ClientConfig) {
+        for (key, value) in &self.extra {
+            config.set(key, value);
+        }
+    }
+
+    /// An idempotent, `acks=all` producer: a retried send never duplicates, and a
+    /// delivery report means every in-sync replica has the ticket.
+    pub(crate) fn producer(&self) -> ClientConfig {
+        let mut config = self.client();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", self.linger.as_millis().to_string())
+            .set("batch.num.messages", self.batch_num_messages.to_string())
+            .set(
+                "message.timeout.ms",
+                self.delivery_timeout.as_millis().to_string(),
+            );
+        self.apply_extra(&mut config);
+        config
+    }
+
+    /// A group consumer that never commits on its own: offsets are committed by `ack`,
+    /// after the store persisted the batch.
+    pub(crate) fn consumer(&self) -> ClientConfig {
+        let mut config = self.client();
+        config
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("allow.auto.create.topics", "false")
+            .set("session.timeout.ms", "10000")
+            // Bounds what librdkafka prefetches: when the worker is slow, fetching stops.
+            .set("queued.max.messages.kbytes", "16384");
+        self.apply_extra(&mut config);
+        config
+    }
+}

@@ -1,0 +1,92 @@
+//! Classifying Kafka errors.
+
+use coupon_core::Error;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+pub(crate) const BACKEND: &str = "kafka";
+
+/// Errors after which the broker certainly did not store the message: it never left
+/// the client, or the broker refused it for a reason a retry would meet again.
+fn definitely_not_stored(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::QueueFull
+            | RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::MessageBatchTooLarge
+    )
+}
+
+/// The issuer's view of a failed publish: refused (release the slot) or unknown (keep it).
+pub(crate) fn publish_failed(error: KafkaError) -> Error {
+    let refused = match &error {
+        KafkaError::MessageProduction(code) => definitely_not_stored(*code),
+        // The record could not even be built or queued.
+        KafkaError::ClientCreation(_) | KafkaError::ClientConfig(..) => true,
+        // Everything else, the delivery timeout first, may have stored the ticket.
+        _ => false,
+    };
+    if refused {
+        Error::PublishRefused {
+            backend: BACKEND,
+            source: error.into(),
+        }
+    } else {
+        Error::PublishUnknown {
+            backend: BACKEND,
+            source: error.into(),
+        }
+    }
+}
+
+/// A non-publish Kafka error: configuration errors are permanent, the rest (broker
+/// down, timeouts, rebalances, coordinator moves) retryable.
+pub(crate) fn kafka(error: KafkaError, what: impl FnOnce() -> String) -> Error {
+    let permanent = matches!(
+        error,
+        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)
+    );
+    if permanent {
+        Error::backend(BACKEND, format!("{}: {error}", what()), Some(error.into()))
+    } else {
+        Error::Unavailable {
+            backend: BACKEND,
+            message: format!("{}: {error}", what()),
+            source: Some(error.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_timeout_is_an_unknown_outcome() {
+        let error = publish_failed(KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageTimedOut,
+        ));
+        assert!(matches!(error, Error::PublishUnknown { .. }));
+    }
+
+    #[test]
+    fn full_local_queue_is_a_refusal() {
+        let error = publish_failed(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
+        assert!(matches!(error, Error::PublishRefused { .. }));
+    }
+
+    #[test]
+    fn broker_transport_failure_is_unknown() {
+        let error = publish_failed(KafkaError::MessageProduction(
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ));
+        assert!(matches!(error, Error::PublishUnknown { .. }));
+    }
+}

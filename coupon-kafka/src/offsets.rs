@@ -1,0 +1,112 @@
+//! Which offset of each partition may be committed: the first one not yet done.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// Tracks delivered messages per partition until they are done (persisted or
+/// dead-lettered). Batches may be acked out of order and redelivered; the committable
+/// offset never passes a message that is not done, so a commit never skips one.
+#[derive(Debug, Default)]
+pub(crate) struct OffsetTracker {
+    partitions: HashMap<i32, BTreeMap<i64, bool>>,
+}
+
+impl OffsetTracker {
+    pub(crate) fn delivered(&mut self, partition: i32, offset: i64) {
+        self.partitions
+            .entry(partition)
+            .or_default()
+            .entry(offset)
+            .or_insert(false);
+    }
+
+    pub(crate) fn done(&mut self, partition: i32, offset: i64) {
+        if let Some(done) = self
+            .partitions
+            .get_mut(&partition)
+            .and_then(|offsets| offsets.get_mut(&offset))
+        {
+            *done = true;
+        }
+    }
+
+    /// Forgets a partition this consumer no longer owns.
+    pub(crate) fn forget(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+    }
+
+    /// For each partition with a done prefix: the offset to commit (the next one to
+    /// read), which is the first offset not done, or one past the last done.
+    pub(crate) fn committable(&self) -> Vec<(i32, i64)> {
+        let mut commits = Vec::new();
+        for (&partition, offsets) in &self.partitions {
+            let mut next = None;
+            for (&offset, &done) in offsets {
+                if !done {
+                    break;
+                }
+                next = Some(offset + 1);
+            }
+            if let Some(next) = next {
+                commits.push((partition, next));
+            }
+        }
+        commits.sort_unstable();
+        commits
+    }
+
+    /// Drops what a successful commit of `next` for `partition` covered.
+    pub(crate) fn committed(&mut self, partition: i32, next: i64) {
+        if let Some(offsets) = self.partitions.get_mut(&partition) {
+            *offsets = offsets.split_off(&next);
+            if offsets.is_empty() {
+                self.partitions.remove(&partition);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_only_a_done_prefix() {
+        let mut tracker = OffsetTracker::default();
+        for offset in 0..5 {
+            tracker.delivered(0, offset);
+        }
+        tracker.done(0, 3);
+        tracker.done(0, 4);
+        assert_eq!(tracker.committable(), vec![], "0..=2 are still in flight");
+        tracker.done(0, 0);
+        tracker.done(0, 1);
+        assert_eq!(tracker.committable(), vec![(0, 2)]);
+        tracker.done(0, 2);
+        assert_eq!(tracker.committable(), vec![(0, 5)]);
+        tracker.committed(0, 5);
+        assert_eq!(tracker.committable(), vec![]);
+    }
+
+    #[test]
+    fn partitions_are_independent_and_forgettable() {
+        let mut tracker = OffsetTracker::default();
+        tracker.delivered(0, 10);
+        tracker.delivered(1, 20);
+        tracker.delivered(1, 21);
+        tracker.done(0, 10);
+        tracker.done(1, 21);
+        assert_eq!(tracker.committable(), vec![(0, 11)]);
+        tracker.forget(1);
+        tracker.done(1, 20);
+        assert_eq!(tracker.committable(), vec![(0, 11)]);
+    }
+
+    #[test]
+    fn redelivery_of_a_done_offset_keeps_it_done() {
+        let mut tracker = OffsetTracker::default();
+        tracker.delivered(0, 0);
+        tracker.done(0, 0);
+        tracker.delivered(0, 0);
+        assert_eq!(tracker.committable(), vec![(0, 1)]);
+    }
+}

@@ -1,0 +1,342 @@
+//! [`IssueSource`] on Kafka: a consumer group that commits only what the store persisted.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coupon_core::{Batch, Error, IssueSource, IssueTicket, Result};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::Notify;
+
+use crate::dead_letter::DeadLetters;
+use crate::error::{BACKEND, kafka};
+use crate::offsets::OffsetTracker;
+use crate::{KafkaConfig, codec, topics};
+
+/// A message taken off the topic and not yet handed out or dead-lettered.
+#[derive(Clone)]
+enum Pending {
+    Ticket {
+        partition: i32,
+        offset: i64,
+        ticket: IssueTicket,
+    },
+    Malformed {
+        partition: i32,
+        offset: i64,
+        key: Option<Vec<u8>>,
+        payload: Option<Vec<u8>>,
+        reason: String,
+    },
+}
+
+impl Pending {
+    fn partition(&self) -> i32 {
+        match self {
+            Pending::Ticket { partition, .. } | Pending::Malformed { partition, .. } => *partition,
+        }
+    }
+}
+
+/// What the consumer holds between calls, shared with the rebalance callback.
+#[derive(Default)]
+struct State {
+    buffer: VecDeque<Pending>,
+    /// Tickets of batches dropped without an ack, to hand out again first.
+    redelivery: VecDeque<Pending>,
+    offsets: OffsetTracker,
+}
+
+type SharedState = Arc<Mutex<State>>;
+
+fn lock(state: &SharedState) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Drops what this consumer held of partitions taken away by a rebalance: their new
+/// owner starts from the last committed offset, and commits for them would be refused.
+struct Context {
+    state: SharedState,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            let mut state = lock(&self.state);
+            for element in revoked.elements() {
+                let partition = element.partition();
+                state.offsets.forget(partition);
+                state.buffer.retain(|p| p.partition() != partition);
+                state.redelivery.retain(|p| p.partition() != partition);
+            }
+        }
+    }
+}
+
+/// Consumes tickets as a member of the configured consumer group.
+///
+/// - Offsets are committed only by [`IssueSource::ack`], and only up to the first
+///   message not yet done, so a commit never passes a ticket that is not persisted,
+///   whatever order batches are acked in.
+/// - A batch dropped without an ack (a worker task aborted mid-batch) is handed out
+///   again; a crashed process's uncommitted messages go to the group's next owner.
+/// - Partitions revoked by a rebalance are forgotten: nothing is committed for them.
+/// - An unreadable message (not JSON, unknown version, bad shape) is parked on the
+///   dead-letter topic with its reason and origin, and its offset counts as done.
+/// - Back-pressure: messages are fetched only while the worker asks, and librdkafka's
+///   prefetch is bounded (`queued.max.messages.kbytes`), so a slow store slows fetching.
+pub struct KafkaIssueSource {
+    consumer: Arc<StreamConsumer<Context>>,
+    state: SharedState,
+    redelivered: Arc<Notify>,
+    receiving: tokio::sync::Mutex<()>,
+    dead_letters: DeadLetters,
+    topic: String,
+    linger: Duration,
+}
+
+impl std::fmt::Debug for KafkaIssueSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaIssueSource")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Travels inside a [`Batch`]; gives its tickets back unless acked.
+struct Receipt {
+    state: SharedState,
+    redelivered: Arc<Notify>,
+    pending: Vec<Pending>,
+    acked: bool,
+}
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        if !self.acked && !self.pending.is_empty() {
+            let mut state = lock(&self.state);
+            for pending in self.pending.drain(..).rev() {
+                state.redelivery.push_front(pending);
+            }
+            drop(state);
+            self.redelivered.notify_one();
+        }
+    }
+}
+
+impl KafkaIssueSource {
+    /// Checks (or creates) the topics, joins the group and subscribes.
+    pub async fn connect(config: KafkaConfig) -> Result<Self> {
+        topics::ensure_topics(&config).await?;
+        let state = SharedState::default();
+        let consumer: StreamConsumer<Context> = config
+            .consumer()
+            .create_with_context(Context {
+                state: state.clone(),
+            })
+            .map_err(|e| kafka(e, || "creating the consumer".into()))?;
+        consumer
+            .subscribe(&[&config.topic])
+            .map_err(|e| kafka(e, || format!("subscribing to {:?}", config.topic)))?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            state,
+            redelivered: Arc::new(Notify::new()),
+            receiving: tokio::sync::Mutex::new(()),
+            dead_letters: DeadLetters::new(&config)?,
+            topic: config.topic,
+            linger: config.batch_linger,
+        })
+    }
+
+    fn accept(&self, message: &BorrowedMessage<'_>) {
+        let (partition, offset) = (message.partition(), message.offset());
+        let pending = match codec::decode(message.payload()) {
+            Ok(ticket) => Pending::Ticket {
+                partition,
+                offset,
+                ticket,
+            },
+            Err(error) => Pending::Malformed {
+                partition,
+                offset,
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+                reason: error.to_string(),
+            },
+        };
+        let mut state = lock(&self.state);
+        state.offsets.delivered(partition, offset);
+        state.buffer.push_back(pending);
+    }
+
+    fn buffered(&self) -> usize {
+        let mut state = lock(&self.state);
+        let State {
+            buffer, redelivery, ..
+        } = &mut *state;
+        while let Some(pending) = redelivery.pop_back() {
+            buffer.push_front(pending);
+        }
+        buffer.len()
+    }
+
+    /// Dead-letters the malformed messages at the front of the buffer and takes up to
+    /// `max` tickets. A malformed message leaves the buffer only once the dead-letter
+    /// topic has it.
+    async fn take(&self, max: usize) -> Result<Vec<Pending>> {
+        let mut taken = Vec::new();
+        loop {
+            let front = lock(&self.state).buffer.front().cloned();
+            match front {
+                None => return Ok(taken),
+                Some(Pending::Malformed {
+                    partition,
+                    offset,
+                    key,
+                    payload,
+                    reason,
+                }) => {
+                    if !taken.is_empty() {
+                        return Ok(taken); // keep delivery order: tickets before it go first
+                    }
+                    let origin = format!("{}/{partition}/{offset}", self.topic);
+                    tracing::warn!(%origin, %reason, "dead-lettering an unreadable message");
+                    self.dead_letters
+                        .malformed(key.as_deref(), payload.as_deref(), &reason, &origin)
+                        .await?;
+                    let mut state = lock(&self.state);
+                    state.buffer.pop_front();
+                    state.offsets.done(partition, offset);
+                }
+                Some(Pending::Ticket { .. }) => {
+                    let mut state = lock(&self.state);
+                    while taken.len() < max
+                        && matches!(state.buffer.front(), Some(Pending::Ticket { .. }))
+                    {
+                        taken.extend(state.buffer.pop_front());
+                    }
+                    if taken.len() == max {
+                        return Ok(taken);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(&self) -> Result<()> {
+        let commits = lock(&self.state).offsets.committable();
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let assigned = self
+            .consumer
+            .assignment()
+            .map_err(|e| kafka(e, || "reading the assignment".into()))?;
+        let mut list = TopicPartitionList::new();
+        for &(partition, next) in &commits {
+            if assigned.find_partition(&self.topic, partition).is_some() {
+                list.add_partition_offset(&self.topic, partition, Offset::Offset(next))
+                    .map_err(|e| kafka(e, || "building the commit".into()))?;
+            }
+        }
+        if list.count() == 0 {
+            return Ok(());
+        }
+        // Asynchronous: the next batch need not wait for the coordinator. A commit that
+        // is lost only means those tickets come again, which the store turns into
+        // duplicates; it can never commit past a ticket that is not done.
+        self.consumer
+            .commit(&list, CommitMode::Async)
+            .map_err(|e| kafka(e, || format!("committing {list:?}")))?;
+        let mut state = lock(&self.state);
+        for element in list.elements() {
+            if let Offset::Offset(next) = element.offset() {
+                state.offsets.committed(element.partition(), next);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl IssueSource for KafkaIssueSource {
+    async fn next_batch(&self, max: usize) -> Result<Option<Batch>> {
+        let max = max.max(1);
+        // One caller at a time; every step below leaves what it received in the shared
+        // buffer, so a cancelled call loses nothing.
+        let _receiving = self.receiving.lock().await;
+        loop {
+            if self.buffered() == 0 {
+                let received = tokio::select! {
+                    received = self.consumer.recv() => Some(received),
+                    () = self.redelivered.notified() => None,
+                };
+                match received {
+                    Some(Ok(message)) => self.accept(&message),
+                    Some(Err(error)) => {
+                        return Err(kafka(error, || format!("consuming {:?}", self.topic)));
+                    }
+                    None => continue,
+                }
+                let deadline = tokio::time::Instant::now() + self.linger;
+                while self.buffered() < max {
+                    match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                        Ok(Ok(message)) => self.accept(&message),
+                        Ok(Err(_)) | Err(_) => break,
+                    }
+                }
+            }
+            let taken = self.take(max).await?;
+            if taken.is_empty() {
+                continue; // only unreadable messages, now dead-lettered
+            }
+            let tickets = taken
+                .iter()
+                .filter_map(|pending| match pending {
+                    Pending::Ticket { ticket, .. } => Some(ticket.clone()),
+                    Pending::Malformed { .. } => None,
+                })
+                .collect();
+            let receipt = Receipt {
+                state: self.state.clone(),
+                redelivered: self.redelivered.clone(),
+                pending: taken,
+                acked: false,
+            };
+            return Ok(Some(Batch::new(tickets, receipt)));
+        }
+    }
+
+    async fn ack(&self, batch: Batch) -> Result<()> {
+        let mut receipt = batch.into_receipt::<Receipt>().map_err(|_| {
+            Error::backend(BACKEND, "ack of a batch this source did not deliver", None)
+        })?;
+        {
+            let mut state = lock(&self.state);
+            for pending in &receipt.pending {
+                if let Pending::Ticket {
+                    partition, offset, ..
+                } = pending
+                {
+                    state.offsets.done(*partition, *offset);
+                }
+            }
+        }
+        receipt.acked = true;
+        drop(receipt);
+        self.commit().await
+    }
+
+    async fn dead_letter(&self, ticket: &IssueTicket, reason: &str) -> Result<()> {
+        self.dead_letters.ticket(ticket, reason).await
+    }
+}

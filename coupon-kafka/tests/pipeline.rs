@@ -1,0 +1,201 @@
+//! Kafka between the issuer side and a worker persisting into SQLite, on the harness broker.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coupon_core::{IssueWorker, WorkerConfig};
+use coupon_kafka::{KIND_HEADER, KafkaIssueQueue, KafkaIssueSource, REASON_HEADER, codec};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+fn worker(source: KafkaIssueSource, store: Arc<coupon_seaorm::SeaOrmStore>) -> IssueWorker {
+    IssueWorker::with_config(
+        Arc::new(source),
+        store,
+        WorkerConfig::default().with_batch_size(500),
+    )
+}
+
+/// 10,000 tickets published -> a worker -> exactly 10,000 coupons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_tickets_become_ten_thousand_coupons() {
+    let config = support::config(3);
+    let (store, campaign) = support::store_with_campaign(10_000).await;
+    let queue = Arc::new(
+        KafkaIssueQueue::connect(config.clone())
+            .await
+            .expect("producer"),
+    );
+    let source = KafkaIssueSource::connect(config).await.expect("consumer");
+    let running = tokio::spawn({
+        let worker = worker(source, store.clone());
+        async move { worker.run(std::future::pending()).await }
+    });
+
+    support::publish_all(queue, &support::tickets(campaign, 10_000)).await;
+    support::wait_for(store.as_ref(), campaign, 10_000).await;
+    running.abort();
+    support::assert_exactly(store.as_ref(), campaign, 10_000).await;
+}
+
+/// A worker aborted mid-stream (its batch maybe persisted, maybe not, not committed);
+/// a new worker in the same group finishes: every ticket persisted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn worker_killed_mid_stream_loses_and_duplicates_nothing() {
+    let config = support::config(3);
+    let (store, campaign) = support::store_with_campaign(5_000).await;
+    let queue = Arc::new(
+        KafkaIssueQueue::connect(config.clone())
+            .await
+            .expect("producer"),
+    );
+    support::publish_all(queue, &support::tickets(campaign, 5_000)).await;
+
+    let first = KafkaIssueSource::connect(config.clone())
+        .await
+        .expect("consumer");
+    let killed = tokio::spawn({
+        let worker = IssueWorker::with_config(
+            Arc::new(first),
+            store.clone(),
+            WorkerConfig::default().with_batch_size(100),
+        );
+        async move { worker.run(std::future::pending()).await }
+    });
+    support::wait_for(store.as_ref(), campaign, 1_000).await;
+    killed.abort();
+    let _ = killed.await;
+    let issued_at_kill = store_count(&store, campaign).await;
+    assert!(
+        issued_at_kill < 5_000,
+        "the kill came mid-stream ({issued_at_kill})"
+    );
+
+    let second = KafkaIssueSource::connect(config).await.expect("consumer");
+    let running = tokio::spawn({
+        let worker = worker(second, store.clone());
+        async move { worker.run(std::future::pending()).await }
+    });
+    support::wait_for(store.as_ref(), campaign, 5_000).await;
+    running.abort();
+    support::assert_exactly(store.as_ref(), campaign, 5_000).await;
+}
+
+async fn store_count(store: &coupon_seaorm::SeaOrmStore, campaign: coupon_core::CampaignId) -> u64 {
+    use coupon_core::CouponStore;
+    store.issued_count(campaign).await.expect("count")
+}
+
+/// Unreadable messages between valid tickets go to the dead-letter topic with their
+/// reason; every valid ticket is persisted and the worker keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_messages_are_dead_lettered_and_the_rest_persisted() {
+    let config = support::config(1);
+    let (store, campaign) = support::store_with_campaign(100).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()
+        .expect("raw producer");
+    // Creates the topics.
+    let source = KafkaIssueSource::connect(config.clone())
+        .await
+        .expect("consumer");
+
+    let tickets = support::tickets(campaign, 100);
+    let junk: [&[u8]; 3] = [b"not json at all", br#"{"version": 99}"#, b""];
+    for (i, ticket) in tickets.iter().enumerate() {
+        let payload = codec::encode(ticket);
+        let key = codec::key(ticket);
+        send(&producer, &config.topic, Some(key.as_bytes()), &payload).await;
+        if i % 30 == 15 {
+            send(&producer, &config.topic, Some(b"junk"), junk[i / 30]).await;
+        }
+    }
+
+    let running = tokio::spawn({
+        let worker = worker(source, store.clone());
+        async move { worker.run(std::future::pending()).await }
+    });
+    support::wait_for(store.as_ref(), campaign, 100).await;
+    running.abort();
+    support::assert_exactly(store.as_ref(), campaign, 100).await;
+
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", format!("{}-reader", config.group_id))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("dead-letter reader");
+    reader
+        .subscribe(&[&config.dead_letter_topic])
+        .expect("subscribe");
+    let mut reasons = Vec::new();
+    while reasons.len() < 3 {
+        let message = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+            .await
+            .unwrap_or_else(|_| panic!("three dead letters within 30 s, got {reasons:?}"))
+            .expect("a message");
+        let headers = message.headers().expect("headers");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        assert_eq!(header(KIND_HEADER).as_deref(), Some("malformed"));
+        reasons.push(header(REASON_HEADER).expect("a reason"));
+    }
+    assert!(reasons[0].starts_with("not a JSON object"), "{reasons:?}");
+    assert!(
+        reasons[1].starts_with("unknown ticket version 99"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[2], "empty payload");
+}
+
+async fn send(producer: &FutureProducer, topic: &str, key: Option<&[u8]>, payload: &[u8]) {
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(payload);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("raw send");
+}
+
+/// Two workers in one group on a 3-partition topic share the load and together persist
+/// each ticket once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_share_three_partitions() {
+    let config = support::config(3);
+    let (store, campaign) = support::store_with_campaign(6_000).await;
+    let first = KafkaIssueSource::connect(config.clone())
+        .await
+        .expect("consumer");
+    let second = KafkaIssueSource::connect(config.clone())
+        .await
+        .expect("consumer");
+    let one = tokio::spawn({
+        let worker = worker(first, store.clone());
+        async move { worker.run(std::future::pending()).await }
+    });
+    let two = tokio::spawn({
+        let worker = worker(second, store.clone());
+        async move { worker.run(std::future::pending()).await }
+    });
+    // Both members in the group before the tickets arrive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let queue = Arc::new(KafkaIssueQueue::connect(config).await.expect("producer"));
+    support::publish_all(queue, &support::tickets(campaign, 6_000)).await;
+    support::wait_for(store.as_ref(), campaign, 6_000).await;
+    one.abort();
+    two.abort();
+    support::assert_exactly(store.as_ref(), campaign, 6_000).await;
+}

@@ -1,0 +1,93 @@
+//! Test support: topics and groups of each test's own on the harness broker.
+#![allow(dead_code, unreachable_pub)]
+
+use coupon_core::testkit::service_url;
+use coupon_kafka::KafkaConfig;
+use uuid::Uuid;
+
+/// Settings on `KAFKA_BROKERS` with fresh topics (created) and a fresh group.
+pub fn config(partitions: i32) -> KafkaConfig {
+    config_on(&service_url("KAFKA_BROKERS"), partitions)
+}
+
+/// Settings on `brokers` with fresh topics (created) and a fresh group.
+pub fn config_on(brokers: &str, partitions: i32) -> KafkaConfig {
+    let id = Uuid::new_v4().simple().to_string();
+    KafkaConfig::new(brokers)
+        .with_topics(format!("test-{id}"), format!("test-{id}-dlq"))
+        .with_group_id(format!("group-{id}"))
+        .with_partitions(partitions)
+        .with_create_topics(true)
+}
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coupon_core::{CampaignId, CouponStore, IssueQueue, IssueTicket, NewCampaign, UserId};
+use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+
+/// A store on a fresh SQLite file, with a campaign of `cap` coupons.
+pub async fn store_with_campaign(cap: u64) -> (Arc<SeaOrmStore>, CampaignId) {
+    let path = std::env::temp_dir().join(format!("firstcome-kafka-{}.db", Uuid::new_v4().simple()));
+    let store = SeaOrmStore::connect(SeaOrmStoreConfig::new(format!(
+        "sqlite://{}?mode=rwc",
+        path.display()
+    )))
+    .await
+    .expect("SQLite store");
+    let campaign = store
+        .create_campaign(NewCampaign::new("kafka", cap))
+        .await
+        .expect("campaign");
+    (Arc::new(store), campaign.id)
+}
+
+/// Tickets for users 1..=count of `campaign`.
+pub fn tickets(campaign: CampaignId, count: u64) -> Vec<IssueTicket> {
+    (1..=count)
+        .map(|user| IssueTicket::new(campaign, UserId(user), user))
+        .collect()
+}
+
+/// Publishes every ticket from 32 concurrent tasks; panics on any failure.
+pub async fn publish_all(queue: Arc<dyn IssueQueue>, tickets: &[IssueTicket]) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in tickets.chunks(tickets.len().div_ceil(32).max(1)) {
+        let (queue, chunk) = (queue.clone(), chunk.to_vec());
+        tasks.spawn(async move {
+            for ticket in &chunk {
+                queue.publish(ticket).await.expect("publish");
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("publisher task");
+    }
+}
+
+/// Waits until the store holds `count` coupons of `campaign` (panics after 120 s).
+pub async fn wait_for(store: &dyn CouponStore, campaign: CampaignId, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let issued = store.issued_count(campaign).await.expect("count");
+        if issued >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {issued} of {count} coupons after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Exactly `count` coupons, for `count` distinct users.
+pub async fn assert_exactly(store: &dyn CouponStore, campaign: CampaignId, count: u64) {
+    assert_eq!(store.issued_count(campaign).await.expect("count"), count);
+    let holders = store.holders(campaign).await.expect("holders");
+    let distinct: std::collections::HashSet<UserId> = holders.iter().copied().collect();
+    assert_eq!(
+        (holders.len() as u64, distinct.len() as u64),
+        (count, count)
+    );
+}
