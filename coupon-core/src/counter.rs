@@ -29,6 +29,9 @@ pub trait CouponCounter: Send + Sync + 'static {
     /// below zero and a double release frees one slot, not two.
     async fn release(&self, campaign: CampaignId, user: UserId) -> Result<bool>;
 
+    /// Whether `user` holds a slot in `campaign` (admitted, not released).
+    async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool>;
+
     /// The current admitted count of `campaign` (0 for one never seen).
     async fn status(&self, campaign: CampaignId) -> Result<CounterStatus>;
 

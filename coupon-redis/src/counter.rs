@@ -166,6 +166,15 @@ impl CouponCounter for RedisCounter {
         Ok(released == 1)
     }
 
+    async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
+        let keys = self.keys(campaign);
+        self.connection
+            .clone()
+            .hexists(&keys.users, user.get())
+            .await
+            .map_err(|e| classify(e, || format!("HEXISTS {}", keys.users)))
+    }
+
     async fn status(&self, campaign: CampaignId) -> Result<CounterStatus> {
         let keys = self.keys(campaign);
         let count: Option<i64> = self

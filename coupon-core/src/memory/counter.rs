@@ -90,6 +90,12 @@ impl CouponCounter for MemoryCounter {
         Ok(true)
     }
 
+    async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
+        let slots = self.slots(campaign);
+        let held = lock(&slots).holders.contains_key(&user);
+        Ok(held)
+    }
+
     async fn status(&self, campaign: CampaignId) -> Result<CounterStatus> {
         let slots = self.slots(campaign);
         let admitted = lock(&slots).admitted;

@@ -107,7 +107,18 @@ pub async fn release_returns_exactly_one_slot(counter: Arc<dyn CouponCounter>) {
     assert_eq!(acquire(b).await, Admission::Granted { rank: 2 });
     assert_eq!(acquire(c).await, Admission::SoldOut);
 
+    let holds = |user| {
+        let counter = counter.clone();
+        async move {
+            counter
+                .is_admitted(campaign.id, user)
+                .await
+                .expect("is_admitted failed")
+        }
+    };
+    assert!(holds(a).await && holds(b).await && !holds(c).await);
     assert!(release(a).await, "a held a slot");
+    assert!(!holds(a).await, "released");
     assert_eq!(admitted().await, 1);
     assert!(!release(a).await, "a double release frees nothing");
     assert!(!release(c).await, "a non-holder frees nothing");

@@ -1,0 +1,77 @@
+//! Command-line flags and environment variables.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, ValueEnum};
+
+/// Which parts of the service this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// The HTTP API (admission and hand-off).
+    Api,
+    /// The issuing worker (hand-off to the store).
+    Worker,
+    /// Both, in one process.
+    All,
+}
+
+/// The firstcome HTTP service. With no backend configured it runs whole on the embedded
+/// default: an in-memory counter, an in-process queue and a SQLite file.
+#[derive(Clone, Parser)]
+#[command(name = "axum_server", version)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Bearer token that `POST /campaigns` requires; a random one is generated and
+    /// printed when unset.
+    #[arg(long, env = "ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// Redis for admission (`redis://host:port/`); in-memory when unset.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Key prefix in Redis.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "coupon")]
+    pub redis_key_prefix: String,
+    /// Kafka brokers for the hand-off (`host:port,...`); in-process when unset.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Ticket topic.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "coupon-issue")]
+    pub kafka_topic: String,
+    /// Dead-letter topic.
+    #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = "coupon-issue-dlq")]
+    pub kafka_dlq_topic: String,
+    /// Consumer group of the workers.
+    #[arg(long, env = "KAFKA_GROUP", default_value = "firstcome-issuer")]
+    pub kafka_group: String,
+    /// Partitions the ticket topic must have (and gets, when created).
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 3)]
+    pub kafka_partitions: i32,
+    /// Create missing topics at start-up.
+    #[arg(long, env = "KAFKA_CREATE_TOPICS", default_value_t = false)]
+    pub kafka_create_topics: bool,
+    /// Database of campaigns and coupons: `sqlite://...`, `postgres://...`, `mysql://...`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://firstcome.db?mode=rwc"
+    )]
+    pub database_url: String,
+    /// Which parts to run.
+    #[arg(long, env = "ROLE", value_enum, default_value = "all")]
+    pub role: Role,
+    /// Tickets per store transaction in the worker.
+    #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 500)]
+    pub worker_batch_size: usize,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,24 @@
+//! `cargo run -p axum_server -- --help`
+
+use std::process::ExitCode;
+
+use axum_server::config::Config;
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,rdkafka=warn".into()),
+        )
+        .init();
+    let config = Config::parse();
+    match axum_server::run(config, axum_server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

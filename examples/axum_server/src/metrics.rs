@@ -1,0 +1,173 @@
+//! Prometheus text metrics, kept with atomics: no registry crate for a handful of series.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coupon_core::{Batch, IssueSource, IssueTicket, Result};
+
+/// A histogram with fixed upper bounds.
+#[derive(Debug)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, value: f64) {
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            if value <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_micros
+            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let total = self.total.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+    }
+}
+
+const LATENCY_BOUNDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const BATCH_BOUNDS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
+
+/// The service's metrics.
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    apply_latency: Histogram,
+    batch_sizes: Histogram,
+    worker_errors: AtomicU64,
+    queue_lag: Option<Box<dyn Fn() -> u64 + Send + Sync>>,
+}
+
+impl Metrics {
+    /// Empty metrics; `queue_lag` reads the in-process queue's lag when there is one.
+    pub fn new(queue_lag: Option<Box<dyn Fn() -> u64 + Send + Sync>>) -> Self {
+        Self {
+            requests: Mutex::new(BTreeMap::new()),
+            apply_latency: Histogram::new(LATENCY_BOUNDS),
+            batch_sizes: Histogram::new(BATCH_BOUNDS),
+            worker_errors: AtomicU64::new(0),
+            queue_lag,
+        }
+    }
+
+    /// Counts one answer of `route` with `outcome`.
+    pub fn request(&self, route: &'static str, outcome: &'static str) {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *requests.entry((route, outcome)).or_default() += 1;
+    }
+
+    /// Records how long one apply took.
+    pub fn apply_latency(&self, elapsed: Duration) {
+        self.apply_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP firstcome_requests_total Answers by route and outcome.\n# TYPE firstcome_requests_total counter\n");
+        for ((route, outcome), count) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "firstcome_requests_total{{route=\"{route}\",outcome=\"{outcome}\"}} {count}"
+            );
+        }
+        self.apply_latency.render(
+            &mut out,
+            "firstcome_apply_seconds",
+            "Latency of POST /campaigns/{id}/apply.",
+        );
+        self.batch_sizes.render(
+            &mut out,
+            "firstcome_worker_batch_tickets",
+            "Tickets per batch the worker took.",
+        );
+        let errors = self.worker_errors.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP firstcome_worker_errors_total Worker errors (source or store).\n# TYPE firstcome_worker_errors_total counter\nfirstcome_worker_errors_total {errors}"
+        );
+        if let Some(lag) = &self.queue_lag {
+            let _ = writeln!(
+                out,
+                "# HELP firstcome_queue_lag Tickets waiting in the in-process queue.\n# TYPE firstcome_queue_lag gauge\nfirstcome_queue_lag {}",
+                lag()
+            );
+        }
+        out
+    }
+}
+
+/// An [`IssueSource`] that records batch sizes and errors.
+pub struct MeteredSource {
+    inner: Arc<dyn IssueSource>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredSource {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn IssueSource>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    fn counted<T>(&self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.metrics.worker_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl IssueSource for MeteredSource {
+    async fn next_batch(&self, max: usize) -> Result<Option<Batch>> {
+        let batch = self.counted(self.inner.next_batch(max).await)?;
+        if let Some(batch) = &batch {
+            self.metrics.batch_sizes.observe(batch.len() as f64);
+        }
+        Ok(batch)
+    }
+
+    async fn ack(&self, batch: Batch) -> Result<()> {
+        self.counted(self.inner.ack(batch).await)
+    }
+
+    async fn dead_letter(&self, ticket: &IssueTicket, reason: &str) -> Result<()> {
+        self.counted(self.inner.dead_letter(ticket, reason).await)
+    }
+}

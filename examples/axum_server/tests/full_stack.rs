@@ -1,0 +1,159 @@
+//! The service on Redis + Kafka + PostgreSQL from the harness.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum_server::api::{AppState, router};
+use axum_server::backends;
+use axum_server::config::Config;
+use axum_server::metrics::Metrics;
+use clap::Parser;
+use coupon_core::testkit::service_url;
+use coupon_core::{CampaignId, CouponIssuer, IssueWorker};
+use http_body_util::BodyExt;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+async fn fresh_postgres() -> String {
+    let url = service_url("DATABASE_URL");
+    let name = format!("firstcome_{}", Uuid::new_v4().simple());
+    let admin = Database::connect(&url)
+        .await
+        .expect("connect to DATABASE_URL");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("CREATE DATABASE");
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer full-stack")
+        .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
+        .expect("a request");
+    let response = app.clone().oneshot(request).await.expect("a response");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// 2,000 concurrent applies from 1,500 distinct users on cap 500: exactly 500 accepted,
+/// exactly 500 persisted coupons for 500 distinct users, and the API says issued 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_thousand_applies_on_cap_five_hundred() {
+    let id = Uuid::new_v4().simple().to_string();
+    let config = Config::parse_from([
+        "axum_server",
+        "--redis-url",
+        &service_url("REDIS_URL"),
+        "--redis-key-prefix",
+        &format!("test-{id}"),
+        "--kafka-brokers",
+        &service_url("KAFKA_BROKERS"),
+        "--kafka-topic",
+        &format!("test-{id}"),
+        "--kafka-dlq-topic",
+        &format!("test-{id}-dlq"),
+        "--kafka-group",
+        &format!("group-{id}"),
+        "--kafka-create-topics",
+        "--database-url",
+        &fresh_postgres().await,
+    ]);
+    let parts = backends::build(&config).await.expect("backends");
+    let worker = IssueWorker::new(parts.source.clone().expect("a source"), parts.store.clone());
+    let running = tokio::spawn(async move { worker.run(std::future::pending()).await });
+    let state = Arc::new(AppState {
+        issuer: CouponIssuer::new(
+            parts.counter.clone(),
+            parts.queue.clone().expect("a queue"),
+            parts.store.clone(),
+        ),
+        counter: parts.counter.clone(),
+        store: parts.store.clone(),
+        admin_token: "full-stack".to_owned(),
+        metrics: Arc::new(Metrics::new(None)),
+    });
+    let app = router(state);
+
+    let (status, campaign) = call(
+        &app,
+        "POST",
+        "/campaigns",
+        Some(json!({ "name": "stampede", "cap": 500 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let campaign = campaign["id"].as_u64().expect("an id");
+
+    let mut tasks = JoinSet::new();
+    for attempt in 0..2_000u64 {
+        let app = app.clone();
+        let user = 1 + attempt % 1_500;
+        tasks.spawn(async move {
+            let uri = format!("/campaigns/{campaign}/apply");
+            call(&app, "POST", &uri, Some(json!({ "user_id": user }))).await
+        });
+    }
+    let mut accepted = 0;
+    let mut refused = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (status, body) = joined.expect("apply task");
+        match status {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::CONFLICT => refused += 1,
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((accepted, refused), (500, 1_500));
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, body) = call(&app, "GET", &format!("/campaigns/{campaign}"), None).await;
+        if body["issued"].as_u64() == Some(500) {
+            assert_eq!(
+                (body["admitted"].as_u64(), body["remaining"].as_u64()),
+                (Some(500), Some(0))
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "issued stuck at {}",
+            body["issued"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.abort();
+
+    let holders = parts
+        .store
+        .holders(CampaignId(campaign))
+        .await
+        .expect("holders");
+    let distinct: std::collections::HashSet<_> = holders.iter().collect();
+    assert_eq!((holders.len(), distinct.len()), (500, 500));
+}

@@ -1,0 +1,390 @@
+//! Every status code of the API, and the bad-input list, through the router in memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum_server::api::{AppState, BODY_LIMIT, router};
+use axum_server::metrics::Metrics;
+use chrono::Utc;
+use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
+use coupon_core::{CouponIssuer, IssueWorker};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-admin-token";
+
+struct Service {
+    app: Router,
+    queue: Arc<MemoryQueue>,
+    store: Arc<MemoryStore>,
+}
+
+fn service() -> Service {
+    let store = Arc::new(MemoryStore::new());
+    let queue = Arc::new(MemoryQueue::new(1_000));
+    let counter = Arc::new(MemoryCounter::new());
+    let state = Arc::new(AppState {
+        issuer: CouponIssuer::new(counter.clone(), queue.clone(), store.clone()),
+        counter,
+        store: store.clone(),
+        admin_token: TOKEN.to_owned(),
+        metrics: Arc::new(Metrics::new(None)),
+    });
+    Service {
+        app: router(state),
+        queue,
+        store,
+    }
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Option<String>, Value) {
+    let response = app.clone().oneshot(request).await.expect("a response");
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, retry_after, body)
+}
+
+fn json_request(method: &str, uri: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::from(body.to_owned()))
+        .expect("a request")
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::builder()
+        .uri(uri)
+        .body(Body::empty())
+        .expect("a request")
+}
+
+async fn create(app: &Router, body: Value) -> u64 {
+    let (status, _, created) =
+        send(app, json_request("POST", "/campaigns", &body.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created["id"].as_u64().expect("an id")
+}
+
+async fn apply(app: &Router, campaign: u64, user: u64) -> (StatusCode, Value) {
+    let body = json!({ "user_id": user }).to_string();
+    let (status, _, body) = send(
+        app,
+        json_request("POST", &format!("/campaigns/{campaign}/apply"), &body),
+    )
+    .await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn creating_a_campaign_needs_the_admin_token() {
+    let service = service();
+    let mut request = json_request("POST", "/campaigns", r#"{"name":"x","cap":1}"#);
+    request.headers_mut().remove(header::AUTHORIZATION);
+    let (status, _, body) = send(&service.app, request).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+
+    let mut request = json_request("POST", "/campaigns", r#"{"name":"x","cap":1}"#);
+    request
+        .headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer wrong".parse().unwrap());
+    assert_eq!(
+        send(&service.app, request).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (status, _, body) = send(
+        &service.app,
+        json_request("POST", "/campaigns", r#"{"name":"launch","cap":3}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        (body["cap"].as_u64(), body["per_user_limit"].as_u64()),
+        (Some(3), Some(1))
+    );
+
+    let (status, _, body) = send(
+        &service.app,
+        json_request("POST", "/campaigns", r#"{"name":"zero","cap":0}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_campaign"))
+    );
+}
+
+#[tokio::test]
+async fn apply_answers_every_outcome_with_its_status() {
+    let service = service();
+    let app = &service.app;
+    let campaign = create(app, json!({ "name": "two", "cap": 2 })).await;
+
+    let (status, body) = apply(app, campaign, 1).await;
+    assert_eq!(
+        (status, body["rank"].as_u64()),
+        (StatusCode::ACCEPTED, Some(1))
+    );
+    assert!(body["ticket_id"].is_string());
+    let (status, body) = apply(app, campaign, 1).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("already_applied"))
+    );
+    assert_eq!(apply(app, campaign, 2).await.0, StatusCode::ACCEPTED);
+    let (status, body) = apply(app, campaign, 3).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("sold_out"))
+    );
+
+    let later = create(
+        app,
+        json!({ "name": "later", "cap": 5, "opens_at": Utc::now() + chrono::Duration::hours(1) }),
+    )
+    .await;
+    let (status, body) = apply(app, later, 1).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_open"))
+    );
+    let over = create(
+        app,
+        json!({ "name": "over", "cap": 5, "closes_at": Utc::now() - chrono::Duration::hours(1) }),
+    )
+    .await;
+    let (status, body) = apply(app, over, 1).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("closed"))
+    );
+
+    let (status, body) = apply(app, 999_999, 1).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_campaign"))
+    );
+}
+
+#[tokio::test]
+async fn unavailable_hand_off_is_503_with_retry_after() {
+    let service = service();
+    let campaign = create(&service.app, json!({ "name": "x", "cap": 5 })).await;
+    service.queue.close(); // every publish is now refused
+    let body = json!({ "user_id": 1 }).to_string();
+    let (status, retry_after, body) = send(
+        &service.app,
+        json_request("POST", &format!("/campaigns/{campaign}/apply"), &body),
+    )
+    .await;
+    assert_eq!(
+        (status, retry_after.as_deref()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("1"))
+    );
+    assert_eq!(body["error"].as_str(), Some("unavailable"));
+    // The refused hand-off released the slot: the campaign still has all five.
+    let (_, _, campaign) = send(&service.app, get(&format!("/campaigns/{campaign}"))).await;
+    assert_eq!(campaign["remaining"].as_u64(), Some(5));
+}
+
+#[tokio::test]
+async fn campaign_status_and_coupon_lookups() {
+    let service = service();
+    let app = &service.app;
+    let campaign = create(app, json!({ "name": "one", "cap": 1 })).await;
+    assert_eq!(apply(app, campaign, 42).await.0, StatusCode::ACCEPTED);
+
+    // Admitted, not yet persisted: 202.
+    let (status, _, body) = send(app, get(&format!("/campaigns/{campaign}/coupons/42"))).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("pending"))
+    );
+    let (_, _, body) = send(app, get(&format!("/campaigns/{campaign}"))).await;
+    assert_eq!(
+        (
+            body["admitted"].as_u64(),
+            body["issued"].as_u64(),
+            body["remaining"].as_u64(),
+            body["state"].as_str()
+        ),
+        (Some(1), Some(0), Some(0), Some("sold_out"))
+    );
+
+    service.queue.close();
+    IssueWorker::new(service.queue.clone(), service.store.clone())
+        .run(std::future::pending())
+        .await
+        .expect("worker");
+    let (status, _, body) = send(app, get(&format!("/campaigns/{campaign}/coupons/42"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (body["rank"].as_u64(), body["code"].as_str().map(str::len)),
+        (Some(1), Some(26))
+    );
+    let (_, _, body) = send(app, get(&format!("/campaigns/{campaign}"))).await;
+    assert_eq!(body["issued"].as_u64(), Some(1));
+
+    let (status, _, body) = send(app, get(&format!("/campaigns/{campaign}/coupons/43"))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_coupon"))
+    );
+    let (status, _, body) = send(app, get(&format!("/campaigns/{campaign}/coupons/-1"))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request"))
+    );
+    let (status, _, body) = send(app, get("/campaigns/abc")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_campaign"))
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_json_error_never_a_5xx() {
+    let service = service();
+    let app = &service.app;
+    let campaign = create(app, json!({ "name": "x", "cap": 5 })).await;
+    let uri = format!("/campaigns/{campaign}/apply");
+    let huge = format!(r#"{{"user_id": 1, "pad": "{}"}}"#, "x".repeat(BODY_LIMIT));
+    let cases: Vec<(Request<Body>, StatusCode)> = vec![
+        (
+            json_request("POST", &uri, &huge),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            json_request("POST", &uri, r#"{"user_id": 1, "extra": true}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json_request("POST", &uri, r#"{"user_id": -5}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json_request("POST", &uri, r#"{"user_id": 18446744073709551616}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json_request("POST", &uri, r#"{"user_id": "7"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json_request("POST", &uri, r#"{"user_id": 1.5}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json_request("POST", &uri, r#"{}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json_request("POST", &uri, r#"{"user_id": 1"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json_request("POST", &uri, ""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json_request("POST", &uri, "\u{0}\u{1}binary"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Request::builder()
+                .method("POST")
+                .uri(&uri)
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(r#"{"user_id":1}"#))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            json_request("POST", "/campaigns", r#"{"name":"x","cap":-1}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json_request(
+                "POST",
+                "/campaigns",
+                r#"{"name":"x","cap":1,"per_user_limit":0}"#,
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json_request(
+                "POST",
+                "/campaigns",
+                r#"{"name":"x","cap":1,"opens_at":"yesterday"}"#,
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json_request("DELETE", &uri, ""),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (get("/nowhere"), StatusCode::NOT_FOUND),
+    ];
+    for (request, expected) in cases {
+        let label = format!("{} {}", request.method(), request.uri());
+        let (status, _, body) = send(app, request).await;
+        assert_eq!(status, expected, "{label}: {body}");
+        assert!(
+            body["error"].is_string() && body["message"].is_string(),
+            "{label}: {body}"
+        );
+    }
+    // Nothing was admitted by any of it.
+    let (_, _, body) = send(app, get(&format!("/campaigns/{campaign}"))).await;
+    assert_eq!(body["admitted"].as_u64(), Some(0));
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let service = service();
+    let app = &service.app;
+    assert_eq!(send(app, get("/healthz")).await.0, StatusCode::OK);
+    let (status, _, body) = send(app, get("/readyz")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ready"))
+    );
+
+    let campaign = create(app, json!({ "name": "m", "cap": 1 })).await;
+    apply(app, campaign, 1).await;
+    apply(app, campaign, 2).await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let (status, _, text) = send(app, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().expect("text");
+    assert!(
+        text.contains(r#"firstcome_requests_total{route="apply",outcome="accepted"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"firstcome_requests_total{route="apply",outcome="sold_out"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("firstcome_apply_seconds_count 2"), "{text}");
+}
