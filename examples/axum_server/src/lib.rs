@@ -26,6 +26,23 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    let listener = if config.role == config::Role::Worker {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|e| format!("binding {}: {e}", config.bind))?;
+        Some(listener)
+    };
+    serve(config, listener, shutdown).await
+}
+
+/// [`run`] on a listener bound by the caller (tests bind port 0 and read the port).
+pub async fn serve(
+    config: Config,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     let backends = backends::build(&config).await?;
     let lag = backends
         .memory_queue
@@ -66,7 +83,7 @@ pub async fn run(
     }
 
     let mut shutdown = Box::pin(shutdown);
-    if let Some(queue) = backends.queue.clone() {
+    if let (Some(queue), Some(listener)) = (backends.queue.clone(), listener) {
         let admin_token = config.admin_token.clone().unwrap_or_else(|| {
             let token = uuid::Uuid::new_v4().simple().to_string();
             println!("  admin token (generated; set ADMIN_TOKEN to choose one): {token}");
@@ -79,9 +96,6 @@ pub async fn run(
             admin_token,
             metrics,
         });
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .map_err(|e| format!("binding {}: {e}", config.bind))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         println!("listening on http://{address}");
         let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());

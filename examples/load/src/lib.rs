@@ -1,0 +1,311 @@
+//! The load tool as a library, so tests can run it against a server they started.
+//!
+//! It creates a campaign, sends `requests` applications from `users` distinct users over
+//! `concurrency` connections, reports throughput and latency percentiles per outcome,
+//! then checks through the API (and the database, when given) that exactly
+//! min(cap, users who applied) coupons were issued and that nobody holds two.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{Method, Request, StatusCode, header};
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+/// What to send, and where.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "load")]
+pub struct LoadArgs {
+    /// Base URL of the service.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The service's admin token (to create the campaign).
+    #[arg(long, env = "ADMIN_TOKEN")]
+    pub admin_token: String,
+    /// Coupons of the campaign the run creates.
+    #[arg(long, default_value_t = 1_000)]
+    pub cap: u64,
+    /// Distinct users.
+    #[arg(long, default_value_t = 5_000)]
+    pub users: u64,
+    /// Applications to send in all.
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: u64,
+    /// Connections sending at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// The service's database, to count coupons per user there too.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// No progress bar (for logs and tests).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What a run measured and found.
+#[derive(Debug)]
+pub struct Report {
+    /// The campaign it created.
+    pub campaign: u64,
+    /// Answers per outcome.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Coupons the API says were issued.
+    pub issued: u64,
+    /// Users who hold a coupon, as the API answers per user.
+    pub holders: u64,
+    /// Whether every check passed.
+    pub ok: bool,
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+async fn call(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Result<(StatusCode, Value), String> {
+    let mut request = Request::builder().method(method).uri(url);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body = match body {
+        Some(body) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Full::new(Bytes::from(body.to_string()))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    let request = request.body(body).map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+/// Runs the load and the checks; prints as it goes.
+pub async fn run(args: LoadArgs) -> Result<Report, String> {
+    if args.users == 0 || args.requests == 0 || args.concurrency == 0 {
+        return Err("--users, --requests and --concurrency must be at least 1".into());
+    }
+    let base = args.url.trim_end_matches('/').to_owned();
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(args.concurrency)
+        .build_http();
+
+    let (status, created) = call(
+        &client,
+        Method::POST,
+        &format!("{base}/campaigns"),
+        Some(&args.admin_token),
+        Some(json!({ "name": "load", "cap": args.cap })),
+    )
+    .await?;
+    if status != StatusCode::CREATED {
+        return Err(format!(
+            "creating the campaign answered {status}: {created}"
+        ));
+    }
+    let campaign = created["id"].as_u64().ok_or("no campaign id")?;
+    println!(
+        "campaign {campaign}: cap {}, {} requests from {} users over {} connections",
+        args.cap, args.requests, args.users, args.concurrency
+    );
+
+    let progress = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.requests)
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}")
+            .map_err(|e| e.to_string())?,
+    );
+    let next = Arc::new(AtomicU64::new(0));
+    let samples: Arc<Mutex<BTreeMap<String, Vec<Duration>>>> = Arc::default();
+    let applied: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let started = Instant::now();
+    let mut connections = tokio::task::JoinSet::new();
+    for _ in 0..args.concurrency {
+        let (client, next, samples, applied, progress) = (
+            client.clone(),
+            next.clone(),
+            samples.clone(),
+            applied.clone(),
+            progress.clone(),
+        );
+        let (url, requests, users) = (
+            format!("{base}/campaigns/{campaign}/apply"),
+            args.requests,
+            args.users,
+        );
+        connections.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests {
+                    return;
+                }
+                // Spread a user's repeated applications over the run.
+                let user = 1 + (i.wrapping_mul(2_654_435_761) % users);
+                let sent = Instant::now();
+                let answer = call(
+                    &client,
+                    Method::POST,
+                    &url,
+                    None,
+                    Some(json!({ "user_id": user })),
+                )
+                .await;
+                let elapsed = sent.elapsed();
+                let outcome = match answer {
+                    Ok((StatusCode::ACCEPTED, _)) => "accepted".to_owned(),
+                    Ok((status, body)) => body["error"]
+                        .as_str()
+                        .map_or(status.to_string(), str::to_owned),
+                    Err(_) => "transport_error".to_owned(),
+                };
+                applied
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(user);
+                samples
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(outcome)
+                    .or_default()
+                    .push(elapsed);
+                progress.inc(1);
+            }
+        });
+    }
+    while connections.join_next().await.is_some() {}
+    progress.finish_and_clear();
+    let elapsed = started.elapsed();
+
+    let mut samples = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
+    println!(
+        "{} requests in {:.2} s: {:.0} requests/s",
+        args.requests,
+        elapsed.as_secs_f64(),
+        args.requests as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "{:<18} {:>8} {:>10} {:>10} {:>10}",
+        "outcome", "count", "p50", "p99", "p99.9"
+    );
+    let mut outcomes = BTreeMap::new();
+    for (outcome, latencies) in &mut samples {
+        latencies.sort_unstable();
+        println!(
+            "{outcome:<18} {:>8} {:>10.2?} {:>10.2?} {:>10.2?}",
+            latencies.len(),
+            percentile(latencies, 0.50),
+            percentile(latencies, 0.99),
+            percentile(latencies, 0.999)
+        );
+        outcomes.insert(outcome.clone(), latencies.len() as u64);
+    }
+
+    let applied = applied.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let expected = args.cap.min(applied.len() as u64);
+    let report = verify(&client, &base, campaign, expected, &applied, &args).await?;
+    let accepted = outcomes.get("accepted").copied().unwrap_or(0);
+    let ok = report.0 == expected && report.1 == expected && accepted == expected && report.2;
+    println!(
+        "check: issued {} (expected {expected}), holders {} , accepted {accepted}: {}",
+        report.0,
+        report.1,
+        if ok { "ok" } else { "FAILED" }
+    );
+    Ok(Report {
+        campaign,
+        outcomes,
+        issued: report.0,
+        holders: report.1,
+        ok,
+    })
+}
+
+/// Waits for the worker to drain, then checks issued, holders and double holdings.
+async fn verify(
+    client: &HttpClient,
+    base: &str,
+    campaign: u64,
+    expected: u64,
+    applied: &HashSet<u64>,
+    args: &LoadArgs,
+) -> Result<(u64, u64, bool), String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let issued = loop {
+        let (_, body) = call(
+            client,
+            Method::GET,
+            &format!("{base}/campaigns/{campaign}"),
+            None,
+            None,
+        )
+        .await?;
+        let issued = body["issued"].as_u64().unwrap_or(0);
+        if issued >= expected || Instant::now() > deadline {
+            break issued;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut holders = 0;
+    let mut single = true;
+    for &user in applied {
+        let url = format!("{base}/campaigns/{campaign}/coupons/{user}");
+        let (status, body) = call(client, Method::GET, &url, None, None).await?;
+        if status == StatusCode::OK {
+            holders += 1;
+            single &= body["coupons"].as_u64() == Some(1);
+        }
+    }
+    if let Some(url) = &args.database_url {
+        let db = sea_orm::Database::connect(url.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        use sea_orm::ConnectionTrait;
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT user_id FROM coupon WHERE campaign_id = {campaign} \
+             GROUP BY user_id HAVING COUNT(*) > 1) AS doubles"
+        );
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                sql,
+            ))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no row")?;
+        let doubles: i64 = row.try_get_by_index(0).map_err(|e| e.to_string())?;
+        println!("database: {doubles} users hold two or more coupons");
+        single &= doubles == 0;
+    }
+    Ok((issued, holders, single))
+}

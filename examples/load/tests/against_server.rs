@@ -1,0 +1,102 @@
+//! The load tool against a real server on loopback, embedded default and full stack.
+
+use axum_server::config::Config;
+use clap::Parser;
+use coupon_core::testkit::service_url;
+use load::LoadArgs;
+use sea_orm::{ConnectionTrait, Database};
+use uuid::Uuid;
+
+/// Starts the service on a free port; returns its base URL and the shutdown trigger.
+/// Backends not named in `args` are the embedded ones, whatever the environment says.
+async fn start(mut args: Vec<String>) -> (String, tokio::sync::oneshot::Sender<()>) {
+    args.insert(0, "axum_server".into());
+    args.extend(["--admin-token".into(), "load-test".into()]);
+    let mut config = Config::parse_from(&args);
+    if !args.iter().any(|a| a == "--redis-url") {
+        config.redis_url = None;
+    }
+    if !args.iter().any(|a| a == "--kafka-brokers") {
+        config.kafka_brokers = None;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        axum_server::serve(config, Some(listener), shutdown)
+            .await
+            .expect("server");
+    });
+    (url, stop)
+}
+
+fn load_args(url: String, database_url: Option<String>) -> LoadArgs {
+    LoadArgs {
+        url,
+        admin_token: "load-test".into(),
+        cap: 300,
+        users: 800,
+        requests: 2_000,
+        concurrency: 32,
+        database_url,
+        quiet: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verification_passes_on_the_embedded_default() {
+    let path = std::env::temp_dir().join(format!("firstcome-load-{}.db", Uuid::new_v4().simple()));
+    let database = format!("sqlite://{}?mode=rwc", path.display());
+    let (url, stop) = start(vec!["--database-url".into(), database.clone()]).await;
+    let report = load::run(load_args(url, Some(database)))
+        .await
+        .expect("a run");
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.issued, report.holders), (300, 300));
+    assert_eq!(report.outcomes.get("accepted"), Some(&300));
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verification_passes_on_redis_kafka_and_postgres() {
+    let id = Uuid::new_v4().simple().to_string();
+    let base = service_url("DATABASE_URL");
+    let admin = Database::connect(&base).await.expect("connect");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE firstcome_{id}"))
+        .await
+        .expect("CREATE DATABASE");
+    let database = format!(
+        "{}/firstcome_{id}",
+        base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b)
+    );
+    let (url, stop) = start(vec![
+        "--redis-url".into(),
+        service_url("REDIS_URL"),
+        "--redis-key-prefix".into(),
+        format!("load-{id}"),
+        "--kafka-brokers".into(),
+        service_url("KAFKA_BROKERS"),
+        "--kafka-topic".into(),
+        format!("load-{id}"),
+        "--kafka-dlq-topic".into(),
+        format!("load-{id}-dlq"),
+        "--kafka-group".into(),
+        format!("load-{id}"),
+        "--kafka-create-topics".into(),
+        "--database-url".into(),
+        database.clone(),
+    ])
+    .await;
+    let report = load::run(load_args(url, Some(database)))
+        .await
+        .expect("a run");
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.issued, report.holders), (300, 300));
+    let _ = stop.send(());
+}
