@@ -17,11 +17,11 @@ use coupon_core::{
     WorkerConfig,
 };
 use coupon_kafka::{KafkaConfig, KafkaIssueQueue, KafkaIssueSource, codec};
-use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig, testkit};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::ConnectionTrait;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -111,25 +111,7 @@ async fn plain_publish_rate(
 }
 
 async fn postgres_store() -> SeaOrmStore {
-    let url = service_url("DATABASE_URL");
-    let name = format!("firstcome_bench_{}", Uuid::new_v4().simple());
-    let admin = Database::connect(&url)
-        .await
-        .expect("connect to DATABASE_URL");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("CREATE DATABASE");
-    let (path, query) = url
-        .split_once('?')
-        .map_or((url.as_str(), ""), |(p, q)| (p, q));
-    let base = path.rsplit_once('/').map_or(path, |(base, _)| base);
-    let query = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    SeaOrmStore::connect(SeaOrmStoreConfig::new(format!("{base}/{name}{query}")))
+    SeaOrmStore::connect(SeaOrmStoreConfig::new(testkit::fresh_postgres().await))
         .await
         .expect("PostgreSQL store")
 }

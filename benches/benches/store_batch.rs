@@ -11,10 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use coupon_core::testkit::service_url;
 use coupon_core::{CampaignId, CouponStore, IssueTicket, NewCampaign, UserId};
-use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig, testkit};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use uuid::Uuid;
 
 /// Rows written per measured configuration.
@@ -24,29 +23,6 @@ const SLOW_ROWS: u64 = 2_000;
 
 fn rate(rows: u64, elapsed: Duration) -> f64 {
     rows as f64 / elapsed.as_secs_f64()
-}
-
-async fn fresh_postgres() -> String {
-    let url = service_url("DATABASE_URL");
-    let name = format!("firstcome_bench_{}", Uuid::new_v4().simple());
-    let admin = Database::connect(&url)
-        .await
-        .expect("connect to DATABASE_URL");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("CREATE DATABASE");
-    // Keep the query (sslmode=...) and swap the database name.
-    let (path, query) = url
-        .split_once('?')
-        .map_or((url.as_str(), ""), |(p, q)| (p, q));
-    let base = path.rsplit_once('/').map_or(path, |(base, _)| base);
-    let query = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    format!("{base}/{name}{query}")
 }
 
 async fn campaign(store: &SeaOrmStore) -> CampaignId {
@@ -180,9 +156,10 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
-        let postgres = SeaOrmStore::connect(SeaOrmStoreConfig::new(fresh_postgres().await))
-            .await
-            .expect("PostgreSQL store");
+        let postgres =
+            SeaOrmStore::connect(SeaOrmStoreConfig::new(testkit::fresh_postgres().await))
+                .await
+                .expect("PostgreSQL store");
         run("PostgreSQL (DATABASE_URL)", postgres).await;
 
         let path =

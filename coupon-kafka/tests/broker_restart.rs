@@ -3,58 +3,13 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coupon_core::testkit::service_url;
+use coupon_core::testkit::services::PrivateService;
 use coupon_core::{IssueQueue, IssueTicket, IssueWorker, WorkerConfig};
 use coupon_kafka::{KafkaIssueQueue, KafkaIssueSource};
 use tokio::task::JoinSet;
-use uuid::Uuid;
-
-struct PrivateBroker {
-    script: String,
-    dir: PathBuf,
-}
-
-impl PrivateBroker {
-    fn start() -> Self {
-        let broker = Self {
-            script: service_url("FIRSTCOME_SERVICES_SCRIPT"),
-            dir: std::env::temp_dir().join(format!("firstcome-kafka-{}", Uuid::new_v4().simple())),
-        };
-        broker.run(&["start-one", "kafka"]);
-        broker
-    }
-
-    fn run(&self, args: &[&str]) {
-        let status = Command::new("bash")
-            .arg(&self.script)
-            .args(args)
-            .arg(&self.dir)
-            .status()
-            .expect("run scripts/services.sh");
-        assert!(status.success(), "services.sh {args:?} failed");
-    }
-
-    fn brokers(&self) -> String {
-        let port = std::fs::read_to_string(self.dir.join("kafka/port")).expect("port file");
-        format!("127.0.0.1:{}", port.trim())
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Publishes each ticket once; returns the ones whose publish failed.
 async fn publish_each(queue: &Arc<KafkaIssueQueue>, tickets: &[IssueTicket]) -> Vec<IssueTicket> {
@@ -79,9 +34,9 @@ async fn publish_each(queue: &Arc<KafkaIssueQueue>, tickets: &[IssueTicket]) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
-    let broker = PrivateBroker::start();
-    let config =
-        support::config_on(&broker.brokers(), 3).with_delivery_timeout(Duration::from_secs(3));
+    let broker = PrivateService::start("kafka");
+    let brokers = format!("127.0.0.1:{}", broker.port());
+    let config = support::config_on(&brokers, 3).with_delivery_timeout(Duration::from_secs(3));
     let (store, campaign) = support::store_with_campaign(2_000).await;
     let queue = Arc::new(
         KafkaIssueQueue::connect(config.clone())
@@ -103,14 +58,14 @@ async fn broker_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
     let tickets = support::tickets(campaign, 2_000);
     assert!(publish_each(&queue, &tickets[..800]).await.is_empty());
 
-    broker.run(&["kill", "kafka"]);
+    broker.kill();
     let during = publish_each(&queue, &tickets[800..1_000]).await;
     assert!(
         !during.is_empty(),
         "publishing with the broker down cannot all succeed"
     );
 
-    broker.run(&["restart", "kafka"]);
+    broker.restart();
     // The issuer would have answered these callers with a retryable error; they retry
     // with the same ticket, which the store turns into one coupon at most.
     let mut pending: Vec<IssueTicket> = during

@@ -35,6 +35,8 @@ mod issue;
 mod migration;
 mod sql;
 mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use migration::Migrator;
 pub use store::{SeaOrmStore, SeaOrmStoreConfig};

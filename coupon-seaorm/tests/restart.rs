@@ -3,59 +3,12 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use coupon_core::testkit::service_url;
+use coupon_core::testkit::services::PrivateService;
 use coupon_core::{CouponStore, IssueOutcome, IssueTicket, NewCampaign, UserId};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement, TransactionTrait};
-use uuid::Uuid;
-
-/// A PostgreSQL of the test's own (scripts/services.sh start-one), stopped when dropped.
-struct PrivatePostgres {
-    script: String,
-    dir: PathBuf,
-}
-
-impl PrivatePostgres {
-    fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("firstcome-pg-{}", Uuid::new_v4().simple()));
-        let pg = Self {
-            script: service_url("FIRSTCOME_SERVICES_SCRIPT"),
-            dir,
-        };
-        pg.run(&["start-one", "postgres"]);
-        pg
-    }
-
-    fn run(&self, args: &[&str]) {
-        let status = Command::new("bash")
-            .arg(&self.script)
-            .args(args)
-            .arg(&self.dir)
-            .status()
-            .expect("run scripts/services.sh");
-        assert!(status.success(), "services.sh {args:?} failed");
-    }
-
-    fn url(&self) -> String {
-        let port = std::fs::read_to_string(self.dir.join("postgres.port")).expect("port file");
-        format!("postgres://postgres@127.0.0.1:{}/postgres", port.trim())
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 async fn count(db: &DatabaseConnection, sql: &str) -> Result<i64, sea_orm::DbErr> {
     let row = db
@@ -88,8 +41,8 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restart_mid_batch_is_retryable_leaves_nothing_and_the_retry_lands_once() {
-    let pg = PrivatePostgres::start();
-    let url = pg.url();
+    let pg = PrivateService::start("postgres");
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());
     let mut config = SeaOrmStoreConfig::new(&url);
     config.acquire_timeout = Duration::from_secs(3);
     let store = SeaOrmStore::connect(config).await.expect("connect");
@@ -140,7 +93,7 @@ async fn restart_mid_batch_is_retryable_leaves_nothing_and_the_retry_lands_once(
     }
 
     let pg = tokio::task::spawn_blocking(move || {
-        pg.run(&["restart", "postgres"]);
+        pg.restart();
         pg
     })
     .await

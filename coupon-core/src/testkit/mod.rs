@@ -15,6 +15,7 @@
 pub mod counter;
 pub mod pipeline;
 pub mod queue;
+pub mod services;
 pub mod store;
 
 use uuid::Uuid;

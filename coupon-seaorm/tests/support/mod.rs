@@ -3,7 +3,6 @@
 
 use coupon_core::testkit::service_url;
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
-use sea_orm::{ConnectionTrait, Database};
 use uuid::Uuid;
 
 /// A store on a fresh in-memory SQLite database.
@@ -22,20 +21,7 @@ pub async fn sqlite_file() -> SeaOrmStore {
         .expect("SQLite file")
 }
 
-/// Creates a database of its own on the server behind `url` (the harness's
-/// `DATABASE_URL` or `MYSQL_URL`) and returns its URL.
-pub async fn fresh_database(url: &str) -> String {
-    let name = format!("firstcome_{}", Uuid::new_v4().simple());
-    let admin = Database::connect(url)
-        .await
-        .expect("connect to the test server");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("CREATE DATABASE");
-    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
-    format!("{base}/{name}")
-}
+pub use coupon_seaorm::testkit::fresh_database;
 
 /// A store on a fresh database of the harness PostgreSQL (`DATABASE_URL`).
 pub async fn postgres() -> SeaOrmStore {

@@ -13,25 +13,10 @@ use clap::Parser;
 use coupon_core::testkit::service_url;
 use coupon_core::{CampaignId, CouponIssuer, IssueWorker};
 use http_body_util::BodyExt;
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 use uuid::Uuid;
-
-async fn fresh_postgres() -> String {
-    let url = service_url("DATABASE_URL");
-    let name = format!("firstcome_{}", Uuid::new_v4().simple());
-    let admin = Database::connect(&url)
-        .await
-        .expect("connect to DATABASE_URL");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("CREATE DATABASE");
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
-    format!("{base}/{name}")
-}
 
 async fn call(
     app: &axum::Router,
@@ -81,7 +66,7 @@ async fn two_thousand_applies_on_cap_five_hundred() {
         &format!("group-{id}"),
         "--kafka-create-topics",
         "--database-url",
-        &fresh_postgres().await,
+        &coupon_seaorm::testkit::fresh_postgres().await,
     ]);
     let parts = backends::build(&config).await.expect("backends");
     let worker = IssueWorker::new(parts.source.clone().expect("a source"), parts.store.clone());

@@ -4,7 +4,6 @@ use axum_server::config::Config;
 use clap::Parser;
 use coupon_core::testkit::service_url;
 use load::LoadArgs;
-use sea_orm::{ConnectionTrait, Database};
 use uuid::Uuid;
 
 /// Starts the service on a free port; returns its base URL and the shutdown trigger.
@@ -65,16 +64,7 @@ async fn verification_passes_on_the_embedded_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verification_passes_on_redis_kafka_and_postgres() {
     let id = Uuid::new_v4().simple().to_string();
-    let base = service_url("DATABASE_URL");
-    let admin = Database::connect(&base).await.expect("connect");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE firstcome_{id}"))
-        .await
-        .expect("CREATE DATABASE");
-    let database = format!(
-        "{}/firstcome_{id}",
-        base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b)
-    );
+    let database = coupon_seaorm::testkit::fresh_postgres().await;
     let (url, stop) = start(vec![
         "--redis-url".into(),
         service_url("REDIS_URL"),

@@ -1,0 +1,78 @@
+//! Services of a test's own, started, killed and restarted through the harness script
+//! (`scripts/services.sh`, exported as `FIRSTCOME_SERVICES_SCRIPT`), for fault tests
+//! that must not disturb the services other tests share.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use uuid::Uuid;
+
+use super::service_url;
+
+/// One service (`postgres`, `kafka` or `redis`) under a temporary directory of its own;
+/// stopped and removed when dropped.
+#[derive(Debug)]
+pub struct PrivateService {
+    name: &'static str,
+    script: String,
+    dir: PathBuf,
+}
+
+impl PrivateService {
+    /// Starts `name` on a free loopback port. Panics if the harness script is unknown or
+    /// fails, naming it.
+    pub fn start(name: &'static str) -> Self {
+        let service = Self {
+            name,
+            script: service_url("FIRSTCOME_SERVICES_SCRIPT"),
+            dir: std::env::temp_dir().join(format!("firstcome-{name}-{}", Uuid::new_v4().simple())),
+        };
+        service.run("start-one");
+        service
+    }
+
+    fn run(&self, command: &str) {
+        let status = Command::new("bash")
+            .arg(&self.script)
+            .args([command, self.name])
+            .arg(&self.dir)
+            .status()
+            .expect("run scripts/services.sh");
+        assert!(
+            status.success(),
+            "services.sh {command} {} failed",
+            self.name
+        );
+    }
+
+    /// `kill -9`: gone at once, storage left as it was.
+    pub fn kill(&self) {
+        self.run("kill");
+    }
+
+    /// Kills it if running, then starts it again on the same port and storage.
+    pub fn restart(&self) {
+        self.run("restart");
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        let file = match self.name {
+            "postgres" => self.dir.join("postgres.port"),
+            name => self.dir.join(name).join("port"),
+        };
+        let text = std::fs::read_to_string(&file).expect("the service's port file");
+        text.trim().parse().expect("a port number")
+    }
+}
+
+impl Drop for PrivateService {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(&self.script)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
