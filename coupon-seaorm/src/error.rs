@@ -81,3 +81,34 @@ pub(crate) fn classify(error: DbErr, what: impl FnOnce() -> String) -> Error {
         Error::backend(BACKEND, format!("{}: {error}", what()), Some(error.into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+
+    use super::*;
+
+    fn sqlx(error: sea_orm::sqlx::Error) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(Arc::new(error)))
+    }
+
+    #[test]
+    fn pool_and_connection_trouble_is_retryable() {
+        assert!(is_retryable(&DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
+        assert!(is_retryable(&DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)));
+        assert!(is_retryable(&sqlx(sea_orm::sqlx::Error::PoolTimedOut)));
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(is_retryable(&sqlx(sea_orm::sqlx::Error::Io(reset))));
+    }
+
+    #[test]
+    fn logic_errors_are_permanent_and_keep_their_context() {
+        assert!(!is_retryable(&DbErr::RecordNotFound("campaign".into())));
+        assert!(!is_retryable(&sqlx(sea_orm::sqlx::Error::RowNotFound)));
+        let error = classify(DbErr::Custom("boom".into()), || "reading campaign 7".into());
+        assert!(!error.is_retryable());
+        assert!(error.to_string().contains("reading campaign 7"), "{error}");
+    }
+}
