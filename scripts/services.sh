@@ -3,6 +3,7 @@
 # (tansu), each on a free loopback port with its state under one directory, so that
 # fault tests may kill and restart them without touching anything else on the machine.
 #
+#   scripts/services.sh build-deps         install what building needs (cmake, headers), nothing else
 #   scripts/services.sh install            install what building and testing need, start nothing
 #   scripts/services.sh start DIR          install what is missing, start all, write DIR/env
 #   scripts/services.sh stop DIR           stop all (idempotent)
@@ -223,6 +224,7 @@ main() {
       mkdir -p "$dir"
       chmod 755 "$dir"
       start_one "${2:?service}" "$dir" ;;
+    build-deps) ensure_build_deps ;;
     install) ensure_installed ;;
     stop) stop_all "${2:?usage: services.sh stop DIR}" ;;
     kill) kill_one "${2:?service}" "${3:?usage: services.sh kill NAME DIR}" ;;
