@@ -96,8 +96,12 @@ mod tests {
 
     #[test]
     fn pool_and_connection_trouble_is_retryable() {
-        assert!(is_retryable(&DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
-        assert!(is_retryable(&DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)));
+        assert!(is_retryable(&DbErr::ConnectionAcquire(
+            ConnAcquireErr::Timeout
+        )));
+        assert!(is_retryable(&DbErr::ConnectionAcquire(
+            ConnAcquireErr::ConnectionClosed
+        )));
         assert!(is_retryable(&sqlx(sea_orm::sqlx::Error::PoolTimedOut)));
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert!(is_retryable(&sqlx(sea_orm::sqlx::Error::Io(reset))));
