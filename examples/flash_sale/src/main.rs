@@ -124,8 +124,19 @@ fn placeholder(db: &DatabaseConnection, n: usize) -> String {
     }
 }
 
-/// Check, then insert: two statements, so two connections both see 999 and both insert.
-async fn naive(args: &Args, db: &DatabaseConnection, table: &str) -> Result<Tally, String> {
+/// Sends every application at once into a scratch `table` of (user_id) rows: each asks
+/// `admit` whether it may insert, and inserts if so. Returns (told yes, coupons, holders,
+/// holders of two or more).
+async fn race<F, Fut>(
+    args: &Args,
+    db: &DatabaseConnection,
+    table: &str,
+    admit: F,
+) -> Result<[u64; 4], String>
+where
+    F: Fn(DatabaseConnection) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<bool, String>> + Send,
+{
     execute(
         db,
         &format!("CREATE TABLE {table} (user_id BIGINT NOT NULL)"),
@@ -135,11 +146,15 @@ async fn naive(args: &Args, db: &DatabaseConnection, table: &str) -> Result<Tall
     let told_yes = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
     for application in arrival_order(args.applications) {
-        let (db, table, told_yes) = (db.clone(), table.to_owned(), told_yes.clone());
-        let (cap, user) = (args.cap as i64, user_of(application, args.users) as i64);
+        let (db, table, told_yes, admit) = (
+            db.clone(),
+            table.to_owned(),
+            told_yes.clone(),
+            admit.clone(),
+        );
+        let user = user_of(application, args.users) as i64;
         tasks.spawn(async move {
-            let issued = scalar(&db, &format!("SELECT COUNT(*) FROM {table}")).await?;
-            if issued < cap {
+            if admit(db.clone()).await? {
                 let sql = format!(
                     "INSERT INTO {table} (user_id) VALUES ({})",
                     placeholder(&db, 1)
@@ -154,9 +169,25 @@ async fn naive(args: &Args, db: &DatabaseConnection, table: &str) -> Result<Tall
         joined.map_err(|e| e.to_string())??;
     }
     let (coupons, holders, double_winners) = count_rows(db, table).await?;
+    Ok([
+        told_yes.load(Ordering::Relaxed),
+        coupons,
+        holders,
+        double_winners,
+    ])
+}
+
+/// Check, then insert: two statements, so two connections both see 999 and both insert.
+async fn naive(args: &Args, db: &DatabaseConnection, table: &str) -> Result<Tally, String> {
+    let (cap, count) = (args.cap as i64, format!("SELECT COUNT(*) FROM {table}"));
+    let admit = move |db: DatabaseConnection| {
+        let count = count.clone();
+        async move { Ok(scalar(&db, &count).await? < cap) }
+    };
+    let [told_yes, coupons, holders, double_winners] = race(args, db, table, admit).await?;
     Ok(Tally {
         name: "naive check-then-insert",
-        told_yes: told_yes.load(Ordering::Relaxed),
+        told_yes,
         coupons,
         holders,
         double_winners,
@@ -203,12 +234,6 @@ async fn textbook(
     table: &str,
     run: &str,
 ) -> Result<Tally, String> {
-    execute(
-        db,
-        &format!("CREATE TABLE {table} (user_id BIGINT NOT NULL)"),
-        vec![],
-    )
-    .await?;
     let counter = Arc::new(match &args.redis_url {
         Some(url) => {
             let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
@@ -220,36 +245,16 @@ async fn textbook(
         }
         None => Counter::Memory(AtomicU64::new(0)),
     });
-    let told_yes = Arc::new(AtomicU64::new(0));
-    let mut tasks = JoinSet::new();
-    for application in arrival_order(args.applications) {
-        let (db, table, counter, told_yes) = (
-            db.clone(),
-            table.to_owned(),
-            counter.clone(),
-            told_yes.clone(),
-        );
-        let (cap, user) = (args.cap, user_of(application, args.users) as i64);
-        tasks.spawn(async move {
-            if counter.incr().await? <= cap {
-                // The "send": the consumer saves every message it gets.
-                let sql = format!(
-                    "INSERT INTO {table} (user_id) VALUES ({})",
-                    placeholder(&db, 1)
-                );
-                execute(&db, &sql, vec![user.into()]).await?;
-                told_yes.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok::<_, String>(())
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        joined.map_err(|e| e.to_string())??;
-    }
-    let (coupons, holders, double_winners) = count_rows(db, table).await?;
+    let (cap, shared) = (args.cap, counter.clone());
+    // The "send": the consumer saves every message it gets.
+    let admit = move |_: DatabaseConnection| {
+        let counter = shared.clone();
+        async move { Ok(counter.incr().await? <= cap) }
+    };
+    let [told_yes, coupons, holders, double_winners] = race(args, db, table, admit).await?;
     Ok(Tally {
         name: "textbook INCR-then-send",
-        told_yes: told_yes.load(Ordering::Relaxed),
+        told_yes,
         coupons,
         holders,
         double_winners,
