@@ -45,6 +45,12 @@ pub trait IssueSource: Send + Sync + 'static {
     /// Parks a ticket that failed past the retry budget where operators can see and
     /// replay it. The worker acks it afterwards, so this must be durable.
     async fn dead_letter(&self, ticket: &IssueTicket, reason: &str) -> Result<()>;
+
+    /// Tickets waiting for this consumer (its share of the queue lag), when the source can
+    /// tell; `None` by default.
+    async fn lag(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// Tickets delivered together, with the receipt the source needs to ack them.

@@ -339,4 +339,30 @@ impl IssueSource for KafkaIssueSource {
     async fn dead_letter(&self, ticket: &IssueTicket, reason: &str) -> Result<()> {
         self.dead_letters.ticket(ticket, reason).await
     }
+
+    /// Messages between this consumer's position and the end of each partition it owns.
+    async fn lag(&self) -> Result<Option<u64>> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let positions = consumer
+                .position()
+                .map_err(|e| kafka(e, || "reading positions".into()))?;
+            let mut lag = 0u64;
+            for element in positions.elements_for_topic(&topic) {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, element.partition(), Duration::from_secs(5))
+                    .map_err(|e| kafka(e, || format!("reading watermarks of {topic:?}")))?;
+                let position = match element.offset() {
+                    Offset::Offset(position) => position,
+                    // Nothing consumed yet here: the whole partition is waiting.
+                    _ => 0,
+                };
+                lag += u64::try_from(high - position).unwrap_or(0);
+            }
+            Ok(Some(lag))
+        })
+        .await
+        .map_err(|e| Error::backend(BACKEND, "lag task failed", Some(e.into())))?
+    }
 }

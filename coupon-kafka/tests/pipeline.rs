@@ -199,3 +199,42 @@ async fn two_workers_share_three_partitions() {
     two.abort();
     support::assert_exactly(store.as_ref(), campaign, 6_000).await;
 }
+
+/// The source reports what is still waiting in the partitions it owns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lag_counts_what_this_consumer_has_not_received() {
+    use coupon_core::IssueSource;
+    let config = support::config(1);
+    let (_, campaign) = support::store_with_campaign(300).await;
+    let queue = Arc::new(
+        KafkaIssueQueue::connect(config.clone())
+            .await
+            .expect("producer"),
+    );
+    support::publish_all(queue, &support::tickets(campaign, 300)).await;
+    let source = KafkaIssueSource::connect(config).await.expect("consumer");
+
+    let first = source
+        .next_batch(100)
+        .await
+        .expect("a batch")
+        .expect("tickets");
+    let lag = source.lag().await.expect("lag").expect("a figure");
+    assert!(
+        lag > 0 && lag <= 300 - first.len() as u64,
+        "lag {lag} after {}",
+        first.len()
+    );
+    source.ack(first).await.expect("ack");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Drain the rest: the lag falls to zero.
+    while source.lag().await.expect("lag") != Some(0) {
+        assert!(std::time::Instant::now() < deadline, "lag never reached 0");
+        if let Ok(Ok(Some(batch))) =
+            tokio::time::timeout(Duration::from_millis(200), source.next_batch(100)).await
+        {
+            source.ack(batch).await.expect("ack");
+        }
+    }
+}

@@ -199,4 +199,8 @@ impl IssueSource for MemoryQueue {
         lock(&self.shared.dead_letters).push((ticket.clone(), reason.to_owned()));
         Ok(())
     }
+
+    async fn lag(&self) -> Result<Option<u64>> {
+        Ok(Some(MemoryQueue::lag(self) as u64))
+    }
 }

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use coupon_core::{
     ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponIssuer, CouponStore, Error,
-    NewCampaign, UserId, WindowState,
+    IssueSource, NewCampaign, UserId, WindowState,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -36,6 +36,8 @@ pub struct AppState {
     pub admin_token: String,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The worker's source in this process, if any: its lag goes into the metrics.
+    pub source: Option<Arc<dyn IssueSource>>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -303,9 +305,13 @@ async fn ready(State(state): Shared) -> Response {
 }
 
 async fn metrics(State(state): Shared) -> Response {
+    let lag = match &state.source {
+        Some(source) => source.lag().await.ok().flatten(),
+        None => None,
+    };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render(lag),
     )
         .into_response()
 }

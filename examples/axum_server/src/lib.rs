@@ -44,11 +44,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let backends = backends::build(&config).await?;
-    let lag = backends
-        .memory_queue
-        .clone()
-        .map(|queue| Box::new(move || queue.lag() as u64) as Box<dyn Fn() -> u64 + Send + Sync>);
-    let metrics = Arc::new(Metrics::new(lag));
+    let metrics = Arc::new(Metrics::new());
 
     println!(
         "firstcome {} ({:?})",
@@ -95,6 +91,7 @@ pub async fn serve(
             store: backends.store.clone(),
             admin_token,
             metrics,
+            source: backends.source.clone(),
         });
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         println!("listening on http://{address}");

@@ -66,18 +66,16 @@ pub struct Metrics {
     apply_latency: Histogram,
     batch_sizes: Histogram,
     worker_errors: AtomicU64,
-    queue_lag: Option<Box<dyn Fn() -> u64 + Send + Sync>>,
 }
 
 impl Metrics {
-    /// Empty metrics; `queue_lag` reads the in-process queue's lag when there is one.
-    pub fn new(queue_lag: Option<Box<dyn Fn() -> u64 + Send + Sync>>) -> Self {
+    /// Empty metrics.
+    pub fn new() -> Self {
         Self {
             requests: Mutex::new(BTreeMap::new()),
             apply_latency: Histogram::new(LATENCY_BOUNDS),
             batch_sizes: Histogram::new(BATCH_BOUNDS),
             worker_errors: AtomicU64::new(0),
-            queue_lag,
         }
     }
 
@@ -92,8 +90,8 @@ impl Metrics {
         self.apply_latency.observe(elapsed.as_secs_f64());
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition, with the queue lag when the source could tell it.
+    pub fn render(&self, queue_lag: Option<u64>) -> String {
         let mut out = String::new();
         out.push_str("# HELP firstcome_requests_total Answers by route and outcome.\n# TYPE firstcome_requests_total counter\n");
         for ((route, outcome), count) in self
@@ -122,14 +120,19 @@ impl Metrics {
             out,
             "# HELP firstcome_worker_errors_total Worker errors (source or store).\n# TYPE firstcome_worker_errors_total counter\nfirstcome_worker_errors_total {errors}"
         );
-        if let Some(lag) = &self.queue_lag {
+        if let Some(lag) = queue_lag {
             let _ = writeln!(
                 out,
-                "# HELP firstcome_queue_lag Tickets waiting in the in-process queue.\n# TYPE firstcome_queue_lag gauge\nfirstcome_queue_lag {}",
-                lag()
+                "# HELP firstcome_queue_lag Tickets waiting for this process's worker.\n# TYPE firstcome_queue_lag gauge\nfirstcome_queue_lag {lag}"
             );
         }
         out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -169,5 +172,9 @@ impl IssueSource for MeteredSource {
 
     async fn dead_letter(&self, ticket: &IssueTicket, reason: &str) -> Result<()> {
         self.counted(self.inner.dead_letter(ticket, reason).await)
+    }
+
+    async fn lag(&self) -> Result<Option<u64>> {
+        self.inner.lag().await
     }
 }

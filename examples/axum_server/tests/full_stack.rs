@@ -80,7 +80,8 @@ async fn two_thousand_applies_on_cap_five_hundred() {
         counter: parts.counter.clone(),
         store: parts.store.clone(),
         admin_token: "full-stack".to_owned(),
-        metrics: Arc::new(Metrics::new(None)),
+        metrics: Arc::new(Metrics::new()),
+        source: None,
     });
     let app = router(state);
 

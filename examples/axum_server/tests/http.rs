@@ -32,7 +32,8 @@ fn service() -> Service {
         counter,
         store: store.clone(),
         admin_token: TOKEN.to_owned(),
-        metrics: Arc::new(Metrics::new(None)),
+        metrics: Arc::new(Metrics::new()),
+        source: Some(queue.clone()),
     });
     Service {
         app: router(state),
@@ -387,4 +388,6 @@ async fn health_readiness_and_metrics() {
         "{text}"
     );
     assert!(text.contains("firstcome_apply_seconds_count 2"), "{text}");
+    // No worker runs here: the accepted ticket waits in the queue.
+    assert!(text.contains("firstcome_queue_lag 1"), "{text}");
 }
