@@ -23,6 +23,11 @@ pub trait IssueQueue: Send + Sync + 'static {
     /// The issuer treats any other error like `PublishUnknown`, the side that never
     /// over-issues.
     async fn publish(&self, ticket: &IssueTicket) -> Result<()>;
+
+    /// Whether the queue can take tickets now (for readiness probes); `Ok` by default.
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The consuming side of the hand-off, driven by the [`IssueWorker`](crate::IssueWorker).

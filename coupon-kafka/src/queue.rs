@@ -135,6 +135,27 @@ impl KafkaIssueQueue {
 
 #[async_trait]
 impl IssueQueue for KafkaIssueQueue {
+    /// The cluster answers a metadata request for the ticket topic within 2 s.
+    async fn ready(&self) -> Result<()> {
+        let producer = self.producer();
+        let topic = self.shared.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(2))
+                .map(|_| ())
+                .map_err(|e| kafka(e, || format!("reading metadata of {topic:?}")))
+        })
+        .await
+        .map_err(|e| {
+            coupon_core::Error::backend(
+                crate::error::BACKEND,
+                "metadata task failed",
+                Some(e.into()),
+            )
+        })?
+    }
+
     async fn publish(&self, ticket: &IssueTicket) -> Result<()> {
         let key = codec::key(ticket);
         let payload = codec::encode(ticket);

@@ -120,6 +120,20 @@ impl MemoryQueue {
 
 #[async_trait]
 impl IssueQueue for MemoryQueue {
+    async fn ready(&self) -> Result<()> {
+        let open = self
+            .shared
+            .sender
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if open {
+            Ok(())
+        } else {
+            Err(Error::Closed { what: BACKEND })
+        }
+    }
+
     async fn publish(&self, ticket: &IssueTicket) -> Result<()> {
         let sender = self
             .shared

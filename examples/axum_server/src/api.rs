@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use coupon_core::{
     ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponIssuer, CouponStore, Error,
-    IssueSource, NewCampaign, UserId, WindowState,
+    IssueQueue, IssueSource, NewCampaign, UserId, WindowState,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -30,6 +30,8 @@ pub struct AppState {
     pub issuer: CouponIssuer,
     /// Admission counter, for status reads.
     pub counter: Arc<dyn CouponCounter>,
+    /// The hand-off the issuer publishes to, for the readiness probe.
+    pub queue: Arc<dyn IssueQueue>,
     /// The store, for campaigns and coupons.
     pub store: Arc<dyn CouponStore>,
     /// Bearer token of `POST /campaigns`.
@@ -287,6 +289,9 @@ async fn ready(State(state): Shared) -> Response {
     let mut failures = Vec::new();
     if let Err(error) = state.counter.status(CampaignId(0)).await {
         failures.push(format!("counter: {error}"));
+    }
+    if let Err(error) = state.queue.ready().await {
+        failures.push(format!("queue: {error}"));
     }
     match state.store.campaign(CampaignId(0)).await {
         Ok(_) | Err(Error::UnknownCampaign { .. }) => {}

@@ -86,7 +86,12 @@ pub async fn serve(
             token
         });
         let state = Arc::new(AppState {
-            issuer: CouponIssuer::new(backends.counter.clone(), queue, backends.store.clone()),
+            issuer: CouponIssuer::new(
+                backends.counter.clone(),
+                queue.clone(),
+                backends.store.clone(),
+            ),
+            queue,
             counter: backends.counter.clone(),
             store: backends.store.clone(),
             admin_token,

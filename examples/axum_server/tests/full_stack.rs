@@ -78,12 +78,19 @@ async fn two_thousand_applies_on_cap_five_hundred() {
             parts.store.clone(),
         ),
         counter: parts.counter.clone(),
+        queue: parts.queue.clone().expect("a queue"),
         store: parts.store.clone(),
         admin_token: "full-stack".to_owned(),
         metrics: Arc::new(Metrics::new()),
         source: None,
     });
     let app = router(state);
+    let (status, _) = call(&app, "GET", "/readyz", None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "Redis, Kafka and PostgreSQL all answer"
+    );
 
     let (status, campaign) = call(
         &app,

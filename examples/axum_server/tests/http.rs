@@ -30,6 +30,7 @@ fn service() -> Service {
     let state = Arc::new(AppState {
         issuer: CouponIssuer::new(counter.clone(), queue.clone(), store.clone()),
         counter,
+        queue: queue.clone(),
         store: store.clone(),
         admin_token: TOKEN.to_owned(),
         metrics: Arc::new(Metrics::new()),
@@ -390,4 +391,19 @@ async fn health_readiness_and_metrics() {
     assert!(text.contains("firstcome_apply_seconds_count 2"), "{text}");
     // No worker runs here: the accepted ticket waits in the queue.
     assert!(text.contains("firstcome_queue_lag 1"), "{text}");
+
+    // A queue that takes nothing makes the service not ready, naming the part.
+    service.queue.close();
+    let (status, _, body) = send(app, get("/readyz")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready"))
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("queue:"),
+        "{body}"
+    );
 }
