@@ -182,22 +182,31 @@ async fn two_workers_share_three_partitions() {
     let second = KafkaIssueSource::connect(config.clone())
         .await
         .expect("consumer");
-    let one = tokio::spawn({
-        let worker = worker(first, store.clone());
-        async move { worker.run(std::future::pending()).await }
-    });
-    let two = tokio::spawn({
-        let worker = worker(second, store.clone());
-        async move { worker.run(std::future::pending()).await }
-    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let spawn = |source: KafkaIssueSource| {
+        let worker = worker(source, store.clone());
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await
+        })
+    };
+    let (one, two) = (spawn(first), spawn(second));
     // Both members in the group before the tickets arrive.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let queue = Arc::new(KafkaIssueQueue::connect(config).await.expect("producer"));
     support::publish_all(queue, &support::tickets(campaign, 6_000)).await;
     support::wait_for(store.as_ref(), campaign, 6_000).await;
-    one.abort();
-    two.abort();
+    stop.send(true).expect("workers listening");
+    let one = one.await.expect("worker task").expect("worker");
+    let two = two.await.expect("worker task").expect("worker");
     support::assert_exactly(store.as_ref(), campaign, 6_000).await;
+    // Each persisted a share, and together every ticket exactly once.
+    assert!(one.issued > 0 && two.issued > 0, "one {one:?}, two {two:?}");
+    assert_eq!(one.issued + two.issued, 6_000);
 }
 
 /// The source reports what is still waiting in the partitions it owns.
