@@ -21,7 +21,6 @@ use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig, testkit};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sea_orm::ConnectionTrait;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -36,12 +35,6 @@ fn config(brokers: &str) -> KafkaConfig {
         .with_group_id(format!("bench-{id}"))
         .with_partitions(3)
         .with_create_topics(true)
-        .with_linger(Duration::from_millis(
-            std::env::var("BENCH_LINGER_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(5),
-        ))
 }
 
 fn tickets(campaign: CampaignId) -> Vec<IssueTicket> {
@@ -124,14 +117,6 @@ async fn campaign(store: &SeaOrmStore) -> CampaignId {
         .id
 }
 
-async fn analyze(store: &SeaOrmStore) {
-    store
-        .connection()
-        .execute_unprepared("ANALYZE coupon")
-        .await
-        .expect("ANALYZE");
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -156,7 +141,7 @@ fn main() {
 
         println!("\nconsume -> persist into PostgreSQL ({TICKETS} tickets, batch {BATCH})");
         let direct_campaign = campaign(&store).await;
-        analyze(&store).await;
+        firstcome_benches::analyze(&store).await;
         let started = Instant::now();
         for batch in tickets(direct_campaign).chunks(BATCH) {
             store.issue_batch(batch).await.expect("issue_batch");
@@ -168,7 +153,7 @@ fn main() {
         let queue = Arc::new(KafkaIssueQueue::connect(config.clone()).await.expect("producer"));
         let campaign = campaign(&store).await;
         publish_rate(queue, &tickets(campaign), 512).await;
-        analyze(&store).await;
+        firstcome_benches::analyze(&store).await;
         let source = KafkaIssueSource::connect(config).await.expect("consumer");
         let worker = IssueWorker::with_config(
             Arc::new(source),

@@ -33,22 +33,10 @@ async fn campaign(store: &SeaOrmStore) -> CampaignId {
         .id
 }
 
-/// Refreshes the planner's statistics, as autovacuum does on a live database: a table
-/// that grew from nothing and was never analysed gets plans that read a whole campaign
-/// per lookup (see docs/operations.md).
-async fn analyze(store: &SeaOrmStore) {
-    let db = store.connection();
-    if db.get_database_backend() == DbBackend::Postgres {
-        db.execute_unprepared("ANALYZE coupon")
-            .await
-            .expect("ANALYZE");
-    }
-}
-
 /// `issue_batch` in batches of `size` until `rows` coupons are persisted.
 async fn ours(store: &SeaOrmStore, size: usize, rows: u64) -> f64 {
     let campaign = campaign(store).await;
-    analyze(store).await;
+    firstcome_benches::analyze(store).await;
     let tickets: Vec<IssueTicket> = (1..=rows)
         .map(|user| IssueTicket::new(campaign, UserId(user), user))
         .collect();

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
 use coupon_core::{Campaign, CouponIssuer, CouponStore, IssueSource, NewCampaign};
+use coupon_seaorm::SeaOrmStore;
+use sea_orm::{ConnectionTrait, DbBackend};
 
 /// An issuer on the memory adapters with one campaign of `cap` coupons, and a task
 /// that consumes and acks every ticket so that `apply` never waits on a full queue.
@@ -27,4 +29,16 @@ pub async fn memory_issuer(cap: u64) -> (CouponIssuer, Campaign) {
         .await
         .expect("a valid campaign");
     (issuer, campaign)
+}
+
+/// Refreshes PostgreSQL's statistics of `coupon`, as autovacuum does on a live
+/// database, so that each measured run starts from the same planner knowledge; a no-op
+/// on other backends.
+pub async fn analyze(store: &SeaOrmStore) {
+    let db = store.connection();
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_unprepared("ANALYZE coupon")
+            .await
+            .expect("ANALYZE");
+    }
 }

@@ -42,15 +42,6 @@ pub enum Error {
         reason: String,
     },
 
-    /// A campaign definition the backend cannot honour (a per-user limit it does not support).
-    #[error("{backend} does not support {what}")]
-    Unsupported {
-        /// The adapter that refused.
-        backend: &'static str,
-        /// The unsupported setting.
-        what: String,
-    },
-
     /// The queue definitely did not store the ticket (refused, never sent).
     #[error("publish refused by {backend}: the ticket was not stored")]
     PublishRefused {
@@ -146,7 +137,6 @@ impl Error {
             | Error::Unavailable { .. } => true,
             Error::UnknownCampaign { .. }
             | Error::InvalidCampaign { .. }
-            | Error::Unsupported { .. }
             | Error::Backend { .. }
             | Error::SchemaMismatch { .. }
             | Error::Closed { .. } => false,

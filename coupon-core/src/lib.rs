@@ -44,6 +44,7 @@ pub mod memory;
 mod outcome;
 mod queue;
 mod reconcile;
+mod redact;
 mod sold_out;
 mod store;
 #[cfg(feature = "testkit")]
@@ -63,6 +64,7 @@ pub use issuer::{CouponIssuer, IssuerConfig};
 pub use outcome::{Admission, ApplyOutcome, IssueOutcome};
 pub use queue::{Batch, IssueQueue, IssueSource};
 pub use reconcile::{ReconcileReport, reconcile};
+pub use redact::redact_url;
 pub use store::{CouponStore, IssueFailure};
 pub use ticket::IssueTicket;
 pub use worker::{IssueWorker, WorkerConfig, WorkerReport};

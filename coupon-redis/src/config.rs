@@ -52,21 +52,10 @@ impl RedisCounterConfig {
     }
 }
 
-/// Hides the password of `redis://user:password@host`.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl fmt::Debug for RedisCounterConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let urls: Vec<String> = self.nodes().into_iter().map(redact).collect();
         f.debug_struct("RedisCounterConfig")
-            .field("url", &urls.join(","))
+            .field("url", &coupon_core::redact_url(&self.url))
             .field("key_prefix", &self.key_prefix)
             .field("response_timeout", &self.response_timeout)
             .field("connection_timeout", &self.connection_timeout)

@@ -60,15 +60,8 @@ impl SeaOrmStoreConfig {
 
 impl fmt::Debug for SeaOrmStoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Hide the password of scheme://user:password@host.
-        let url = match (self.url.find("://"), self.url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}://***@{}", &self.url[..scheme], &self.url[at + 1..])
-            }
-            _ => self.url.clone(),
-        };
         f.debug_struct("SeaOrmStoreConfig")
-            .field("url", &url)
+            .field("url", &coupon_core::redact_url(&self.url))
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("migrate", &self.migrate)

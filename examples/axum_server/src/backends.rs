@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use coupon_core::memory::{MemoryCounter, MemoryQueue};
-use coupon_core::{CampaignId, CouponCounter, CouponStore, IssueQueue, IssueSource};
+use coupon_core::{CampaignId, CouponCounter, CouponStore, IssueQueue, IssueSource, redact_url};
 use coupon_kafka::{KafkaConfig, KafkaIssueQueue, KafkaIssueSource};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
@@ -36,15 +36,6 @@ pub struct Backends {
     pub description: Vec<(&'static str, String)>,
 }
 
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// Connects every part `config` asks for.
 pub async fn build(config: &Config) -> Result<Backends, String> {
     let runs_api = config.role != Role::Worker;
@@ -60,10 +51,10 @@ pub async fn build(config: &Config) -> Result<Backends, String> {
 
     let store = SeaOrmStore::connect(SeaOrmStoreConfig::new(&config.database_url))
         .await
-        .map_err(|e| format!("database {}: {e}", redact(&config.database_url)))?;
+        .map_err(|e| format!("database {}: {e}", redact_url(&config.database_url)))?;
     description.push((
         "store",
-        format!("SeaORM on {}", redact(&config.database_url)),
+        format!("SeaORM on {}", redact_url(&config.database_url)),
     ));
 
     let counter: Arc<dyn CouponCounter> = match &config.redis_url {
@@ -72,12 +63,12 @@ pub async fn build(config: &Config) -> Result<Backends, String> {
                 RedisCounterConfig::new(url).with_key_prefix(&config.redis_key_prefix),
             )
             .await
-            .map_err(|e| format!("redis {}: {e}", redact(url)))?;
+            .map_err(|e| format!("redis {}: {e}", redact_url(url)))?;
             description.push((
                 "counter",
                 format!(
                     "Redis at {} (prefix {})",
-                    redact(url),
+                    redact_url(url),
                     config.redis_key_prefix
                 ),
             ));

@@ -41,7 +41,7 @@ impl From<Error> for ApiError {
             Error::UnknownCampaign { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "unknown_campaign", error.to_string())
             }
-            Error::InvalidCampaign { .. } | Error::Unsupported { .. } => Self::new(
+            Error::InvalidCampaign { .. } => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_campaign",
                 error.to_string(),
