@@ -39,7 +39,7 @@ fn config(brokers: &str) -> KafkaConfig {
 
 fn tickets(campaign: CampaignId) -> Vec<IssueTicket> {
     (1..=TICKETS)
-        .map(|user| IssueTicket::new(campaign, UserId(user), user))
+        .map(|user| IssueTicket::new(campaign, UserId(user), 1, user))
         .collect()
 }
 

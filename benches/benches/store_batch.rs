@@ -38,7 +38,7 @@ async fn ours(store: &SeaOrmStore, size: usize, rows: u64) -> f64 {
     let campaign = campaign(store).await;
     firstcome_benches::analyze(store).await;
     let tickets: Vec<IssueTicket> = (1..=rows)
-        .map(|user| IssueTicket::new(campaign, UserId(user), user))
+        .map(|user| IssueTicket::new(campaign, UserId(user), 1, user))
         .collect();
     let started = Instant::now();
     for batch in tickets.chunks(size) {

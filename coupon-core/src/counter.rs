@@ -1,5 +1,7 @@
 //! Admission: the fast gate that hands out at most `cap` slots.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -10,6 +12,11 @@ use crate::{Admission, Campaign, CampaignId, Result, UserId};
 /// Implementations must be exact under any concurrency, across every process that
 /// shares the backend: the count never passes `campaign.cap`, and a user never holds
 /// more than `campaign.per_user_limit` slots.
+///
+/// Besides the count, a counter remembers each slot it granted ([`HeldSlot`]: user,
+/// slot, rank, time), so that the [`Settler`](crate::Settler) can publish the ticket of
+/// any admission the store does not hold yet. A slot is given back only by
+/// [`release`](CouponCounter::release), and only while the settler has not claimed it.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait CouponCounter: Send + Sync + 'static {
@@ -17,17 +24,23 @@ pub trait CouponCounter: Send + Sync + 'static {
     ///
     /// - the user already holds `per_user_limit` slots: [`Admission::AlreadyApplied`];
     /// - the count is at `cap`: [`Admission::SoldOut`];
-    /// - otherwise the user's slot is recorded with the current time and the count is
-    ///   incremented, [`Admission::Granted`] with the new count as the rank.
+    /// - otherwise the user takes their lowest free slot, recorded with its rank and the
+    ///   current time, and the count is incremented: [`Admission::Granted`] with the new
+    ///   count as the rank.
     ///
     /// The check and the update are one atomic step; nothing changes unless granted.
+    /// A failure that may have happened after the update (a timeout) must be
+    /// [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown): the slot may be held.
     async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> Result<Admission>;
 
-    /// Gives back one slot `user` holds in `campaign`.
+    /// Gives back `held` (matched by user, slot and rank) after its ticket was
+    /// definitely not stored.
     ///
-    /// Returns whether a slot was held. Decrements only then, so the count never goes
-    /// below zero and a double release frees one slot, not two.
-    async fn release(&self, campaign: CampaignId, user: UserId) -> Result<bool>;
+    /// Atomic: decrements the count only if that very slot is still held, so a double
+    /// release frees one slot, not two, and never a later admission of the same slot.
+    /// A slot the settler has claimed is kept ([`Release::Settling`]): its ticket may
+    /// have been published by then.
+    async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release>;
 
     /// Whether `user` holds a slot in `campaign` (admitted, not released).
     async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool>;
@@ -35,21 +48,55 @@ pub trait CouponCounter: Send + Sync + 'static {
     /// The current admitted count of `campaign` (0 for one never seen).
     async fn status(&self, campaign: CampaignId) -> Result<CounterStatus>;
 
-    /// Users admitted to `campaign` before `cutoff`, for reconciliation: those whose
-    /// tickets should have been persisted by now.
-    async fn admitted_before(
+    /// Every slot held in `campaign`, in no particular order: what the settler compares
+    /// with the store.
+    async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>>;
+
+    /// Claims slots for settlement: atomically per slot, marks each one of `slots` that
+    /// is still held with the same rank and was not claimed in the last
+    /// `reclaim_after`, and returns those. The caller then publishes their tickets.
+    ///
+    /// A claimed slot is never released, because its ticket may exist from then on;
+    /// and two settlers cannot both claim a slot within `reclaim_after`, so many
+    /// instances may settle at once without flooding the queue.
+    async fn claim(
         &self,
         campaign: CampaignId,
-        cutoff: DateTime<Utc>,
-    ) -> Result<Vec<UserId>>;
+        slots: &[HeldSlot],
+        reclaim_after: Duration,
+    ) -> Result<Vec<HeldSlot>>;
 
     /// Rebuilds the counter of `campaign` from the store's truth after the counter lost
     /// data: every user in `holders` (one entry per coupon held) is recorded as admitted.
     ///
     /// Must never lower the count and must be safe while applications are arriving:
     /// users admitted since the loss stay admitted, and the count ends as the number of
-    /// slots recorded.
+    /// slots recorded. Slots recorded this way have rank 0 (unknown).
     async fn restore(&self, campaign: &Campaign, holders: &[UserId]) -> Result<RestoreReport>;
+}
+
+/// One slot a counter granted: whose, which of theirs, at which rank and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HeldSlot {
+    /// The holder.
+    pub user: UserId,
+    /// Which of the holder's slots (1..=per_user_limit).
+    pub slot: u32,
+    /// The rank it was granted at (0 if rebuilt from the store).
+    pub rank: u64,
+    /// When it was granted, by the counter's clock.
+    pub admitted_at: DateTime<Utc>,
+}
+
+/// What [`CouponCounter::release`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The slot was held and is free again.
+    Released,
+    /// No such slot is held (released before, or the counter lost it): nothing changed.
+    NotHeld,
+    /// The settler claimed the slot and may have published its ticket: kept.
+    Settling,
 }
 
 /// A counter's view of one campaign.

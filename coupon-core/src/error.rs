@@ -8,18 +8,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Shorthand for results whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Whether a failed hand-off left the admission slot reserved or gave it back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlotState {
-    /// The ticket was definitely not stored and the slot was released: the campaign can
-    /// still reach its cap, and the user may apply again at once.
-    Released,
-    /// The ticket may have been stored (the outcome is unknown), or releasing failed: the
-    /// slot stays reserved until reconciliation confirms or releases it. Releasing it
-    /// now could let cap + 1 tickets exist.
-    Reserved,
-}
-
 /// Everything that can go wrong in firstcome.
 ///
 /// [`Error::is_retryable`] tells whether the same call may succeed later.
@@ -62,15 +50,14 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// An admitted application could not be handed off; `slot` says what became of it.
-    #[error("campaign {campaign}, user {user}: hand-off failed, slot {slot:?}")]
+    /// An admitted application whose ticket the queue definitely refused: its slot was
+    /// given back, so nothing happened and the applicant may try again.
+    #[error("campaign {campaign}, user {user}: hand-off refused, slot given back")]
     NotHandedOff {
         /// The campaign applied to.
         campaign: CampaignId,
         /// The applicant.
         user: UserId,
-        /// Released, or reserved for reconciliation.
-        slot: SlotState,
         /// The queue's error.
         #[source]
         source: Box<Error>,
@@ -80,6 +67,20 @@ pub enum Error {
     /// loading, deadlock, serialisation failure).
     #[error("{backend} unavailable: {message}")]
     Unavailable {
+        /// Which backend.
+        backend: &'static str,
+        /// What happened.
+        message: String,
+        /// The backend's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A backend call whose effect may or may not have happened (a timeout, or the
+    /// connection dropped after the request was sent): the caller must not assume
+    /// either. Retrying is safe only for idempotent calls.
+    #[error("{backend}: outcome unknown: {message}")]
+    OutcomeUnknown {
         /// Which backend.
         backend: &'static str,
         /// What happened.
@@ -120,7 +121,48 @@ pub enum Error {
     },
 }
 
+/// The three kinds of failure callers act on differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Nothing happened; trying again later may succeed.
+    Retryable,
+    /// It may have happened; trying again later may succeed, but only an idempotent
+    /// call may simply be repeated.
+    OutcomeUnknown,
+    /// Trying again will fail the same way.
+    Permanent,
+}
+
 impl Error {
+    /// Which of the three kinds of failure this is.
+    ///
+    /// ```
+    /// use coupon_core::{Error, ErrorClass};
+    /// let timeout = Error::OutcomeUnknown { backend: "redis", message: "timed out".into(), source: None };
+    /// assert_eq!(timeout.class(), ErrorClass::OutcomeUnknown);
+    /// assert!(timeout.is_retryable());
+    /// ```
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::PublishUnknown { .. } | Error::OutcomeUnknown { .. } => {
+                ErrorClass::OutcomeUnknown
+            }
+            Error::PublishRefused { .. }
+            | Error::NotHandedOff { .. }
+            | Error::Unavailable { .. } => ErrorClass::Retryable,
+            Error::UnknownCampaign { .. }
+            | Error::InvalidCampaign { .. }
+            | Error::Backend { .. }
+            | Error::SchemaMismatch { .. }
+            | Error::Closed { .. } => ErrorClass::Permanent,
+        }
+    }
+
+    /// Whether the call's effect may have happened although it failed.
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.class() == ErrorClass::OutcomeUnknown
+    }
+
     /// Whether the same call may succeed if tried again later.
     ///
     /// ```
@@ -130,23 +172,23 @@ impl Error {
     /// assert!(busy.is_retryable());
     /// ```
     pub fn is_retryable(&self) -> bool {
-        match self {
-            Error::PublishRefused { .. }
-            | Error::PublishUnknown { .. }
-            | Error::NotHandedOff { .. }
-            | Error::Unavailable { .. } => true,
-            Error::UnknownCampaign { .. }
-            | Error::InvalidCampaign { .. }
-            | Error::Backend { .. }
-            | Error::SchemaMismatch { .. }
-            | Error::Closed { .. } => false,
-        }
+        self.class() != ErrorClass::Permanent
     }
 
     /// A retryable error for `backend` carrying its source.
     pub fn unavailable(backend: &'static str, source: impl Into<BoxError>) -> Self {
         let source = source.into();
         Error::Unavailable {
+            backend,
+            message: source.to_string(),
+            source: Some(source),
+        }
+    }
+
+    /// An error of unknown outcome for `backend` carrying its source.
+    pub fn outcome_unknown(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        let source = source.into();
+        Error::OutcomeUnknown {
             backend,
             message: source.to_string(),
             source: Some(source),

@@ -1,15 +1,16 @@
 //! The capped-apply algorithm: window, sold-out memo, admission, durable hand-off.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use crate::memory::lock;
 use crate::sold_out::SoldOutMemo;
 use crate::{
     Admission, ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, IssueQueue,
-    IssueTicket, Result, SlotState, UserId, WindowState,
+    IssueTicket, Release, Result, UserId, WindowState,
 };
 
 /// Settings of a [`CouponIssuer`].
@@ -37,8 +38,19 @@ impl IssuerConfig {
     }
 }
 
+/// Users known to hold every coupon they may (per process, bounded): a repeated apply
+/// of theirs is `AlreadyApplied` without asking the store again. Holding coupons is
+/// forever, so the memo never goes stale.
+const HOLDERS_MEMO_LIMIT: usize = 1_000_000;
+
 /// Answers applications: admits at most `cap` users through the counter and hands each
 /// admitted one off durably before saying `Accepted`.
+///
+/// `apply` is cancel-safe: once the counter granted a slot, dropping the future (an
+/// HTTP client that went away) does not abandon the admission; its hand-off finishes on
+/// a task of its own. What even that cannot cover (a process killed between admission
+/// and publish, a counter timeout after the slot was taken) the
+/// [`Settler`](crate::Settler) rolls forward.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
@@ -52,21 +64,29 @@ impl IssuerConfig {
 /// let campaign = store.create_campaign(NewCampaign::new("launch", 1)).await?;
 ///
 /// assert!(matches!(issuer.apply(campaign.id, UserId(1)).await?, ApplyOutcome::Accepted { rank: 1, .. }));
-/// assert_eq!(issuer.apply(campaign.id, UserId(1)).await?, ApplyOutcome::AlreadyApplied);
+/// // Admitted, but no worker has persisted the coupon yet:
+/// assert_eq!(issuer.apply(campaign.id, UserId(1)).await?, ApplyOutcome::Pending);
 /// assert_eq!(issuer.apply(campaign.id, UserId(2)).await?, ApplyOutcome::SoldOut);
 /// # Ok(()) }
 /// ```
 pub struct CouponIssuer {
-    counter: Arc<dyn CouponCounter>,
-    queue: Arc<dyn IssueQueue>,
+    hand_off: Arc<HandOff>,
     store: Arc<dyn CouponStore>,
     campaigns: RwLock<HashMap<CampaignId, Arc<Campaign>>>,
     sold_out: SoldOutMemo,
+    holders: Mutex<HashSet<(CampaignId, UserId)>>,
+}
+
+/// The two ports a hand-off needs, shared with the task that finishes an abandoned one.
+struct HandOff {
+    counter: Arc<dyn CouponCounter>,
+    queue: Arc<dyn IssueQueue>,
 }
 
 impl CouponIssuer {
-    /// An issuer with the default [`IssuerConfig`]. The store is only read, for campaign
-    /// definitions, which are cached for the issuer's lifetime.
+    /// An issuer with the default [`IssuerConfig`]. The store is only read: campaign
+    /// definitions, cached for the issuer's lifetime, and whether a user who applies
+    /// again already holds their coupons.
     pub fn new(
         counter: Arc<dyn CouponCounter>,
         queue: Arc<dyn IssueQueue>,
@@ -83,20 +103,23 @@ impl CouponIssuer {
         config: IssuerConfig,
     ) -> Self {
         Self {
-            counter,
-            queue,
+            hand_off: Arc::new(HandOff { counter, queue }),
             store,
             campaigns: RwLock::new(HashMap::new()),
             sold_out: SoldOutMemo::new(config.sold_out_ttl),
+            holders: Mutex::new(HashSet::new()),
         }
     }
 
     /// Applies `user` to `campaign`.
     ///
-    /// Answers `Accepted` only once the queue acknowledged the ticket. Errors:
-    /// [`Error::UnknownCampaign`]; a counter error as is (nothing was published);
-    /// [`Error::NotHandedOff`] when the hand-off failed, saying whether the slot was
-    /// released or stays reserved for reconciliation.
+    /// Answers `Accepted` only once the queue acknowledged the ticket, and `Pending`
+    /// when the user holds a slot whose coupon is not in the store yet (this call's
+    /// hand-off outcome is unknown, or an earlier call's is). Errors:
+    /// [`Error::UnknownCampaign`]; a counter error as is (nothing was published; an
+    /// [`Error::OutcomeUnknown`] may have taken a slot, which the settler rolls
+    /// forward); [`Error::NotHandedOff`] when the queue refused the ticket and the slot
+    /// was given back.
     pub async fn apply(&self, campaign: CampaignId, user: UserId) -> Result<ApplyOutcome> {
         let campaign = self.campaign(campaign).await?;
         match campaign.window_state(Utc::now()) {
@@ -107,22 +130,22 @@ impl CouponIssuer {
         if self.sold_out.is_sold_out(campaign.id, Instant::now()) {
             return Ok(ApplyOutcome::SoldOut);
         }
-        let rank = match self.counter.try_acquire(&campaign, user).await? {
-            Admission::Granted { rank } => rank,
-            Admission::AlreadyApplied => return Ok(ApplyOutcome::AlreadyApplied),
+        let (rank, slot) = match self.hand_off.counter.try_acquire(&campaign, user).await? {
+            Admission::Granted { rank, slot } => (rank, slot),
+            Admission::AlreadyApplied => return Ok(self.already_applied(&campaign, user).await),
             Admission::SoldOut => {
                 self.sold_out.mark(campaign.id, Instant::now());
                 return Ok(ApplyOutcome::SoldOut);
             }
         };
-        let ticket = IssueTicket::new(campaign.id, user, rank);
-        match self.queue.publish(&ticket).await {
-            Ok(()) => Ok(ApplyOutcome::Accepted {
-                rank,
-                ticket_id: ticket.ticket_id,
-            }),
-            Err(error) => Err(self.hand_off_failed(&ticket, error).await),
-        }
+        let ticket = IssueTicket::new(campaign.id, user, slot, rank);
+        let guard = AbandonGuard {
+            hand_off: &self.hand_off,
+            ticket: Some(&ticket),
+        };
+        let outcome = self.hand_off.run(&ticket).await;
+        guard.disarm();
+        outcome
     }
 
     /// The campaign definition, from the cache or the store.
@@ -140,39 +163,101 @@ impl CouponIssuer {
         campaigns.get(&id).cloned()
     }
 
-    async fn hand_off_failed(&self, ticket: &IssueTicket, error: Error) -> Error {
-        let slot = match error {
-            // Only a definite refusal proves the ticket does not exist anywhere; any other
-            // failure might have stored it, and releasing then could issue cap + 1.
-            Error::PublishRefused { .. } => {
-                match self.counter.release(ticket.campaign, ticket.user).await {
-                    Ok(_) => SlotState::Released,
-                    Err(release_error) => {
-                        tracing::warn!(
-                            campaign = %ticket.campaign,
-                            user = %ticket.user,
-                            error = %release_error,
-                            "could not release the slot of a refused hand-off; reconciliation will"
-                        );
-                        SlotState::Reserved
-                    }
-                }
-            }
-            _ => SlotState::Reserved,
-        };
-        tracing::warn!(
-            campaign = %ticket.campaign,
-            user = %ticket.user,
-            ticket = %ticket.ticket_id,
-            ?slot,
-            %error,
-            "hand-off failed"
-        );
-        Error::NotHandedOff {
-            campaign: ticket.campaign,
-            user: ticket.user,
-            slot,
-            source: Box::new(error),
+    /// The counter says the user holds every slot they may: `AlreadyApplied` once the
+    /// store holds that many coupons, `Pending` until then. A store that cannot tell
+    /// now gets `Pending` too: the admission is certain, its coupon is not yet.
+    async fn already_applied(&self, campaign: &Campaign, user: UserId) -> ApplyOutcome {
+        let key = (campaign.id, user);
+        if lock(&self.holders).contains(&key) {
+            return ApplyOutcome::AlreadyApplied;
         }
+        match self.store.coupons_of(campaign.id, user).await {
+            Ok(coupons) if coupons.len() >= campaign.per_user_limit as usize => {
+                let mut holders = lock(&self.holders);
+                if holders.len() >= HOLDERS_MEMO_LIMIT {
+                    holders.clear();
+                }
+                holders.insert(key);
+                ApplyOutcome::AlreadyApplied
+            }
+            Ok(_) => ApplyOutcome::Pending,
+            Err(error) => {
+                tracing::debug!(campaign = %campaign.id, %user, %error, "store unreadable; answering pending");
+                ApplyOutcome::Pending
+            }
+        }
+    }
+}
+
+impl HandOff {
+    /// Publishes the ticket of a slot just granted; on a definite refusal gives the slot
+    /// back, on anything else keeps it for the settler.
+    async fn run(&self, ticket: &IssueTicket) -> Result<ApplyOutcome> {
+        let error = match self.queue.publish(ticket).await {
+            Ok(()) => {
+                return Ok(ApplyOutcome::Accepted {
+                    rank: ticket.rank,
+                    ticket_id: ticket.ticket_id,
+                });
+            }
+            // Only a definite refusal proves the ticket exists nowhere; any other failure
+            // might have stored it, and releasing then could let cap + 1 tickets exist.
+            Err(error @ Error::PublishRefused { .. }) => error,
+            Err(error) => {
+                tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, ticket = %ticket.ticket_id, %error, "hand-off outcome unknown; the settler will roll it forward");
+                return Ok(ApplyOutcome::Pending);
+            }
+        };
+        match self
+            .counter
+            .release(ticket.campaign, &ticket.held_slot())
+            .await
+        {
+            Ok(Release::Released | Release::NotHeld) => Err(Error::NotHandedOff {
+                campaign: ticket.campaign,
+                user: ticket.user,
+                source: Box::new(error),
+            }),
+            Ok(Release::Settling) => Ok(ApplyOutcome::Pending),
+            Err(release_error) => {
+                tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, %error, %release_error, "hand-off refused and the slot could not be given back; the settler will roll it forward");
+                Ok(ApplyOutcome::Pending)
+            }
+        }
+    }
+}
+
+/// Finishes the hand-off of a granted slot whose `apply` future was dropped before it
+/// did: on a task of its own, so that no admission waits for the settler's grace period
+/// only because its caller went away.
+struct AbandonGuard<'a> {
+    hand_off: &'a Arc<HandOff>,
+    ticket: Option<&'a IssueTicket>,
+}
+
+impl AbandonGuard<'_> {
+    fn disarm(mut self) {
+        self.ticket = None;
+    }
+}
+
+impl Drop for AbandonGuard<'_> {
+    fn drop(&mut self) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        // Without a runtime (the caller's own runtime is shutting down) the settler
+        // publishes the ticket after its grace period instead.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let hand_off = self.hand_off.clone();
+        let ticket = ticket.clone();
+        runtime.spawn(async move {
+            match hand_off.run(&ticket).await {
+                Ok(outcome) => tracing::debug!(ticket = %ticket.ticket_id, ?outcome, "finished an abandoned hand-off"),
+                Err(error) => tracing::debug!(ticket = %ticket.ticket_id, %error, "abandoned hand-off refused; slot given back"),
+            }
+        });
     }
 }

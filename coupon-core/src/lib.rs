@@ -31,6 +31,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Every admission ends as a coupon: a hand-off whose outcome is unknown, a caller that
+//! went away, a process killed between admission and publish all leave a slot that the
+//! [`Settler`] rolls forward by publishing its (deterministic) ticket again.
+//!
 //! With the `testkit` feature, [`testkit`] holds the conformance suite every adapter
 //! runs.
 
@@ -43,8 +47,9 @@ mod issuer;
 pub mod memory;
 mod outcome;
 mod queue;
-mod reconcile;
 mod redact;
+mod replay;
+mod settler;
 mod sold_out;
 mod store;
 #[cfg(feature = "testkit")]
@@ -56,16 +61,17 @@ mod worker;
 mod tests;
 
 pub use campaign::{Campaign, NewCampaign, WindowState};
-pub use counter::{CounterStatus, CouponCounter, RestoreReport};
+pub use counter::{CounterStatus, CouponCounter, HeldSlot, Release, RestoreReport};
 pub use coupon::{Coupon, CouponCode};
-pub use error::{BoxError, Error, Result, SlotState};
+pub use error::{BoxError, Error, ErrorClass, Result};
 pub use ids::{CampaignId, TicketId, UserId};
 pub use issuer::{CouponIssuer, IssuerConfig};
 pub use outcome::{Admission, ApplyOutcome, IssueOutcome};
 pub use queue::{Batch, IssueQueue, IssueSource};
-pub use reconcile::{ReconcileReport, reconcile};
 pub use redact::redact_url;
-pub use store::{CouponStore, IssueFailure};
+pub use replay::{ReplayReport, replay_failures};
+pub use settler::{SettleReport, Settler, SettlerConfig};
+pub use store::{CampaignSummary, CouponStore, IssueFailure};
 pub use ticket::IssueTicket;
 pub use worker::{IssueWorker, WorkerConfig, WorkerReport};
 

@@ -15,6 +15,11 @@ pub enum ApplyOutcome {
         /// The ticket that will become the coupon.
         ticket_id: TicketId,
     },
+    /// Admitted, but whether the ticket reached the queue is not known yet (a timeout,
+    /// or a retry while the first attempt's hand-off is unconfirmed). Nothing is lost:
+    /// the settler publishes the admission's ticket again until the store holds the
+    /// coupon, and the coupon route tells when it does.
+    Pending,
     /// Every slot is taken.
     SoldOut,
     /// The user already holds as many slots as the campaign allows.
@@ -32,6 +37,8 @@ pub enum Admission {
     Granted {
         /// 1..=cap.
         rank: u64,
+        /// Which of the user's slots (1..=per_user_limit): the lowest one free.
+        slot: u32,
     },
     /// The count is at the cap; nothing changed.
     SoldOut,

@@ -14,11 +14,15 @@ pub trait IssueQueue: Send + Sync + 'static {
     /// Hands `ticket` off; returns only once the hand-off is durable (the broker
     /// acknowledged it, the channel holds it).
     ///
+    /// Publishing the same ticket twice must be harmless: the settler publishes a ticket
+    /// again when its coupon is late, and the store keeps one coupon per ticket id.
+    ///
     /// Failures must be classified, because the issuer's next step depends on it:
     /// - [`Error::PublishRefused`](crate::Error::PublishRefused): the ticket was
     ///   definitely not stored; the issuer releases the slot.
     /// - [`Error::PublishUnknown`](crate::Error::PublishUnknown): the ticket may have
-    ///   been stored (a timeout); the issuer keeps the slot for reconciliation.
+    ///   been stored (a timeout); the issuer keeps the slot and the settler rolls it
+    ///   forward.
     ///
     /// The issuer treats any other error like `PublishUnknown`, the side that never
     /// over-issues.
@@ -47,9 +51,22 @@ pub trait IssueSource: Send + Sync + 'static {
     /// store has persisted (or dead-lettered) all of them.
     async fn ack(&self, batch: Batch) -> Result<()>;
 
-    /// Parks a ticket that failed past the retry budget where operators can see and
-    /// replay it. The worker acks it afterwards, so this must be durable.
-    async fn dead_letter(&self, ticket: &IssueTicket, reason: &str) -> Result<()>;
+    /// Parks a ticket the store refused for good where the queue's own tooling sees it
+    /// (a dead-letter topic), besides the store's failure record, which is the one
+    /// operators list and replay. Called before the ticket is acked, so a mirror must be
+    /// durable when it returns. Does nothing by default.
+    async fn dead_letter(&self, ticket: &IssueTicket, reason: &str) -> Result<()> {
+        let _ = (ticket, reason);
+        Ok(())
+    }
+
+    /// Called about once a second while the worker holds a batch it cannot persist yet
+    /// (the store is unavailable), so that a source whose group membership depends on
+    /// being polled keeps it, without taking new tickets meanwhile. Does nothing by
+    /// default.
+    async fn keep_alive(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Tickets waiting for this consumer (its share of the queue lag), when the source can
     /// tell; `None` by default.
@@ -70,7 +87,7 @@ impl Batch {
     ///
     /// ```
     /// use coupon_core::{Batch, CampaignId, IssueTicket, UserId};
-    /// let batch = Batch::new(vec![IssueTicket::new(CampaignId(1), UserId(2), 1)], 17_u64);
+    /// let batch = Batch::new(vec![IssueTicket::new(CampaignId(1), UserId(2), 1, 1)], 17_u64);
     /// assert_eq!(batch.len(), 1);
     /// assert_eq!(batch.into_receipt::<u64>().ok(), Some(17));
     /// ```

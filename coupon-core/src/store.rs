@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Campaign, CampaignId, Coupon, IssueOutcome, IssueTicket, NewCampaign, Result, UserId};
+use crate::{
+    Campaign, CampaignId, Coupon, IssueOutcome, IssueTicket, NewCampaign, Result, TicketId, UserId,
+};
 
 /// The store of campaigns and coupons.
 ///
@@ -19,6 +21,9 @@ pub trait CouponStore: Send + Sync + 'static {
     /// The campaign with `id`, or [`Error::UnknownCampaign`](crate::Error::UnknownCampaign).
     async fn campaign(&self, id: CampaignId) -> Result<Campaign>;
 
+    /// Every campaign with its issued count, by id.
+    async fn campaigns(&self) -> Result<Vec<CampaignSummary>>;
+
     /// Persists a batch of tickets atomically and idempotently, answering one outcome per
     /// ticket, in order.
     ///
@@ -27,6 +32,10 @@ pub trait CouponStore: Send + Sync + 'static {
     /// and so is a ticket whose user already holds `per_user_limit` coupons. Re-running
     /// the same batch changes nothing. A ticket for a campaign that does not exist is
     /// answered `UnknownCampaign` without failing the others.
+    ///
+    /// Errors must be classified ([`Error::class`](crate::Error::class)): the worker
+    /// retries a retryable or unknown-outcome error forever, and looks for the ticket to
+    /// blame only on a permanent one.
     async fn issue_batch(&self, tickets: &[IssueTicket]) -> Result<Vec<IssueOutcome>>;
 
     /// Number of coupons persisted for `campaign`.
@@ -35,18 +44,45 @@ pub trait CouponStore: Send + Sync + 'static {
     /// The coupons `user` holds in `campaign` (at most `per_user_limit`), by rank.
     async fn coupons_of(&self, campaign: CampaignId, user: UserId) -> Result<Vec<Coupon>>;
 
+    /// The coupons any of `users` hold in `campaign`, in no particular order.
+    async fn coupons_of_users(&self, campaign: CampaignId, users: &[UserId])
+    -> Result<Vec<Coupon>>;
+
     /// One entry per coupon of `campaign`: the holders, to rebuild a counter from.
     async fn holders(&self, campaign: CampaignId) -> Result<Vec<UserId>>;
 
-    /// Records a ticket that failed past the retry budget (upserting by ticket id, so a
-    /// repeated failure bumps `attempts` and `last_seen`).
+    /// Records a ticket that could not be persisted (upserting by ticket id, so a
+    /// repeated failure bumps `attempts` and `last_seen` and reopens a replayed record).
+    /// Must be durable when it returns: the worker acks the ticket afterwards.
     async fn record_failure(&self, failure: &IssueFailure) -> Result<()>;
 
-    /// The recorded failures of `campaign`, oldest first.
-    async fn failures(&self, campaign: CampaignId) -> Result<Vec<IssueFailure>>;
+    /// The recorded failures of `campaign` (of every campaign when `None`), oldest first.
+    async fn failures(&self, campaign: Option<CampaignId>) -> Result<Vec<IssueFailure>>;
+
+    /// Marks the failures of `tickets` as replayed at `at` (their tickets were published
+    /// again); returns how many records it changed.
+    async fn mark_replayed(&self, tickets: &[TicketId], at: DateTime<Utc>) -> Result<u64>;
 }
 
-/// A ticket that could not be persisted, kept for operators.
+/// A campaign with its count of persisted coupons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CampaignSummary {
+    /// The definition.
+    pub campaign: Campaign,
+    /// Coupons persisted.
+    pub issued: u64,
+}
+
+impl CampaignSummary {
+    /// A summary of `campaign` with `issued` coupons.
+    pub fn new(campaign: Campaign, issued: u64) -> Self {
+        Self { campaign, issued }
+    }
+}
+
+/// A ticket that could not be persisted, kept for operators: a dead letter (the store
+/// refused it for good) or a ticket over the cap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct IssueFailure {
@@ -60,6 +96,9 @@ pub struct IssueFailure {
     pub first_seen: DateTime<Utc>,
     /// When it last failed.
     pub last_seen: DateTime<Utc>,
+    /// When its ticket was last published again by a replay, if it was since it last
+    /// failed.
+    pub replayed_at: Option<DateTime<Utc>>,
 }
 
 impl IssueFailure {
@@ -72,6 +111,12 @@ impl IssueFailure {
             attempts,
             first_seen: now,
             last_seen: now,
+            replayed_at: None,
         }
+    }
+
+    /// Whether it waits for a replay: it failed and was not replayed since.
+    pub fn is_open(&self) -> bool {
+        self.replayed_at.is_none()
     }
 }

@@ -3,16 +3,19 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{CampaignId, TicketId, UserId};
+use crate::{CampaignId, HeldSlot, TicketId, UserId};
 
 /// One admitted application, on its way from the counter to the store.
 ///
-/// Serialised as self-describing JSON with a `version` field so that a consumer can
-/// refuse (and dead-letter) a shape it does not understand instead of guessing.
+/// Its id follows from (campaign, user, slot) ([`TicketId::for_admission`]), so the
+/// same admission always makes the same ticket. Serialised as self-describing JSON with
+/// a `version` field so that a consumer can refuse (and dead-letter) a shape it does not
+/// understand instead of guessing.
 ///
 /// ```
-/// use coupon_core::{CampaignId, IssueTicket, UserId};
-/// let ticket = IssueTicket::new(CampaignId(7), UserId(42), 1);
+/// use coupon_core::{CampaignId, IssueTicket, TicketId, UserId};
+/// let ticket = IssueTicket::new(CampaignId(7), UserId(42), 1, 9);
+/// assert_eq!(ticket.ticket_id, TicketId::for_admission(CampaignId(7), UserId(42), 1));
 /// let json = serde_json::to_string(&ticket).unwrap();
 /// let back: IssueTicket = serde_json::from_str(&json).unwrap();
 /// assert_eq!(back, ticket);
@@ -23,31 +26,87 @@ use crate::{CampaignId, TicketId, UserId};
 pub struct IssueTicket {
     /// Wire format version; [`IssueTicket::VERSION`] for tickets made by this crate.
     pub version: u16,
-    /// The idempotency key: the request id of the application that was admitted.
+    /// The idempotency key, derived from campaign, user and slot.
     pub ticket_id: TicketId,
     /// The campaign the slot belongs to.
     pub campaign: CampaignId,
     /// The admitted user.
     pub user: UserId,
-    /// The counter value at admission (1..=cap): the first-come order.
+    /// Which of the user's admissions this is (1..=per_user_limit). Version 1 tickets
+    /// had no slot; they read as slot 1.
+    #[serde(default = "first_slot")]
+    pub slot: u32,
+    /// The counter value at admission (1..=cap): the first-come order. 0 for an
+    /// admission the counter rebuilt from the store, whose rank it no longer knows.
     pub rank: u64,
     /// When the counter admitted the user.
     pub admitted_at: DateTime<Utc>,
 }
 
-impl IssueTicket {
-    /// The ticket format this crate writes and reads.
-    pub const VERSION: u16 = 1;
+fn first_slot() -> u32 {
+    1
+}
 
-    /// A ticket with a fresh random id, admitted now.
-    pub fn new(campaign: CampaignId, user: UserId, rank: u64) -> Self {
+impl IssueTicket {
+    /// The ticket format this crate writes.
+    pub const VERSION: u16 = 2;
+
+    /// The versions this crate reads: 1 (random ids, no slot) and 2.
+    pub const READABLE_VERSIONS: [u16; 2] = [1, 2];
+
+    /// The ticket of `user`'s `slot`-th admission to `campaign` at `rank`, admitted now.
+    pub fn new(campaign: CampaignId, user: UserId, slot: u32, rank: u64) -> Self {
         Self {
             version: Self::VERSION,
-            ticket_id: TicketId::random(),
+            ticket_id: TicketId::for_admission(campaign, user, slot),
             campaign,
             user,
+            slot,
             rank,
             admitted_at: Utc::now(),
         }
+    }
+
+    /// The ticket of a slot the counter holds: the same id, rank and admission time as
+    /// when it was first published.
+    pub fn for_slot(campaign: CampaignId, held: &HeldSlot) -> Self {
+        Self {
+            admitted_at: held.admitted_at,
+            ..Self::new(campaign, held.user, held.slot, held.rank)
+        }
+    }
+
+    /// The slot this ticket stands for, as the counter knows it.
+    pub fn held_slot(&self) -> HeldSlot {
+        HeldSlot {
+            user: self.user,
+            slot: self.slot,
+            rank: self.rank,
+            admitted_at: self.admitted_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_one_tickets_read_as_slot_one_and_keep_their_id() {
+        let json = r#"{"version":1,"ticket_id":"0b0f1c1e-2a54-4c5b-9a51-5c4f3f5e1a10",
+            "campaign":7,"user":42,"rank":3,"admitted_at":"2026-11-25T10:00:00Z"}"#;
+        let ticket: IssueTicket = serde_json::from_str(json).unwrap();
+        assert_eq!((ticket.version, ticket.slot, ticket.rank), (1, 1, 3));
+        assert_eq!(
+            ticket.ticket_id.to_string(),
+            "0b0f1c1e-2a54-4c5b-9a51-5c4f3f5e1a10"
+        );
+    }
+
+    #[test]
+    fn a_slot_republished_is_the_same_ticket() {
+        let ticket = IssueTicket::new(CampaignId(7), UserId(42), 2, 11);
+        let again = IssueTicket::for_slot(CampaignId(7), &ticket.held_slot());
+        assert_eq!(again, ticket);
     }
 }

@@ -1,6 +1,9 @@
 //! The issuing worker: source batches -> idempotent store -> ack.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,22 +17,24 @@ use crate::{
 pub struct WorkerConfig {
     /// Most tickets persisted in one store transaction. Default 500.
     pub batch_size: usize,
-    /// Attempts at persisting a batch before its tickets are dead-lettered, counting the
-    /// first. Only retryable errors are retried. Default 8.
-    pub max_attempts: u32,
-    /// Wait before the second attempt; doubles each attempt. Default 50 ms.
+    /// Wait before the second attempt of a call that failed retryably; doubles each
+    /// attempt. Default 50 ms.
     pub initial_backoff: Duration,
-    /// Upper bound of the wait between attempts. Default 5 s.
+    /// Upper bound of the wait between attempts. Default 5 s. There is no bound on the
+    /// number of attempts: a retryable failure never drops a ticket.
     pub max_backoff: Duration,
+    /// How often the source is kept alive ([`IssueSource::keep_alive`]) while the
+    /// worker waits to retry. Default 1 s.
+    pub keep_alive_interval: Duration,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             batch_size: 500,
-            max_attempts: 8,
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
+            keep_alive_interval: Duration::from_secs(1),
         }
     }
 }
@@ -41,12 +46,6 @@ impl WorkerConfig {
         self
     }
 
-    /// Sets [`WorkerConfig::max_attempts`] (at least 1).
-    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
-        self.max_attempts = max_attempts.max(1);
-        self
-    }
-
     /// Sets the backoff bounds.
     pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.initial_backoff = initial;
@@ -54,9 +53,15 @@ impl WorkerConfig {
         self
     }
 
+    /// Sets [`WorkerConfig::keep_alive_interval`] (at least 10 ms).
+    pub fn with_keep_alive_interval(mut self, interval: Duration) -> Self {
+        self.keep_alive_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
     /// The wait after failed attempt number `attempt` (1-based).
     fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
         self.initial_backoff
             .saturating_mul(factor)
             .min(self.max_backoff)
@@ -71,12 +76,15 @@ pub struct WorkerReport {
     pub batches: u64,
     /// Coupons newly persisted.
     pub issued: u64,
-    /// Tickets found already stored (redeliveries, repeated users).
+    /// Tickets found already stored (redeliveries, republished admissions).
     pub duplicates: u64,
     /// Tickets the store refused because the campaign was full; recorded as failures.
     pub over_cap: u64,
-    /// Tickets dead-lettered (retry budget spent, permanent error, unknown campaign).
+    /// Tickets the store refused for good (a permanent error found by splitting the
+    /// batch, an unknown campaign): recorded as failures, replayable.
     pub dead_lettered: u64,
+    /// Store, source or record calls that failed retryably and were tried again.
+    pub retries: u64,
 }
 
 impl WorkerReport {
@@ -86,11 +94,45 @@ impl WorkerReport {
         self.duplicates += other.duplicates;
         self.over_cap += other.over_cap;
         self.dead_lettered += other.dead_lettered;
+        self.retries += other.retries;
+    }
+}
+
+/// What became of one ticket of a batch.
+enum Settled {
+    Stored(IssueOutcome),
+    /// The store refused this ticket alone with a permanent error.
+    Refused(Error),
+}
+
+/// The worker stopped waiting because shutdown arrived: its batch stays unacked.
+struct Stopped;
+
+/// A shutdown future that may be awaited from several places in turn, and remembers
+/// that it completed.
+struct Stop<'a> {
+    signal: Pin<&'a mut (dyn Future<Output = ()> + Send)>,
+    fired: bool,
+}
+
+impl Stop<'_> {
+    async fn wait(&mut self) {
+        if !self.fired {
+            self.signal.as_mut().await;
+            self.fired = true;
+        }
     }
 }
 
 /// Moves tickets from an [`IssueSource`] into a [`CouponStore`], acking each batch only
-/// after every ticket in it is persisted or dead-lettered.
+/// after every ticket in it is persisted or recorded as a failure.
+///
+/// - A retryable (or unknown-outcome) store error is retried forever with capped
+///   backoff, keeping the source alive meanwhile: a database outage of any length
+///   drops nothing, and the worker resumes where it was.
+/// - A permanent error splits the batch in halves until the ticket(s) to blame are
+///   found; only those are recorded ([`CouponStore::record_failure`], durable before the
+///   ack) and mirrored to [`IssueSource::dead_letter`]. The rest are persisted.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
@@ -101,7 +143,7 @@ impl WorkerReport {
 /// let store = Arc::new(MemoryStore::new());
 /// let queue = Arc::new(MemoryQueue::new(16));
 /// let campaign = store.create_campaign(NewCampaign::new("launch", 10)).await?;
-/// queue.publish(&IssueTicket::new(campaign.id, UserId(7), 1)).await?;
+/// queue.publish(&IssueTicket::new(campaign.id, UserId(7), 1, 1)).await?;
 /// queue.close();
 ///
 /// let report = IssueWorker::new(queue, store.clone()).run(std::future::pending()).await?;
@@ -136,26 +178,33 @@ impl IssueWorker {
 
     /// Processes batches until `shutdown` completes or the source is closed and drained.
     ///
-    /// Shutdown is graceful: a batch in flight is finished and acked first; no new batch
-    /// is taken after `shutdown` completes. Source errors are retried with backoff when
-    /// retryable and returned otherwise.
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<WorkerReport> {
-        let mut shutdown = std::pin::pin!(shutdown);
+    /// Shutdown is graceful: a batch in flight is finished and acked first, and no new
+    /// batch is taken after `shutdown` completes. A batch still waiting for an
+    /// unavailable store when shutdown arrives is left unacked, for the source to deliver
+    /// again. Source errors are retried with backoff when retryable and returned
+    /// otherwise.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<WorkerReport> {
+        let signal = std::pin::pin!(shutdown);
+        let mut stop = Stop {
+            signal,
+            fired: false,
+        };
         let mut report = WorkerReport::default();
         let mut source_failures = 0;
         loop {
             let next = tokio::select! {
                 biased;
-                () = &mut shutdown => break,
+                () = stop.wait() => break,
                 next = self.source.next_batch(self.config.batch_size) => next,
             };
             match next {
                 Ok(Some(batch)) => {
                     source_failures = 0;
-                    match self.process(batch).await {
+                    match self.process_until(batch, &mut stop).await {
                         Ok(batch_report) => report.add(batch_report),
+                        Err(None) => break,
                         // The batch was not acked, so the source delivers it again.
-                        Err(error) => {
+                        Err(Some(error)) => {
                             tracing::warn!(%error, "batch left unacked for redelivery");
                             tokio::time::sleep(self.config.max_backoff).await;
                         }
@@ -164,6 +213,7 @@ impl IssueWorker {
                 Ok(None) => break,
                 Err(error) if error.is_retryable() => {
                     source_failures += 1;
+                    report.retries += 1;
                     tracing::warn!(%error, "issue source unavailable");
                     tokio::time::sleep(self.config.backoff(source_failures)).await;
                 }
@@ -173,90 +223,202 @@ impl IssueWorker {
         Ok(report)
     }
 
-    /// Persists one batch (retrying retryable store errors), dead-letters what cannot be
-    /// persisted, then acks it.
+    /// Persists one batch (retrying retryable failures for as long as it takes, and
+    /// splitting it to find the tickets a permanent error is about), records what the
+    /// store refused, then acks it.
     ///
-    /// An error means the batch was not acked: a dead-letter hand-off or the ack failed.
+    /// An error means the batch was not acked: the ack failed for good.
     pub async fn process(&self, batch: Batch) -> Result<WorkerReport> {
+        let mut never = Stop {
+            signal: std::pin::pin!(std::future::pending::<()>()),
+            fired: false,
+        };
+        match self.process_until(batch, &mut never).await {
+            Ok(report) => Ok(report),
+            Err(error) => Err(error.unwrap_or(Error::Closed { what: "worker" })),
+        }
+    }
+
+    /// [`process`](Self::process), giving up (batch unacked, `Err(None)`) when `stop`
+    /// fires while it waits to retry.
+    async fn process_until(
+        &self,
+        batch: Batch,
+        stop: &mut Stop<'_>,
+    ) -> std::result::Result<WorkerReport, Option<Error>> {
         let mut report = WorkerReport {
             batches: 1,
             ..WorkerReport::default()
         };
-        match self.persist(&batch.tickets).await {
-            Ok(outcomes) => {
-                for (ticket, outcome) in batch.tickets.iter().zip(outcomes) {
-                    match outcome {
-                        IssueOutcome::Issued(_) => report.issued += 1,
-                        IssueOutcome::Duplicate => report.duplicates += 1,
-                        IssueOutcome::OverCap => {
-                            report.over_cap += 1;
-                            // The store held the cap against an admission the counter made:
-                            // the counter lost data or was restored wrongly. Keep a trace.
-                            tracing::error!(campaign = %ticket.campaign, user = %ticket.user, "ticket over cap refused by the store");
-                            self.record(ticket, "over cap: the store refused it", 1)
-                                .await;
-                        }
-                        IssueOutcome::UnknownCampaign => {
-                            self.give_up(ticket, "unknown campaign", 1).await?;
-                            report.dead_lettered += 1;
-                        }
-                    }
+        let settled = self
+            .persist(&batch.tickets, &mut report, stop)
+            .await
+            .map_err(|Stopped| None)?;
+        for (ticket, settled) in batch.tickets.iter().zip(settled) {
+            let dead_letter = match settled {
+                Settled::Stored(IssueOutcome::Issued(_)) => {
+                    report.issued += 1;
+                    continue;
                 }
-            }
-            Err((error, attempts)) => {
-                let reason = error.to_string();
-                for ticket in &batch.tickets {
-                    self.give_up(ticket, &reason, attempts).await?;
+                Settled::Stored(IssueOutcome::Duplicate) => {
+                    report.duplicates += 1;
+                    continue;
                 }
-                report.dead_lettered += batch.tickets.len() as u64;
-            }
+                Settled::Stored(IssueOutcome::OverCap) => {
+                    // The store held the cap against an admission the counter made: the
+                    // counter lost data. Someone was told yes and gets nothing; keep a
+                    // trace for operators.
+                    tracing::error!(campaign = %ticket.campaign, user = %ticket.user, "ticket over cap refused by the store");
+                    let failure =
+                        IssueFailure::new(ticket.clone(), "over cap: the store refused it", 1);
+                    self.record(&failure, &mut report, stop)
+                        .await
+                        .map_err(|Stopped| None)?;
+                    report.over_cap += 1;
+                    continue;
+                }
+                Settled::Stored(IssueOutcome::UnknownCampaign) => "unknown campaign".to_owned(),
+                Settled::Refused(error) => error.to_string(),
+            };
+            tracing::error!(campaign = %ticket.campaign, user = %ticket.user, ticket = %ticket.ticket_id, reason = %dead_letter, "dead-lettering a ticket the store refused");
+            let failure = IssueFailure::new(ticket.clone(), dead_letter.clone(), 1);
+            self.record(&failure, &mut report, stop)
+                .await
+                .map_err(|Stopped| None)?;
+            self.retrying(&mut report, stop, "dead_letter", || {
+                self.source.dead_letter(ticket, &dead_letter)
+            })
+            .await
+            .map_err(|Stopped| None)?;
+            report.dead_lettered += 1;
         }
-        self.source.ack(batch).await?;
+        self.source.ack(batch).await.map_err(Some)?;
         Ok(report)
     }
 
-    /// `issue_batch` with the retry budget; on failure, the last error and attempts made.
+    /// Stores `tickets`, answering what became of each, in order. Retryable failures
+    /// are retried; a permanent one splits its range in halves, down to single tickets.
     async fn persist(
         &self,
         tickets: &[IssueTicket],
-    ) -> std::result::Result<Vec<IssueOutcome>, (Error, u32)> {
-        let mut attempt = 1;
+        report: &mut WorkerReport,
+        stop: &mut Stop<'_>,
+    ) -> std::result::Result<Vec<Settled>, Stopped> {
+        let mut settled: Vec<Option<Settled>> = tickets.iter().map(|_| None).collect();
+        let mut ranges: VecDeque<Range<usize>> = VecDeque::new();
+        ranges.push_back(0..tickets.len());
+        while let Some(range) = ranges.pop_front() {
+            let mut attempt = 0;
+            let error = loop {
+                let part = &tickets[range.clone()];
+                match self.store.issue_batch(part).await {
+                    Ok(outcomes) if outcomes.len() == part.len() => {
+                        for (slot, outcome) in settled[range.clone()].iter_mut().zip(outcomes) {
+                            *slot = Some(Settled::Stored(outcome));
+                        }
+                        break None;
+                    }
+                    Ok(outcomes) => {
+                        break Some(Error::backend(
+                            "store",
+                            format!(
+                                "issue_batch answered {} outcomes for {} tickets",
+                                outcomes.len(),
+                                part.len()
+                            ),
+                            None,
+                        ));
+                    }
+                    Err(error) if error.is_retryable() => {
+                        attempt += 1;
+                        report.retries += 1;
+                        tracing::warn!(%error, attempt, tickets = part.len(), "issue_batch failed, retrying");
+                        self.wait(attempt, stop).await?;
+                    }
+                    Err(error) => break Some(error),
+                }
+            };
+            let Some(error) = error else { continue };
+            if range.len() == 1 {
+                settled[range.start] = Some(Settled::Refused(error));
+            } else {
+                tracing::warn!(%error, tickets = range.len(), "issue_batch failed for good; splitting the batch to find the ticket to blame");
+                let middle = range.start + range.len() / 2;
+                ranges.push_front(middle..range.end);
+                ranges.push_front(range.start..middle);
+            }
+        }
+        Ok(settled
+            .into_iter()
+            .map(|settled| {
+                settled.unwrap_or_else(|| {
+                    Settled::Refused(Error::backend("worker", "ticket left unsettled", None))
+                })
+            })
+            .collect())
+    }
+
+    /// Records `failure` durably, however long that takes: the ticket is acked after.
+    async fn record(
+        &self,
+        failure: &IssueFailure,
+        report: &mut WorkerReport,
+        stop: &mut Stop<'_>,
+    ) -> std::result::Result<(), Stopped> {
+        self.retrying(report, stop, "record_failure", || {
+            self.store.record_failure(failure)
+        })
+        .await
+    }
+
+    /// Calls `call` until it succeeds. Even a permanent error is retried (and logged as
+    /// an error): acking a ticket whose failure was not kept would lose it.
+    async fn retrying<F, Fut>(
+        &self,
+        report: &mut WorkerReport,
+        stop: &mut Stop<'_>,
+        what: &'static str,
+        mut call: F,
+    ) -> std::result::Result<(), Stopped>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        let mut attempt = 0;
         loop {
-            match self.store.issue_batch(tickets).await {
-                Ok(outcomes) if outcomes.len() == tickets.len() => return Ok(outcomes),
-                Ok(outcomes) => {
-                    let error = Error::backend(
-                        "store",
-                        format!(
-                            "issue_batch answered {} outcomes for {} tickets",
-                            outcomes.len(),
-                            tickets.len()
-                        ),
-                        None,
-                    );
-                    return Err((error, attempt));
-                }
-                Err(error) if error.is_retryable() && attempt < self.config.max_attempts => {
-                    tracing::warn!(%error, attempt, "issue_batch failed, retrying");
-                    tokio::time::sleep(self.config.backoff(attempt)).await;
+            match call().await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
                     attempt += 1;
+                    report.retries += 1;
+                    if error.is_retryable() {
+                        tracing::warn!(%error, attempt, "{what} failed, retrying");
+                    } else {
+                        tracing::error!(%error, attempt, "{what} failed for good; retrying rather than dropping the ticket");
+                    }
+                    self.wait(attempt, stop).await?;
                 }
-                Err(error) => return Err((error, attempt)),
             }
         }
     }
 
-    /// Records the failure (best effort: the store may be what is failing) and parks the
-    /// ticket on the dead-letter path, which must succeed before the batch is acked.
-    async fn give_up(&self, ticket: &IssueTicket, reason: &str, attempts: u32) -> Result<()> {
-        self.record(ticket, reason, attempts).await;
-        self.source.dead_letter(ticket, reason).await
-    }
-
-    async fn record(&self, ticket: &IssueTicket, reason: &str, attempts: u32) {
-        let failure = IssueFailure::new(ticket.clone(), reason, attempts);
-        if let Err(error) = self.store.record_failure(&failure).await {
-            tracing::warn!(ticket = %ticket.ticket_id, %error, "could not record an issue failure");
+    /// Waits the backoff of `attempt`, keeping the source alive, unless `stop` fires.
+    async fn wait(&self, attempt: u32, stop: &mut Stop<'_>) -> std::result::Result<(), Stopped> {
+        let deadline = tokio::time::Instant::now() + self.config.backoff(attempt);
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            let nap = (deadline - now).min(self.config.keep_alive_interval);
+            tokio::select! {
+                biased;
+                () = stop.wait() => return Err(Stopped),
+                () = tokio::time::sleep(nap) => {}
+            }
+            if let Err(error) = self.source.keep_alive().await {
+                tracing::debug!(%error, "keeping the source alive failed");
+            }
         }
     }
 }

@@ -43,29 +43,71 @@ async fn memory_pipeline_issues_exactly_cap() {
     .await;
 }
 
-/// A reserved slot whose ticket never arrived is released; a persisted one is confirmed.
+/// Admissions whose tickets never arrived (the process died before publishing) are
+/// published again by the settler, once each, and become coupons; settled ones are left
+/// alone, and a second pass publishes nothing more.
 #[tokio::test]
-async fn reconcile_releases_only_slots_missing_from_the_store() {
-    use coupon_core::{CouponCounter, CouponStore, IssueTicket, NewCampaign, UserId, reconcile};
-    let (counter, store) = (MemoryCounter::new(), MemoryStore::new());
-    let campaign = store
-        .create_campaign(NewCampaign::new("reconcile", 2))
-        .await
-        .unwrap();
-    for user in [1, 2] {
-        counter.try_acquire(&campaign, UserId(user)).await.unwrap();
-    }
-    store
-        .issue_batch(&[IssueTicket::new(campaign.id, UserId(1), 1)])
-        .await
-        .unwrap();
-    let cutoff = chrono::Utc::now();
-    counter.try_acquire(&campaign, UserId(3)).await.unwrap(); // sold out: cap 2
+async fn settler_republishes_only_admissions_missing_from_the_store() {
+    use std::time::Duration;
 
-    let report = reconcile(&counter, &store, campaign.id, cutoff)
+    use coupon_core::{
+        Admission, CouponCounter, CouponStore, IssueTicket, IssueWorker, NewCampaign, Settler,
+        SettlerConfig, UserId,
+    };
+
+    let counter = Arc::new(MemoryCounter::new());
+    let store = Arc::new(MemoryStore::new());
+    let queue = Arc::new(MemoryQueue::new(100));
+    let campaign = store
+        .create_campaign(NewCampaign::new("settle", 3))
         .await
         .unwrap();
-    assert_eq!(report.confirmed, 1);
-    assert_eq!(report.released, vec![UserId(2)]);
-    assert_eq!((report.admitted, report.issued), (1, 1));
+    let mut granted = Vec::new();
+    for user in [1, 2, 3] {
+        match counter.try_acquire(&campaign, UserId(user)).await.unwrap() {
+            Admission::Granted { rank, slot } => granted.push((user, slot, rank)),
+            other => panic!("{other:?}"),
+        }
+    }
+    // User 1's ticket made it; users 2 and 3 were admitted and never published.
+    store
+        .issue_batch(&[IssueTicket::new(campaign.id, UserId(1), 1, 1)])
+        .await
+        .unwrap();
+
+    let settler = Settler::new(
+        counter.clone(),
+        queue.clone(),
+        store.clone(),
+        SettlerConfig::default().with_grace(Duration::from_millis(10)),
+    );
+    let early = settler.settle(campaign.id).await.unwrap();
+    assert_eq!(
+        (early.in_flight, early.unsettled, early.republished),
+        (2, 0, 0),
+        "nothing is older than the grace period yet"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = settler.settle_all().await.unwrap();
+    assert_eq!((report.unsettled, report.republished), (2, 2));
+    assert!(report.oldest_unsettled_ms.unwrap() >= 10);
+    let again = settler.settle(campaign.id).await.unwrap();
+    assert_eq!(again.republished, 0, "claimed within the grace period");
+
+    queue.close();
+    let worker = IssueWorker::new(queue.clone(), store.clone());
+    let persisted = worker.run(std::future::pending()).await.unwrap();
+    assert_eq!(persisted.issued, 2);
+    let mut holders = store.holders(campaign.id).await.unwrap();
+    holders.sort_unstable();
+    assert_eq!(holders, vec![UserId(1), UserId(2), UserId(3)]);
+    for (user, _, rank) in granted {
+        let coupons = store.coupons_of(campaign.id, UserId(user)).await.unwrap();
+        assert_eq!(
+            coupons[0].rank, rank,
+            "user {user} keeps the rank they were granted"
+        );
+    }
+    let settled = settler.settle(campaign.id).await.unwrap();
+    assert_eq!((settled.in_flight, settled.unsettled), (0, 0));
 }

@@ -6,7 +6,7 @@ use coupon_core::memory::MemoryQueue;
 use coupon_core::{CampaignId, Error, IssueQueue, IssueSource, IssueTicket, UserId};
 
 fn ticket(user: u64) -> IssueTicket {
-    IssueTicket::new(CampaignId(1), UserId(user), user)
+    IssueTicket::new(CampaignId(1), UserId(user), 1, user)
 }
 
 #[tokio::test]
@@ -75,19 +75,4 @@ async fn waiting_consumer_wakes_for_a_redelivered_batch() {
         .unwrap()
         .unwrap();
     assert_eq!(redelivered.tickets[0].user, UserId(1));
-}
-
-#[tokio::test]
-async fn dead_letters_are_kept_with_their_reason() {
-    let queue = MemoryQueue::new(10);
-    queue
-        .dead_letter(&ticket(9), "unknown campaign")
-        .await
-        .unwrap();
-    let dead = queue.dead_letters();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(
-        (dead[0].0.user, dead[0].1.as_str()),
-        (UserId(9), "unknown campaign")
-    );
 }

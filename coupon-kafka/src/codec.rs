@@ -17,7 +17,7 @@ pub enum DecodeError {
     #[error("no version field")]
     NoVersion,
     /// A version this build does not read.
-    #[error("unknown ticket version {0} (this build reads {expected})", expected = IssueTicket::VERSION)]
+    #[error("unknown ticket version {0} (this build reads {readable:?})", readable = IssueTicket::READABLE_VERSIONS)]
     UnknownVersion(u64),
     /// The right version, but a field is missing or has the wrong type.
     #[error("bad ticket: {0}")]
@@ -29,7 +29,7 @@ pub enum DecodeError {
 /// ```
 /// use coupon_core::{CampaignId, IssueTicket, UserId};
 /// use coupon_kafka::codec;
-/// let ticket = IssueTicket::new(CampaignId(1), UserId(2), 3);
+/// let ticket = IssueTicket::new(CampaignId(1), UserId(2), 1, 3);
 /// assert_eq!(codec::decode(Some(&codec::encode(&ticket))), Ok(ticket));
 /// ```
 pub fn encode(ticket: &IssueTicket) -> Vec<u8> {
@@ -51,7 +51,10 @@ pub fn decode(payload: Option<&[u8]>) -> Result<IssueTicket, DecodeError> {
         .get("version")
         .and_then(serde_json::Value::as_u64)
         .ok_or(DecodeError::NoVersion)?;
-    if version != u64::from(IssueTicket::VERSION) {
+    if !IssueTicket::READABLE_VERSIONS
+        .iter()
+        .any(|&readable| u64::from(readable) == version)
+    {
         return Err(DecodeError::UnknownVersion(version));
     }
     serde_json::from_value(value).map_err(|e| DecodeError::BadTicket(e.to_string()))
@@ -69,13 +72,21 @@ mod tests {
     use coupon_core::{CampaignId, UserId};
 
     fn ticket() -> IssueTicket {
-        IssueTicket::new(CampaignId(7), UserId(u64::MAX), 42)
+        IssueTicket::new(CampaignId(7), UserId(u64::MAX), 1, 42)
     }
 
     #[test]
     fn round_trips_every_field() {
         let ticket = ticket();
         assert_eq!(decode(Some(&encode(&ticket))), Ok(ticket));
+    }
+
+    #[test]
+    fn reads_version_one_tickets_published_before_ids_were_derived() {
+        let v1 = br#"{"version":1,"ticket_id":"0b0f1c1e-2a54-4c5b-9a51-5c4f3f5e1a10",
+            "campaign":7,"user":42,"rank":3,"admitted_at":"2026-11-25T10:00:00Z"}"#;
+        let ticket = decode(Some(v1)).expect("a version 1 ticket");
+        assert_eq!((ticket.user, ticket.slot, ticket.rank), (UserId(42), 1, 3));
     }
 
     #[test]
@@ -87,7 +98,7 @@ mod tests {
     fn refuses_each_malformed_shape() {
         let mut wrong_version: serde_json::Value =
             serde_json::from_slice(&encode(&ticket())).unwrap();
-        wrong_version["version"] = 2.into();
+        wrong_version["version"] = 3.into();
         let mut missing_user =
             serde_json::from_slice::<serde_json::Value>(&encode(&ticket())).unwrap();
         missing_user.as_object_mut().unwrap().remove("user");
@@ -112,7 +123,7 @@ mod tests {
                 *e == DecodeError::NoVersion
             }),
             (Some(wrong_version.to_string().into_bytes()), |e| {
-                *e == DecodeError::UnknownVersion(2)
+                *e == DecodeError::UnknownVersion(3)
             }),
             (Some(missing_user.to_string().into_bytes()), |e| {
                 matches!(e, DecodeError::BadTicket(_))

@@ -1,11 +1,13 @@
 //! The dead-letter topic: tickets past the retry budget and unreadable messages.
 
+use std::sync::Arc;
+
 use coupon_core::{IssueTicket, Result};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
 use crate::error::kafka;
+use crate::producer::ReplaceableProducer;
 use crate::{KafkaConfig, codec};
 
 /// Header naming why a message was dead-lettered.
@@ -16,19 +18,20 @@ pub const KIND_HEADER: &str = "firstcome-kind";
 /// Header with the `topic/partition/offset` a malformed message came from.
 pub const ORIGIN_HEADER: &str = "firstcome-origin";
 
+/// The dead-letter producer, replaced like the ticket producer when a broker restart
+/// breaks it: otherwise one unreadable message after a restart would stall the consumer.
 #[derive(Clone)]
 pub(crate) struct DeadLetters {
-    producer: FutureProducer,
+    producer: Arc<ReplaceableProducer>,
     topic: String,
 }
 
 impl DeadLetters {
     pub(crate) fn new(config: &KafkaConfig) -> Result<Self> {
+        let producer = ReplaceableProducer::new(config.producer(), &config.dead_letter_topic)
+            .map_err(|e| kafka(e, || "creating the dead-letter producer".into()))?;
         Ok(Self {
-            producer: config
-                .producer()
-                .create()
-                .map_err(|e| kafka(e, || "creating the dead-letter producer".into()))?,
+            producer: Arc::new(producer),
             topic: config.dead_letter_topic.clone(),
         })
     }
@@ -79,18 +82,9 @@ impl DeadLetters {
                 value: Some(origin),
             });
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.topic).headers(headers);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(payload) = payload {
-            record = record.payload(payload);
-        }
         self.producer
-            .send(record, Timeout::Never)
+            .send(key, payload, Some(headers), Timeout::Never)
             .await
-            .map(|_| ())
-            .map_err(|(error, _)| kafka(error, || format!("dead-lettering to {:?}", self.topic)))
+            .map_err(|error| kafka(error, || format!("dead-lettering to {:?}", self.topic)))
     }
 }

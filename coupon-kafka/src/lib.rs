@@ -35,6 +35,7 @@ mod config;
 mod dead_letter;
 mod error;
 mod offsets;
+mod producer;
 mod queue;
 mod source;
 mod topics;

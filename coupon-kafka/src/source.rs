@@ -1,6 +1,7 @@
 //! [`IssueSource`] on Kafka: a consumer group that commits only what the store persisted.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -93,8 +94,13 @@ impl ConsumerContext for Context {
 ///   dead-letter topic with its reason and origin, and its offset counts as done.
 /// - Back-pressure: messages are fetched only while the worker asks, and librdkafka's
 ///   prefetch is bounded (`queued.max.messages.kbytes`), so a slow store slows fetching.
+/// - While the worker waits out an unavailable store, [`IssueSource::keep_alive`] pauses
+///   the assigned partitions and polls, so the consumer stays in its group past
+///   `max.poll.interval.ms` without fetching anything new; the next `next_batch`
+///   resumes them.
 pub struct KafkaIssueSource {
     consumer: Arc<StreamConsumer<Context>>,
+    paused: AtomicBool,
     state: SharedState,
     redelivered: Arc<Notify>,
     receiving: tokio::sync::Mutex<()>,
@@ -148,6 +154,7 @@ impl KafkaIssueSource {
             .map_err(|e| kafka(e, || format!("subscribing to {:?}", config.topic)))?;
         Ok(Self {
             consumer: Arc::new(consumer),
+            paused: AtomicBool::new(false),
             state,
             redelivered: Arc::new(Notify::new()),
             receiving: tokio::sync::Mutex::new(()),
@@ -232,6 +239,20 @@ impl KafkaIssueSource {
         }
     }
 
+    /// Resumes the partitions [`IssueSource::keep_alive`] paused.
+    fn resume(&self) -> Result<()> {
+        if self.paused.swap(false, Ordering::SeqCst) {
+            let assignment = self
+                .consumer
+                .assignment()
+                .map_err(|e| kafka(e, || "reading the assignment".into()))?;
+            self.consumer
+                .resume(&assignment)
+                .map_err(|e| kafka(e, || format!("resuming {assignment:?}")))?;
+        }
+        Ok(())
+    }
+
     async fn commit(&self) -> Result<()> {
         let commits = lock(&self.state).offsets.committable();
         if commits.is_empty() {
@@ -274,6 +295,7 @@ impl IssueSource for KafkaIssueSource {
         // One caller at a time; every step below leaves what it received in the shared
         // buffer, so a cancelled call loses nothing.
         let _receiving = self.receiving.lock().await;
+        self.resume()?;
         loop {
             if self.buffered() == 0 {
                 let received = tokio::select! {
@@ -338,6 +360,31 @@ impl IssueSource for KafkaIssueSource {
 
     async fn dead_letter(&self, ticket: &IssueTicket, reason: &str) -> Result<()> {
         self.dead_letters.ticket(ticket, reason).await
+    }
+
+    async fn keep_alive(&self) -> Result<()> {
+        // A `next_batch` in progress polls by itself.
+        let Ok(_receiving) = self.receiving.try_lock() else {
+            return Ok(());
+        };
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| kafka(e, || "reading the assignment".into()))?;
+        if assignment.count() > 0 {
+            self.consumer
+                .pause(&assignment)
+                .map_err(|e| kafka(e, || format!("pausing {assignment:?}")))?;
+            self.paused.store(true, Ordering::SeqCst);
+        }
+        // One poll tells librdkafka the application is alive and serves rebalances. A
+        // message fetched before the pause is kept in the buffer, not lost.
+        if let Ok(Ok(message)) =
+            tokio::time::timeout(Duration::from_millis(10), self.consumer.recv()).await
+        {
+            self.accept(&message);
+        }
+        Ok(())
     }
 
     /// Messages between this consumer's position and the end of each partition it owns.

@@ -1,14 +1,15 @@
 //! [`CouponCounter`] on Redis: one Lua script per operation, one round trip per apply.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use coupon_core::{
-    Admission, Campaign, CampaignId, CounterStatus, CouponCounter, Error, RestoreReport, Result,
-    UserId,
+    Admission, Campaign, CampaignId, CounterStatus, CouponCounter, Error, HeldSlot, Release,
+    RestoreReport, Result, UserId,
 };
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, Script, Value};
 
 use crate::connection::Connection;
 use crate::error::{BACKEND, classify, unexpected_reply};
@@ -20,10 +21,11 @@ static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
 static RESTORE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/restore.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/claim.lua")));
 
-/// Holders restored per script call: each call is atomic, and small enough not to
-/// stall the server for other clients.
-const RESTORE_CHUNK: usize = 1_000;
+/// Holders restored, or slots claimed, per script call: each call is atomic, and small
+/// enough not to stall the server for other clients.
+const CHUNK: usize = 1_000;
 
 /// An exact admission counter shared by every process that points at one Redis.
 ///
@@ -32,8 +34,9 @@ const RESTORE_CHUNK: usize = 1_000;
 /// so concurrent applies are pipelined. The count never passes the cap. Admission times
 /// come from the Redis clock (`TIME`), the same for every app instance.
 ///
-/// Per-user limits above 1 are supported: a third key counts slots per user, touched
-/// only by such campaigns.
+/// Each held slot is a field of the campaign's `users` hash holding its rank and
+/// admission time, so the settler can rebuild its ticket. Per-user limits above 1 are
+/// supported: another hash counts slots per user, touched only by such campaigns.
 ///
 /// ```no_run
 /// # async fn demo() -> coupon_core::Result<()> {
@@ -85,15 +88,15 @@ impl RedisCounter {
         CampaignKeys::new(&self.prefix, campaign)
     }
 
-    /// Admitted users of `campaign` with their admission times (by the Redis clock),
-    /// read incrementally with `HSCAN` so a large campaign does not block the server.
-    pub async fn admissions(&self, campaign: CampaignId) -> Result<Vec<(UserId, DateTime<Utc>)>> {
+    /// Every slot held in `campaign`, read incrementally with `HSCAN` so a large
+    /// campaign does not block the server.
+    async fn scan_held(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
         let keys = self.keys(campaign);
         let mut connection = self.connection.clone();
-        let mut admissions = Vec::new();
+        let mut held = Vec::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, page): (u64, Vec<(String, i64)>) = redis::cmd("HSCAN")
+            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
                 .arg(&keys.users)
                 .arg(cursor)
                 .arg("COUNT")
@@ -101,17 +104,13 @@ impl RedisCounter {
                 .query_async(&mut connection)
                 .await
                 .map_err(|e| classify(e, || format!("HSCAN {}", keys.users)))?;
-            for (user, millis) in page {
-                let user = user.parse::<u64>().map_err(|_| {
-                    unexpected_reply(format!("{} holds a non-numeric user {user:?}", keys.users))
-                })?;
-                let at = DateTime::from_timestamp_millis(millis).ok_or_else(|| {
-                    unexpected_reply(format!("{} holds a bad time {millis}", keys.users))
-                })?;
-                admissions.push((UserId(user), at));
+            for (field, value) in page {
+                held.push(parse_held(&field, &value).ok_or_else(|| {
+                    unexpected_reply(format!("{} holds {field:?} = {value:?}", keys.users))
+                })?);
             }
             if next == 0 {
-                return Ok(admissions);
+                return Ok(held);
             }
             cursor = next;
         }
@@ -133,10 +132,11 @@ impl RedisCounter {
 impl CouponCounter for RedisCounter {
     async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> Result<Admission> {
         let keys = self.keys(campaign.id);
-        let reply: i64 = TRY_ACQUIRE
+        let reply: Value = TRY_ACQUIRE
             .key(&keys.count)
             .key(&keys.users)
             .key(&keys.slots)
+            .key(&keys.free)
             .arg(user.get())
             .arg(campaign.cap)
             .arg(campaign.per_user_limit)
@@ -144,26 +144,47 @@ impl CouponCounter for RedisCounter {
             .await
             .map_err(|e| classify(e, || format!("try_acquire on {keys:?}")))?;
         match reply {
-            -1 => Ok(Admission::AlreadyApplied),
-            0 => Ok(Admission::SoldOut),
-            rank if rank > 0 => Ok(Admission::Granted { rank: rank as u64 }),
+            Value::Int(-1) => Ok(Admission::AlreadyApplied),
+            Value::Int(0) => Ok(Admission::SoldOut),
+            Value::Array(ref granted) => match granted.as_slice() {
+                [Value::Int(rank), Value::Int(slot)] if *rank > 0 && *slot > 0 => {
+                    Ok(Admission::Granted {
+                        rank: *rank as u64,
+                        slot: u32::try_from(*slot).unwrap_or(u32::MAX),
+                    })
+                }
+                _ => Err(unexpected_reply(format!(
+                    "try_acquire on {keys:?} answered {reply:?}"
+                ))),
+            },
             other => Err(unexpected_reply(format!(
-                "try_acquire on {keys:?} answered {other}"
+                "try_acquire on {keys:?} answered {other:?}"
             ))),
         }
     }
 
-    async fn release(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
+    async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release> {
         let keys = self.keys(campaign);
         let released: i64 = RELEASE
             .key(&keys.count)
             .key(&keys.users)
             .key(&keys.slots)
-            .arg(user.get())
+            .key(&keys.free)
+            .key(&keys.claims)
+            .arg(held.user.get())
+            .arg(held.slot)
+            .arg(held.rank)
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(|e| classify(e, || format!("release on {keys:?}")))?;
-        Ok(released == 1)
+        match released {
+            1 => Ok(Release::Released),
+            0 => Ok(Release::NotHeld),
+            2 => Ok(Release::Settling),
+            other => Err(unexpected_reply(format!(
+                "release on {keys:?} answered {other}"
+            ))),
+        }
     }
 
     async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
@@ -188,20 +209,40 @@ impl CouponCounter for RedisCounter {
         Ok(CounterStatus::new(admitted))
     }
 
-    async fn admitted_before(
+    async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
+        self.scan_held(campaign).await
+    }
+
+    async fn claim(
         &self,
         campaign: CampaignId,
-        cutoff: DateTime<Utc>,
-    ) -> Result<Vec<UserId>> {
-        let mut users: Vec<UserId> = self
-            .admissions(campaign)
-            .await?
-            .into_iter()
-            .filter(|&(_, at)| at < cutoff)
-            .map(|(user, _)| user)
-            .collect();
-        users.sort_unstable();
-        Ok(users)
+        slots: &[HeldSlot],
+        reclaim_after: Duration,
+    ) -> Result<Vec<HeldSlot>> {
+        let keys = self.keys(campaign);
+        let reclaim_ms = u64::try_from(reclaim_after.as_millis()).unwrap_or(u64::MAX);
+        let mut claimed = Vec::new();
+        for chunk in slots.chunks(CHUNK) {
+            let mut invocation = CLAIM.key(&keys.users);
+            invocation.key(&keys.claims).arg(reclaim_ms);
+            for held in chunk {
+                invocation
+                    .arg(held.user.get())
+                    .arg(held.slot)
+                    .arg(held.rank);
+            }
+            let indexes: Vec<usize> = invocation
+                .invoke_async(&mut self.connection.clone())
+                .await
+                .map_err(|e| classify(e, || format!("claim on {keys:?}")))?;
+            for index in indexes {
+                let held = chunk.get(index).ok_or_else(|| {
+                    unexpected_reply(format!("claim on {keys:?} answered index {index}"))
+                })?;
+                claimed.push(*held);
+            }
+        }
+        Ok(claimed)
     }
 
     async fn restore(&self, campaign: &Campaign, holders: &[UserId]) -> Result<RestoreReport> {
@@ -213,7 +254,7 @@ impl CouponCounter for RedisCounter {
         let pairs: Vec<(UserId, u64)> = per_user.into_iter().collect();
         let mut added = 0;
         let mut admitted = self.status(campaign.id).await?.admitted;
-        for chunk in pairs.chunks(RESTORE_CHUNK) {
+        for chunk in pairs.chunks(CHUNK) {
             let mut invocation = RESTORE.key(&keys.count);
             invocation
                 .key(&keys.users)
@@ -231,5 +272,43 @@ impl CouponCounter for RedisCounter {
         }
         tracing::info!(campaign = %campaign.id, added, admitted, backend = BACKEND, "counter restored from the store");
         Ok(RestoreReport::new(added, admitted))
+    }
+}
+
+/// A field and value of the `users` hash as a held slot: `<user>` or `<user>:<slot>`,
+/// and `<rank>:<ms>` (or a bare `<ms>` written before ranks were kept: rank 0).
+fn parse_held(field: &str, value: &str) -> Option<HeldSlot> {
+    let (user, slot) = match field.split_once(':') {
+        Some((user, slot)) => (user.parse().ok()?, slot.parse().ok()?),
+        None => (field.parse().ok()?, 1),
+    };
+    let (rank, millis) = match value.split_once(':') {
+        Some((rank, millis)) => (rank.parse().ok()?, millis.parse().ok()?),
+        None => (0, value.parse().ok()?),
+    };
+    Some(HeldSlot {
+        user: UserId(user),
+        slot,
+        rank,
+        admitted_at: DateTime::from_timestamp_millis(millis)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_shape_of_held_slot() {
+        let held = parse_held("42", "7:1764000000000").unwrap();
+        assert_eq!((held.user, held.slot, held.rank), (UserId(42), 1, 7));
+        assert_eq!(held.admitted_at.timestamp_millis(), 1_764_000_000_000);
+        let second = parse_held("42:2", "9:1764000000000").unwrap();
+        assert_eq!((second.slot, second.rank), (2, 9));
+        let legacy = parse_held("42", "1764000000000").unwrap();
+        assert_eq!((legacy.slot, legacy.rank), (1, 0));
+        for (field, value) in [("x", "1:1"), ("1", "x:1"), ("1:", "1:1"), ("1", "")] {
+            assert!(parse_held(field, value).is_none(), "{field:?} = {value:?}");
+        }
     }
 }

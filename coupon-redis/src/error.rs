@@ -1,20 +1,25 @@
-//! Classifying Redis errors into the core's retryable / permanent errors.
+//! Classifying Redis errors into the core's three kinds: nothing happened, maybe
+//! happened, will fail again.
 
-use coupon_core::Error;
+use coupon_core::{Error, ErrorClass};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 pub(crate) const BACKEND: &str = "redis";
 
-/// Whether trying again later may succeed: the server is unreachable, slow, loading,
-/// busy or failing over. Anything else (wrong type at a key, a script error) will fail
-/// the same way again.
-pub(crate) fn is_retryable(error: &RedisError) -> bool {
-    if error.is_io_error()
-        || error.is_timeout()
-        || error.is_connection_refusal()
-        || error.is_connection_dropped()
-    {
-        return true;
+/// What a failed command may have done.
+///
+/// - Refused connections and the server's own refusals (loading, busy with a script,
+///   failing over, read-only replica) ran nothing: retryable.
+/// - A timeout, or a connection lost with the command on the wire, may have run it: the
+///   outcome is unknown. For `try_acquire` that means a slot may be held; the settler
+///   finds it.
+/// - Anything else (wrong type at a key, a script error) will fail the same way again.
+pub(crate) fn class(error: &RedisError) -> ErrorClass {
+    if error.is_connection_refusal() {
+        return ErrorClass::Retryable;
+    }
+    if error.is_timeout() || error.is_connection_dropped() || error.is_io_error() {
+        return ErrorClass::OutcomeUnknown;
     }
     match error.kind() {
         ErrorKind::Server(
@@ -24,18 +29,30 @@ pub(crate) fn is_retryable(error: &RedisError) -> bool {
             | ServerErrorKind::MasterDown
             | ServerErrorKind::ReadOnly,
         )
-        | ErrorKind::ClusterConnectionNotFound => true,
+        | ErrorKind::ClusterConnectionNotFound => ErrorClass::Retryable,
         // A script running past lua-time-limit answers BUSY until it ends.
-        _ => matches!(error.code(), Some("BUSY")),
+        _ if error.code() == Some("BUSY") => ErrorClass::Retryable,
+        _ => ErrorClass::Permanent,
     }
 }
 
-/// Converts `error`, naming `what` (the operation and its keys) in a permanent error.
+/// Converts `error`, naming `what` (the operation and its keys) in the message.
 pub(crate) fn classify(error: RedisError, what: impl FnOnce() -> String) -> Error {
-    if is_retryable(&error) {
-        Error::unavailable(BACKEND, error)
-    } else {
-        Error::backend(BACKEND, format!("{}: {error}", what()), Some(error.into()))
+    let message = format!("{}: {error}", what());
+    let kind = class(&error);
+    let source = Some(error.into());
+    match kind {
+        ErrorClass::Retryable => Error::Unavailable {
+            backend: BACKEND,
+            message,
+            source,
+        },
+        ErrorClass::OutcomeUnknown => Error::OutcomeUnknown {
+            backend: BACKEND,
+            message,
+            source,
+        },
+        ErrorClass::Permanent => Error::backend(BACKEND, message, source),
     }
 }
 

@@ -33,14 +33,14 @@ async fn cluster_counter_conformance() {
             .expect("acquire");
         assert_eq!(
             (first, second),
-            (Admission::Granted { rank: 1 }, Admission::SoldOut)
+            (Admission::Granted { rank: 1, slot: 1 }, Admission::SoldOut)
         );
-        let users = counter
-            .admitted_before(campaign.id, chrono::Utc::now())
-            .await;
-        assert_eq!(
-            users.expect("HSCAN on the campaign's node"),
-            vec![UserId(1)]
-        );
+        let held = counter.held_slots(campaign.id).await;
+        let users: Vec<UserId> = held
+            .expect("HSCAN on the campaign's node")
+            .iter()
+            .map(|slot| slot.user)
+            .collect();
+        assert_eq!(users, vec![UserId(1)]);
     }
 }

@@ -37,7 +37,7 @@ async fn ten_thousand_applicants_on_cap_one_thousand() {
     let mut sold_out = 0;
     while let Some(joined) = tasks.join_next().await {
         match joined.expect("task").expect("try_acquire") {
-            Admission::Granted { rank } => *ranks.entry(rank).or_default() += 1,
+            Admission::Granted { rank, .. } => *ranks.entry(rank).or_default() += 1,
             Admission::SoldOut => sold_out += 1,
             Admission::AlreadyApplied => panic!("distinct users answered AlreadyApplied"),
         }

@@ -34,8 +34,8 @@ async fn apply_all(
     let mut granted = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let (user, admission) = joined.expect("task");
-        if let Admission::Granted { rank } = admission.expect("try_acquire") {
-            granted.push(IssueTicket::new(campaign.id, UserId(user), rank));
+        if let Admission::Granted { rank, slot } = admission.expect("try_acquire") {
+            granted.push(IssueTicket::new(campaign.id, UserId(user), slot, rank));
         }
     }
     granted
@@ -136,7 +136,7 @@ async fn restore_during_applies_keeps_the_store_at_the_cap() {
     );
     // The store already holds 80 coupons; the counter lost them.
     let persisted: Vec<IssueTicket> = (1..=80)
-        .map(|user| IssueTicket::new(campaign.id, UserId(user), user))
+        .map(|user| IssueTicket::new(campaign.id, UserId(user), 1, user))
         .collect();
     store.issue_batch(&persisted).await.expect("persist");
     let counter = Arc::new(

@@ -8,12 +8,12 @@ use sea_orm::{
     TransactionOptions, TransactionTrait,
 };
 
-use crate::error::{BACKEND, classify};
+use crate::error::{BACKEND, classify, classify_commit};
 use crate::sql::{self, SqlBuilder};
 
 /// Rows per multi-row INSERT and ids per `IN (...)` list: 7 values a row keeps each
 /// statement far below every backend's bound-parameter limit (SQLite's is 32,766).
-const CHUNK: usize = 1_000;
+pub(crate) const CHUNK: usize = 1_000;
 
 /// The campaign row as locked for the batch.
 struct Locked {
@@ -35,6 +35,7 @@ pub(crate) async fn issue_batch(
     if tickets.is_empty() {
         return Ok(Vec::new());
     }
+    check_ranges(tickets)?;
     let backend = db.get_database_backend();
     let mut options = TransactionOptions::default();
     if backend == DbBackend::Sqlite {
@@ -69,8 +70,28 @@ pub(crate) async fn issue_batch(
     }
     txn.commit()
         .await
-        .map_err(|e| classify(e, || "issue_batch: COMMIT".to_owned()))?;
+        .map_err(|e| classify_commit(e, || "issue_batch: COMMIT".to_owned()))?;
     Ok(outcomes)
+}
+
+/// Refuses a batch holding a ticket whose numbers do not fit the signed 64-bit columns
+/// (a corrupt or foreign ticket): a permanent error, so that the worker splits the batch
+/// and dead-letters that ticket alone, instead of storing a wrapped-around rank.
+fn check_ranges(tickets: &[IssueTicket]) -> Result<()> {
+    match tickets
+        .iter()
+        .find(|ticket| i64::try_from(ticket.rank).is_err())
+    {
+        Some(ticket) => Err(Error::backend(
+            BACKEND,
+            format!(
+                "ticket {} of campaign {} has rank {}, beyond what a coupon row holds",
+                ticket.ticket_id, ticket.campaign, ticket.rank
+            ),
+            None,
+        )),
+        None => Ok(()),
+    }
 }
 
 async fn issue_campaign(

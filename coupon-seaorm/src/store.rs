@@ -4,10 +4,12 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use coupon_core::{
-    Campaign, CampaignId, Coupon, CouponCode, CouponStore, Error, IssueFailure, IssueOutcome,
-    IssueTicket, NewCampaign, Result, TicketId, UserId,
+    Campaign, CampaignId, CampaignSummary, Coupon, CouponCode, CouponStore, Error, IssueFailure,
+    IssueOutcome, IssueTicket, NewCampaign, Result, TicketId, UserId,
 };
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
@@ -85,7 +87,7 @@ impl fmt::Debug for SeaOrmStoreConfig {
 ///
 /// let store = SeaOrmStore::connect(SeaOrmStoreConfig::new("sqlite::memory:")).await?;
 /// let campaign = store.create_campaign(NewCampaign::new("launch", 100)).await?;
-/// let ticket = IssueTicket::new(campaign.id, UserId(7), 1);
+/// let ticket = IssueTicket::new(campaign.id, UserId(7), 1, 1);
 /// store.issue_batch(&[ticket.clone(), ticket]).await?;
 /// assert_eq!(store.issued_count(campaign.id).await?, 1);
 /// # Ok(()) }
@@ -107,7 +109,7 @@ const SCHEMA: &[(&str, &str)] = &[
     ),
     (
         "issue_failure",
-        "id, ticket_id, campaign_id, ticket, error, attempts, first_seen, last_seen",
+        "id, ticket_id, campaign_id, ticket, error, attempts, first_seen, last_seen, replayed_at",
     ),
 ];
 
@@ -227,6 +229,7 @@ fn to_failure(row: issue_failure::Model) -> Result<IssueFailure> {
         IssueFailure::new(ticket, row.error, u32::try_from(row.attempts).unwrap_or(0));
     failure.first_seen = row.first_seen;
     failure.last_seen = row.last_seen;
+    failure.replayed_at = row.replayed_at;
     Ok(failure)
 }
 
@@ -253,6 +256,20 @@ impl CouponStore for SeaOrmStore {
         to_campaign(self.campaign_row(id).await?)
     }
 
+    async fn campaigns(&self) -> Result<Vec<CampaignSummary>> {
+        campaign::Entity::find()
+            .order_by_asc(campaign::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(|e| classify(e, || "listing campaigns".to_owned()))?
+            .into_iter()
+            .map(|row| {
+                let issued = u64::try_from(row.issued).unwrap_or(0);
+                Ok(CampaignSummary::new(to_campaign(row)?, issued))
+            })
+            .collect()
+    }
+
     async fn issue_batch(&self, tickets: &[IssueTicket]) -> Result<Vec<IssueOutcome>> {
         issue::issue_batch(&self.db, tickets).await
     }
@@ -277,6 +294,37 @@ impl CouponStore for SeaOrmStore {
             .into_iter()
             .map(to_coupon)
             .collect()
+    }
+
+    async fn coupons_of_users(
+        &self,
+        campaign: CampaignId,
+        users: &[UserId],
+    ) -> Result<Vec<Coupon>> {
+        let row = self.campaign_row(campaign).await?;
+        let mut keys: Vec<i64> = users.iter().map(|user| user.get() as i64).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut coupons = Vec::new();
+        for chunk in keys.chunks(issue::CHUNK) {
+            // By user alone, the unique key's leading column; the campaign is checked on
+            // the rows (see `issue::holdings` for why).
+            let rows = coupon::Entity::find()
+                .filter(coupon::Column::UserId.is_in(chunk.iter().copied()))
+                .all(&self.db)
+                .await
+                .map_err(|e| {
+                    classify(e, || {
+                        format!("reading coupons of users in campaign {campaign}")
+                    })
+                })?;
+            for found in rows {
+                if found.campaign_id == row.id {
+                    coupons.push(to_coupon(found)?);
+                }
+            }
+        }
+        Ok(coupons)
     }
 
     async fn holders(&self, campaign: CampaignId) -> Result<Vec<UserId>> {
@@ -312,6 +360,7 @@ impl CouponStore for SeaOrmStore {
                     row.error = Set(failure.error.clone());
                     row.attempts = Set(attempts);
                     row.last_seen = Set(failure.last_seen);
+                    row.replayed_at = Set(None);
                     row.update(&self.db).await.map(|_| ())
                 }
                 None => issue_failure::ActiveModel {
@@ -322,6 +371,7 @@ impl CouponStore for SeaOrmStore {
                     attempts: Set(failure.attempts as i32),
                     first_seen: Set(failure.first_seen),
                     last_seen: Set(failure.last_seen),
+                    replayed_at: Set(None),
                     ..Default::default()
                 }
                 .insert(&self.db)
@@ -337,16 +387,35 @@ impl CouponStore for SeaOrmStore {
         Ok(())
     }
 
-    async fn failures(&self, campaign: CampaignId) -> Result<Vec<IssueFailure>> {
-        issue_failure::Entity::find()
-            .filter(issue_failure::Column::CampaignId.eq(campaign.get() as i64))
+    async fn failures(&self, campaign: Option<CampaignId>) -> Result<Vec<IssueFailure>> {
+        let mut query = issue_failure::Entity::find();
+        if let Some(campaign) = campaign {
+            query = query.filter(issue_failure::Column::CampaignId.eq(campaign.get() as i64));
+        }
+        query
             .order_by_asc(issue_failure::Column::FirstSeen)
             .order_by_asc(issue_failure::Column::Id)
             .all(&self.db)
             .await
-            .map_err(|e| classify(e, || format!("reading failures of campaign {campaign}")))?
+            .map_err(|e| classify(e, || format!("reading failures of campaign {campaign:?}")))?
             .into_iter()
             .map(to_failure)
             .collect()
+    }
+
+    async fn mark_replayed(&self, tickets: &[TicketId], at: DateTime<Utc>) -> Result<u64> {
+        let mut changed = 0;
+        for chunk in tickets.chunks(issue::CHUNK) {
+            let result = issue_failure::Entity::update_many()
+                .col_expr(issue_failure::Column::ReplayedAt, Expr::value(Some(at)))
+                .filter(
+                    issue_failure::Column::TicketId.is_in(chunk.iter().map(ToString::to_string)),
+                )
+                .exec(&self.db)
+                .await
+                .map_err(|e| classify(e, || "marking failures replayed".to_owned()))?;
+            changed += result.rows_affected;
+        }
+        Ok(changed)
     }
 }

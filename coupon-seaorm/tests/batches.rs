@@ -25,7 +25,7 @@ async fn replayed_twice_stays_at_the_cap(store: SeaOrmStore) {
         .await
         .expect("campaign");
     let tickets: Vec<IssueTicket> = (1..=2_000)
-        .map(|user| IssueTicket::new(campaign.id, UserId(user), user))
+        .map(|user| IssueTicket::new(campaign.id, UserId(user), 1, user))
         .collect();
     for (delivery, expected_issued) in [(1, 1_000), (2, 0), (3, 0)] {
         let mut issued = 0;
@@ -78,8 +78,9 @@ async fn postgres_per_user_limit_above_one() {
         .create_campaign(NewCampaign::new("three each", 100).per_user_limit(3))
         .await
         .expect("campaign");
-    let tickets: Vec<IssueTicket> = (0..10)
-        .map(|i| IssueTicket::new(campaign.id, UserId(1 + i % 2), i + 1))
+    // Five admissions each for two users: slots 1..=5, three of which the limit allows.
+    let tickets: Vec<IssueTicket> = (0..10u64)
+        .map(|i| IssueTicket::new(campaign.id, UserId(1 + i % 2), 1 + (i / 2) as u32, i + 1))
         .collect();
     let outcomes = store.issue_batch(&tickets).await.expect("issue_batch");
     let issued = outcomes

@@ -73,7 +73,7 @@ async fn restart_mid_batch_is_retryable_leaves_nothing_and_the_retry_lands_once(
     let tickets: Vec<IssueTicket> = (1..=500u64)
         .map(|user| {
             let campaign = if user <= 250 { first.id } else { second.id };
-            IssueTicket::new(campaign, UserId(user), user)
+            IssueTicket::new(campaign, UserId(user), 1, user)
         })
         .collect();
     let batch = {

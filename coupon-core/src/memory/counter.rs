@@ -1,13 +1,14 @@
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::lock;
 use crate::{
-    Admission, Campaign, CampaignId, CounterStatus, CouponCounter, RestoreReport, Result, UserId,
+    Admission, Campaign, CampaignId, CounterStatus, CouponCounter, HeldSlot, Release,
+    RestoreReport, Result, UserId,
 };
 
 /// An exact admission counter in process memory.
@@ -22,13 +23,45 @@ pub struct MemoryCounter {
 #[derive(Debug, Default)]
 struct Slots {
     admitted: u64,
-    holders: HashMap<UserId, Held>,
+    /// Ranks given back by releases, granted again (lowest first) before new ones, so
+    /// that the ranks held stay distinct and within 1..=cap.
+    free_ranks: BTreeSet<u64>,
+    /// Each holder's slots, by slot number.
+    holders: HashMap<UserId, Vec<(u32, Granted)>>,
 }
 
-#[derive(Debug)]
-struct Held {
-    slots: u32,
-    since: DateTime<Utc>,
+#[derive(Debug, Clone, Copy)]
+struct Granted {
+    rank: u64,
+    at: DateTime<Utc>,
+    claimed_at: Option<DateTime<Utc>>,
+}
+
+impl Granted {
+    fn new(rank: u64, at: DateTime<Utc>) -> Self {
+        Self {
+            rank,
+            at,
+            claimed_at: None,
+        }
+    }
+}
+
+/// The lowest slot number (from 1) not in `held`.
+fn lowest_free(held: &[(u32, Granted)]) -> u32 {
+    (1..)
+        .find(|slot| held.iter().all(|(s, _)| s != slot))
+        .unwrap_or(1)
+}
+
+impl Slots {
+    fn granted_mut(&mut self, user: UserId, slot: u32, rank: u64) -> Option<&mut Granted> {
+        self.holders
+            .get_mut(&user)?
+            .iter_mut()
+            .find(|(s, granted)| *s == slot && granted.rank == rank)
+            .map(|(_, granted)| granted)
+    }
 }
 
 impl MemoryCounter {
@@ -56,38 +89,41 @@ impl CouponCounter for MemoryCounter {
     async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> Result<Admission> {
         let slots = self.slots(campaign.id);
         let mut slots = lock(&slots);
-        let held = slots.holders.get(&user).map_or(0, |held| held.slots);
-        if held >= campaign.per_user_limit {
+        let held = slots.holders.get(&user).map_or(0, Vec::len);
+        if held >= campaign.per_user_limit as usize {
             return Ok(Admission::AlreadyApplied);
         }
         if slots.admitted >= campaign.cap {
             return Ok(Admission::SoldOut);
         }
+        let rank = slots.free_ranks.pop_first().unwrap_or(slots.admitted + 1);
         slots.admitted += 1;
-        let rank = slots.admitted;
-        slots
-            .holders
-            .entry(user)
-            .and_modify(|held| held.slots += 1)
-            .or_insert_with(|| Held {
-                slots: 1,
-                since: Utc::now(),
-            });
-        Ok(Admission::Granted { rank })
+        let held = slots.holders.entry(user).or_default();
+        let slot = lowest_free(held);
+        held.push((slot, Granted::new(rank, Utc::now())));
+        Ok(Admission::Granted { rank, slot })
     }
 
-    async fn release(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
+    async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release> {
         let slots = self.slots(campaign);
         let mut slots = lock(&slots);
-        let Entry::Occupied(mut held) = slots.holders.entry(user) else {
-            return Ok(false);
+        let Some(granted) = slots.granted_mut(held.user, held.slot, held.rank) else {
+            return Ok(Release::NotHeld);
         };
-        held.get_mut().slots -= 1;
-        if held.get().slots == 0 {
-            held.remove();
+        if granted.claimed_at.is_some() {
+            return Ok(Release::Settling);
+        }
+        if let Some(user_slots) = slots.holders.get_mut(&held.user) {
+            user_slots.retain(|(slot, _)| *slot != held.slot);
+            if user_slots.is_empty() {
+                slots.holders.remove(&held.user);
+            }
         }
         slots.admitted -= 1;
-        Ok(true)
+        if held.rank > 0 {
+            slots.free_ranks.insert(held.rank);
+        }
+        Ok(Release::Released)
     }
 
     async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
@@ -102,25 +138,52 @@ impl CouponCounter for MemoryCounter {
         Ok(CounterStatus::new(admitted))
     }
 
-    async fn admitted_before(
-        &self,
-        campaign: CampaignId,
-        cutoff: DateTime<Utc>,
-    ) -> Result<Vec<UserId>> {
+    async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
         let slots = self.slots(campaign);
         let slots = lock(&slots);
-        let mut users: Vec<UserId> = slots
+        Ok(slots
             .holders
             .iter()
-            .filter(|(_, held)| held.since < cutoff)
-            .map(|(&user, _)| user)
-            .collect();
-        users.sort_unstable();
-        Ok(users)
+            .flat_map(|(&user, held)| {
+                held.iter().map(move |&(slot, granted)| HeldSlot {
+                    user,
+                    slot,
+                    rank: granted.rank,
+                    admitted_at: granted.at,
+                })
+            })
+            .collect())
+    }
+
+    async fn claim(
+        &self,
+        campaign: CampaignId,
+        candidates: &[HeldSlot],
+        reclaim_after: Duration,
+    ) -> Result<Vec<HeldSlot>> {
+        let now = Utc::now();
+        let reclaim_after =
+            chrono::Duration::from_std(reclaim_after).unwrap_or(chrono::Duration::MAX);
+        let slots = self.slots(campaign);
+        let mut slots = lock(&slots);
+        let mut claimed = Vec::new();
+        for held in candidates {
+            let Some(granted) = slots.granted_mut(held.user, held.slot, held.rank) else {
+                continue;
+            };
+            if granted
+                .claimed_at
+                .is_none_or(|at| now - at >= reclaim_after)
+            {
+                granted.claimed_at = Some(now);
+                claimed.push(*held);
+            }
+        }
+        Ok(claimed)
     }
 
     async fn restore(&self, campaign: &Campaign, holders: &[UserId]) -> Result<RestoreReport> {
-        let mut in_store: HashMap<UserId, u32> = HashMap::new();
+        let mut in_store: HashMap<UserId, usize> = HashMap::new();
         for &user in holders {
             *in_store.entry(user).or_default() += 1;
         }
@@ -129,15 +192,14 @@ impl CouponCounter for MemoryCounter {
         let mut added = 0;
         let now = Utc::now();
         for (user, stored) in in_store {
-            let held = slots.holders.entry(user).or_insert(Held {
-                slots: 0,
-                since: now,
-            });
+            let held = slots.holders.entry(user).or_default();
             // Only ever add: a slot held beyond the store's count is an admission still
             // on its way to the store.
-            let missing = stored.saturating_sub(held.slots);
-            held.slots += missing;
-            added += u64::from(missing);
+            while held.len() < stored {
+                let slot = lowest_free(held);
+                held.push((slot, Granted::new(0, now)));
+                added += 1;
+            }
         }
         slots.admitted += added;
         Ok(RestoreReport::new(added, slots.admitted))

@@ -30,7 +30,6 @@ struct Shared {
     receiver: tokio::sync::Mutex<mpsc::Receiver<IssueTicket>>,
     redelivery: Mutex<VecDeque<IssueTicket>>,
     redelivered: Notify,
-    dead_letters: Mutex<Vec<(IssueTicket, String)>>,
     send_timeout: Duration,
     capacity: usize,
 }
@@ -70,7 +69,6 @@ impl MemoryQueue {
                 receiver: tokio::sync::Mutex::new(receiver),
                 redelivery: Mutex::new(VecDeque::new()),
                 redelivered: Notify::new(),
-                dead_letters: Mutex::new(Vec::new()),
                 send_timeout,
                 capacity,
             }),
@@ -96,11 +94,6 @@ impl MemoryQueue {
             .as_ref()
             .map_or(0, |sender| self.shared.capacity - sender.capacity());
         queued + lock(&self.shared.redelivery).len()
-    }
-
-    /// The dead-lettered tickets with their reasons, oldest first.
-    pub fn dead_letters(&self) -> Vec<(IssueTicket, String)> {
-        lock(&self.shared.dead_letters).clone()
     }
 
     fn take_redelivery(&self, max: usize) -> Vec<IssueTicket> {
@@ -207,11 +200,6 @@ impl IssueSource for MemoryQueue {
                 None,
             )),
         }
-    }
-
-    async fn dead_letter(&self, ticket: &IssueTicket, reason: &str) -> Result<()> {
-        lock(&self.shared.dead_letters).push((ticket.clone(), reason.to_owned()));
-        Ok(())
     }
 
     async fn lag(&self) -> Result<Option<u64>> {

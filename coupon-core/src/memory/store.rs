@@ -5,9 +5,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use async_trait::async_trait;
 
 use super::lock;
+use chrono::{DateTime, Utc};
+
 use crate::{
-    Campaign, CampaignId, Coupon, CouponStore, Error, IssueFailure, IssueOutcome, IssueTicket,
-    NewCampaign, Result, TicketId, UserId,
+    Campaign, CampaignId, CampaignSummary, Coupon, CouponStore, Error, IssueFailure, IssueOutcome,
+    IssueTicket, NewCampaign, Result, TicketId, UserId,
 };
 
 /// A coupon store in process memory, enforcing the same rules as the database stores:
@@ -99,6 +101,25 @@ impl CouponStore for MemoryStore {
         Ok(lock(&ledger).campaign.clone())
     }
 
+    async fn campaigns(&self) -> Result<Vec<CampaignSummary>> {
+        let ledgers: Vec<Arc<Mutex<Ledger>>> = self
+            .campaigns
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut summaries: Vec<CampaignSummary> = ledgers
+            .iter()
+            .map(|ledger| {
+                let ledger = lock(ledger);
+                CampaignSummary::new(ledger.campaign.clone(), ledger.coupons.len() as u64)
+            })
+            .collect();
+        summaries.sort_by_key(|summary| summary.campaign.id);
+        Ok(summaries)
+    }
+
     async fn issue_batch(&self, tickets: &[IssueTicket]) -> Result<Vec<IssueOutcome>> {
         Ok(tickets
             .iter()
@@ -121,6 +142,22 @@ impl CouponStore for MemoryStore {
         Ok(indices.iter().map(|&i| ledger.coupons[i].clone()).collect())
     }
 
+    async fn coupons_of_users(
+        &self,
+        campaign: CampaignId,
+        users: &[UserId],
+    ) -> Result<Vec<Coupon>> {
+        let ledger = self.ledger(campaign)?;
+        let ledger = lock(&ledger);
+        let wanted: HashSet<UserId> = users.iter().copied().collect();
+        Ok(wanted
+            .iter()
+            .filter_map(|user| ledger.by_user.get(user))
+            .flatten()
+            .map(|&i| ledger.coupons[i].clone())
+            .collect())
+    }
+
     async fn holders(&self, campaign: CampaignId) -> Result<Vec<UserId>> {
         let ledger = self.ledger(campaign)?;
         let ledger = lock(&ledger);
@@ -137,17 +174,30 @@ impl CouponStore for MemoryStore {
                 known.error.clone_from(&failure.error);
                 known.attempts += failure.attempts;
                 known.last_seen = failure.last_seen;
+                known.replayed_at = None;
             }
             None => failures.push(failure.clone()),
         }
         Ok(())
     }
 
-    async fn failures(&self, campaign: CampaignId) -> Result<Vec<IssueFailure>> {
+    async fn failures(&self, campaign: Option<CampaignId>) -> Result<Vec<IssueFailure>> {
         Ok(lock(&self.failures)
             .iter()
-            .filter(|failure| failure.ticket.campaign == campaign)
+            .filter(|failure| campaign.is_none_or(|c| failure.ticket.campaign == c))
             .cloned()
             .collect())
+    }
+
+    async fn mark_replayed(&self, tickets: &[TicketId], at: DateTime<Utc>) -> Result<u64> {
+        let wanted: HashSet<TicketId> = tickets.iter().copied().collect();
+        let mut changed = 0;
+        for failure in lock(&self.failures).iter_mut() {
+            if wanted.contains(&failure.ticket.ticket_id) {
+                failure.replayed_at = Some(at);
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 }

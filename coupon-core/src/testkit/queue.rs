@@ -20,7 +20,7 @@ async fn publish_many(queue: Arc<dyn IssueQueue>, count: u64) -> HashSet<TicketI
     for user in 1..=count {
         let queue = queue.clone();
         tasks.spawn(async move {
-            let ticket = IssueTicket::new(campaign.id, UserId(user), user);
+            let ticket = IssueTicket::new(campaign.id, UserId(user), 1, user);
             queue.publish(&ticket).await.map(|()| ticket.ticket_id)
         });
     }

@@ -21,6 +21,8 @@ pub async fn all(store: Arc<dyn CouponStore>) {
     one_coupon_per_user(store.as_ref()).await;
     batch_over_cap_persists_exactly_cap(store.as_ref()).await;
     records_failures_once_per_ticket(store.as_ref()).await;
+    replayed_failures_close_and_reopen(store.as_ref()).await;
+    lists_campaigns_and_coupons_of_users(store.as_ref()).await;
     concurrent_batches_never_pass_the_cap(store).await;
 }
 
@@ -77,8 +79,8 @@ pub async fn unknown_campaign_is_a_typed_error(store: &dyn CouponStore) {
     ));
     let campaign = create(store, 10).await;
     let batch = [
-        IssueTicket::new(UNKNOWN, UserId(1), 1),
-        IssueTicket::new(campaign.id, UserId(1), 1),
+        IssueTicket::new(UNKNOWN, UserId(1), 1, 1),
+        IssueTicket::new(campaign.id, UserId(1), 1, 1),
     ];
     let outcomes = store.issue_batch(&batch).await.expect("issue_batch failed");
     assert_eq!(outcomes.len(), 2);
@@ -94,7 +96,7 @@ pub async fn same_ticket_twice_gives_one_coupon(store: &dyn CouponStore) {
         store.campaign(campaign.id).await.expect("campaign"),
         campaign
     );
-    let ticket = IssueTicket::new(campaign.id, UserId(7), 1);
+    let ticket = IssueTicket::new(campaign.id, UserId(7), 1, 1);
     let outcomes = store
         .issue_batch(&[ticket.clone(), ticket.clone()])
         .await
@@ -131,8 +133,8 @@ pub async fn same_ticket_twice_gives_one_coupon(store: &dyn CouponStore) {
 /// Two different tickets of one user (per-user limit 1) give one coupon.
 pub async fn one_coupon_per_user(store: &dyn CouponStore) {
     let campaign = create(store, 10).await;
-    let first = IssueTicket::new(campaign.id, UserId(1), 1);
-    let second = IssueTicket::new(campaign.id, UserId(1), 2);
+    let first = IssueTicket::new(campaign.id, UserId(1), 1, 1);
+    let second = IssueTicket::new(campaign.id, UserId(1), 2, 2);
     let outcomes = store
         .issue_batch(&[first])
         .await
@@ -153,7 +155,7 @@ pub async fn one_coupon_per_user(store: &dyn CouponStore) {
 pub async fn batch_over_cap_persists_exactly_cap(store: &dyn CouponStore) {
     let campaign = create(store, 100).await;
     let batch: Vec<IssueTicket> = (1..=110)
-        .map(|user| IssueTicket::new(campaign.id, UserId(user), user))
+        .map(|user| IssueTicket::new(campaign.id, UserId(user), 1, user))
         .collect();
     let outcomes = store.issue_batch(&batch).await.expect("issue_batch failed");
     assert_eq!(issued(&outcomes), 100);
@@ -184,7 +186,7 @@ pub async fn batch_over_cap_persists_exactly_cap(store: &dyn CouponStore) {
 /// A failure recorded twice for one ticket is one record with the attempts summed.
 pub async fn records_failures_once_per_ticket(store: &dyn CouponStore) {
     let campaign = create(store, 10).await;
-    let ticket = IssueTicket::new(campaign.id, UserId(1), 1);
+    let ticket = IssueTicket::new(campaign.id, UserId(1), 1, 1);
     store
         .record_failure(&IssueFailure::new(ticket.clone(), "first", 3))
         .await
@@ -193,12 +195,93 @@ pub async fn records_failures_once_per_ticket(store: &dyn CouponStore) {
         .record_failure(&IssueFailure::new(ticket.clone(), "second", 2))
         .await
         .expect("record_failure failed");
-    let failures = store.failures(campaign.id).await.expect("failures");
+    let failures = store.failures(Some(campaign.id)).await.expect("failures");
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].ticket, ticket);
     assert_eq!(
         (failures[0].attempts, failures[0].error.as_str()),
         (5, "second")
+    );
+    assert!(failures[0].is_open());
+    let all = store.failures(None).await.expect("failures");
+    assert!(
+        all.iter().any(|failure| failure.ticket == ticket),
+        "listed among every campaign's failures"
+    );
+}
+
+/// A replayed failure is closed; failing again reopens it.
+pub async fn replayed_failures_close_and_reopen(store: &dyn CouponStore) {
+    let campaign = create(store, 10).await;
+    let (a, b) = (
+        IssueTicket::new(campaign.id, UserId(1), 1, 1),
+        IssueTicket::new(campaign.id, UserId(2), 1, 2),
+    );
+    for ticket in [&a, &b] {
+        store
+            .record_failure(&IssueFailure::new(ticket.clone(), "broken", 1))
+            .await
+            .expect("record_failure failed");
+    }
+    let at = Utc::now();
+    let changed = store
+        .mark_replayed(&[a.ticket_id], at)
+        .await
+        .expect("mark_replayed failed");
+    assert_eq!(changed, 1);
+    let open = |failures: Vec<IssueFailure>| -> Vec<UserId> {
+        failures
+            .into_iter()
+            .filter(IssueFailure::is_open)
+            .map(|failure| failure.ticket.user)
+            .collect()
+    };
+    let failures = store.failures(Some(campaign.id)).await.expect("failures");
+    assert_eq!(open(failures), vec![UserId(2)]);
+
+    store
+        .record_failure(&IssueFailure::new(a.clone(), "broken again", 1))
+        .await
+        .expect("record_failure failed");
+    let mut reopened = open(store.failures(Some(campaign.id)).await.expect("failures"));
+    reopened.sort_unstable();
+    assert_eq!(reopened, vec![UserId(1), UserId(2)]);
+}
+
+/// Campaigns are listed with their issued counts; the coupons of a set of users are
+/// those users' coupons in that campaign only.
+pub async fn lists_campaigns_and_coupons_of_users(store: &dyn CouponStore) {
+    let first = create(store, 10).await;
+    let second = create(store, 10).await;
+    let batch: Vec<IssueTicket> = (1..=3)
+        .map(|user| IssueTicket::new(first.id, UserId(user), 1, user))
+        .chain([IssueTicket::new(second.id, UserId(1), 1, 1)])
+        .collect();
+    store.issue_batch(&batch).await.expect("issue_batch failed");
+
+    let summaries = store.campaigns().await.expect("campaigns");
+    let issued = |id| {
+        summaries
+            .iter()
+            .find(|summary| summary.campaign.id == id)
+            .map(|summary| summary.issued)
+    };
+    assert_eq!((issued(first.id), issued(second.id)), (Some(3), Some(1)));
+    let ids: Vec<CampaignId> = summaries.iter().map(|s| s.campaign.id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted, "listed by id");
+
+    let mut coupons = store
+        .coupons_of_users(first.id, &[UserId(1), UserId(3), UserId(9)])
+        .await
+        .expect("coupons_of_users");
+    coupons.sort_by_key(|coupon| coupon.user);
+    let got: Vec<(UserId, u64)> = coupons.iter().map(|c| (c.user, c.rank)).collect();
+    assert_eq!(got, vec![(UserId(1), 1), (UserId(3), 3)]);
+    assert_eq!(
+        coupons[0].ticket_id,
+        crate::TicketId::for_admission(first.id, UserId(1), 1)
     );
 }
 
@@ -209,7 +292,7 @@ pub async fn concurrent_batches_never_pass_the_cap(store: Arc<dyn CouponStore>) 
     let batches: Vec<Vec<IssueTicket>> = (0..8u64)
         .map(|caller| {
             (0..500u64)
-                .map(|i| IssueTicket::new(campaign.id, UserId(caller * 500 + i), i + 1))
+                .map(|i| IssueTicket::new(campaign.id, UserId(caller * 500 + i), 1, i + 1))
                 .collect()
         })
         .collect();

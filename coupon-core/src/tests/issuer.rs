@@ -1,12 +1,12 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{Duration, Utc};
-use mockall::predicate::eq;
 
 use super::{campaign, unavailable};
 use crate::{
-    Admission, ApplyOutcome, Campaign, CampaignId, CouponIssuer, Error, IssueTicket,
-    MockCouponCounter, MockCouponStore, MockIssueQueue, NewCampaign, SlotState, UserId,
+    Admission, ApplyOutcome, Campaign, CampaignId, Coupon, CouponIssuer, Error, HeldSlot,
+    IssueTicket, MockCouponCounter, MockCouponStore, MockIssueQueue, NewCampaign, Release,
+    TicketId, UserId,
 };
 
 const USER: UserId = UserId(42);
@@ -32,7 +32,7 @@ fn granting(rank: u64) -> MockCouponCounter {
     counter
         .expect_try_acquire()
         .times(1)
-        .returning(move |_, _| Ok(Admission::Granted { rank }));
+        .returning(move |_, _| Ok(Admission::Granted { rank, slot: 1 }));
     counter
 }
 
@@ -58,8 +58,18 @@ async fn accepted_only_after_the_publish_is_acknowledged() {
     let tickets = published.lock().unwrap();
     assert_eq!(tickets.len(), 1);
     assert_eq!(
-        (tickets[0].campaign, tickets[0].user, tickets[0].rank),
-        (CampaignId(1), USER, 7)
+        (
+            tickets[0].campaign,
+            tickets[0].user,
+            tickets[0].slot,
+            tickets[0].rank
+        ),
+        (CampaignId(1), USER, 1, 7)
+    );
+    assert_eq!(
+        tickets[0].ticket_id,
+        TicketId::for_admission(CampaignId(1), USER, 1),
+        "the ticket id follows from the admission"
     );
     assert_eq!(
         outcome,
@@ -75,9 +85,11 @@ async fn definite_publish_failure_releases_the_slot_once() {
     let mut counter = granting(3);
     counter
         .expect_release()
-        .with(eq(CampaignId(1)), eq(USER))
+        .withf(|campaign, held: &HeldSlot| {
+            (*campaign, held.user, held.slot, held.rank) == (CampaignId(1), USER, 1, 3)
+        })
         .times(1)
-        .returning(|_, _| Ok(true));
+        .returning(|_, _| Ok(Release::Released));
     let mut queue = MockIssueQueue::new();
     queue
         .expect_publish()
@@ -88,14 +100,30 @@ async fn definite_publish_failure_releases_the_slot_once() {
     let error = issuer.apply(CampaignId(1), USER).await.unwrap_err();
     assert!(error.is_retryable());
     match error {
-        Error::NotHandedOff {
-            slot, source, user, ..
-        } => {
-            assert_eq!((slot, user), (SlotState::Released, USER));
+        Error::NotHandedOff { source, user, .. } => {
+            assert_eq!(user, USER);
             assert!(matches!(*source, Error::PublishRefused { .. }));
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn refused_publish_of_a_claimed_slot_is_pending() {
+    let mut counter = granting(3);
+    counter
+        .expect_release()
+        .times(1)
+        .returning(|_, _| Ok(Release::Settling));
+    let mut queue = MockIssueQueue::new();
+    queue
+        .expect_publish()
+        .times(1)
+        .returning(|_| Err(refused()));
+    let issuer = issuer(counter, queue, store_with(campaign(10)));
+
+    let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
+    assert_eq!(outcome, ApplyOutcome::Pending);
 }
 
 #[tokio::test]
@@ -111,13 +139,12 @@ async fn unknown_publish_outcome_keeps_the_slot_reserved() {
     });
     let issuer = issuer(counter, queue, store_with(campaign(10)));
 
-    match issuer.apply(CampaignId(1), USER).await.unwrap_err() {
-        Error::NotHandedOff { slot, source, .. } => {
-            assert_eq!(slot, SlotState::Reserved);
-            assert!(matches!(*source, Error::PublishUnknown { .. }));
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
+    assert_eq!(
+        outcome,
+        ApplyOutcome::Pending,
+        "the settler rolls it forward"
+    );
 }
 
 #[tokio::test]
@@ -131,18 +158,12 @@ async fn unclassified_publish_error_is_treated_as_unknown() {
         .returning(|_| Err(unavailable()));
     let issuer = issuer(counter, queue, store_with(campaign(10)));
 
-    let error = issuer.apply(CampaignId(1), USER).await.unwrap_err();
-    assert!(matches!(
-        error,
-        Error::NotHandedOff {
-            slot: SlotState::Reserved,
-            ..
-        }
-    ));
+    let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
+    assert_eq!(outcome, ApplyOutcome::Pending);
 }
 
 #[tokio::test]
-async fn failed_release_leaves_the_slot_reserved() {
+async fn failed_release_leaves_the_slot_to_the_settler() {
     let mut counter = granting(3);
     counter
         .expect_release()
@@ -155,14 +176,8 @@ async fn failed_release_leaves_the_slot_reserved() {
         .returning(|_| Err(refused()));
     let issuer = issuer(counter, queue, store_with(campaign(10)));
 
-    let error = issuer.apply(CampaignId(1), USER).await.unwrap_err();
-    assert!(matches!(
-        error,
-        Error::NotHandedOff {
-            slot: SlotState::Reserved,
-            ..
-        }
-    ));
+    let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
+    assert_eq!(outcome, ApplyOutcome::Pending);
 }
 
 #[tokio::test]
@@ -204,19 +219,117 @@ async fn sold_out_is_remembered_without_another_counter_trip() {
     }
 }
 
-#[tokio::test]
-async fn already_applied_publishes_nothing() {
+fn holding(coupons: usize) -> MockCouponStore {
+    let mut store = store_with(campaign(10));
+    store.expect_coupons_of().returning(move |campaign, user| {
+        let ticket = IssueTicket::new(campaign, user, 1, 1);
+        Ok(vec![Coupon::from_ticket(&ticket); coupons])
+    });
+    store
+}
+
+fn already_applied(times: usize) -> MockCouponCounter {
     let mut counter = MockCouponCounter::new();
     counter
         .expect_try_acquire()
-        .times(1)
+        .times(times)
         .returning(|_, _| Ok(Admission::AlreadyApplied));
+    counter
+}
+
+#[tokio::test]
+async fn already_applied_publishes_nothing_and_is_remembered_once_stored() {
     let mut queue = MockIssueQueue::new();
     queue.expect_publish().times(0);
-    let issuer = issuer(counter, queue, store_with(campaign(10)));
+    let mut store = store_with(campaign(10));
+    store
+        .expect_coupons_of()
+        .times(1)
+        .returning(|campaign, user| {
+            Ok(vec![Coupon::from_ticket(&IssueTicket::new(
+                campaign, user, 1, 1,
+            ))])
+        });
+    let issuer = issuer(already_applied(3), queue, store);
 
+    for _ in 0..3 {
+        let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
+        assert_eq!(outcome, ApplyOutcome::AlreadyApplied);
+    }
+}
+
+#[tokio::test]
+async fn applying_again_before_the_coupon_is_stored_is_pending() {
+    let issuer = issuer(already_applied(2), MockIssueQueue::new(), holding(0));
+    for _ in 0..2 {
+        let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
+        assert_eq!(outcome, ApplyOutcome::Pending);
+    }
+}
+
+#[tokio::test]
+async fn applying_again_while_the_store_is_down_is_pending() {
+    let mut store = store_with(campaign(10));
+    store
+        .expect_coupons_of()
+        .times(1)
+        .returning(|_, _| Err(unavailable()));
+    let issuer = issuer(already_applied(1), MockIssueQueue::new(), store);
     let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
-    assert_eq!(outcome, ApplyOutcome::AlreadyApplied);
+    assert_eq!(outcome, ApplyOutcome::Pending);
+}
+
+/// A queue whose first publish never answers (the caller is dropped while waiting on
+/// it); later publishes are stored.
+struct StallingQueue {
+    entered: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    published: tokio::sync::mpsc::UnboundedSender<IssueTicket>,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl crate::IssueQueue for StallingQueue {
+    async fn publish(&self, ticket: &IssueTicket) -> crate::Result<()> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            if let Some(entered) = self.entered.lock().unwrap().take() {
+                let _ = entered.send(());
+            }
+            std::future::pending::<()>().await;
+        }
+        self.published.send(ticket.clone()).unwrap();
+        Ok(())
+    }
+}
+
+/// The caller goes away while the publish is in flight: the hand-off still completes,
+/// on a task of its own, with the same ticket.
+#[tokio::test]
+async fn a_dropped_apply_still_hands_its_ticket_off() {
+    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+    let (published_tx, mut published) = tokio::sync::mpsc::unbounded_channel();
+    let queue = StallingQueue {
+        entered: Mutex::new(Some(entered_tx)),
+        published: published_tx,
+        calls: std::sync::atomic::AtomicU32::new(0),
+    };
+    let issuer = CouponIssuer::new(
+        Arc::new(granting(5)),
+        Arc::new(queue),
+        Arc::new(store_with(campaign(10))),
+    );
+
+    let mut apply = Box::pin(issuer.apply(CampaignId(1), USER));
+    tokio::select! {
+        _ = &mut apply => panic!("the first publish never answers"),
+        _ = entered => {}
+    }
+    drop(apply);
+
+    let ticket = tokio::time::timeout(std::time::Duration::from_secs(5), published.recv())
+        .await
+        .expect("the abandoned hand-off completes")
+        .expect("a ticket");
+    assert_eq!((ticket.user, ticket.slot, ticket.rank), (USER, 1, 5));
 }
 
 #[tokio::test]
@@ -271,8 +384,13 @@ async fn campaign_definitions_are_read_from_the_store_once() {
     counter
         .expect_try_acquire()
         .times(3)
-        .returning(|_, _| Ok(Admission::AlreadyApplied));
-    let issuer = issuer(counter, MockIssueQueue::new(), store);
+        .returning(|_, _| Ok(Admission::SoldOut));
+    let issuer = CouponIssuer::with_config(
+        Arc::new(counter),
+        Arc::new(MockIssueQueue::new()),
+        Arc::new(store),
+        crate::IssuerConfig::default().with_sold_out_ttl(std::time::Duration::ZERO),
+    );
     for _ in 0..3 {
         issuer.apply(CampaignId(1), USER).await.unwrap();
     }

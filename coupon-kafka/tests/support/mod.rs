@@ -45,7 +45,7 @@ pub async fn store_with_campaign(cap: u64) -> (Arc<SeaOrmStore>, CampaignId) {
 /// Tickets for users 1..=count of `campaign`.
 pub fn tickets(campaign: CampaignId, count: u64) -> Vec<IssueTicket> {
     (1..=count)
-        .map(|user| IssueTicket::new(campaign, UserId(user), user))
+        .map(|user| IssueTicket::new(campaign, UserId(user), 1, user))
         .collect()
 }
 

@@ -1,21 +1,41 @@
--- Gives back one slot a user holds, atomically.
--- KEYS[1] count, KEYS[2] users, KEYS[3] slots; ARGV[1] user
--- Returns 1 when a slot was held (and is now released), 0 otherwise.
+-- Gives back one slot a user holds, atomically, if it is still held at that rank and
+-- the settler has not claimed it.
+-- KEYS[1] count, KEYS[2] users, KEYS[3] slots, KEYS[4] free, KEYS[5] claims
+-- ARGV[1] user, ARGV[2] slot, ARGV[3] rank
+-- Returns 1 released, 0 not held (at that rank), 2 kept because claimed.
 local user = ARGV[1]
-if redis.call('HEXISTS', KEYS[2], user) == 0 then
+local slot = tonumber(ARGV[2])
+local rank = ARGV[3]
+local function rank_of(value)
+  -- Values written before ranks were kept are a bare time: rank 0.
+  return string.match(value, '^(%d+):') or '0'
+end
+
+local field = user
+if slot > 1 then
+  field = user .. ':' .. slot
+end
+local value = redis.call('HGET', KEYS[2], field)
+if not value or rank_of(value) ~= rank then
   return 0
 end
-
-local slots = redis.call('HGET', KEYS[3], user)
-if slots and tonumber(slots) > 1 then
-  redis.call('HINCRBY', KEYS[3], user, -1)
-else
-  redis.call('HDEL', KEYS[2], user)
-  redis.call('HDEL', KEYS[3], user)
+local claim = redis.call('HGET', KEYS[5], field)
+if claim and rank_of(claim) == rank then
+  return 2
 end
 
+redis.call('HDEL', KEYS[2], field)
+local slots = tonumber(redis.call('HGET', KEYS[3], user) or '0')
+if slots > 1 then
+  redis.call('HINCRBY', KEYS[3], user, -1)
+elseif slots == 1 then
+  redis.call('HDEL', KEYS[3], user)
+end
 -- Decrement only for a slot that was held; never below zero.
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
   redis.call('DECR', KEYS[1])
+end
+if tonumber(rank) > 0 then
+  redis.call('ZADD', KEYS[4], rank, rank)
 end
 return 1

@@ -17,6 +17,8 @@ pub struct Model {
     pub attempts: i32,
     pub first_seen: ChronoDateTimeUtc,
     pub last_seen: ChronoDateTimeUtc,
+    /// When the ticket was last published again by a replay; cleared when it fails again.
+    pub replayed_at: Option<ChronoDateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

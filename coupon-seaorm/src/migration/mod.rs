@@ -2,6 +2,7 @@
 //! `seaql_migrations`, so running them again changes nothing.
 
 mod m20261125_000001_create_tables;
+mod m20261126_000001_failure_replays;
 
 use sea_orm_migration::prelude::*;
 
@@ -12,6 +13,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_create_tables::Migration)]
+        vec![
+            Box::new(m20261125_000001_create_tables::Migration),
+            Box::new(m20261126_000001_failure_replays::Migration),
+        ]
     }
 }

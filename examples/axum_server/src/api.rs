@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,7 +12,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use coupon_core::{
     ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponIssuer, CouponStore, Error,
-    IssueQueue, IssueSource, NewCampaign, UserId, WindowState,
+    IssueQueue, IssueSource, NewCampaign, Settler, SettlerConfig, TicketId, UserId, WindowState,
+    replay_failures,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -40,6 +41,55 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The worker's source in this process, if any: its lag goes into the metrics.
     pub source: Option<Arc<dyn IssueSource>>,
+    /// The settler this process runs, for `POST /admin/settle` and its metrics.
+    pub settler: Arc<Settler>,
+}
+
+impl AppState {
+    /// The state of a service admitting through `counter`, handing off to `queue` and
+    /// persisting in `store`, with fresh metrics, no worker in the process, and a
+    /// settler with the default settings.
+    pub fn new(
+        counter: Arc<dyn CouponCounter>,
+        queue: Arc<dyn IssueQueue>,
+        store: Arc<dyn CouponStore>,
+        admin_token: impl Into<String>,
+    ) -> Self {
+        let settler = Settler::new(
+            counter.clone(),
+            queue.clone(),
+            store.clone(),
+            SettlerConfig::default(),
+        );
+        Self {
+            issuer: CouponIssuer::new(counter.clone(), queue.clone(), store.clone()),
+            counter,
+            queue,
+            store,
+            admin_token: admin_token.into(),
+            metrics: Arc::new(Metrics::new()),
+            source: None,
+            settler: Arc::new(settler),
+        }
+    }
+
+    /// Reports the lag of the worker's `source` in this process.
+    pub fn with_source(mut self, source: Arc<dyn IssueSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Records into `metrics` (shared with the worker's metered source).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Settles with `settler` (the one this process runs on a schedule).
+    pub fn with_settler(mut self, settler: Arc<Settler>) -> Self {
+        self.settler = settler;
+        self
+    }
 }
 
 type Shared = State<Arc<AppState>>;
@@ -51,6 +101,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/campaigns/{id}", get(get_campaign))
         .route("/campaigns/{id}/apply", post(apply))
         .route("/campaigns/{id}/coupons/{user_id}", get(get_coupon))
+        .route("/admin/settle", post(settle))
+        .route("/admin/dead-letters", get(dead_letters))
+        .route("/admin/dead-letters/replay", post(replay))
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
@@ -147,19 +200,29 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
             == 0
 }
 
+/// Refuses a request without the admin token, counting it against `route`.
+fn require_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+    route: &'static str,
+) -> Result<(), ApiError> {
+    if authorized(headers, &state.admin_token) {
+        return Ok(());
+    }
+    state.metrics.request(route, "unauthorized");
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "this route needs Authorization: Bearer <admin token>",
+    ))
+}
+
 async fn create_campaign(
     State(state): Shared,
     headers: HeaderMap,
     body: Result<ApiJson<CreateCampaign>, ApiError>,
 ) -> Result<Response, ApiError> {
-    if !authorized(&headers, &state.admin_token) {
-        state.metrics.request("create_campaign", "unauthorized");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "POST /campaigns needs Authorization: Bearer <admin token>",
-        ));
-    }
+    require_admin(&state, &headers, "create_campaign")?;
     let ApiJson(body) = body?;
     let mut new =
         NewCampaign::new(body.name, body.cap).per_user_limit(body.per_user_limit.unwrap_or(1));
@@ -234,6 +297,10 @@ async fn apply_inner(
             )
                 .into_response(),
             "accepted",
+        )),
+        Ok(ApplyOutcome::Pending) => Ok((
+            (StatusCode::ACCEPTED, Json(json!({ "status": "pending" }))).into_response(),
+            "pending",
         )),
         Ok(ApplyOutcome::SoldOut) => {
             refusal(StatusCode::CONFLICT, "sold_out", "every coupon is taken")
@@ -316,7 +383,71 @@ async fn metrics(State(state): Shared) -> Response {
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(lag),
+        state.metrics.render(lag, &state.settler),
     )
         .into_response()
+}
+
+/// `?campaign=<id>`, optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignFilter {
+    campaign: Option<u64>,
+}
+
+fn campaign_filter(
+    query: Result<Query<CampaignFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Option<CampaignId>, ApiError> {
+    let Query(filter) = query.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
+    Ok(filter.campaign.map(CampaignId))
+}
+
+async fn settle(
+    State(state): Shared,
+    headers: HeaderMap,
+    query: Result<Query<CampaignFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers, "settle")?;
+    let report = match campaign_filter(query)? {
+        Some(campaign) => state.settler.settle(campaign).await?,
+        None => state.settler.settle_all().await?,
+    };
+    state.metrics.request("settle", "settled");
+    Ok(Json(report).into_response())
+}
+
+async fn dead_letters(
+    State(state): Shared,
+    headers: HeaderMap,
+    query: Result<Query<CampaignFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers, "dead_letters")?;
+    let failures = state.store.failures(campaign_filter(query)?).await?;
+    Ok(Json(json!({ "dead_letters": failures })).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReplayRequest {
+    campaign: Option<u64>,
+    #[serde(default)]
+    ticket_ids: Vec<TicketId>,
+}
+
+async fn replay(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Result<ApiJson<ReplayRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers, "replay")?;
+    let ApiJson(request) = body?;
+    let report = replay_failures(
+        state.store.as_ref(),
+        state.queue.as_ref(),
+        request.campaign.map(CampaignId),
+        &request.ticket_ids,
+    )
+    .await?;
+    state.metrics.request("replay", "replayed");
+    Ok(Json(report).into_response())
 }

@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use coupon_core::memory::{MemoryCounter, MemoryQueue};
-use coupon_core::{CampaignId, CouponCounter, CouponStore, IssueQueue, IssueSource, redact_url};
+use coupon_core::{CouponCounter, CouponStore, IssueQueue, IssueSource, redact_url};
 use coupon_kafka::{KafkaConfig, KafkaIssueQueue, KafkaIssueSource};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
-use sea_orm::EntityTrait;
 
 use crate::config::{Config, Role};
 
@@ -146,16 +145,17 @@ pub async fn build(config: &Config) -> Result<Backends, String> {
 /// An in-memory counter starts empty: rebuild every campaign's admissions from the
 /// coupons the database holds, so a restart cannot admit past a cap.
 async fn restore_from_store(counter: &MemoryCounter, store: &SeaOrmStore) -> Result<usize, String> {
-    let campaigns = coupon_seaorm::entity::campaign::Entity::find()
-        .all(store.connection())
+    let campaigns = store
+        .campaigns()
         .await
         .map_err(|e| format!("listing campaigns: {e}"))?;
-    for row in &campaigns {
-        let id = CampaignId(row.id as u64);
-        let campaign = store.campaign(id).await.map_err(|e| e.to_string())?;
-        let holders = store.holders(id).await.map_err(|e| e.to_string())?;
+    for summary in &campaigns {
+        let holders = store
+            .holders(summary.campaign.id)
+            .await
+            .map_err(|e| e.to_string())?;
         counter
-            .restore(&campaign, &holders)
+            .restore(&summary.campaign, &holders)
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -1,8 +1,10 @@
 //! Command-line flags and environment variables.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
+use coupon_core::{SettlerConfig, TicketId};
 
 /// Which parts of the service this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -20,6 +22,9 @@ pub enum Role {
 #[derive(Clone, Parser)]
 #[command(name = "axum_server", version)]
 pub struct Config {
+    /// An operator task to run once instead of the service; it uses the same settings.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to listen on.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
@@ -64,6 +69,52 @@ pub struct Config {
     /// Tickets per store transaction in the worker.
     #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 500)]
     pub worker_batch_size: usize,
+    /// How old (ms) an admission without a coupon must be before the settler publishes
+    /// its ticket again.
+    #[arg(long, env = "SETTLE_GRACE_MS", default_value_t = 30_000)]
+    pub settle_grace_ms: u64,
+    /// How often (ms) the settler passes over every campaign.
+    #[arg(long, env = "SETTLE_INTERVAL_MS", default_value_t = 10_000)]
+    pub settle_interval_ms: u64,
+}
+
+/// Operator tasks, run once against the configured backends.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Publish again the ticket of every admission older than the grace period that has
+    /// no coupon, then print the report as JSON. Needs a shared counter and queue
+    /// (REDIS_URL and KAFKA_BROKERS); on the embedded default use `POST /admin/settle`.
+    Settle {
+        /// Only this campaign.
+        #[arg(long)]
+        campaign: Option<u64>,
+    },
+    /// List the tickets the store refused (dead letters, tickets over the cap) as JSON.
+    DeadLetters {
+        /// Only this campaign.
+        #[arg(long)]
+        campaign: Option<u64>,
+    },
+    /// Publish again the tickets of open dead letters, once their cause is fixed. Needs
+    /// a shared queue (KAFKA_BROKERS); on the embedded default use
+    /// `POST /admin/dead-letters/replay`.
+    Replay {
+        /// Only this campaign.
+        #[arg(long)]
+        campaign: Option<u64>,
+        /// Only these tickets (repeat the flag).
+        #[arg(long = "ticket")]
+        tickets: Vec<TicketId>,
+    },
+}
+
+impl Config {
+    /// The settler's settings.
+    pub fn settler(&self) -> SettlerConfig {
+        SettlerConfig::default()
+            .with_grace(Duration::from_millis(self.settle_grace_ms))
+            .with_interval(Duration::from_millis(self.settle_interval_ms))
+    }
 }
 
 impl std::fmt::Debug for Config {

@@ -12,11 +12,12 @@ pub mod metrics;
 use std::future::Future;
 use std::sync::Arc;
 
-use coupon_core::{CouponIssuer, IssueWorker, WorkerConfig};
+use coupon_core::{CampaignId, CouponStore, IssueWorker, Settler, WorkerConfig, replay_failures};
+use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
 use tokio::sync::watch;
 
 use crate::api::AppState;
-use crate::config::Config;
+use crate::config::{Command, Config, Role};
 use crate::metrics::{MeteredSource, Metrics};
 
 /// Runs what `config` asks for until `shutdown` completes, then stops gracefully: the
@@ -78,26 +79,54 @@ pub async fn serve(
         );
     }
 
+    // Every process that admits also settles: the admissions it (or a peer that died)
+    // left without a coupon get their tickets published again.
+    let settler = backends.queue.clone().map(|queue| {
+        Arc::new(Settler::new(
+            backends.counter.clone(),
+            queue,
+            backends.store.clone(),
+            config.settler(),
+        ))
+    });
+    let settling = settler.clone().map(|settler| {
+        let mut stopped = worker_stopped.clone();
+        println!(
+            "  {:>8}: every {:?}, admissions older than {:?}",
+            "settler",
+            settler.config().interval,
+            settler.config().grace
+        );
+        tokio::spawn(async move {
+            settler
+                .run(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await;
+        })
+    });
+
     let mut shutdown = Box::pin(shutdown);
-    if let (Some(queue), Some(listener)) = (backends.queue.clone(), listener) {
+    if let (Some(queue), Some(settler), Some(listener)) =
+        (backends.queue.clone(), settler, listener)
+    {
         let admin_token = config.admin_token.clone().unwrap_or_else(|| {
             let token = uuid::Uuid::new_v4().simple().to_string();
             println!("  admin token (generated; set ADMIN_TOKEN to choose one): {token}");
             token
         });
-        let state = Arc::new(AppState {
-            issuer: CouponIssuer::new(
-                backends.counter.clone(),
-                queue.clone(),
-                backends.store.clone(),
-            ),
+        let mut state = AppState::new(
+            backends.counter.clone(),
             queue,
-            counter: backends.counter.clone(),
-            store: backends.store.clone(),
+            backends.store.clone(),
             admin_token,
-            metrics,
-            source: backends.source.clone(),
-        });
+        )
+        .with_metrics(metrics)
+        .with_settler(settler);
+        if let Some(source) = backends.source.clone() {
+            state = state.with_source(source);
+        }
+        let state = Arc::new(state);
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         println!("listening on http://{address}");
         let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
@@ -115,6 +144,9 @@ pub async fn serve(
         queue.close();
     }
     let _ = stop_worker.send(backends.memory_queue.is_none());
+    if let Some(settling) = settling {
+        settling.abort();
+    }
     if let Some(worker) = worker {
         match worker.await {
             Ok(Ok(report)) => println!("worker stopped: {report:?}"),
@@ -123,6 +155,77 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Runs an operator task once and prints its result as JSON.
+pub async fn run_command(config: Config, command: Command) -> Result<(), String> {
+    let print = |value: serde_json::Value| {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    };
+    match command {
+        Command::DeadLetters { campaign } => {
+            let store = SeaOrmStore::connect(SeaOrmStoreConfig::new(&config.database_url))
+                .await
+                .map_err(|e| format!("database: {e}"))?;
+            let failures = store
+                .failures(campaign.map(CampaignId))
+                .await
+                .map_err(|e| e.to_string())?;
+            print(serde_json::json!({ "dead_letters": failures }));
+        }
+        Command::Settle { campaign } => {
+            let backends = shared_backends(&config, "settle").await?;
+            let settler = Settler::new(
+                backends.counter,
+                backends.queue.ok_or("no queue")?,
+                backends.store,
+                config.settler(),
+            );
+            let report = match campaign {
+                Some(campaign) => settler.settle(CampaignId(campaign)).await,
+                None => settler.settle_all().await,
+            }
+            .map_err(|e| e.to_string())?;
+            print(serde_json::to_value(report).unwrap_or_default());
+        }
+        Command::Replay { campaign, tickets } => {
+            let backends = shared_backends(&config, "replay").await?;
+            let queue = backends.queue.ok_or("no queue")?;
+            let report = replay_failures(
+                backends.store.as_ref(),
+                queue.as_ref(),
+                campaign.map(CampaignId),
+                &tickets,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            print(serde_json::to_value(report).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// The backends an operator task that publishes needs: they must outlive this process,
+/// which an in-process queue does not.
+async fn shared_backends(config: &Config, task: &str) -> Result<backends::Backends, String> {
+    if config.kafka_brokers.is_none() || config.redis_url.is_none() {
+        return Err(format!(
+            "`{task}` publishes tickets, so it needs the shared counter and queue of the running \
+             service (REDIS_URL and KAFKA_BROKERS); on the embedded default, call \
+             POST /admin/{} on the running service instead",
+            if task == "settle" {
+                "settle"
+            } else {
+                "dead-letters/replay"
+            }
+        ));
+    }
+    let mut config = config.clone();
+    config.role = Role::Api;
+    backends::build(&config).await
 }
 
 /// Completes on SIGTERM or Ctrl-C.

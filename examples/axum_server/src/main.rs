@@ -14,7 +14,11 @@ async fn main() -> ExitCode {
         )
         .init();
     let config = Config::parse();
-    match axum_server::run(config, axum_server::shutdown_signal()).await {
+    let result = match config.command.clone() {
+        Some(command) => axum_server::run_command(config, command).await,
+        None => axum_server::run(config, axum_server::shutdown_signal()).await,
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coupon_core::{Batch, IssueSource, IssueTicket, Result};
+use coupon_core::{Batch, IssueSource, IssueTicket, Result, Settler};
 
 /// A histogram with fixed upper bounds.
 #[derive(Debug)]
@@ -90,8 +90,9 @@ impl Metrics {
         self.apply_latency.observe(elapsed.as_secs_f64());
     }
 
-    /// The Prometheus text exposition, with the queue lag when the source could tell it.
-    pub fn render(&self, queue_lag: Option<u64>) -> String {
+    /// The Prometheus text exposition, with the queue lag when the source could tell it
+    /// and what the settler found in its last pass.
+    pub fn render(&self, queue_lag: Option<u64>, settler: &Settler) -> String {
         let mut out = String::new();
         out.push_str("# HELP firstcome_requests_total Answers by route and outcome.\n# TYPE firstcome_requests_total counter\n");
         for ((route, outcome), count) in self
@@ -120,6 +121,19 @@ impl Metrics {
             out,
             "# HELP firstcome_worker_errors_total Worker errors (source or store).\n# TYPE firstcome_worker_errors_total counter\nfirstcome_worker_errors_total {errors}"
         );
+        let _ = writeln!(
+            out,
+            "# HELP firstcome_republished_tickets_total Tickets the settler published again.\n# TYPE firstcome_republished_tickets_total counter\nfirstcome_republished_tickets_total {}",
+            settler.republished_total()
+        );
+        if let Some(report) = settler.last_report() {
+            let oldest = report.oldest_unsettled_ms.unwrap_or(0) as f64 / 1e3;
+            let _ = writeln!(
+                out,
+                "# HELP firstcome_admissions_in_flight Admitted slots without a coupon yet, of any age.\n# TYPE firstcome_admissions_in_flight gauge\nfirstcome_admissions_in_flight {}\n# HELP firstcome_admissions_unsettled Admitted slots older than the settler's grace period without a coupon.\n# TYPE firstcome_admissions_unsettled gauge\nfirstcome_admissions_unsettled {}\n# HELP firstcome_oldest_unsettled_seconds Age of the oldest unsettled admission.\n# TYPE firstcome_oldest_unsettled_seconds gauge\nfirstcome_oldest_unsettled_seconds {oldest}",
+                report.in_flight, report.unsettled
+            );
+        }
         if let Some(lag) = queue_lag {
             let _ = writeln!(
                 out,

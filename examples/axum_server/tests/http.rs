@@ -7,10 +7,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum_server::api::{AppState, BODY_LIMIT, router};
-use axum_server::metrics::Metrics;
 use chrono::Utc;
+use coupon_core::IssueWorker;
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
-use coupon_core::{CouponIssuer, IssueWorker};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -27,15 +26,9 @@ fn service() -> Service {
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new(1_000));
     let counter = Arc::new(MemoryCounter::new());
-    let state = Arc::new(AppState {
-        issuer: CouponIssuer::new(counter.clone(), queue.clone(), store.clone()),
-        counter,
-        queue: queue.clone(),
-        store: store.clone(),
-        admin_token: TOKEN.to_owned(),
-        metrics: Arc::new(Metrics::new()),
-        source: Some(queue.clone()),
-    });
+    let state = Arc::new(
+        AppState::new(counter, queue.clone(), store.clone(), TOKEN).with_source(queue.clone()),
+    );
     Service {
         app: router(state),
         queue,
@@ -149,10 +142,11 @@ async fn apply_answers_every_outcome_with_its_status() {
         (StatusCode::ACCEPTED, Some(1))
     );
     assert!(body["ticket_id"].is_string());
+    // Admitted, and no worker has persisted the coupon yet: pending, not a second slot.
     let (status, body) = apply(app, campaign, 1).await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::CONFLICT, Some("already_applied"))
+        (status, body["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("pending"))
     );
     assert_eq!(apply(app, campaign, 2).await.0, StatusCode::ACCEPTED);
     let (status, body) = apply(app, campaign, 3).await;
@@ -186,6 +180,122 @@ async fn apply_answers_every_outcome_with_its_status() {
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("unknown_campaign"))
+    );
+}
+
+#[tokio::test]
+async fn applying_again_once_the_coupon_is_stored_is_already_applied() {
+    let service = service();
+    let app = &service.app;
+    let campaign = create(app, json!({ "name": "again", "cap": 5 })).await;
+    assert_eq!(apply(app, campaign, 1).await.0, StatusCode::ACCEPTED);
+    let worker = IssueWorker::new(service.queue.clone(), service.store.clone());
+    let running = tokio::spawn(async move { worker.run(std::future::pending()).await });
+    let mut answer = apply(app, campaign, 1).await;
+    for _ in 0..100 {
+        if answer.0 != StatusCode::ACCEPTED {
+            break;
+        }
+        assert_eq!(answer.1["status"].as_str(), Some("pending"), "{}", answer.1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        answer = apply(app, campaign, 1).await;
+    }
+    running.abort();
+    assert_eq!(
+        (answer.0, answer.1["error"].as_str()),
+        (StatusCode::CONFLICT, Some("already_applied"))
+    );
+    let (_, _, body) = send(app, get(&format!("/campaigns/{campaign}"))).await;
+    assert_eq!(
+        (body["admitted"].as_u64(), body["issued"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn admin_routes_need_the_token_and_settle_list_and_replay() {
+    use coupon_core::{CampaignId, CouponCounter, CouponStore, IssueFailure, IssueTicket, UserId};
+    let store = Arc::new(MemoryStore::new());
+    let queue = Arc::new(MemoryQueue::new(100));
+    let counter = Arc::new(MemoryCounter::new());
+    let settler = Arc::new(coupon_core::Settler::new(
+        counter.clone(),
+        queue.clone(),
+        store.clone(),
+        coupon_core::SettlerConfig::default().with_grace(Duration::ZERO),
+    ));
+    let app = router(Arc::new(
+        AppState::new(counter.clone(), queue.clone(), store.clone(), TOKEN).with_settler(settler),
+    ));
+    for (method, uri) in [
+        ("POST", "/admin/settle"),
+        ("GET", "/admin/dead-letters"),
+        ("POST", "/admin/dead-letters/replay"),
+    ] {
+        let mut request = json_request(method, uri, "{}");
+        request.headers_mut().remove(header::AUTHORIZATION);
+        let (status, _, body) = send(&app, request).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+            "{method} {uri}"
+        );
+    }
+
+    // An admission whose process died before publishing: settling publishes its ticket.
+    let campaign = create(&app, json!({ "name": "admin", "cap": 5 })).await;
+    let definition = store.campaign(CampaignId(campaign)).await.unwrap();
+    counter.try_acquire(&definition, UserId(7)).await.unwrap();
+    let (status, _, report) = send(&app, json_request("POST", "/admin/settle", "")).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (report["unsettled"].as_u64(), report["republished"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(queue.lag(), 1);
+    let (status, _, body) = send(&app, json_request("POST", "/admin/settle?campaign=x", "")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // A dead letter is listed, replayed once, then listed as replayed.
+    let ticket = IssueTicket::new(CampaignId(campaign), UserId(8), 1, 2);
+    store
+        .record_failure(&IssueFailure::new(ticket.clone(), "constraint broken", 1))
+        .await
+        .unwrap();
+    let uri = format!("/admin/dead-letters?campaign={campaign}");
+    let (status, _, body) = send(&app, json_request("GET", &uri, "")).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = body["dead_letters"].as_array().expect("a list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["error"].as_str(), Some("constraint broken"));
+    assert!(listed[0]["replayed_at"].is_null());
+    let replay = json!({ "campaign": campaign }).to_string();
+    let (status, _, body) = send(
+        &app,
+        json_request("POST", "/admin/dead-letters/replay", &replay),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["replayed"],
+        json!([ticket.ticket_id.to_string()]),
+        "{body}"
+    );
+    assert_eq!(queue.lag(), 2);
+    let (_, _, body) = send(
+        &app,
+        json_request("POST", "/admin/dead-letters/replay", &replay),
+    )
+    .await;
+    assert_eq!(body["replayed"], json!([]), "replayed once: {body}");
+    let (_, _, body) = send(&app, json_request("GET", &uri, "")).await;
+    assert!(body["dead_letters"][0]["replayed_at"].is_string(), "{body}");
+
+    let (_, _, text) = send(&app, get("/metrics")).await;
+    let text = text.as_str().expect("text");
+    assert!(
+        text.contains("firstcome_republished_tickets_total 1"),
+        "{text}"
     );
 }
 

@@ -149,14 +149,16 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
     let next = Arc::new(AtomicU64::new(0));
     let samples: Arc<Mutex<BTreeMap<String, Vec<Duration>>>> = Arc::default();
     let applied: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let winners: Arc<Mutex<HashSet<u64>>> = Arc::default();
     let started = Instant::now();
     let mut connections = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency {
-        let (client, next, samples, applied, progress) = (
+        let (client, next, samples, applied, winners, progress) = (
             client.clone(),
             next.clone(),
             samples.clone(),
             applied.clone(),
+            winners.clone(),
             progress.clone(),
         );
         let (url, requests, users) = (
@@ -183,7 +185,16 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
                 .await;
                 let elapsed = sent.elapsed();
                 let outcome = match answer {
-                    Ok((StatusCode::ACCEPTED, _)) => "accepted".to_owned(),
+                    // 202 with a rank: told yes. 202 pending: admitted, hand-off not yet
+                    // confirmed (the coupon route will tell).
+                    Ok((StatusCode::ACCEPTED, body)) if body["rank"].is_u64() => {
+                        winners
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(user);
+                        "accepted".to_owned()
+                    }
+                    Ok((StatusCode::ACCEPTED, _)) => "pending".to_owned(),
                     Ok((status, body)) => body["error"]
                         .as_str()
                         .map_or(status.to_string(), str::to_owned),
@@ -232,26 +243,33 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
     }
 
     let applied = applied.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let winners = winners.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let expected = args.cap.min(applied.len() as u64);
-    let report = verify(&client, &base, campaign, expected, &applied, &args).await?;
+    let (issued, holders, single) =
+        verify(&client, &base, campaign, expected, &applied, &args).await?;
     let accepted = outcomes.get("accepted").copied().unwrap_or(0);
-    let ok = report.0 == expected && report.1 == expected && accepted == expected && report.2;
+    let winners_hold = winners.is_subset(&holders);
+    let ok = issued == expected
+        && holders.len() as u64 == expected
+        && accepted <= expected
+        && winners_hold
+        && single;
     println!(
-        "check: issued {} (expected {expected}), holders {} , accepted {accepted}: {}",
-        report.0,
-        report.1,
+        "check: issued {issued} (expected {expected}), holders {}, accepted {accepted}, every accepted user holds a coupon: {winners_hold}: {}",
+        holders.len(),
         if ok { "ok" } else { "FAILED" }
     );
     Ok(Report {
         campaign,
         outcomes,
-        issued: report.0,
-        holders: report.1,
+        issued,
+        holders: holders.len() as u64,
         ok,
     })
 }
 
-/// Waits for the worker to drain, then checks issued, holders and double holdings.
+/// Waits for the worker to drain, then reads issued, the holders among `applied`, and
+/// whether nobody holds two.
 async fn verify(
     client: &HttpClient,
     base: &str,
@@ -259,7 +277,7 @@ async fn verify(
     expected: u64,
     applied: &HashSet<u64>,
     args: &LoadArgs,
-) -> Result<(u64, u64, bool), String> {
+) -> Result<(u64, HashSet<u64>, bool), String> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let issued = loop {
         let (_, body) = call(
@@ -276,13 +294,13 @@ async fn verify(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let mut holders = 0;
+    let mut holders = HashSet::new();
     let mut single = true;
     for &user in applied {
         let url = format!("{base}/campaigns/{campaign}/coupons/{user}");
         let (status, body) = call(client, Method::GET, &url, None, None).await?;
         if status == StatusCode::OK {
-            holders += 1;
+            holders.insert(user);
             single &= body["coupons"].as_u64() == Some(1);
         }
     }

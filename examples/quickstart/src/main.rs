@@ -79,6 +79,7 @@ async fn run() -> Result<(), String> {
                 ranks.insert(rank);
                 "accepted"
             }
+            ApplyOutcome::Pending => "pending",
             ApplyOutcome::SoldOut => "sold out",
             ApplyOutcome::AlreadyApplied => "already applied",
             ApplyOutcome::NotOpen => "not open",

@@ -1,0 +1,317 @@
+//! Settlement: every admission ends as a coupon, by publishing its ticket again until
+//! the store holds it. Forward steps are idempotent; the settler never releases a slot.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::memory::lock;
+use crate::{
+    CampaignId, CampaignSummary, CouponCounter, CouponStore, HeldSlot, IssueQueue, IssueTicket,
+    Result, TicketId, UserId, WindowState,
+};
+
+/// Settings of a [`Settler`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SettlerConfig {
+    /// How old an admission without a coupon must be before its ticket is published
+    /// again, and how long before the same admission is published again after that.
+    /// Default 30 s: above a healthy pipeline's admission-to-coupon time, so that a
+    /// healthy run republishes nothing. Any value is safe: a republished ticket whose
+    /// coupon exists is a duplicate the store ignores.
+    pub grace: Duration,
+    /// How often [`Settler::run`] settles every campaign. Default 10 s.
+    pub interval: Duration,
+}
+
+impl Default for SettlerConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(30),
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SettlerConfig {
+    /// Sets [`SettlerConfig::grace`].
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Sets [`SettlerConfig::interval`] (at least 10 ms).
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(10));
+        self
+    }
+}
+
+/// What one settlement pass found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SettleReport {
+    /// Campaigns whose admissions were compared with the store.
+    pub campaigns: u64,
+    /// Admitted slots without a coupon yet, of any age (admitted minus issued).
+    pub in_flight: u64,
+    /// Admitted slots older than the grace period without a coupon.
+    pub unsettled: u64,
+    /// Tickets published again in this pass.
+    pub republished: u64,
+    /// Age of the oldest unsettled admission, in milliseconds.
+    pub oldest_unsettled_ms: Option<u64>,
+    /// Campaigns that could not be settled now (a backend unavailable); tried again on
+    /// the next pass.
+    pub failed_campaigns: u64,
+}
+
+impl SettleReport {
+    fn add(&mut self, other: SettleReport) {
+        self.campaigns += other.campaigns;
+        self.in_flight += other.in_flight;
+        self.unsettled += other.unsettled;
+        self.republished += other.republished;
+        self.oldest_unsettled_ms = self.oldest_unsettled_ms.max(other.oldest_unsettled_ms);
+        self.failed_campaigns += other.failed_campaigns;
+    }
+}
+
+/// Rolls admissions forward: for each campaign, every slot the counter holds that is
+/// older than the grace period and has no coupon in the store gets its ticket published
+/// again (the same ticket, so the store keeps one coupon).
+///
+/// Safe to run from many processes at once and at any time: a slot is claimed in the
+/// counter before its ticket is published ([`CouponCounter::claim`]), so at most one
+/// settler republishes it per grace period, and the issuer never gives a claimed slot
+/// back.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
+/// use coupon_core::{CouponCounter, CouponStore, NewCampaign, Settler, SettlerConfig, UserId};
+///
+/// let (counter, queue, store) =
+///     (Arc::new(MemoryCounter::new()), Arc::new(MemoryQueue::new(16)), Arc::new(MemoryStore::new()));
+/// let campaign = store.create_campaign(NewCampaign::new("drop", 10)).await?;
+/// // A slot was taken, and the process died before publishing its ticket:
+/// counter.try_acquire(&campaign, UserId(7)).await?;
+///
+/// let settler = Settler::new(counter, queue.clone(), store, SettlerConfig::default().with_grace(Duration::ZERO));
+/// let report = settler.settle(campaign.id).await?;
+/// assert_eq!((report.unsettled, report.republished), (1, 1));
+/// assert_eq!(queue.lag(), 1);
+/// # Ok(()) }
+/// ```
+pub struct Settler {
+    counter: Arc<dyn CouponCounter>,
+    queue: Arc<dyn IssueQueue>,
+    store: Arc<dyn CouponStore>,
+    config: SettlerConfig,
+    /// Slots seen with their coupon, per campaign: a coupon is forever, so they are not
+    /// looked up again. Dropped once the campaign is fully settled.
+    confirmed: Mutex<HashMap<CampaignId, HashSet<HeldSlot>>>,
+    /// Closed campaigns found fully settled: nothing can be admitted to them any more.
+    finished: Mutex<HashSet<CampaignId>>,
+    republished: AtomicU64,
+    last: Mutex<Option<SettleReport>>,
+}
+
+impl Settler {
+    /// A settler over the deployment's ports.
+    pub fn new(
+        counter: Arc<dyn CouponCounter>,
+        queue: Arc<dyn IssueQueue>,
+        store: Arc<dyn CouponStore>,
+        config: SettlerConfig,
+    ) -> Self {
+        Self {
+            counter,
+            queue,
+            store,
+            config,
+            confirmed: Mutex::new(HashMap::new()),
+            finished: Mutex::new(HashSet::new()),
+            republished: AtomicU64::new(0),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &SettlerConfig {
+        &self.config
+    }
+
+    /// Tickets this settler has published again since it was made.
+    pub fn republished_total(&self) -> u64 {
+        self.republished.load(Ordering::Relaxed)
+    }
+
+    /// The report of the last pass over every campaign, if one ran.
+    pub fn last_report(&self) -> Option<SettleReport> {
+        *lock(&self.last)
+    }
+
+    /// Settles every campaign of the store. A campaign that fails (a backend
+    /// unavailable) is counted in `failed_campaigns` and does not stop the others.
+    pub async fn settle_all(&self) -> Result<SettleReport> {
+        let mut report = SettleReport::default();
+        for summary in self.store.campaigns().await? {
+            let id = summary.campaign.id;
+            if lock(&self.finished).contains(&id) {
+                continue;
+            }
+            match self.settle_summary(&summary).await {
+                Ok(settled) => report.add(settled),
+                Err(error) => {
+                    tracing::warn!(campaign = %id, %error, "could not settle campaign now");
+                    report.failed_campaigns += 1;
+                }
+            }
+        }
+        *lock(&self.last) = Some(report);
+        Ok(report)
+    }
+
+    /// Settles one campaign.
+    pub async fn settle(&self, campaign: CampaignId) -> Result<SettleReport> {
+        let definition = self.store.campaign(campaign).await?;
+        let issued = self.store.issued_count(campaign).await?;
+        self.settle_summary(&CampaignSummary::new(definition, issued))
+            .await
+    }
+
+    /// Settles every campaign every [`SettlerConfig::interval`] until `shutdown`.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(self.config.interval) => {}
+            }
+            match self.settle_all().await {
+                Ok(report) if report.republished > 0 || report.unsettled > 0 => {
+                    tracing::info!(?report, "settlement pass");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "settlement pass failed"),
+            }
+        }
+    }
+
+    async fn settle_summary(&self, summary: &CampaignSummary) -> Result<SettleReport> {
+        let campaign = &summary.campaign;
+        let mut report = SettleReport::default();
+        if summary.issued >= campaign.cap {
+            // Full: no admission left to settle, whatever the counter holds.
+            self.forget(campaign.id, campaign.window_state(Utc::now()));
+            return Ok(report);
+        }
+        let admitted = self.counter.status(campaign.id).await?.admitted;
+        report.in_flight = admitted.saturating_sub(summary.issued);
+        if admitted <= summary.issued {
+            self.forget(campaign.id, campaign.window_state(Utc::now()));
+            return Ok(report);
+        }
+        report.campaigns = 1;
+
+        let now = Utc::now();
+        let grace = chrono::Duration::from_std(self.config.grace).unwrap_or(chrono::Duration::MAX);
+        let held = self.counter.held_slots(campaign.id).await?;
+        let mut held_per_user: HashMap<UserId, usize> = HashMap::new();
+        for slot in &held {
+            *held_per_user.entry(slot.user).or_default() += 1;
+        }
+        let stale: Vec<HeldSlot> = {
+            let confirmed = lock(&self.confirmed);
+            let known = confirmed.get(&campaign.id);
+            held.into_iter()
+                .filter(|slot| now - slot.admitted_at >= grace)
+                .filter(|slot| known.is_none_or(|known| !known.contains(slot)))
+                .collect()
+        };
+        if stale.is_empty() {
+            return Ok(report);
+        }
+
+        let users: Vec<UserId> = stale
+            .iter()
+            .map(|slot| slot.user)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut coupons_per_user: HashMap<UserId, usize> = HashMap::new();
+        let mut stored: HashSet<TicketId> = HashSet::new();
+        for coupon in self.store.coupons_of_users(campaign.id, &users).await? {
+            *coupons_per_user.entry(coupon.user).or_default() += 1;
+            stored.insert(coupon.ticket_id);
+        }
+        let mut unsettled = Vec::new();
+        let mut confirmed_now = Vec::new();
+        for slot in stale {
+            let coupons = coupons_per_user.get(&slot.user).copied().unwrap_or(0);
+            // A user holding as many coupons as slots is settled whatever the tickets'
+            // ids (coupons stored before ids were derived carry random ones).
+            let held = held_per_user.get(&slot.user).copied().unwrap_or(1);
+            let settled = coupons >= held
+                || stored.contains(&TicketId::for_admission(campaign.id, slot.user, slot.slot));
+            if settled {
+                confirmed_now.push(slot);
+            } else {
+                unsettled.push(slot);
+            }
+        }
+        lock(&self.confirmed)
+            .entry(campaign.id)
+            .or_default()
+            .extend(confirmed_now);
+
+        report.unsettled = unsettled.len() as u64;
+        report.oldest_unsettled_ms = unsettled
+            .iter()
+            .filter_map(|slot| (now - slot.admitted_at).to_std().ok())
+            .max()
+            .map(|age| age.as_millis() as u64);
+        if unsettled.is_empty() {
+            return Ok(report);
+        }
+        let claimed = self
+            .counter
+            .claim(campaign.id, &unsettled, self.config.grace)
+            .await?;
+        for slot in claimed {
+            let ticket = IssueTicket::for_slot(campaign.id, &slot);
+            match self.queue.publish(&ticket).await {
+                Ok(()) => {
+                    report.republished += 1;
+                    self.republished.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(campaign = %campaign.id, user = %slot.user, slot = slot.slot, ticket = %ticket.ticket_id, "published an admission's ticket again");
+                }
+                // Claimed and not published: the claim expires after the grace period
+                // and the next pass tries again.
+                Err(error) => {
+                    tracing::warn!(campaign = %campaign.id, ticket = %ticket.ticket_id, %error, "could not publish an admission's ticket again");
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Drops what is remembered of a fully settled campaign; a closed one is skipped
+    /// from now on.
+    fn forget(&self, campaign: CampaignId, window: WindowState) {
+        lock(&self.confirmed).remove(&campaign);
+        if window == WindowState::Closed {
+            lock(&self.finished).insert(campaign);
+        }
+    }
+}
