@@ -127,14 +127,17 @@ start_postgres() {
 }
 
 start_kafka() {
-  local dir=$1 port tansu
+  local dir=$1 port advertised tansu
   tansu=$(tansu_bin)
   mkdir -p "$dir/kafka"
   port=$(cat "$dir/kafka/port" 2>/dev/null || free_port)
   echo "$port" >"$dir/kafka/port"
+  # A fault test puts a proxy in front of the broker: clients must then be told to
+  # connect to the proxy's port (DIR/kafka/advertised_port), not the broker's own.
+  advertised=$(cat "$dir/kafka/advertised_port" 2>/dev/null || echo "$port")
   # tansu reads the path of a sqlite:// URL relative to its working directory.
   (cd "$dir/kafka" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$port" \
-    --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "sqlite://tansu.db" \
+    --advertised-listener-url "tcp://127.0.0.1:$advertised" --storage-engine "sqlite://tansu.db" \
     >>"$dir/kafka/tansu.log" 2>&1) &
   echo $! >"$dir/kafka/pid"
   wait_port "$port" "kafka (tansu)"

@@ -64,6 +64,7 @@ fn lock(state: &SharedState) -> MutexGuard<'_, State> {
 /// owner starts from the last committed offset, and commits for them would be refused.
 struct Context {
     state: SharedState,
+    revoked: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ClientContext for Context {}
@@ -71,6 +72,8 @@ impl ClientContext for Context {}
 impl ConsumerContext for Context {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(revoked) = rebalance {
+            self.revoked
+                .fetch_add(revoked.count() as u64, Ordering::Relaxed);
             let mut state = lock(&self.state);
             for element in revoked.elements() {
                 let partition = element.partition();
@@ -101,6 +104,7 @@ impl ConsumerContext for Context {
 pub struct KafkaIssueSource {
     consumer: Arc<StreamConsumer<Context>>,
     paused: AtomicBool,
+    revoked: Arc<std::sync::atomic::AtomicU64>,
     state: SharedState,
     redelivered: Arc<Notify>,
     receiving: tokio::sync::Mutex<()>,
@@ -143,10 +147,12 @@ impl KafkaIssueSource {
     pub async fn connect(config: KafkaConfig) -> Result<Self> {
         topics::ensure_topics(&config).await?;
         let state = SharedState::default();
+        let revoked = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let consumer: StreamConsumer<Context> = config
             .consumer()
             .create_with_context(Context {
                 state: state.clone(),
+                revoked: revoked.clone(),
             })
             .map_err(|e| kafka(e, || "creating the consumer".into()))?;
         consumer
@@ -155,6 +161,7 @@ impl KafkaIssueSource {
         Ok(Self {
             consumer: Arc::new(consumer),
             paused: AtomicBool::new(false),
+            revoked,
             state,
             redelivered: Arc::new(Notify::new()),
             receiving: tokio::sync::Mutex::new(()),
@@ -237,6 +244,12 @@ impl KafkaIssueSource {
                 }
             }
         }
+    }
+
+    /// Partitions taken from this consumer by rebalances since it joined its group: a
+    /// member evicted for polling too rarely loses all of its partitions.
+    pub fn revoked_partitions(&self) -> u64 {
+        self.revoked.load(Ordering::Relaxed)
     }
 
     /// Resumes the partitions [`IssueSource::keep_alive`] paused.

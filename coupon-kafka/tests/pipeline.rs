@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coupon_core::{IssueWorker, WorkerConfig};
-use coupon_kafka::{KIND_HEADER, KafkaIssueQueue, KafkaIssueSource, REASON_HEADER, codec};
+use coupon_kafka::{KafkaIssueQueue, KafkaIssueSource, codec};
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 fn worker(source: KafkaIssueSource, store: Arc<coupon_seaorm::SeaOrmStore>) -> IssueWorker {
@@ -124,32 +122,9 @@ async fn malformed_messages_are_dead_lettered_and_the_rest_persisted() {
     running.abort();
     support::assert_exactly(store.as_ref(), campaign, 100).await;
 
-    let reader: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", format!("{}-reader", config.group_id))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("dead-letter reader");
-    reader
-        .subscribe(&[&config.dead_letter_topic])
-        .expect("subscribe");
-    let mut reasons = Vec::new();
-    while reasons.len() < 3 {
-        let message = tokio::time::timeout(Duration::from_secs(30), reader.recv())
-            .await
-            .unwrap_or_else(|_| panic!("three dead letters within 30 s, got {reasons:?}"))
-            .expect("a message");
-        let headers = message.headers().expect("headers");
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
-        assert_eq!(header(KIND_HEADER).as_deref(), Some("malformed"));
-        reasons.push(header(REASON_HEADER).expect("a reason"));
-    }
+    let found = support::dead_letters(&config, 3).await;
+    assert!(found.iter().all(|(kind, _)| kind == "malformed"), "{found:?}");
+    let reasons: Vec<String> = found.into_iter().map(|(_, reason)| reason).collect();
     assert!(reasons[0].starts_with("not a JSON object"), "{reasons:?}");
     assert!(
         reasons[1].starts_with("unknown ticket version 99"),

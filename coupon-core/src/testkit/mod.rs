@@ -14,6 +14,7 @@
 
 pub mod counter;
 pub mod pipeline;
+pub mod proxy;
 pub mod queue;
 pub mod services;
 pub mod store;

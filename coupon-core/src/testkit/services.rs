@@ -22,13 +22,29 @@ impl PrivateService {
     /// Starts `name` on a free loopback port. Panics if the harness script is unknown or
     /// fails, naming it.
     pub fn start(name: &'static str) -> Self {
-        let service = Self {
+        let service = Self::unstarted(name);
+        service.run("start-one");
+        service
+    }
+
+    /// Starts a Kafka broker that tells clients to connect to `advertised_port` (where
+    /// the test runs a [`FaultProxy`](super::proxy::FaultProxy) in front of it).
+    pub fn start_kafka_advertising(advertised_port: u16) -> Self {
+        let service = Self::unstarted("kafka");
+        let dir = service.dir.join("kafka");
+        std::fs::create_dir_all(&dir).expect("create the broker's directory");
+        std::fs::write(dir.join("advertised_port"), advertised_port.to_string())
+            .expect("write the advertised port");
+        service.run("start-one");
+        service
+    }
+
+    fn unstarted(name: &'static str) -> Self {
+        Self {
             name,
             script: service_url("FIRSTCOME_SERVICES_SCRIPT"),
             dir: std::env::temp_dir().join(format!("firstcome-{name}-{}", Uuid::new_v4().simple())),
-        };
-        service.run("start-one");
-        service
+        }
     }
 
     fn run(&self, command: &str) {

@@ -91,3 +91,76 @@ pub async fn assert_exactly(store: &dyn CouponStore, campaign: CampaignId, count
         (count, count)
     );
 }
+
+use coupon_core::{IssueSource, IssueWorker, WorkerConfig, WorkerReport};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+
+/// A worker running on `source`, and the means to stop it and read its report.
+pub struct RunningWorker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<coupon_core::Result<WorkerReport>>,
+}
+
+impl RunningWorker {
+    /// Starts a worker with `config` on `source` into `store`.
+    pub fn start(
+        source: Arc<dyn IssueSource>,
+        store: Arc<dyn CouponStore>,
+        config: WorkerConfig,
+    ) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = IssueWorker::with_config(source, store, config);
+        let task = tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self { stop, task }
+    }
+
+    /// Stops it gracefully and returns what it did.
+    pub async fn stop(self) -> WorkerReport {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .expect("worker task")
+            .expect("worker failed")
+    }
+}
+
+/// Reads `count` messages of the dead-letter topic: (kind header, reason header).
+pub async fn dead_letters(config: &KafkaConfig, count: usize) -> Vec<(String, String)> {
+    let reader: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", format!("{}-reader", config.group_id))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("dead-letter reader");
+    reader
+        .subscribe(&[&config.dead_letter_topic])
+        .expect("subscribe");
+    let mut found = Vec::new();
+    while found.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{count} dead letters within 30 s, got {found:?}"))
+            .expect("a message");
+        let headers = message.headers().expect("headers");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        found.push((
+            header(coupon_kafka::KIND_HEADER),
+            header(coupon_kafka::REASON_HEADER),
+        ));
+    }
+    found
+}

@@ -1,0 +1,130 @@
+//! The worker through database faults, on a PostgreSQL of the test's own: an outage of
+//! a minute drops nothing; a ticket the store refuses for good is dead-lettered alone.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coupon_core::memory::MemoryQueue;
+use coupon_core::testkit::services::PrivateService;
+use coupon_core::{
+    CouponStore, IssueQueue, IssueTicket, IssueWorker, NewCampaign, UserId, WorkerReport,
+};
+use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+
+/// Polls `issued_count` until it reaches `expected` (retrying while the database is
+/// away), for at most `patience`.
+async fn wait_for_issued(
+    store: &SeaOrmStore,
+    campaign: coupon_core::CampaignId,
+    expected: u64,
+    patience: Duration,
+) -> u64 {
+    let deadline = Instant::now() + patience;
+    loop {
+        let issued = store.issued_count(campaign).await.unwrap_or(0);
+        if issued >= expected || Instant::now() > deadline {
+            return issued;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn publish(queue: &MemoryQueue, tickets: &[IssueTicket]) {
+    for ticket in tickets {
+        queue.publish(ticket).await.expect("publish");
+    }
+}
+
+/// PostgreSQL is killed with 2,000 tickets accepted, half of them not yet persisted, and
+/// stays away for 60 s while 1,000 more arrive. The worker runs on its defaults. When
+/// the database is back, all 3,000 are persisted, none twice, none dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_minute_without_the_database_drops_no_ticket() {
+    let pg = PrivateService::start("postgres");
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());
+    let store = Arc::new(
+        SeaOrmStore::connect(SeaOrmStoreConfig::new(&url))
+            .await
+            .expect("connect"),
+    );
+    let campaign = store
+        .create_campaign(NewCampaign::new("outage", 5_000))
+        .await
+        .expect("campaign");
+    let tickets: Vec<IssueTicket> = (1..=3_000)
+        .map(|user| IssueTicket::new(campaign.id, UserId(user), 1, user))
+        .collect();
+    let queue = Arc::new(MemoryQueue::new(10_000));
+    publish(&queue, &tickets[..1_000]).await;
+
+    let worker = IssueWorker::new(queue.clone(), store.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        worker
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    assert_eq!(
+        wait_for_issued(&store, campaign.id, 1_000, Duration::from_secs(30)).await,
+        1_000
+    );
+
+    publish(&queue, &tickets[1_000..2_000]).await;
+    pg.kill();
+    publish(&queue, &tickets[2_000..]).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    pg.restart();
+
+    let issued = wait_for_issued(&store, campaign.id, 3_000, Duration::from_secs(60)).await;
+    let _ = stop.send(());
+    let report: WorkerReport = running.await.expect("worker task").expect("worker");
+    assert_eq!(issued, 3_000, "every accepted ticket persisted");
+    assert_eq!(report.dead_lettered, 0, "nothing dead-lettered: {report:?}");
+    assert!(report.retries > 0, "the worker did wait: {report:?}");
+    assert_eq!(store.holders(campaign.id).await.expect("holders").len(), 3_000);
+    assert!(
+        store.failures(Some(campaign.id)).await.expect("failures").is_empty(),
+        "no failure recorded"
+    );
+}
+
+/// One ticket among 500 that no coupon row can hold (a rank past a signed 64-bit
+/// column): the batch is split until that ticket is found; 499 coupons, one durable
+/// failure record naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_ticket_in_a_batch_of_500_is_dead_lettered_alone() {
+    let store = Arc::new(support::postgres().await);
+    let campaign = store
+        .create_campaign(NewCampaign::new("poison", 1_000))
+        .await
+        .expect("campaign");
+    let mut tickets: Vec<IssueTicket> = (1..=500)
+        .map(|user| IssueTicket::new(campaign.id, UserId(user), 1, user))
+        .collect();
+    tickets[321] = IssueTicket::new(campaign.id, UserId(322), 1, u64::MAX);
+    let queue = Arc::new(MemoryQueue::new(1_000));
+    publish(&queue, &tickets).await;
+    queue.close();
+
+    let report = IssueWorker::new(queue, store.clone())
+        .run(std::future::pending())
+        .await
+        .expect("worker");
+    assert_eq!((report.batches, report.issued, report.dead_lettered), (1, 499, 1));
+    assert_eq!(store.issued_count(campaign.id).await.expect("count"), 499);
+    let failures = store.failures(Some(campaign.id)).await.expect("failures");
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].ticket, tickets[321]);
+    assert!(failures[0].error.contains("rank"), "{}", failures[0].error);
+    assert!(
+        store
+            .coupons_of(campaign.id, UserId(322))
+            .await
+            .expect("coupons_of")
+            .is_empty()
+    );
+}
