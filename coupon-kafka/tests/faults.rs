@@ -70,7 +70,11 @@ async fn a_store_outage_past_the_poll_interval_keeps_the_group() {
         (1_000, 0, 0),
         "{report:?}"
     );
-    assert_eq!(source.revoked_partitions(), 0, "never evicted from the group");
+    assert_eq!(
+        source.revoked_partitions(),
+        0,
+        "never evicted from the group"
+    );
 }
 
 /// One ticket the store refuses for good among 500: 499 coupons, one durable failure
@@ -84,7 +88,11 @@ async fn a_poison_ticket_is_dead_lettered_alone_and_mirrored_to_the_topic() {
             .await
             .expect("producer"),
     );
-    let source = Arc::new(KafkaIssueSource::connect(config.clone()).await.expect("consumer"));
+    let source = Arc::new(
+        KafkaIssueSource::connect(config.clone())
+            .await
+            .expect("consumer"),
+    );
     let mut tickets = support::tickets(campaign, 500);
     tickets[250] = IssueTicket::new(campaign, UserId(251), 1, u64::MAX);
     support::publish_all(queue, &tickets).await;
@@ -104,7 +112,11 @@ async fn a_poison_ticket_is_dead_lettered_alone_and_mirrored_to_the_topic() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let report = worker.stop().await;
-    assert_eq!((report.issued, report.dead_lettered), (499, 1), "{report:?}");
+    assert_eq!(
+        (report.issued, report.dead_lettered),
+        (499, 1),
+        "{report:?}"
+    );
     assert_eq!(store.issued_count(campaign).await.expect("count"), 499);
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].ticket, tickets[250]);
@@ -133,7 +145,11 @@ async fn the_dead_letter_producer_survives_a_broker_restart() {
     let brokers = format!("127.0.0.1:{}", broker.port());
     let config = support::config_on(&brokers, 1).with_delivery_timeout(Duration::from_secs(3));
     let (store, campaign) = support::store_with_campaign(100).await;
-    let source = Arc::new(KafkaIssueSource::connect(config.clone()).await.expect("consumer"));
+    let source = Arc::new(
+        KafkaIssueSource::connect(config.clone())
+            .await
+            .expect("consumer"),
+    );
     let raw: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()
@@ -169,7 +185,10 @@ async fn the_dead_letter_producer_survives_a_broker_restart() {
     support::assert_exactly(store.as_ref(), campaign, 100).await;
     assert_eq!(report.issued, 100, "{report:?}");
     let found = support::dead_letters(&config, 2).await;
-    assert!(found.iter().all(|(kind, _)| kind == "malformed"), "{found:?}");
+    assert!(
+        found.iter().all(|(kind, _)| kind == "malformed"),
+        "{found:?}"
+    );
 }
 
 /// The broker stores a ticket but its answer never reaches the producer (a proxy
@@ -195,12 +214,19 @@ async fn a_lost_delivery_report_is_pending_and_becomes_one_coupon() {
     let worker = RunningWorker::start(source, store.clone(), WorkerConfig::default());
 
     let first = issuer.apply(campaign, UserId(1)).await.expect("apply");
-    assert!(matches!(first, ApplyOutcome::Accepted { rank: 1, .. }), "{first:?}");
+    assert!(
+        matches!(first, ApplyOutcome::Accepted { rank: 1, .. }),
+        "{first:?}"
+    );
     support::wait_for(store.as_ref(), campaign, 1).await;
 
     proxy.set(ProxyMode::SwallowAnswers);
     let second = issuer.apply(campaign, UserId(2)).await.expect("apply");
-    assert_eq!(second, ApplyOutcome::Pending, "the outcome is unknown, not an error");
+    assert_eq!(
+        second,
+        ApplyOutcome::Pending,
+        "the outcome is unknown, not an error"
+    );
     proxy.set(ProxyMode::Pass);
 
     let settler = Settler::new(
@@ -225,7 +251,10 @@ async fn a_lost_delivery_report_is_pending_and_becomes_one_coupon() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let report = worker.stop().await;
     support::assert_exactly(store.as_ref(), campaign, 2).await;
-    let coupons = store.coupons_of(campaign, UserId(2)).await.expect("coupons");
+    let coupons = store
+        .coupons_of(campaign, UserId(2))
+        .await
+        .expect("coupons");
     assert_eq!((coupons.len(), coupons[0].rank), (1, 2));
     // Every copy of user 2's ticket reached the worker: the one the broker stored while
     // its answer was lost, and each the settler published again (none, if the stored

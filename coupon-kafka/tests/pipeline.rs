@@ -123,7 +123,10 @@ async fn malformed_messages_are_dead_lettered_and_the_rest_persisted() {
     support::assert_exactly(store.as_ref(), campaign, 100).await;
 
     let found = support::dead_letters(&config, 3).await;
-    assert!(found.iter().all(|(kind, _)| kind == "malformed"), "{found:?}");
+    assert!(
+        found.iter().all(|(kind, _)| kind == "malformed"),
+        "{found:?}"
+    );
     let reasons: Vec<String> = found.into_iter().map(|(_, reason)| reason).collect();
     assert!(reasons[0].starts_with("not a JSON object"), "{reasons:?}");
     assert!(

@@ -85,9 +85,16 @@ async fn a_minute_without_the_database_drops_no_ticket() {
     assert_eq!(issued, 3_000, "every accepted ticket persisted");
     assert_eq!(report.dead_lettered, 0, "nothing dead-lettered: {report:?}");
     assert!(report.retries > 0, "the worker did wait: {report:?}");
-    assert_eq!(store.holders(campaign.id).await.expect("holders").len(), 3_000);
+    assert_eq!(
+        store.holders(campaign.id).await.expect("holders").len(),
+        3_000
+    );
     assert!(
-        store.failures(Some(campaign.id)).await.expect("failures").is_empty(),
+        store
+            .failures(Some(campaign.id))
+            .await
+            .expect("failures")
+            .is_empty(),
         "no failure recorded"
     );
 }
@@ -114,7 +121,10 @@ async fn a_poison_ticket_in_a_batch_of_500_is_dead_lettered_alone() {
         .run(std::future::pending())
         .await
         .expect("worker");
-    assert_eq!((report.batches, report.issued, report.dead_lettered), (1, 499, 1));
+    assert_eq!(
+        (report.batches, report.issued, report.dead_lettered),
+        (1, 499, 1)
+    );
     assert_eq!(store.issued_count(campaign.id).await.expect("count"), 499);
     let failures = store.failures(Some(campaign.id)).await.expect("failures");
     assert_eq!(failures.len(), 1);

@@ -1,0 +1,286 @@
+//! Settlement against real services: a counter call cut after Redis ran the script, and
+//! the settler run by two processes at once.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum_server::api::{AppState, router};
+use coupon_core::memory::{MemoryQueue, MemoryStore};
+use coupon_core::testkit::proxy::{FaultProxy, ProxyMode};
+use coupon_core::testkit::service_url;
+use coupon_core::{
+    CouponCounter, CouponStore, IssueWorker, NewCampaign, Settler, SettlerConfig, UserId,
+};
+use coupon_kafka::{KafkaConfig, KafkaIssueSource};
+use coupon_redis::{RedisCounter, RedisCounterConfig};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {}", support::TOKEN))
+        .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
+        .expect("a request");
+    let response = app.clone().oneshot(request).await.expect("a response");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn redis_address() -> String {
+    let url = service_url("REDIS_URL");
+    url.trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// The connection to Redis is cut right after Redis ran `try_acquire` for user 2: the
+/// applicant hears a retryable error (503), yet the slot is taken. Applying again says
+/// pending, not "already applied"; the settler publishes the admission's ticket; the
+/// applicant ends with the coupon of rank 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_counter_call_cut_after_the_script_ran_ends_as_a_coupon() {
+    let proxy = FaultProxy::start(redis_address()).await;
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let counter = Arc::new(
+        RedisCounter::connect(
+            RedisCounterConfig::new(format!("redis://{}/", proxy.address()))
+                .with_key_prefix(&prefix),
+        )
+        .await
+        .expect("Redis through the proxy"),
+    );
+    let direct = RedisCounter::connect(
+        RedisCounterConfig::new(service_url("REDIS_URL")).with_key_prefix(&prefix),
+    )
+    .await
+    .expect("Redis");
+    let store = Arc::new(MemoryStore::new());
+    let queue = Arc::new(MemoryQueue::new(100));
+    let settler = Arc::new(Settler::new(
+        counter.clone(),
+        queue.clone(),
+        store.clone(),
+        SettlerConfig::default().with_grace(Duration::from_millis(300)),
+    ));
+    let app = router(Arc::new(
+        AppState::new(
+            counter.clone(),
+            queue.clone(),
+            store.clone(),
+            support::TOKEN,
+        )
+        .with_settler(settler.clone()),
+    ));
+    let worker = IssueWorker::new(queue.clone(), store.clone());
+    let working = tokio::spawn(async move { worker.run(std::future::pending()).await });
+    let campaign = store
+        .create_campaign(NewCampaign::new("cut", 10))
+        .await
+        .expect("campaign");
+    let apply = |user: u64| {
+        let app = app.clone();
+        async move {
+            let uri = format!("/campaigns/{}/apply", campaign.id);
+            call(&app, "POST", &uri, Some(json!({ "user_id": user }))).await
+        }
+    };
+
+    assert_eq!(apply(1).await.0, StatusCode::ACCEPTED);
+    proxy.set(ProxyMode::CutAfterAnswer);
+    let (status, body) = apply(2).await;
+    proxy.set(ProxyMode::Pass);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")),
+        "{body}"
+    );
+    assert!(
+        direct
+            .is_admitted(campaign.id, UserId(2))
+            .await
+            .expect("is_admitted"),
+        "Redis ran the script before the cut"
+    );
+
+    // The connection manager reconnects by itself; user 2 retries.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let retried = loop {
+        let (status, body) = apply(2).await;
+        if status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (retried.0, retried.1["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("pending")),
+        "{}",
+        retried.1
+    );
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, report) = call(&app, "POST", "/admin/settle", None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["republished"].as_u64(), Some(1), "{report}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let coupon = loop {
+        let uri = format!("/campaigns/{}/coupons/2", campaign.id);
+        let (status, body) = call(&app, "GET", &uri, None).await;
+        if status == StatusCode::OK || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    working.abort();
+    assert_eq!(coupon["rank"].as_u64(), Some(2), "{coupon}");
+    assert_eq!(store.issued_count(campaign.id).await.expect("count"), 2);
+    let (status, body) = apply(2).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("already_applied"))
+    );
+}
+
+/// Runs `axum_server settle` (the binary) with `env`; returns its JSON report.
+async fn settle_in_a_process(env: Vec<(String, String)>) -> Value {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_axum_server"))
+        .arg("settle")
+        .envs(env)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run axum_server settle");
+    assert!(
+        output.status.success(),
+        "settle failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "settle printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// 300 admissions whose process died before publishing anything, on Redis, Kafka and
+/// PostgreSQL. Two `axum_server settle` processes run at once: together they publish
+/// each admission's ticket exactly once (claims), and a worker turns them into exactly
+/// 300 coupons with no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_settler_processes_publish_each_admission_once() {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let database = coupon_seaorm::testkit::fresh_postgres().await;
+    let env: Vec<(String, String)> = [
+        ("REDIS_URL", service_url("REDIS_URL")),
+        ("REDIS_KEY_PREFIX", format!("test-{id}")),
+        ("KAFKA_BROKERS", service_url("KAFKA_BROKERS")),
+        ("KAFKA_TOPIC", format!("test-{id}")),
+        ("KAFKA_DLQ_TOPIC", format!("test-{id}-dlq")),
+        ("KAFKA_GROUP", format!("group-{id}")),
+        ("KAFKA_CREATE_TOPICS", "true".to_owned()),
+        ("DATABASE_URL", database.clone()),
+        ("SETTLE_GRACE_MS", "1000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let store = Arc::new(
+        coupon_seaorm::SeaOrmStore::connect(coupon_seaorm::SeaOrmStoreConfig::new(&database))
+            .await
+            .expect("store"),
+    );
+    let campaign = store
+        .create_campaign(NewCampaign::new("two settlers", 1_000))
+        .await
+        .expect("campaign");
+    let counter = RedisCounter::connect(
+        RedisCounterConfig::new(service_url("REDIS_URL")).with_key_prefix(format!("test-{id}")),
+    )
+    .await
+    .expect("Redis");
+    for user in 1..=300 {
+        counter
+            .try_acquire(&campaign, UserId(user))
+            .await
+            .expect("try_acquire");
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+
+    let (first, second) = tokio::join!(
+        settle_in_a_process(env.clone()),
+        settle_in_a_process(env.clone())
+    );
+    let republished = |report: &Value| report["republished"].as_u64().expect("republished");
+    assert_eq!(
+        republished(&first) + republished(&second),
+        300,
+        "{first} {second}"
+    );
+
+    let source = KafkaIssueSource::connect(
+        KafkaConfig::new(service_url("KAFKA_BROKERS"))
+            .with_topics(format!("test-{id}"), format!("test-{id}-dlq"))
+            .with_group_id(format!("group-{id}")),
+    )
+    .await
+    .expect("consumer");
+    let worker = IssueWorker::new(Arc::new(source), store.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let working = tokio::spawn(async move {
+        worker
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.issued_count(campaign.id).await.expect("count") < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "the republished tickets never all landed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = stop.send(());
+    let report = working.await.expect("worker task").expect("worker");
+    assert_eq!((report.issued, report.duplicates), (300, 0), "{report:?}");
+    let holders: HashSet<UserId> = store
+        .holders(campaign.id)
+        .await
+        .expect("holders")
+        .into_iter()
+        .collect();
+    assert_eq!(holders, (1..=300).map(UserId).collect());
+
+    // A third pass finds nothing left to settle.
+    let third = settle_in_a_process(env).await;
+    assert_eq!(
+        (third["unsettled"].as_u64(), third["republished"].as_u64()),
+        (Some(0), Some(0))
+    );
+}

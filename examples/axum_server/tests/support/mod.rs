@@ -1,0 +1,312 @@
+//! Test support: the service on a loopback port of its own, and a client for it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{Method, Request, StatusCode, header};
+use axum_server::config::Config;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+/// The admin token of every service these tests start.
+pub const TOKEN: &str = "fault-tests-admin";
+
+/// An HTTP client keeping connections alive.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// The service running on a free loopback port.
+pub struct Service {
+    /// A client of it.
+    pub api: Api,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// A client of the service's API.
+#[derive(Clone)]
+pub struct Api {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    client: HttpClient,
+}
+
+impl Service {
+    /// Starts `axum_server` with `args`. Backends not named in `args` are the embedded
+    /// ones, whatever the environment says.
+    pub async fn start(args: &[&str]) -> Self {
+        let mut argv = vec!["axum_server", "--admin-token", TOKEN];
+        argv.extend_from_slice(args);
+        let mut config = Config::parse_from(&argv);
+        if !args.contains(&"--redis-url") {
+            config.redis_url = None;
+        }
+        if !args.contains(&"--kafka-brokers") {
+            config.kafka_brokers = None;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            axum_server::serve(config, Some(listener), shutdown).await
+        });
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self {
+            api: Api { url, client },
+            stop,
+            task,
+        }
+    }
+
+    /// Stops it gracefully and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("service task").expect("service");
+    }
+}
+
+impl Api {
+    /// One request; the status and the JSON body (a JSON string if it is not JSON). A transport error is `Err`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value), String> {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Full::new(Bytes::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok((status, body))
+    }
+
+    /// Creates a campaign of `cap`; returns its id.
+    pub async fn create_campaign(&self, cap: u64) -> u64 {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/campaigns",
+                Some(json!({ "name": "faults", "cap": cap })),
+            )
+            .await
+            .expect("create the campaign");
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_u64().expect("an id")
+    }
+
+    /// Applies once as `user`.
+    pub async fn apply(&self, campaign: u64, user: u64) -> Result<(StatusCode, Value), String> {
+        self.call(
+            Method::POST,
+            &format!("/campaigns/{campaign}/apply"),
+            Some(json!({ "user_id": user })),
+        )
+        .await
+    }
+
+    /// Waits until the campaign says `issued >= expected` (the API may answer 503 while a
+    /// backend is away); returns the last `issued` seen.
+    pub async fn wait_for_issued(&self, campaign: u64, expected: u64, patience: Duration) -> u64 {
+        let deadline = Instant::now() + patience;
+        let mut issued = 0;
+        loop {
+            if let Ok((StatusCode::OK, body)) = self
+                .call(Method::GET, &format!("/campaigns/{campaign}"), None)
+                .await
+            {
+                issued = body["issued"].as_u64().unwrap_or(0);
+            }
+            if issued >= expected || Instant::now() > deadline {
+                return issued;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The users among `users` whose coupon route answers 200 with exactly one coupon;
+    /// panics on any other answer than 200 or 404.
+    pub async fn holders(&self, campaign: u64, users: &HashSet<u64>) -> HashSet<u64> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for chunk in users.iter().copied().collect::<Vec<_>>().chunks(100) {
+            let chunk = chunk.to_vec();
+            let probe = self.clone();
+            tasks.spawn(async move {
+                let mut held = Vec::new();
+                for user in chunk {
+                    let path = format!("/campaigns/{campaign}/coupons/{user}");
+                    let (status, body) = probe
+                        .call(Method::GET, &path, None)
+                        .await
+                        .expect("coupon route");
+                    match status {
+                        StatusCode::OK => {
+                            assert_eq!(body["coupons"].as_u64(), Some(1), "user {user}: {body}");
+                            held.push(user);
+                        }
+                        StatusCode::NOT_FOUND | StatusCode::ACCEPTED => {}
+                        other => panic!("coupon of user {user}: {other} {body}"),
+                    }
+                }
+                held
+            });
+        }
+        let mut holders = HashSet::new();
+        while let Some(joined) = tasks.join_next().await {
+            holders.extend(joined.expect("probe task"));
+        }
+        holders
+    }
+}
+
+/// A fresh database on the PostgreSQL listening on `port`.
+pub async fn fresh_postgres_on(port: u16) -> String {
+    coupon_seaorm::testkit::fresh_database(&format!(
+        "postgres://postgres@127.0.0.1:{port}/postgres"
+    ))
+    .await
+}
+
+/// Topic, group and key-prefix flags of a test's own on the harness Redis and broker.
+pub fn shared_backend_args() -> Vec<String> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    vec![
+        "--redis-url".into(),
+        coupon_core::testkit::service_url("REDIS_URL"),
+        "--redis-key-prefix".into(),
+        format!("test-{id}"),
+        "--kafka-brokers".into(),
+        coupon_core::testkit::service_url("KAFKA_BROKERS"),
+        "--kafka-topic".into(),
+        format!("test-{id}"),
+        "--kafka-dlq-topic".into(),
+        format!("test-{id}-dlq"),
+        "--kafka-group".into(),
+        format!("group-{id}"),
+        "--kafka-create-topics".into(),
+    ]
+}
+
+/// What applicants heard in a rush.
+#[derive(Debug, Default)]
+pub struct Heard {
+    /// Users told 202 with a rank.
+    pub accepted: HashSet<u64>,
+    /// Users told 202 pending.
+    pub pending: HashSet<u64>,
+    /// Other answers by status code and error code, counted.
+    pub others: std::collections::BTreeMap<String, u64>,
+}
+
+impl Heard {
+    /// Users told yes, one way or the other: 202 accepted or pending.
+    pub fn told_yes(&self) -> HashSet<u64> {
+        self.accepted.union(&self.pending).copied().collect()
+    }
+}
+
+/// A rush in progress: `users` apply once each over `concurrency` connections, retrying
+/// on 503 (every applicant keeps trying until they hear an answer).
+pub struct Rush {
+    pub done: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<Heard>,
+}
+
+impl Rush {
+    pub fn start(
+        api: &Api,
+        campaign: u64,
+        users: std::ops::RangeInclusive<u64>,
+        concurrency: usize,
+    ) -> Self {
+        use std::sync::atomic::Ordering;
+        use std::sync::{Arc, Mutex};
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let heard = Arc::new(Mutex::new(Heard::default()));
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(*users.start()));
+        let last = *users.end();
+        let task = {
+            let (api, done, heard) = (api.clone(), done.clone(), heard.clone());
+            tokio::spawn(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                for _ in 0..concurrency {
+                    let (api, done, heard, next) =
+                        (api.clone(), done.clone(), heard.clone(), next.clone());
+                    tasks.spawn(async move {
+                        loop {
+                            let user = next.fetch_add(1, Ordering::Relaxed);
+                            if user > last {
+                                return;
+                            }
+                            let answer = loop {
+                                match api.apply(campaign, user).await {
+                                    Ok((StatusCode::SERVICE_UNAVAILABLE, _)) | Err(_) => {
+                                        tokio::time::sleep(Duration::from_millis(200)).await;
+                                    }
+                                    Ok(answer) => break answer,
+                                }
+                            };
+                            let mut heard = heard.lock().unwrap_or_else(|e| e.into_inner());
+                            match answer {
+                                (StatusCode::ACCEPTED, body) if body["rank"].is_u64() => {
+                                    heard.accepted.insert(user);
+                                }
+                                (StatusCode::ACCEPTED, body) if body["status"] == "pending" => {
+                                    heard.pending.insert(user);
+                                }
+                                (status, body) => {
+                                    let key = format!("{} {}", status.as_u16(), body["error"]);
+                                    *heard.others.entry(key).or_default() += 1;
+                                }
+                            }
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+                while tasks.join_next().await.is_some() {}
+                std::mem::take(&mut *heard.lock().unwrap_or_else(|e| e.into_inner()))
+            })
+        };
+        Self { done, task }
+    }
+
+    /// Waits until `count` applicants have heard their answer.
+    pub async fn wait_for(&self, count: u64) {
+        while self.done.load(std::sync::atomic::Ordering::Relaxed) < count {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for the end of the rush.
+    pub async fn finish(self) -> Heard {
+        self.task.await.expect("rush task")
+    }
+}
