@@ -9,8 +9,8 @@ use chrono::Utc;
 use crate::memory::lock;
 use crate::sold_out::SoldOutMemo;
 use crate::{
-    Admission, ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, IssueQueue,
-    IssueTicket, Release, Result, UserId, WindowState,
+    Admission, ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, HeldSlot,
+    IssueQueue, IssueTicket, Release, Result, UserId, WindowState,
 };
 
 /// Settings of a [`CouponIssuer`].
@@ -130,15 +130,24 @@ impl CouponIssuer {
         if self.sold_out.is_sold_out(campaign.id, Instant::now()) {
             return Ok(ApplyOutcome::SoldOut);
         }
-        let (rank, slot) = match self.hand_off.counter.try_acquire(&campaign, user).await? {
-            Admission::Granted { rank, slot } => (rank, slot),
+        let held = match self.hand_off.counter.try_acquire(&campaign, user).await? {
+            Admission::Granted {
+                rank,
+                slot,
+                admitted_at,
+            } => HeldSlot {
+                user,
+                slot,
+                rank,
+                admitted_at,
+            },
             Admission::AlreadyApplied => return Ok(self.already_applied(&campaign, user).await),
             Admission::SoldOut => {
                 self.sold_out.mark(campaign.id, Instant::now());
                 return Ok(ApplyOutcome::SoldOut);
             }
         };
-        let ticket = IssueTicket::new(campaign.id, user, slot, rank);
+        let ticket = IssueTicket::for_slot(campaign.id, &held);
         let guard = AbandonGuard {
             hand_off: &self.hand_off,
             ticket: Some(&ticket),

@@ -1,5 +1,6 @@
 //! What each step of the pipeline answers.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{Coupon, TicketId};
@@ -39,6 +40,9 @@ pub enum Admission {
         rank: u64,
         /// Which of the user's slots (1..=per_user_limit): the lowest one free.
         slot: u32,
+        /// When, by the counter's clock: the ticket carries it, so that a ticket the
+        /// settler rebuilds from the counter is the very ticket first published.
+        admitted_at: DateTime<Utc>,
     },
     /// The count is at the cap; nothing changed.
     SoldOut,

@@ -56,23 +56,26 @@ impl IssueTicket {
 
     /// The ticket of `user`'s `slot`-th admission to `campaign` at `rank`, admitted now.
     pub fn new(campaign: CampaignId, user: UserId, slot: u32, rank: u64) -> Self {
-        Self {
-            version: Self::VERSION,
-            ticket_id: TicketId::for_admission(campaign, user, slot),
-            campaign,
+        let held = HeldSlot {
             user,
             slot,
             rank,
             admitted_at: Utc::now(),
-        }
+        };
+        Self::for_slot(campaign, &held)
     }
 
     /// The ticket of a slot the counter holds: the same id, rank and admission time as
     /// when it was first published.
     pub fn for_slot(campaign: CampaignId, held: &HeldSlot) -> Self {
         Self {
+            version: Self::VERSION,
+            ticket_id: TicketId::for_admission(campaign, held.user, held.slot),
+            campaign,
+            user: held.user,
+            slot: held.slot,
+            rank: held.rank,
             admitted_at: held.admitted_at,
-            ..Self::new(campaign, held.user, held.slot, held.rank)
         }
     }
 

@@ -65,7 +65,7 @@ async fn settler_republishes_only_admissions_missing_from_the_store() {
     let mut granted = Vec::new();
     for user in [1, 2, 3] {
         match counter.try_acquire(&campaign, UserId(user)).await.unwrap() {
-            Admission::Granted { rank, slot } => granted.push((user, slot, rank)),
+            Admission::Granted { rank, slot, .. } => granted.push((user, slot, rank)),
             other => panic!("{other:?}"),
         }
     }

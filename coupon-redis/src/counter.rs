@@ -147,10 +147,19 @@ impl CouponCounter for RedisCounter {
             Value::Int(-1) => Ok(Admission::AlreadyApplied),
             Value::Int(0) => Ok(Admission::SoldOut),
             Value::Array(ref granted) => match granted.as_slice() {
-                [Value::Int(rank), Value::Int(slot)] if *rank > 0 && *slot > 0 => {
+                [Value::Int(rank), Value::Int(slot), Value::Int(millis)]
+                    if *rank > 0 && *slot > 0 =>
+                {
+                    let admitted_at =
+                        DateTime::from_timestamp_millis(*millis).ok_or_else(|| {
+                            unexpected_reply(format!(
+                                "try_acquire on {keys:?} answered time {millis}"
+                            ))
+                        })?;
                     Ok(Admission::Granted {
                         rank: *rank as u64,
                         slot: u32::try_from(*slot).unwrap_or(u32::MAX),
+                        admitted_at,
                     })
                 }
                 _ => Err(unexpected_reply(format!(

@@ -34,7 +34,7 @@ async fn apply_all(
     let mut granted = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let (user, admission) = joined.expect("task");
-        if let Admission::Granted { rank, slot } = admission.expect("try_acquire") {
+        if let Admission::Granted { rank, slot, .. } = admission.expect("try_acquire") {
             granted.push(IssueTicket::new(campaign.id, UserId(user), slot, rank));
         }
     }

@@ -1,3 +1,4 @@
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -26,41 +27,69 @@ struct Slots {
     /// Ranks given back by releases, granted again (lowest first) before new ones, so
     /// that the ranks held stay distinct and within 1..=cap.
     free_ranks: BTreeSet<u64>,
-    /// Each holder's slots, by slot number.
-    holders: HashMap<UserId, Vec<(u32, Granted)>>,
+    /// Each holder's slots.
+    holders: HashMap<UserId, Holding>,
+    /// When the settler last claimed a slot (user, slot, rank), in ms since the epoch.
+    /// Apart from `holders`: claims are rare, and every admission pays for its size.
+    claims: HashMap<(UserId, u32, u64), i64>,
 }
 
+/// One granted slot: its number, rank and admission time in milliseconds since the
+/// epoch (kept small: a rush holds one per admitted user).
 #[derive(Debug, Clone, Copy)]
 struct Granted {
+    slot: u32,
     rank: u64,
-    at: DateTime<Utc>,
-    claimed_at: Option<DateTime<Utc>>,
+    at_ms: i64,
 }
 
-impl Granted {
-    fn new(rank: u64, at: DateTime<Utc>) -> Self {
-        Self {
-            rank,
-            at,
-            claimed_at: None,
+/// The slots of one holder: almost always one, kept inline so that admitting a user
+/// allocates nothing besides the map entry.
+#[derive(Debug)]
+enum Holding {
+    One(Granted),
+    Many(Vec<Granted>),
+}
+
+impl Holding {
+    fn slots(&self) -> &[Granted] {
+        match self {
+            Holding::One(granted) => std::slice::from_ref(granted),
+            Holding::Many(slots) => slots,
         }
+    }
+
+    fn push(&mut self, granted: Granted) {
+        match self {
+            Holding::One(first) => *self = Holding::Many(vec![*first, granted]),
+            Holding::Many(slots) => slots.push(granted),
+        }
+    }
+
+    /// The lowest slot number (from 1) this holder does not hold.
+    fn lowest_free(&self) -> u32 {
+        lowest_free(self.slots())
     }
 }
 
-/// The lowest slot number (from 1) not in `held`.
-fn lowest_free(held: &[(u32, Granted)]) -> u32 {
+fn lowest_free(held: &[Granted]) -> u32 {
     (1..)
-        .find(|slot| held.iter().all(|(s, _)| s != slot))
+        .find(|&slot| held.iter().all(|granted| granted.slot != slot))
         .unwrap_or(1)
 }
 
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
 impl Slots {
-    fn granted_mut(&mut self, user: UserId, slot: u32, rank: u64) -> Option<&mut Granted> {
-        self.holders
-            .get_mut(&user)?
-            .iter_mut()
-            .find(|(s, granted)| *s == slot && granted.rank == rank)
-            .map(|(_, granted)| granted)
+    fn holds(&self, held: &HeldSlot) -> bool {
+        self.holders.get(&held.user).is_some_and(|holding| {
+            holding
+                .slots()
+                .iter()
+                .any(|granted| granted.slot == held.slot && granted.rank == held.rank)
+        })
     }
 }
 
@@ -89,35 +118,71 @@ impl CouponCounter for MemoryCounter {
     async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> Result<Admission> {
         let slots = self.slots(campaign.id);
         let mut slots = lock(&slots);
-        let held = slots.holders.get(&user).map_or(0, Vec::len);
+        let Slots {
+            admitted,
+            free_ranks,
+            holders,
+            ..
+        } = &mut *slots;
+        // One lookup of the user, whatever the answer.
+        let entry = holders.entry(user);
+        let held = match &entry {
+            Entry::Occupied(holding) => holding.get().slots().len(),
+            Entry::Vacant(_) => 0,
+        };
         if held >= campaign.per_user_limit as usize {
             return Ok(Admission::AlreadyApplied);
         }
-        if slots.admitted >= campaign.cap {
+        if *admitted >= campaign.cap {
             return Ok(Admission::SoldOut);
         }
-        let rank = slots.free_ranks.pop_first().unwrap_or(slots.admitted + 1);
-        slots.admitted += 1;
-        let held = slots.holders.entry(user).or_default();
-        let slot = lowest_free(held);
-        held.push((slot, Granted::new(rank, Utc::now())));
-        Ok(Admission::Granted { rank, slot })
+        let rank = free_ranks.pop_first().unwrap_or(*admitted + 1);
+        *admitted += 1;
+        let admitted_at = Utc::now();
+        let mut granted = Granted {
+            slot: 1,
+            rank,
+            at_ms: admitted_at.timestamp_millis(),
+        };
+        match entry {
+            Entry::Vacant(vacant) => {
+                vacant.insert(Holding::One(granted));
+            }
+            Entry::Occupied(mut holding) => {
+                granted.slot = holding.get().lowest_free();
+                holding.get_mut().push(granted);
+            }
+        }
+        Ok(Admission::Granted {
+            rank,
+            slot: granted.slot,
+            // The time as kept (to the millisecond), so that the ticket and the held slot
+            // agree exactly.
+            admitted_at: DateTime::from_timestamp_millis(granted.at_ms).unwrap_or(admitted_at),
+        })
     }
 
     async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release> {
         let slots = self.slots(campaign);
         let mut slots = lock(&slots);
-        let Some(granted) = slots.granted_mut(held.user, held.slot, held.rank) else {
+        if !slots.holds(held) {
             return Ok(Release::NotHeld);
-        };
-        if granted.claimed_at.is_some() {
+        }
+        if slots
+            .claims
+            .contains_key(&(held.user, held.slot, held.rank))
+        {
             return Ok(Release::Settling);
         }
-        if let Some(user_slots) = slots.holders.get_mut(&held.user) {
-            user_slots.retain(|(slot, _)| *slot != held.slot);
-            if user_slots.is_empty() {
-                slots.holders.remove(&held.user);
+        let now_empty = match slots.holders.get_mut(&held.user) {
+            Some(Holding::Many(kept)) => {
+                kept.retain(|granted| granted.slot != held.slot);
+                kept.is_empty()
             }
+            _ => true,
+        };
+        if now_empty {
+            slots.holders.remove(&held.user);
         }
         slots.admitted -= 1;
         if held.rank > 0 {
@@ -144,12 +209,12 @@ impl CouponCounter for MemoryCounter {
         Ok(slots
             .holders
             .iter()
-            .flat_map(|(&user, held)| {
-                held.iter().map(move |&(slot, granted)| HeldSlot {
+            .flat_map(|(&user, holding)| {
+                holding.slots().iter().map(move |granted| HeldSlot {
                     user,
-                    slot,
+                    slot: granted.slot,
                     rank: granted.rank,
-                    admitted_at: granted.at,
+                    admitted_at: DateTime::from_timestamp_millis(granted.at_ms).unwrap_or_default(),
                 })
             })
             .collect())
@@ -161,21 +226,21 @@ impl CouponCounter for MemoryCounter {
         candidates: &[HeldSlot],
         reclaim_after: Duration,
     ) -> Result<Vec<HeldSlot>> {
-        let now = Utc::now();
-        let reclaim_after =
-            chrono::Duration::from_std(reclaim_after).unwrap_or(chrono::Duration::MAX);
+        let now = now_ms();
+        let reclaim_after = i64::try_from(reclaim_after.as_millis()).unwrap_or(i64::MAX);
         let slots = self.slots(campaign);
         let mut slots = lock(&slots);
         let mut claimed = Vec::new();
         for held in candidates {
-            let Some(granted) = slots.granted_mut(held.user, held.slot, held.rank) else {
+            if !slots.holds(held) {
                 continue;
-            };
-            if granted
-                .claimed_at
-                .is_none_or(|at| now - at >= reclaim_after)
-            {
-                granted.claimed_at = Some(now);
+            }
+            let claim = slots
+                .claims
+                .entry((held.user, held.slot, held.rank))
+                .or_insert(i64::MIN);
+            if now.saturating_sub(*claim) >= reclaim_after {
+                *claim = now;
                 claimed.push(*held);
             }
         }
@@ -190,14 +255,27 @@ impl CouponCounter for MemoryCounter {
         let slots = self.slots(campaign.id);
         let mut slots = lock(&slots);
         let mut added = 0;
-        let now = Utc::now();
+        let now = now_ms();
+        let restored = |slot| Granted {
+            slot,
+            rank: 0,
+            at_ms: now,
+        };
         for (user, stored) in in_store {
-            let held = slots.holders.entry(user).or_default();
             // Only ever add: a slot held beyond the store's count is an admission still
             // on its way to the store.
-            while held.len() < stored {
-                let slot = lowest_free(held);
-                held.push((slot, Granted::new(0, now)));
+            let mut held = slots.holders.get(&user).map_or(0, |h| h.slots().len());
+            while held < stored {
+                match slots.holders.get_mut(&user) {
+                    None => {
+                        slots.holders.insert(user, Holding::One(restored(1)));
+                    }
+                    Some(holding) => {
+                        let slot = holding.lowest_free();
+                        holding.push(restored(slot));
+                    }
+                }
+                held += 1;
                 added += 1;
             }
         }

@@ -1,6 +1,7 @@
 //! A TCP proxy that injects network faults between a client and a real service: it
-//! passes bytes, swallows the service's answers, or cuts the connection right after the
-//! service answered (so the request took effect and the client never hears it).
+//! passes bytes, swallows or delays the service's answers, or cuts the connection right
+//! after the service answered (so the request took effect and the client never hears
+//! it).
 
 use std::sync::{Arc, RwLock};
 
@@ -19,6 +20,9 @@ pub enum ProxyMode {
     /// Forward requests; when an answer arrives, drop it and close that connection (the
     /// service acted, the client sees a dropped connection).
     CutAfterAnswer,
+    /// Forward both ways, each answer this long after it arrived (a slow network: the
+    /// client may time out although the service acted).
+    DelayAnswers(std::time::Duration),
 }
 
 /// A proxy on a loopback port of its own, forwarding to `upstream`; stops when dropped.
@@ -129,6 +133,12 @@ async fn relay(client: TcpStream, server: TcpStream, mode: watch::Receiver<Proxy
                     }
                     ProxyMode::SwallowAnswers => {}
                     ProxyMode::CutAfterAnswer => return,
+                    ProxyMode::DelayAnswers(delay) => {
+                        tokio::time::sleep(delay).await;
+                        if client_write.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
                 },
             }
         }

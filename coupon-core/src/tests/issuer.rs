@@ -32,7 +32,13 @@ fn granting(rank: u64) -> MockCouponCounter {
     counter
         .expect_try_acquire()
         .times(1)
-        .returning(move |_, _| Ok(Admission::Granted { rank, slot: 1 }));
+        .returning(move |_, _| {
+            Ok(Admission::Granted {
+                rank,
+                slot: 1,
+                admitted_at: Utc::now(),
+            })
+        });
     counter
 }
 

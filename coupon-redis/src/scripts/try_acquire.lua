@@ -5,7 +5,8 @@
 -- KEYS[3] slots   (hash: user -> slots held; used only when the per-user limit is above 1)
 -- KEYS[4] free    (sorted set: ranks given back by releases, granted again first)
 -- ARGV[1] user, ARGV[2] cap, ARGV[3] per-user limit
--- Returns {rank, slot} when granted, 0 when sold out, -1 when already applied.
+-- Returns {rank, slot, admission time in ms} when granted, 0 when sold out, -1 when
+-- already applied.
 local user = ARGV[1]
 local cap = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
@@ -49,4 +50,4 @@ end
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('HSET', KEYS[2], field, string.format('%.0f:%.0f', rank, ms))
-return {rank, slot}
+return {rank, slot, ms}

@@ -56,12 +56,25 @@ fn redis_address() -> String {
         .to_owned()
 }
 
-/// The connection to Redis is cut right after Redis ran `try_acquire` for user 2: the
-/// applicant hears a retryable error (503), yet the slot is taken. Applying again says
-/// pending, not "already applied"; the settler publishes the admission's ticket; the
-/// applicant ends with the coupon of rank 2.
+/// The connection to Redis is cut right after Redis ran `try_acquire` for user 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_counter_call_cut_after_the_script_ran_ends_as_a_coupon() {
+    counter_call_lost_after_the_script_ran(ProxyMode::CutAfterAnswer).await;
+}
+
+/// Redis's answer to `try_acquire` for user 2 arrives after the client's 1 s response
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_counter_call_timed_out_after_the_script_ran_ends_as_a_coupon() {
+    counter_call_lost_after_the_script_ran(ProxyMode::DelayAnswers(Duration::from_millis(1_500)))
+        .await;
+}
+
+/// `fault` hits the counter call of user 2 after Redis ran the script: the applicant
+/// hears a retryable error (503), yet the slot is taken. Applying again says pending,
+/// not "already applied"; the settler publishes the admission's ticket; the applicant
+/// ends with the coupon of rank 2.
+async fn counter_call_lost_after_the_script_ran(fault: ProxyMode) {
     let proxy = FaultProxy::start(redis_address()).await;
     let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
     let counter = Arc::new(
@@ -109,7 +122,7 @@ async fn a_counter_call_cut_after_the_script_ran_ends_as_a_coupon() {
     };
 
     assert_eq!(apply(1).await.0, StatusCode::ACCEPTED);
-    proxy.set(ProxyMode::CutAfterAnswer);
+    proxy.set(fault);
     let (status, body) = apply(2).await;
     proxy.set(ProxyMode::Pass);
     assert_eq!(
@@ -166,8 +179,13 @@ async fn a_counter_call_cut_after_the_script_ran_ends_as_a_coupon() {
 
 /// Runs `axum_server settle` (the binary) with `env`; returns its JSON report.
 async fn settle_in_a_process(env: Vec<(String, String)>) -> Value {
+    operator_task(&["settle"], env).await
+}
+
+/// Runs the binary with the subcommand `args` and `env`; returns the JSON it printed.
+async fn operator_task(args: &[&str], env: Vec<(String, String)>) -> Value {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_axum_server"))
-        .arg("settle")
+        .args(args)
         .envs(env)
         .env("RUST_LOG", "warn")
         .output()
@@ -175,15 +193,118 @@ async fn settle_in_a_process(env: Vec<(String, String)>) -> Value {
         .expect("run axum_server settle");
     assert!(
         output.status.success(),
-        "settle failed: {}",
+        "{args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
-            "settle printed no JSON ({e}): {}",
+            "{args:?} printed no JSON ({e}): {}",
             String::from_utf8_lossy(&output.stdout)
         )
     })
+}
+
+/// The service's environment on the harness Redis and broker (names of this test's
+/// own) and `database`.
+fn service_env(id: &str, database: &str) -> Vec<(String, String)> {
+    [
+        ("REDIS_URL", service_url("REDIS_URL")),
+        ("REDIS_KEY_PREFIX", format!("test-{id}")),
+        ("KAFKA_BROKERS", service_url("KAFKA_BROKERS")),
+        ("KAFKA_TOPIC", format!("test-{id}")),
+        ("KAFKA_DLQ_TOPIC", format!("test-{id}-dlq")),
+        ("KAFKA_GROUP", format!("group-{id}")),
+        ("KAFKA_CREATE_TOPICS", "true".to_owned()),
+        ("DATABASE_URL", database.to_owned()),
+        ("SETTLE_GRACE_MS", "1000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// A worker on this test's topic and group into `store`, stopped by the sender.
+fn worker_on(
+    id: &str,
+    store: Arc<coupon_seaorm::SeaOrmStore>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<coupon_core::Result<coupon_core::WorkerReport>>,
+) {
+    let config = KafkaConfig::new(service_url("KAFKA_BROKERS"))
+        .with_topics(format!("test-{id}"), format!("test-{id}-dlq"))
+        .with_group_id(format!("group-{id}"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let source = KafkaIssueSource::connect(config).await?;
+        IssueWorker::new(Arc::new(source), store)
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, task)
+}
+
+/// A dead letter is listed and replayed by the operator subcommands; the replayed ticket
+/// becomes its coupon; a second replay publishes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_letters_are_listed_and_replayed_by_the_operator_commands() {
+    use coupon_core::{IssueFailure, IssueTicket};
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let database = coupon_seaorm::testkit::fresh_postgres().await;
+    let env = service_env(&id, &database);
+    let store = Arc::new(
+        coupon_seaorm::SeaOrmStore::connect(coupon_seaorm::SeaOrmStoreConfig::new(&database))
+            .await
+            .expect("store"),
+    );
+    let campaign = store
+        .create_campaign(NewCampaign::new("dead letters", 10))
+        .await
+        .expect("campaign");
+    let ticket = IssueTicket::new(campaign.id, UserId(5), 1, 1);
+    store
+        .record_failure(&IssueFailure::new(
+            ticket.clone(),
+            "the cause, since fixed",
+            1,
+        ))
+        .await
+        .expect("record");
+    let campaign_arg = campaign.id.to_string();
+
+    let listed = operator_task(&["dead-letters", "--campaign", &campaign_arg], env.clone()).await;
+    let listed = listed["dead_letters"].as_array().expect("a list").clone();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["ticket"]["ticket_id"], json!(ticket.ticket_id));
+
+    let replayed = operator_task(&["replay", "--campaign", &campaign_arg], env.clone()).await;
+    assert_eq!(
+        replayed["replayed"],
+        json!([ticket.ticket_id]),
+        "{replayed}"
+    );
+    let again = operator_task(&["replay", "--campaign", &campaign_arg], env).await;
+    assert_eq!(again["replayed"], json!([]), "{again}");
+
+    let (stop, working) = worker_on(&id, store.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.issued_count(campaign.id).await.expect("count") < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the replayed ticket never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    let report = working.await.expect("worker task").expect("worker");
+    assert_eq!(report.issued, 1);
+    let coupons = store
+        .coupons_of(campaign.id, UserId(5))
+        .await
+        .expect("coupons");
+    assert_eq!(coupons[0].ticket_id, ticket.ticket_id);
 }
 
 /// 300 admissions whose process died before publishing anything, on Redis, Kafka and
@@ -194,20 +315,7 @@ async fn settle_in_a_process(env: Vec<(String, String)>) -> Value {
 async fn two_settler_processes_publish_each_admission_once() {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let database = coupon_seaorm::testkit::fresh_postgres().await;
-    let env: Vec<(String, String)> = [
-        ("REDIS_URL", service_url("REDIS_URL")),
-        ("REDIS_KEY_PREFIX", format!("test-{id}")),
-        ("KAFKA_BROKERS", service_url("KAFKA_BROKERS")),
-        ("KAFKA_TOPIC", format!("test-{id}")),
-        ("KAFKA_DLQ_TOPIC", format!("test-{id}-dlq")),
-        ("KAFKA_GROUP", format!("group-{id}")),
-        ("KAFKA_CREATE_TOPICS", "true".to_owned()),
-        ("DATABASE_URL", database.clone()),
-        ("SETTLE_GRACE_MS", "1000".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let env = service_env(&id, &database);
     let store = Arc::new(
         coupon_seaorm::SeaOrmStore::connect(coupon_seaorm::SeaOrmStoreConfig::new(&database))
             .await
@@ -241,22 +349,7 @@ async fn two_settler_processes_publish_each_admission_once() {
         "{first} {second}"
     );
 
-    let source = KafkaIssueSource::connect(
-        KafkaConfig::new(service_url("KAFKA_BROKERS"))
-            .with_topics(format!("test-{id}"), format!("test-{id}-dlq"))
-            .with_group_id(format!("group-{id}")),
-    )
-    .await
-    .expect("consumer");
-    let worker = IssueWorker::new(Arc::new(source), store.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let working = tokio::spawn(async move {
-        worker
-            .run(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let (stop, working) = worker_on(&id, store.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
     while store.issued_count(campaign.id).await.expect("count") < 300 {
         assert!(
