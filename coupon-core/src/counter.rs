@@ -84,8 +84,10 @@ pub struct HeldSlot {
     pub slot: u32,
     /// The rank it was granted at (0 if rebuilt from the store).
     pub rank: u64,
-    /// When it was granted, by the counter's clock.
-    pub admitted_at: DateTime<Utc>,
+    /// When it was granted, for counters that keep it (the memory counter does; the
+    /// Redis counter does not, to keep each admission one small integer). The settler
+    /// times slots without it from when it first saw them.
+    pub admitted_at: Option<DateTime<Utc>>,
 }
 
 /// What [`CouponCounter::release`] did.

@@ -139,7 +139,7 @@ impl CouponIssuer {
                 user,
                 slot,
                 rank,
-                admitted_at,
+                admitted_at: Some(admitted_at),
             },
             Admission::AlreadyApplied => return Ok(self.already_applied(&campaign, user).await),
             Admission::SoldOut => {

@@ -40,8 +40,8 @@ pub enum Admission {
         rank: u64,
         /// Which of the user's slots (1..=per_user_limit): the lowest one free.
         slot: u32,
-        /// When, by the counter's clock: the ticket carries it, so that a ticket the
-        /// settler rebuilds from the counter is the very ticket first published.
+        /// When: by the counter's clock where it keeps admission times (the ticket
+        /// carries it), else the caller's.
         admitted_at: DateTime<Utc>,
     },
     /// The count is at the cap; nothing changed.

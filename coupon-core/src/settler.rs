@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::memory::lock;
@@ -15,6 +15,13 @@ use crate::{
     CampaignId, CampaignSummary, CouponCounter, CouponStore, HeldSlot, IssueQueue, IssueTicket,
     Result, TicketId, UserId, WindowState,
 };
+
+/// A held slot's identity: user, slot, rank.
+type SlotKey = (UserId, u32, u64);
+
+fn key(slot: &HeldSlot) -> SlotKey {
+    (slot.user, slot.slot, slot.rank)
+}
 
 /// Settings of a [`Settler`].
 #[derive(Debug, Clone)]
@@ -118,7 +125,10 @@ pub struct Settler {
     config: SettlerConfig,
     /// Slots seen with their coupon, per campaign: a coupon is forever, so they are not
     /// looked up again. Dropped once the campaign is fully settled.
-    confirmed: Mutex<HashMap<CampaignId, HashSet<HeldSlot>>>,
+    confirmed: Mutex<HashMap<CampaignId, HashSet<SlotKey>>>,
+    /// When this settler first saw each held slot whose counter keeps no admission
+    /// time: its age is counted from then.
+    first_seen: Mutex<HashMap<CampaignId, HashMap<SlotKey, DateTime<Utc>>>>,
     /// Closed campaigns found fully settled: nothing can be admitted to them any more.
     finished: Mutex<HashSet<CampaignId>>,
     republished: AtomicU64,
@@ -139,6 +149,7 @@ impl Settler {
             store,
             config,
             confirmed: Mutex::new(HashMap::new()),
+            first_seen: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashSet::new()),
             republished: AtomicU64::new(0),
             last: Mutex::new(None),
@@ -231,12 +242,15 @@ impl Settler {
         for slot in &held {
             *held_per_user.entry(slot.user).or_default() += 1;
         }
+        let since = self.since(campaign.id, &held, now);
+        let age = |slot: &HeldSlot| now - since.get(&key(slot)).copied().unwrap_or(now);
         let stale: Vec<HeldSlot> = {
             let confirmed = lock(&self.confirmed);
             let known = confirmed.get(&campaign.id);
-            held.into_iter()
-                .filter(|slot| now - slot.admitted_at >= grace)
-                .filter(|slot| known.is_none_or(|known| !known.contains(slot)))
+            held.iter()
+                .filter(|slot| age(slot) >= grace)
+                .filter(|slot| known.is_none_or(|known| !known.contains(&key(slot))))
+                .copied()
                 .collect()
         };
         if stale.is_empty() {
@@ -265,7 +279,7 @@ impl Settler {
             let settled = coupons >= held
                 || stored.contains(&TicketId::for_admission(campaign.id, slot.user, slot.slot));
             if settled {
-                confirmed_now.push(slot);
+                confirmed_now.push(key(&slot));
             } else {
                 unsettled.push(slot);
             }
@@ -278,7 +292,7 @@ impl Settler {
         report.unsettled = unsettled.len() as u64;
         report.oldest_unsettled_ms = unsettled
             .iter()
-            .filter_map(|slot| (now - slot.admitted_at).to_std().ok())
+            .filter_map(|slot| age(slot).to_std().ok())
             .max()
             .map(|age| age.as_millis() as u64);
         if unsettled.is_empty() {
@@ -306,10 +320,40 @@ impl Settler {
         Ok(report)
     }
 
+    /// Since when each of `held` counts as admitted: its admission time where the
+    /// counter keeps it, else when this settler first saw it (remembered for the slots
+    /// still held, forgotten for the others).
+    fn since(
+        &self,
+        campaign: CampaignId,
+        held: &[HeldSlot],
+        now: DateTime<Utc>,
+    ) -> HashMap<SlotKey, DateTime<Utc>> {
+        let mut first_seen = lock(&self.first_seen);
+        let seen = first_seen.entry(campaign).or_default();
+        let mut since = HashMap::with_capacity(held.len());
+        let mut still_seen = HashMap::new();
+        for slot in held {
+            let key = key(slot);
+            let at = match slot.admitted_at {
+                Some(at) => at,
+                None => {
+                    let at = seen.get(&key).copied().unwrap_or(now);
+                    still_seen.insert(key, at);
+                    at
+                }
+            };
+            since.insert(key, at);
+        }
+        *seen = still_seen;
+        since
+    }
+
     /// Drops what is remembered of a fully settled campaign; a closed one is skipped
     /// from now on.
     fn forget(&self, campaign: CampaignId, window: WindowState) {
         lock(&self.confirmed).remove(&campaign);
+        lock(&self.first_seen).remove(&campaign);
         if window == WindowState::Closed {
             lock(&self.finished).insert(campaign);
         }

@@ -60,13 +60,13 @@ impl IssueTicket {
             user,
             slot,
             rank,
-            admitted_at: Utc::now(),
+            admitted_at: Some(Utc::now()),
         };
         Self::for_slot(campaign, &held)
     }
 
-    /// The ticket of a slot the counter holds: the same id, rank and admission time as
-    /// when it was first published.
+    /// The ticket of a slot the counter holds: the same id and rank as when it was first
+    /// published (and the same admission time, where the counter keeps it).
     pub fn for_slot(campaign: CampaignId, held: &HeldSlot) -> Self {
         Self {
             version: Self::VERSION,
@@ -75,7 +75,7 @@ impl IssueTicket {
             user: held.user,
             slot: held.slot,
             rank: held.rank,
-            admitted_at: held.admitted_at,
+            admitted_at: held.admitted_at.unwrap_or_else(Utc::now),
         }
     }
 
@@ -85,7 +85,7 @@ impl IssueTicket {
             user: self.user,
             slot: self.slot,
             rank: self.rank,
-            admitted_at: self.admitted_at,
+            admitted_at: Some(self.admitted_at),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use coupon_core::{
     Admission, Campaign, CampaignId, CounterStatus, CouponCounter, Error, HeldSlot, Release,
     RestoreReport, Result, UserId,
@@ -105,6 +105,10 @@ impl RedisCounter {
                 .await
                 .map_err(|e| classify(e, || format!("HSCAN {}", keys.users)))?;
             for (field, value) in page {
+                // `~free` and other bookkeeping fields are not slots.
+                if field.starts_with('~') {
+                    continue;
+                }
                 held.push(parse_held(&field, &value).ok_or_else(|| {
                     unexpected_reply(format!("{} holds {field:?} = {value:?}", keys.users))
                 })?);
@@ -136,7 +140,6 @@ impl CouponCounter for RedisCounter {
             .key(&keys.count)
             .key(&keys.users)
             .key(&keys.slots)
-            .key(&keys.free)
             .arg(user.get())
             .arg(campaign.cap)
             .arg(campaign.per_user_limit)
@@ -146,20 +149,18 @@ impl CouponCounter for RedisCounter {
         match reply {
             Value::Int(-1) => Ok(Admission::AlreadyApplied),
             Value::Int(0) => Ok(Admission::SoldOut),
+            // Slot 1, the common case: a bare rank, the cheapest reply.
+            Value::Int(rank) if rank > 0 => Ok(Admission::Granted {
+                rank: rank as u64,
+                slot: 1,
+                admitted_at: Utc::now(),
+            }),
             Value::Array(ref granted) => match granted.as_slice() {
-                [Value::Int(rank), Value::Int(slot), Value::Int(millis)]
-                    if *rank > 0 && *slot > 0 =>
-                {
-                    let admitted_at =
-                        DateTime::from_timestamp_millis(*millis).ok_or_else(|| {
-                            unexpected_reply(format!(
-                                "try_acquire on {keys:?} answered time {millis}"
-                            ))
-                        })?;
+                [Value::Int(rank), Value::Int(slot)] if *rank > 0 && *slot > 0 => {
                     Ok(Admission::Granted {
                         rank: *rank as u64,
                         slot: u32::try_from(*slot).unwrap_or(u32::MAX),
-                        admitted_at,
+                        admitted_at: Utc::now(),
                     })
                 }
                 _ => Err(unexpected_reply(format!(
@@ -178,7 +179,6 @@ impl CouponCounter for RedisCounter {
             .key(&keys.count)
             .key(&keys.users)
             .key(&keys.slots)
-            .key(&keys.free)
             .key(&keys.claims)
             .arg(held.user.get())
             .arg(held.slot)
@@ -299,7 +299,7 @@ fn parse_held(field: &str, value: &str) -> Option<HeldSlot> {
         user: UserId(user),
         slot,
         rank,
-        admitted_at: DateTime::from_timestamp_millis(millis)?,
+        admitted_at: Some(DateTime::from_timestamp_millis(millis)?),
     })
 }
 
@@ -311,7 +311,10 @@ mod tests {
     fn parses_every_shape_of_held_slot() {
         let held = parse_held("42", "7:1764000000000").unwrap();
         assert_eq!((held.user, held.slot, held.rank), (UserId(42), 1, 7));
-        assert_eq!(held.admitted_at.timestamp_millis(), 1_764_000_000_000);
+        assert_eq!(
+            held.admitted_at.map(|at| at.timestamp_millis()),
+            Some(1_764_000_000_000)
+        );
         let second = parse_held("42:2", "9:1764000000000").unwrap();
         assert_eq!((second.slot, second.rank), (2, 9));
         let legacy = parse_held("42", "1764000000000").unwrap();

@@ -214,7 +214,7 @@ impl CouponCounter for MemoryCounter {
                     user,
                     slot: granted.slot,
                     rank: granted.rank,
-                    admitted_at: DateTime::from_timestamp_millis(granted.at_ms).unwrap_or_default(),
+                    admitted_at: DateTime::from_timestamp_millis(granted.at_ms),
                 })
             })
             .collect())

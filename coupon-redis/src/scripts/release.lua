@@ -1,13 +1,12 @@
 -- Gives back one slot a user holds, atomically, if it is still held at that rank and
 -- the settler has not claimed it.
--- KEYS[1] count, KEYS[2] users, KEYS[3] slots, KEYS[4] free, KEYS[5] claims
+-- KEYS[1] count, KEYS[2] users, KEYS[3] slots, KEYS[4] claims
 -- ARGV[1] user, ARGV[2] slot, ARGV[3] rank
 -- Returns 1 released, 0 not held (at that rank), 2 kept because claimed.
 local user = ARGV[1]
 local slot = tonumber(ARGV[2])
 local rank = ARGV[3]
 local function rank_of(value)
-  -- Values written before ranks were kept are a bare time: rank 0.
   return string.match(value, '^(%d+):') or '0'
 end
 
@@ -19,7 +18,7 @@ local value = redis.call('HGET', KEYS[2], field)
 if not value or rank_of(value) ~= rank then
   return 0
 end
-local claim = redis.call('HGET', KEYS[5], field)
+local claim = redis.call('HGET', KEYS[4], field)
 if claim and rank_of(claim) == rank then
   return 2
 end
@@ -35,7 +34,18 @@ end
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
   redis.call('DECR', KEYS[1])
 end
+-- The rank waits for the next admission, in ascending order with any others.
 if tonumber(rank) > 0 then
-  redis.call('ZADD', KEYS[4], rank, rank)
+  local free = {}
+  for r in string.gmatch(redis.call('HGET', KEYS[2], '~free') or '', '%d+') do
+    table.insert(free, tonumber(r))
+  end
+  table.insert(free, tonumber(rank))
+  table.sort(free)
+  local text = {}
+  for i, r in ipairs(free) do
+    text[i] = string.format('%.0f', r)
+  end
+  redis.call('HSET', KEYS[2], '~free', table.concat(text, ','))
 end
 return 1

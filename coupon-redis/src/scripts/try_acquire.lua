@@ -1,19 +1,21 @@
 -- Admits one user to one campaign, atomically. One round trip per apply.
 -- KEYS[1] count   (string: slots taken)
 -- KEYS[2] users   (hash: "<user>" for slot 1, "<user>:<slot>" above -> "<rank>:<ms>",
---                  the admission time by the Redis clock)
+--                  the admission time by the Redis clock; field "~free": ranks given
+--                  back by releases, ascending, comma-separated, granted again first)
 -- KEYS[3] slots   (hash: user -> slots held; used only when the per-user limit is above 1)
--- KEYS[4] free    (sorted set: ranks given back by releases, granted again first)
 -- ARGV[1] user, ARGV[2] cap, ARGV[3] per-user limit
--- Returns {rank, slot, admission time in ms} when granted, 0 when sold out, -1 when
--- already applied.
+-- Returns the rank when granted slot 1, {rank, slot} when granted a higher slot, 0 when
+-- sold out, -1 when already applied.
 local user = ARGV[1]
 local cap = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 
+-- One call reads whether the user holds slot 1 and whether released ranks wait.
+local state = redis.call('HMGET', KEYS[2], user, '~free')
 local held
 if limit == 1 then
-  held = redis.call('HEXISTS', KEYS[2], user)
+  held = state[1] and 1 or 0
 else
   held = tonumber(redis.call('HGET', KEYS[3], user) or '0')
 end
@@ -40,9 +42,14 @@ end
 
 -- A released rank first, so that the ranks held stay distinct and within 1..cap.
 local rank
-local free = redis.call('ZPOPMIN', KEYS[4])
-if free[1] then
-  rank = tonumber(free[1])
+if state[2] then
+  local first, rest = string.match(state[2], '^(%d+),?(.*)$')
+  rank = tonumber(first)
+  if rest == '' then
+    redis.call('HDEL', KEYS[2], '~free')
+  else
+    redis.call('HSET', KEYS[2], '~free', rest)
+  end
   redis.call('INCR', KEYS[1])
 else
   rank = redis.call('INCR', KEYS[1])
@@ -50,4 +57,7 @@ end
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('HSET', KEYS[2], field, string.format('%.0f:%.0f', rank, ms))
-return {rank, slot, ms}
+if slot == 1 then
+  return rank
+end
+return {rank, slot}
