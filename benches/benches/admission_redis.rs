@@ -48,11 +48,12 @@ fn redis_benchmark(url: &str, clients: u64, pipeline: u64) -> Option<f64> {
             "-P",
             &pipeline.to_string(),
         ])
-        .args(["EVALSHA", &sha, "3"])
+        .args(["EVALSHA", &sha, "4"])
         .args([
             format!("{tag}:count"),
             format!("{tag}:users"),
             format!("{tag}:slots"),
+            format!("{tag}:free"),
         ])
         .args(["__rand_int__", &CAP.to_string(), "1"])
         .output()

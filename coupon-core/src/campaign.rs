@@ -96,6 +96,15 @@ fn default_per_user_limit() -> u32 {
 }
 
 impl NewCampaign {
+    /// The longest name every store holds, in characters.
+    pub const MAX_NAME_CHARS: usize = 255;
+
+    /// The earliest window bound every store holds.
+    pub const EARLIEST: DateTime<Utc> = DateTime::from_timestamp(1, 0).expect("in range");
+
+    /// The latest window bound every store holds.
+    pub const LATEST: DateTime<Utc> = DateTime::from_timestamp(2_147_483_647, 0).expect("in range");
+
     /// A campaign of `cap` coupons, one per user, always open.
     pub fn new(name: impl Into<String>, cap: u64) -> Self {
         Self {
@@ -141,6 +150,24 @@ impl NewCampaign {
         };
         if self.name.trim().is_empty() {
             return invalid("name", "must not be blank");
+        }
+        if self.name.chars().count() > NewCampaign::MAX_NAME_CHARS {
+            // Every SQL backend stores it in a VARCHAR(255).
+            return invalid("name", "must be at most 255 characters");
+        }
+        if self.name.chars().any(char::is_control) {
+            // PostgreSQL refuses NUL in text, and no campaign name needs a control
+            // character.
+            return invalid("name", "must not contain control characters");
+        }
+        for (field, at) in [("opens_at", self.opens_at), ("closes_at", self.closes_at)] {
+            if at.is_some_and(|at| !(NewCampaign::EARLIEST..=NewCampaign::LATEST).contains(&at)) {
+                // MySQL's TIMESTAMP, the narrowest of the backends' columns.
+                return invalid(
+                    field,
+                    "must be between 1970-01-01T00:00:01Z and 2038-01-19T03:14:07Z",
+                );
+            }
         }
         if self.cap == 0 {
             return invalid("cap", "must be at least 1");

@@ -67,12 +67,16 @@ pub trait CouponCounter: Send + Sync + 'static {
     ) -> Result<Vec<HeldSlot>>;
 
     /// Rebuilds the counter of `campaign` from the store's truth after the counter lost
-    /// data: every user in `holders` (one entry per coupon held) is recorded as admitted.
+    /// data: every slot of `held` ([`CouponStore::coupon_slots`](crate::CouponStore::coupon_slots):
+    /// one per coupon, with its user, slot and rank) that the counter lacks is recorded
+    /// as admitted.
     ///
-    /// Must never lower the count and must be safe while applications are arriving:
-    /// users admitted since the loss stay admitted, and the count ends as the number of
-    /// slots recorded. Slots recorded this way have rank 0 (unknown).
-    async fn restore(&self, campaign: &Campaign, holders: &[UserId]) -> Result<RestoreReport>;
+    /// Must never lower the count and must be safe while applications are arriving: a
+    /// slot admitted since the loss stays as it is, and the count ends as the number of
+    /// slots held. Where the counter reuses released ranks, the ranks below the highest
+    /// one recorded that no slot holds become free, so new admissions take neither a
+    /// stored rank nor one above the cap.
+    async fn restore(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<RestoreReport>;
 }
 
 /// One slot a counter granted: whose, which of theirs, at which rank and when.

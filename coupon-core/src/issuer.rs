@@ -1,6 +1,7 @@
 //! The capped-apply algorithm: window, sold-out memo, admission, durable hand-off.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -148,11 +149,13 @@ impl CouponIssuer {
             }
         };
         let ticket = IssueTicket::for_slot(campaign.id, &held);
+        let releasing = AtomicBool::new(false);
         let guard = AbandonGuard {
             hand_off: &self.hand_off,
             ticket: Some(&ticket),
+            releasing: &releasing,
         };
-        let outcome = self.hand_off.run(&ticket).await;
+        let outcome = self.hand_off.run(&ticket, &releasing).await;
         guard.disarm();
         outcome
     }
@@ -200,8 +203,8 @@ impl CouponIssuer {
 
 impl HandOff {
     /// Publishes the ticket of a slot just granted; on a definite refusal gives the slot
-    /// back, on anything else keeps it for the settler.
-    async fn run(&self, ticket: &IssueTicket) -> Result<ApplyOutcome> {
+    /// back (setting `releasing` first), on anything else keeps it for the settler.
+    async fn run(&self, ticket: &IssueTicket, releasing: &AtomicBool) -> Result<ApplyOutcome> {
         let error = match self.queue.publish(ticket).await {
             Ok(()) => {
                 return Ok(ApplyOutcome::Accepted {
@@ -217,6 +220,7 @@ impl HandOff {
                 return Ok(ApplyOutcome::Pending);
             }
         };
+        releasing.store(true, Ordering::Relaxed);
         match self
             .counter
             .release(ticket.campaign, &ticket.held_slot())
@@ -228,20 +232,38 @@ impl HandOff {
                 source: Box::new(error),
             }),
             Ok(Release::Settling) => Ok(ApplyOutcome::Pending),
+            // The release may or may not have run: the slot is either free or held
+            // without a ticket (which the settler will publish). Neither is a promise
+            // yet, so the caller hears a retryable error; applying again tells which.
             Err(release_error) => {
-                tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, %error, %release_error, "hand-off refused and the slot could not be given back; the settler will roll it forward");
-                Ok(ApplyOutcome::Pending)
+                tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, %error, %release_error, "hand-off refused and giving the slot back failed");
+                Err(release_error)
+            }
+        }
+    }
+
+    /// Publishes the ticket of an admission whose caller went away mid-publish. Never
+    /// releases: the first publish may still be on its way (a broker client keeps a
+    /// message it queued), so a failure here leaves the slot to the settler.
+    async fn finish_abandoned(&self, ticket: &IssueTicket) {
+        match self.queue.publish(ticket).await {
+            Ok(()) => tracing::debug!(ticket = %ticket.ticket_id, "finished an abandoned hand-off"),
+            Err(error) => {
+                tracing::warn!(ticket = %ticket.ticket_id, %error, "abandoned hand-off failed; the settler will roll it forward");
             }
         }
     }
 }
 
-/// Finishes the hand-off of a granted slot whose `apply` future was dropped before it
-/// did: on a task of its own, so that no admission waits for the settler's grace period
-/// only because its caller went away.
+/// Finishes the hand-off of a granted slot whose `apply` future was dropped mid-publish:
+/// on a task of its own, so that no admission waits for the settler's grace period only
+/// because its caller went away.
 struct AbandonGuard<'a> {
     hand_off: &'a Arc<HandOff>,
     ticket: Option<&'a IssueTicket>,
+    /// Set once the publish was refused and the release began: from then on nothing
+    /// may publish the ticket again (the slot may already be free for someone else).
+    releasing: &'a AtomicBool,
 }
 
 impl AbandonGuard<'_> {
@@ -255,6 +277,11 @@ impl Drop for AbandonGuard<'_> {
         let Some(ticket) = self.ticket.take() else {
             return;
         };
+        if self.releasing.load(Ordering::Relaxed) {
+            // Released or not, nobody heard yes: a slot still held without a ticket is
+            // the settler's to publish, a free one is free.
+            return;
+        }
         // Without a runtime (the caller's own runtime is shutting down) the settler
         // publishes the ticket after its grace period instead.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -262,11 +289,6 @@ impl Drop for AbandonGuard<'_> {
         };
         let hand_off = self.hand_off.clone();
         let ticket = ticket.clone();
-        runtime.spawn(async move {
-            match hand_off.run(&ticket).await {
-                Ok(outcome) => tracing::debug!(ticket = %ticket.ticket_id, ?outcome, "finished an abandoned hand-off"),
-                Err(error) => tracing::debug!(ticket = %ticket.ticket_id, %error, "abandoned hand-off refused; slot given back"),
-            }
-        });
+        runtime.spawn(async move { hand_off.finish_abandoned(&ticket).await });
     }
 }

@@ -44,6 +44,8 @@ pub async fn replay_failures(
     tickets: &[TicketId],
 ) -> Result<ReplayReport> {
     let mut report = ReplayReport::default();
+    // Taken before publishing: a ticket that fails again meanwhile stays open.
+    let at = Utc::now();
     for failure in store.failures(campaign).await? {
         let id = failure.ticket.ticket_id;
         if !failure.is_open() || (!tickets.is_empty() && !tickets.contains(&id)) {
@@ -55,7 +57,7 @@ pub async fn replay_failures(
         }
     }
     if !report.replayed.is_empty() {
-        store.mark_replayed(&report.replayed, Utc::now()).await?;
+        store.mark_replayed(&report.replayed, at).await?;
         tracing::info!(replayed = report.replayed.len(), "replayed dead letters");
     }
     Ok(report)

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::memory::lock;
 use crate::{
-    CampaignId, CampaignSummary, CouponCounter, CouponStore, HeldSlot, IssueQueue, IssueTicket,
-    Result, TicketId, UserId, WindowState,
+    Campaign, CampaignId, CampaignSummary, CouponCounter, CouponStore, HeldSlot, IssueQueue,
+    IssueTicket, Result, TicketId, UserId,
 };
 
 /// A held slot's identity: user, slot, rank.
@@ -224,13 +224,13 @@ impl Settler {
         let mut report = SettleReport::default();
         if summary.issued >= campaign.cap {
             // Full: no admission left to settle, whatever the counter holds.
-            self.forget(campaign.id, campaign.window_state(Utc::now()));
+            self.forget(campaign);
             return Ok(report);
         }
         let admitted = self.counter.status(campaign.id).await?.admitted;
         report.in_flight = admitted.saturating_sub(summary.issued);
         if admitted <= summary.issued {
-            self.forget(campaign.id, campaign.window_state(Utc::now()));
+            self.forget(campaign);
             return Ok(report);
         }
         report.campaigns = 1;
@@ -349,13 +349,19 @@ impl Settler {
         since
     }
 
-    /// Drops what is remembered of a fully settled campaign; a closed one is skipped
-    /// from now on.
-    fn forget(&self, campaign: CampaignId, window: WindowState) {
-        lock(&self.confirmed).remove(&campaign);
-        lock(&self.first_seen).remove(&campaign);
-        if window == WindowState::Closed {
-            lock(&self.finished).insert(campaign);
+    /// Drops what is remembered of a fully settled campaign. One closed for longer than
+    /// the grace period is skipped from now on: an apply that passed the window check
+    /// just before the close has had that long to land.
+    fn forget(&self, campaign: &Campaign) {
+        lock(&self.confirmed).remove(&campaign.id);
+        lock(&self.first_seen).remove(&campaign.id);
+        let grace = chrono::Duration::from_std(self.config.grace).unwrap_or(chrono::Duration::MAX);
+        let long_closed = campaign
+            .closes_at
+            .and_then(|closes| closes.checked_add_signed(grace))
+            .is_some_and(|settled_by| Utc::now() >= settled_by);
+        if long_closed {
+            lock(&self.finished).insert(campaign.id);
         }
     }
 }

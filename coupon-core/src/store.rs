@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Campaign, CampaignId, Coupon, IssueOutcome, IssueTicket, NewCampaign, Result, TicketId, UserId,
+    Campaign, CampaignId, Coupon, HeldSlot, IssueOutcome, IssueTicket, NewCampaign, Result,
+    TicketId, UserId,
 };
 
 /// The store of campaigns and coupons.
@@ -48,8 +49,14 @@ pub trait CouponStore: Send + Sync + 'static {
     async fn coupons_of_users(&self, campaign: CampaignId, users: &[UserId])
     -> Result<Vec<Coupon>>;
 
-    /// One entry per coupon of `campaign`: the holders, to rebuild a counter from.
+    /// One entry per coupon of `campaign`: the holders.
     async fn holders(&self, campaign: CampaignId) -> Result<Vec<UserId>>;
+
+    /// One entry per coupon of `campaign` as the slot it fills (user, the admission's
+    /// slot, rank), to rebuild a counter from. The slot is read from the ticket id where
+    /// it tells ([`TicketId::admission`](crate::TicketId::admission)), else it is the
+    /// coupon's position among its holder's.
+    async fn coupon_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>>;
 
     /// Records a ticket that could not be persisted (upserting by ticket id, so a
     /// repeated failure bumps `attempts` and `last_seen` and reopens a replayed record).
@@ -60,7 +67,8 @@ pub trait CouponStore: Send + Sync + 'static {
     async fn failures(&self, campaign: Option<CampaignId>) -> Result<Vec<IssueFailure>>;
 
     /// Marks the failures of `tickets` as replayed at `at` (their tickets were published
-    /// again); returns how many records it changed.
+    /// again after `at`), except those that failed again after `at`: a replay must not
+    /// hide a new failure. Returns how many records it changed.
     async fn mark_replayed(&self, tickets: &[TicketId], at: DateTime<Utc>) -> Result<u64>;
 }
 
@@ -118,5 +126,20 @@ impl IssueFailure {
     /// Whether it waits for a replay: it failed and was not replayed since.
     pub fn is_open(&self) -> bool {
         self.replayed_at.is_none()
+    }
+}
+
+/// The slot `coupon` fills, for [`CouponStore::coupon_slots`]: the slot its ticket id
+/// names, or `position` (1-based, among its holder's coupons) for ids that do not tell.
+pub fn coupon_slot(coupon: &Coupon, position: u32) -> HeldSlot {
+    let slot = match coupon.ticket_id.admission() {
+        Some((campaign, user, slot)) if campaign == coupon.campaign && user == coupon.user => slot,
+        _ => position,
+    };
+    HeldSlot {
+        user: coupon.user,
+        slot,
+        rank: coupon.rank,
+        admitted_at: None,
     }
 }

@@ -9,7 +9,8 @@ use coupon_core::testkit::{counter, pipeline, queue, store};
 async fn memory_counter_conformance() {
     let counter = Arc::new(MemoryCounter::new());
     counter::all(counter.clone()).await;
-    counter::per_user_limit_above_one(counter).await;
+    counter::per_user_limit_above_one(counter.clone()).await;
+    counter::restore_frees_the_gaps_between_stored_ranks(counter).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

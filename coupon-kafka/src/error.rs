@@ -5,22 +5,19 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 pub(crate) const BACKEND: &str = "kafka";
 
-/// Errors after which the broker certainly did not store the message: it never left
-/// the client, or the broker refused it for a reason a retry would meet again.
+/// Errors after which the broker certainly did not store the message: the client
+/// refused it before sending (its queue full, a topic or partition it does not know), or
+/// its size, which every retry would have had, was too large. A refusal by the broker
+/// for any other reason may come after an earlier attempt of the same message was
+/// stored, so it is an unknown outcome.
 fn definitely_not_stored(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
         RDKafkaErrorCode::QueueFull
             | RDKafkaErrorCode::MessageSizeTooLarge
             | RDKafkaErrorCode::InvalidMessageSize
-            | RDKafkaErrorCode::InvalidMessage
             | RDKafkaErrorCode::UnknownTopic
-            | RDKafkaErrorCode::UnknownTopicOrPartition
             | RDKafkaErrorCode::UnknownPartition
-            | RDKafkaErrorCode::TopicAuthorizationFailed
-            | RDKafkaErrorCode::ClusterAuthorizationFailed
-            | RDKafkaErrorCode::InvalidRecord
-            | RDKafkaErrorCode::MessageBatchTooLarge
     )
 }
 
@@ -80,6 +77,18 @@ mod tests {
     fn full_local_queue_is_a_refusal() {
         let error = publish_failed(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
         assert!(matches!(error, Error::PublishRefused { .. }));
+    }
+
+    #[test]
+    fn broker_side_refusals_after_retries_are_unknown() {
+        for code in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::InvalidRecord,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            let error = publish_failed(KafkaError::MessageProduction(code));
+            assert!(matches!(error, Error::PublishUnknown { .. }), "{code:?}");
+        }
     }
 
     #[test]

@@ -140,6 +140,7 @@ impl CouponCounter for RedisCounter {
             .key(&keys.count)
             .key(&keys.users)
             .key(&keys.slots)
+            .key(&keys.free)
             .arg(user.get())
             .arg(campaign.cap)
             .arg(campaign.per_user_limit)
@@ -180,6 +181,7 @@ impl CouponCounter for RedisCounter {
             .key(&keys.users)
             .key(&keys.slots)
             .key(&keys.claims)
+            .key(&keys.free)
             .arg(held.user.get())
             .arg(held.slot)
             .arg(held.rank)
@@ -254,23 +256,24 @@ impl CouponCounter for RedisCounter {
         Ok(claimed)
     }
 
-    async fn restore(&self, campaign: &Campaign, holders: &[UserId]) -> Result<RestoreReport> {
+    /// Records the store's slots with their ranks. It does not yet rebuild the list of
+    /// released ranks: new admissions continue at the count plus one, which can repeat a
+    /// stored rank when ranks were released before the loss.
+    async fn restore(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<RestoreReport> {
         let keys = self.keys(campaign.id);
-        let mut per_user = std::collections::BTreeMap::<UserId, u64>::new();
-        for &user in holders {
-            *per_user.entry(user).or_default() += 1;
-        }
-        let pairs: Vec<(UserId, u64)> = per_user.into_iter().collect();
         let mut added = 0;
         let mut admitted = self.status(campaign.id).await?.admitted;
-        for chunk in pairs.chunks(CHUNK) {
+        for chunk in held.chunks(CHUNK) {
             let mut invocation = RESTORE.key(&keys.count);
             invocation
                 .key(&keys.users)
                 .key(&keys.slots)
                 .arg(campaign.per_user_limit);
-            for &(user, coupons) in chunk {
-                invocation.arg(user.get()).arg(coupons);
+            for slot in chunk {
+                invocation
+                    .arg(slot.user.get())
+                    .arg(slot.slot)
+                    .arg(slot.rank);
             }
             let (chunk_added, count): (u64, u64) = invocation
                 .invoke_async(&mut self.connection.clone())

@@ -30,8 +30,9 @@ pub(crate) fn class(error: &RedisError) -> ErrorClass {
             | ServerErrorKind::ReadOnly,
         )
         | ErrorKind::ClusterConnectionNotFound => ErrorClass::Retryable,
-        // A script running past lua-time-limit answers BUSY until it ends.
-        _ if error.code() == Some("BUSY") => ErrorClass::Retryable,
+        // A script running past lua-time-limit answers BUSY until it ends; a server at
+        // maxmemory refuses writes with OOM until memory is freed.
+        _ if matches!(error.code(), Some("BUSY" | "OOM")) => ErrorClass::Retryable,
         _ => ErrorClass::Permanent,
     }
 }

@@ -4,17 +4,19 @@
 use coupon_core::CampaignId;
 
 /// The keys of one campaign under a prefix: `{<prefix>:<id>}:count`, `:users`, `:slots`,
-/// `:claims`.
+/// `:free`, `:claims`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignKeys {
     /// Slots taken (a string holding an integer).
     pub count: String,
     /// Held slots (a hash: `<user>` for a user's slot 1, `<user>:<slot>` above it ->
-    /// `<rank>:<admission time in ms>`, by the Redis clock), and the field `~free`: ranks
-    /// given back by releases, granted again first.
+    /// `<rank>:<admission time in ms>`, by the Redis clock), and the field `~free`: how
+    /// many ranks wait in `free`.
     pub users: String,
     /// Slots per user (a hash: user id -> slots), only for per-user limits above 1.
     pub slots: String,
+    /// Ranks given back by releases (a sorted set), granted again first.
+    pub free: String,
     /// Slots the settler claimed (a hash: the field of `users` -> `<rank>:<claim time in ms>`).
     pub claims: String,
 }
@@ -35,13 +37,20 @@ impl CampaignKeys {
             count: format!("{tag}:count"),
             users: format!("{tag}:users"),
             slots: format!("{tag}:slots"),
+            free: format!("{tag}:free"),
             claims: format!("{tag}:claims"),
         }
     }
 
     /// Every key of the campaign.
-    pub(crate) fn as_array(&self) -> [&str; 4] {
-        [&self.count, &self.users, &self.slots, &self.claims]
+    pub(crate) fn as_array(&self) -> [&str; 5] {
+        [
+            &self.count,
+            &self.users,
+            &self.slots,
+            &self.free,
+            &self.claims,
+        ]
     }
 }
 
@@ -60,7 +69,7 @@ mod tests {
     fn all_keys_of_a_campaign_share_one_hash_tag() {
         let keys = CampaignKeys::new("shop:coupon", CampaignId(123));
         let tags: Vec<&str> = keys.as_array().iter().map(|k| hash_tag(k)).collect();
-        assert_eq!(tags, vec!["shop:coupon:123"; 4]);
+        assert_eq!(tags, vec!["shop:coupon:123"; 5]);
     }
 
     #[test]

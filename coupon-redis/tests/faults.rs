@@ -84,7 +84,7 @@ async fn restart_then_restore_never_grants_past_the_cap() {
 
     // It comes back empty; restore from the store's truth before admitting again.
     redis.restart();
-    let holders = store.holders(campaign.id).await.expect("holders");
+    let holders = store.coupon_slots(campaign.id).await.expect("coupon slots");
     let report = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             // The connection manager reconnects on its own; retry until it has.
@@ -145,7 +145,7 @@ async fn restore_during_applies_keeps_the_store_at_the_cap() {
             .expect("connect"),
     );
 
-    let holders = store.holders(campaign.id).await.expect("holders");
+    let holders = store.coupon_slots(campaign.id).await.expect("coupon slots");
     let restore = {
         let (counter, campaign) = (counter.clone(), campaign.clone());
         tokio::spawn(async move { counter.restore(&campaign, &holders).await })

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coupon_core::{
-    Campaign, CampaignId, CampaignSummary, Coupon, CouponCode, CouponStore, Error, IssueFailure,
-    IssueOutcome, IssueTicket, NewCampaign, Result, TicketId, UserId,
+    Campaign, CampaignId, CampaignSummary, Coupon, CouponCode, CouponStore, Error, HeldSlot,
+    IssueFailure, IssueOutcome, IssueTicket, NewCampaign, Result, TicketId, UserId, coupon_slot,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -340,6 +340,22 @@ impl CouponStore for SeaOrmStore {
         Ok(users.into_iter().map(|user| UserId(user as u64)).collect())
     }
 
+    async fn coupon_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
+        let row = self.campaign_row(campaign).await?;
+        let coupons = coupon::Entity::find()
+            .filter(coupon::Column::CampaignId.eq(row.id))
+            .all(&self.db)
+            .await
+            .map_err(|e| classify(e, || format!("reading coupons of campaign {campaign}")))?;
+        coupons
+            .into_iter()
+            .map(|row| {
+                let position = u32::try_from(row.user_slot).unwrap_or(1);
+                Ok(coupon_slot(&to_coupon(row)?, position))
+            })
+            .collect()
+    }
+
     async fn record_failure(&self, failure: &IssueFailure) -> Result<()> {
         let key = failure.ticket.ticket_id.to_string();
         let what = || format!("recording the failure of ticket {key}");
@@ -411,6 +427,7 @@ impl CouponStore for SeaOrmStore {
                 .filter(
                     issue_failure::Column::TicketId.is_in(chunk.iter().map(ToString::to_string)),
                 )
+                .filter(issue_failure::Column::LastSeen.lte(at))
                 .exec(&self.db)
                 .await
                 .map_err(|e| classify(e, || "marking failures replayed".to_owned()))?;

@@ -24,8 +24,11 @@ pub struct MemoryCounter {
 #[derive(Debug, Default)]
 struct Slots {
     admitted: u64,
-    /// Ranks given back by releases, granted again (lowest first) before new ones, so
-    /// that the ranks held stay distinct and within 1..=cap.
+    /// The highest rank granted (or restored); new ranks continue from it.
+    top_rank: u64,
+    /// Ranks at or below `top_rank` that no slot holds (given back by releases, or gaps
+    /// a restore found), granted again (lowest first) before new ones, so that the ranks
+    /// held stay distinct and within 1..=cap.
     free_ranks: BTreeSet<u64>,
     /// Each holder's slots.
     holders: HashMap<UserId, Holding>,
@@ -120,6 +123,7 @@ impl CouponCounter for MemoryCounter {
         let mut slots = lock(&slots);
         let Slots {
             admitted,
+            top_rank,
             free_ranks,
             holders,
             ..
@@ -136,7 +140,13 @@ impl CouponCounter for MemoryCounter {
         if *admitted >= campaign.cap {
             return Ok(Admission::SoldOut);
         }
-        let rank = free_ranks.pop_first().unwrap_or(*admitted + 1);
+        let rank = match free_ranks.pop_first() {
+            Some(rank) => rank,
+            None => {
+                *top_rank += 1;
+                *top_rank
+            }
+        };
         *admitted += 1;
         let admitted_at = Utc::now();
         let mut granted = Granted {
@@ -247,39 +257,44 @@ impl CouponCounter for MemoryCounter {
         Ok(claimed)
     }
 
-    async fn restore(&self, campaign: &Campaign, holders: &[UserId]) -> Result<RestoreReport> {
-        let mut in_store: HashMap<UserId, usize> = HashMap::new();
-        for &user in holders {
-            *in_store.entry(user).or_default() += 1;
-        }
+    async fn restore(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<RestoreReport> {
         let slots = self.slots(campaign.id);
         let mut slots = lock(&slots);
         let mut added = 0;
         let now = now_ms();
-        let restored = |slot| Granted {
-            slot,
-            rank: 0,
-            at_ms: now,
-        };
-        for (user, stored) in in_store {
-            // Only ever add: a slot held beyond the store's count is an admission still
-            // on its way to the store.
-            let mut held = slots.holders.get(&user).map_or(0, |h| h.slots().len());
-            while held < stored {
-                match slots.holders.get_mut(&user) {
-                    None => {
-                        slots.holders.insert(user, Holding::One(restored(1)));
-                    }
-                    Some(holding) => {
-                        let slot = holding.lowest_free();
-                        holding.push(restored(slot));
-                    }
+        for restored in held {
+            let granted = Granted {
+                slot: restored.slot,
+                rank: restored.rank,
+                at_ms: restored.admitted_at.map_or(now, |at| at.timestamp_millis()),
+            };
+            // Only ever add: a slot held already (admitted since the loss, perhaps at
+            // another rank) stays as it is.
+            match slots.holders.get_mut(&restored.user) {
+                None => {
+                    slots.holders.insert(restored.user, Holding::One(granted));
                 }
-                held += 1;
-                added += 1;
+                Some(holding) if holding.slots().iter().all(|g| g.slot != restored.slot) => {
+                    holding.push(granted);
+                }
+                Some(_) => continue,
             }
+            added += 1;
         }
         slots.admitted += added;
+        // Ranks held and free must again make up 1..=top: free every gap below the
+        // highest rank held.
+        let held_ranks: BTreeSet<u64> = slots
+            .holders
+            .values()
+            .flat_map(|holding| holding.slots().iter().map(|g| g.rank))
+            .filter(|&rank| rank > 0)
+            .collect();
+        let top = held_ranks.last().copied().unwrap_or(0).max(slots.top_rank);
+        slots.top_rank = top;
+        slots.free_ranks = (1..=top)
+            .filter(|rank| !held_ranks.contains(rank))
+            .collect();
         Ok(RestoreReport::new(added, slots.admitted))
     }
 }

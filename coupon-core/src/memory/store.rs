@@ -8,8 +8,8 @@ use super::lock;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    Campaign, CampaignId, CampaignSummary, Coupon, CouponStore, Error, IssueFailure, IssueOutcome,
-    IssueTicket, NewCampaign, Result, TicketId, UserId,
+    Campaign, CampaignId, CampaignSummary, Coupon, CouponStore, Error, HeldSlot, IssueFailure,
+    IssueOutcome, IssueTicket, NewCampaign, Result, TicketId, UserId, coupon_slot,
 };
 
 /// A coupon store in process memory, enforcing the same rules as the database stores:
@@ -158,6 +158,19 @@ impl CouponStore for MemoryStore {
             .collect())
     }
 
+    async fn coupon_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
+        let ledger = self.ledger(campaign)?;
+        let ledger = lock(&ledger);
+        let mut slots = Vec::with_capacity(ledger.coupons.len());
+        for indices in ledger.by_user.values() {
+            for (position, &i) in indices.iter().enumerate() {
+                let position = u32::try_from(position + 1).unwrap_or(u32::MAX);
+                slots.push(coupon_slot(&ledger.coupons[i], position));
+            }
+        }
+        Ok(slots)
+    }
+
     async fn holders(&self, campaign: CampaignId) -> Result<Vec<UserId>> {
         let ledger = self.ledger(campaign)?;
         let ledger = lock(&ledger);
@@ -193,7 +206,7 @@ impl CouponStore for MemoryStore {
         let wanted: HashSet<TicketId> = tickets.iter().copied().collect();
         let mut changed = 0;
         for failure in lock(&self.failures).iter_mut() {
-            if wanted.contains(&failure.ticket.ticket_id) {
+            if wanted.contains(&failure.ticket.ticket_id) && failure.last_seen <= at {
                 failure.replayed_at = Some(at);
                 changed += 1;
             }

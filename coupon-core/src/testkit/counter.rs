@@ -286,7 +286,17 @@ pub async fn concurrent_claims_take_each_slot_once(counter: Arc<dyn CouponCounte
     assert_eq!(claimed.len(), 200, "no slot claimed twice");
 }
 
-/// Restore records the store's holders, keeps admissions made since the loss, and never
+/// A slot as the store reports it for a restore.
+fn stored(user: u64, rank: u64) -> HeldSlot {
+    HeldSlot {
+        user: UserId(user),
+        slot: 1,
+        rank,
+        admitted_at: None,
+    }
+}
+
+/// Restore records the store's slots, keeps admissions made since the loss, and never
 /// lowers the count; running it twice changes nothing.
 pub async fn restore_adds_holders_and_never_lowers(counter: Arc<dyn CouponCounter>) {
     let campaign = fresh_campaign(10);
@@ -295,7 +305,7 @@ pub async fn restore_adds_holders_and_never_lowers(counter: Arc<dyn CouponCounte
         let admission = counter.try_acquire(&campaign, UserId(user)).await;
         assert!(matches!(admission, Ok(Admission::Granted { .. })));
     }
-    let holders = [UserId(2), UserId(3), UserId(4)];
+    let holders = [stored(2, 2), stored(3, 3), stored(4, 4)];
     let report = counter
         .restore(&campaign, &holders)
         .await
@@ -327,6 +337,27 @@ pub async fn restore_adds_holders_and_never_lowers(counter: Arc<dyn CouponCounte
         ),
         "{next:?}"
     );
+}
+
+/// After a restore, new admissions take no rank the store holds: the gaps below the
+/// highest stored rank are granted first, then ranks above it (for counters that reuse
+/// released ranks).
+pub async fn restore_frees_the_gaps_between_stored_ranks(counter: Arc<dyn CouponCounter>) {
+    let campaign = fresh_campaign(5);
+    // The store holds ranks 1 and 3 (rank 2 was released before the loss).
+    let report = counter
+        .restore(&campaign, &[stored(10, 1), stored(30, 3)])
+        .await
+        .expect("restore failed");
+    assert_eq!((report.added, report.admitted), (2, 2));
+    let mut ranks = Vec::new();
+    for user in [40, 50, 60] {
+        let held = granted(counter.as_ref(), &campaign, UserId(user)).await;
+        ranks.push(held.rank);
+    }
+    assert_eq!(ranks, [2, 4, 5], "the gap first, then above the highest");
+    let late = counter.try_acquire(&campaign, UserId(70)).await;
+    assert_eq!(late.expect("try_acquire"), Admission::SoldOut);
 }
 
 /// A per-user limit of 3 grants each user exactly 3 slots (for counters that support it).

@@ -42,6 +42,14 @@ fn issued(outcomes: &[IssueOutcome]) -> usize {
 
 /// Invalid definitions are refused with the offending field named, and nothing is stored.
 pub async fn rejects_invalid_campaigns(store: &dyn CouponStore) {
+    // The limits themselves are accepted.
+    let longest = NewCampaign::new("é".repeat(NewCampaign::MAX_NAME_CHARS), 10)
+        .opens_at(NewCampaign::EARLIEST)
+        .closes_at(NewCampaign::LATEST);
+    store
+        .create_campaign(longest)
+        .await
+        .expect("a name of 255 characters and the widest window");
     let now = Utc::now();
     let cases = [
         (NewCampaign::new("zero", 0), "cap"),
@@ -51,6 +59,16 @@ pub async fn rejects_invalid_campaigns(store: &dyn CouponStore) {
             "per_user_limit",
         ),
         (NewCampaign::new("  ", 10), "name"),
+        (NewCampaign::new("x".repeat(256), 10), "name"),
+        (NewCampaign::new("nul\u{0}inside", 10), "name"),
+        (
+            NewCampaign::new("ancient", 10).opens_at(NewCampaign::EARLIEST - Duration::seconds(1)),
+            "opens_at",
+        ),
+        (
+            NewCampaign::new("far", 10).closes_at(NewCampaign::LATEST + Duration::seconds(1)),
+            "closes_at",
+        ),
         (
             NewCampaign::new("window", 10)
                 .opens_at(now)
@@ -238,6 +256,13 @@ pub async fn replayed_failures_close_and_reopen(store: &dyn CouponStore) {
     };
     let failures = store.failures(Some(campaign.id)).await.expect("failures");
     assert_eq!(open(failures), vec![UserId(2)]);
+    // A failure newer than the replay's start stays open.
+    let earlier = at - Duration::seconds(60);
+    let changed = store
+        .mark_replayed(&[b.ticket_id], earlier)
+        .await
+        .expect("mark_replayed failed");
+    assert_eq!(changed, 0, "b failed after the replay began");
 
     store
         .record_failure(&IssueFailure::new(a.clone(), "broken again", 1))

@@ -169,7 +169,7 @@ async fn unclassified_publish_error_is_treated_as_unknown() {
 }
 
 #[tokio::test]
-async fn failed_release_leaves_the_slot_to_the_settler() {
+async fn a_failed_release_is_a_retryable_error_not_a_promise() {
     let mut counter = granting(3);
     counter
         .expect_release()
@@ -182,8 +182,10 @@ async fn failed_release_leaves_the_slot_to_the_settler() {
         .returning(|_| Err(refused()));
     let issuer = issuer(counter, queue, store_with(campaign(10)));
 
-    let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
-    assert_eq!(outcome, ApplyOutcome::Pending);
+    // The release may have run: the slot may be free, so "pending" could be a promise
+    // nobody keeps. Applying again tells.
+    let error = issuer.apply(CampaignId(1), USER).await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
 }
 
 #[tokio::test]
@@ -400,4 +402,129 @@ async fn campaign_definitions_are_read_from_the_store_once() {
     for _ in 0..3 {
         issuer.apply(CampaignId(1), USER).await.unwrap();
     }
+}
+
+/// A queue whose first publish stalls; every later one is refused.
+struct StallThenRefuse {
+    entered: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    later: tokio::sync::mpsc::UnboundedSender<()>,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl crate::IssueQueue for StallThenRefuse {
+    async fn publish(&self, _: &IssueTicket) -> crate::Result<()> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            if let Some(entered) = self.entered.lock().unwrap().take() {
+                let _ = entered.send(());
+            }
+            std::future::pending::<()>().await;
+        }
+        self.later.send(()).unwrap();
+        Err(refused())
+    }
+}
+
+/// The caller goes away mid-publish and the publish finished for it is refused: the
+/// first one may still be on its way, so the slot is never given back.
+#[tokio::test]
+async fn an_abandoned_hand_off_never_releases() {
+    let mut counter = granting(5);
+    counter.expect_release().times(0);
+    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+    let (later_tx, mut later) = tokio::sync::mpsc::unbounded_channel();
+    let queue = StallThenRefuse {
+        entered: Mutex::new(Some(entered_tx)),
+        later: later_tx,
+        calls: std::sync::atomic::AtomicU32::new(0),
+    };
+    let issuer = CouponIssuer::new(
+        Arc::new(counter),
+        Arc::new(queue),
+        Arc::new(store_with(campaign(10))),
+    );
+    let mut apply = Box::pin(issuer.apply(CampaignId(1), USER));
+    tokio::select! {
+        _ = &mut apply => panic!("the first publish never answers"),
+        _ = entered => {}
+    }
+    drop(apply);
+    tokio::time::timeout(std::time::Duration::from_secs(5), later.recv())
+        .await
+        .expect("the abandoned hand-off publishes again")
+        .expect("a call");
+    // Give a release (there must be none) the time to happen.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
+/// A counter whose release never answers.
+struct StallingRelease {
+    inner: MockCouponCounter,
+    entered: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+#[async_trait::async_trait]
+impl crate::CouponCounter for StallingRelease {
+    async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> crate::Result<Admission> {
+        self.inner.try_acquire(campaign, user).await
+    }
+    async fn release(&self, _: CampaignId, _: &HeldSlot) -> crate::Result<Release> {
+        if let Some(entered) = self.entered.lock().unwrap().take() {
+            let _ = entered.send(());
+        }
+        std::future::pending().await
+    }
+    async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> crate::Result<bool> {
+        self.inner.is_admitted(campaign, user).await
+    }
+    async fn status(&self, campaign: CampaignId) -> crate::Result<crate::CounterStatus> {
+        self.inner.status(campaign).await
+    }
+    async fn held_slots(&self, campaign: CampaignId) -> crate::Result<Vec<HeldSlot>> {
+        self.inner.held_slots(campaign).await
+    }
+    async fn claim(
+        &self,
+        campaign: CampaignId,
+        slots: &[HeldSlot],
+        reclaim_after: std::time::Duration,
+    ) -> crate::Result<Vec<HeldSlot>> {
+        self.inner.claim(campaign, slots, reclaim_after).await
+    }
+    async fn restore(
+        &self,
+        campaign: &Campaign,
+        held: &[HeldSlot],
+    ) -> crate::Result<crate::RestoreReport> {
+        self.inner.restore(campaign, held).await
+    }
+}
+
+/// The caller goes away while a refused ticket's slot is being given back: the ticket
+/// is never published again (the slot may be someone else's by then).
+#[tokio::test]
+async fn a_hand_off_abandoned_while_releasing_publishes_nothing_more() {
+    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+    let counter = StallingRelease {
+        inner: granting(5),
+        entered: Mutex::new(Some(entered_tx)),
+    };
+    let mut queue = MockIssueQueue::new();
+    queue
+        .expect_publish()
+        .times(1)
+        .returning(|_| Err(refused()));
+    let issuer = CouponIssuer::new(
+        Arc::new(counter),
+        Arc::new(queue),
+        Arc::new(store_with(campaign(10))),
+    );
+    let mut apply = Box::pin(issuer.apply(CampaignId(1), USER));
+    tokio::select! {
+        _ = &mut apply => panic!("the release never answers"),
+        _ = entered => {}
+    }
+    drop(apply);
+    // The mock fails the test if publish is called a second time.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 }

@@ -1,6 +1,6 @@
 -- Gives back one slot a user holds, atomically, if it is still held at that rank and
 -- the settler has not claimed it.
--- KEYS[1] count, KEYS[2] users, KEYS[3] slots, KEYS[4] claims
+-- KEYS[1] count, KEYS[2] users, KEYS[3] slots, KEYS[4] claims, KEYS[5] free
 -- ARGV[1] user, ARGV[2] slot, ARGV[3] rank
 -- Returns 1 released, 0 not held (at that rank), 2 kept because claimed.
 local user = ARGV[1]
@@ -34,18 +34,9 @@ end
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
   redis.call('DECR', KEYS[1])
 end
--- The rank waits for the next admission, in ascending order with any others.
-if tonumber(rank) > 0 then
-  local free = {}
-  for r in string.gmatch(redis.call('HGET', KEYS[2], '~free') or '', '%d+') do
-    table.insert(free, tonumber(r))
-  end
-  table.insert(free, tonumber(rank))
-  table.sort(free)
-  local text = {}
-  for i, r in ipairs(free) do
-    text[i] = string.format('%.0f', r)
-  end
-  redis.call('HSET', KEYS[2], '~free', table.concat(text, ','))
+-- The rank waits for the next admission; try_acquire looks in the set only while the
+-- "~free" count says one waits.
+if tonumber(rank) > 0 and redis.call('ZADD', KEYS[5], rank, rank) == 1 then
+  redis.call('HINCRBY', KEYS[2], '~free', 1)
 end
 return 1

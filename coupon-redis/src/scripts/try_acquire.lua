@@ -1,9 +1,10 @@
 -- Admits one user to one campaign, atomically. One round trip per apply.
 -- KEYS[1] count   (string: slots taken)
 -- KEYS[2] users   (hash: "<user>" for slot 1, "<user>:<slot>" above -> "<rank>:<ms>",
---                  the admission time by the Redis clock; field "~free": ranks given
---                  back by releases, ascending, comma-separated, granted again first)
+--                  the admission time by the Redis clock; field "~free": how many ranks
+--                  wait in KEYS[4], absent when none)
 -- KEYS[3] slots   (hash: user -> slots held; used only when the per-user limit is above 1)
+-- KEYS[4] free    (sorted set: ranks given back by releases, granted again first)
 -- ARGV[1] user, ARGV[2] cap, ARGV[3] per-user limit
 -- Returns the rank when granted slot 1, {rank, slot} when granted a higher slot, 0 when
 -- sold out, -1 when already applied.
@@ -11,7 +12,8 @@ local user = ARGV[1]
 local cap = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 
--- One call reads whether the user holds slot 1 and whether released ranks wait.
+-- One call reads whether the user holds slot 1 and whether released ranks wait, so
+-- that the sorted set is touched only when one does.
 local state = redis.call('HMGET', KEYS[2], user, '~free')
 local held
 if limit == 1 then
@@ -42,13 +44,11 @@ end
 
 -- A released rank first, so that the ranks held stay distinct and within 1..cap.
 local rank
-if state[2] then
-  local first, rest = string.match(state[2], '^(%d+),?(.*)$')
-  rank = tonumber(first)
-  if rest == '' then
+local popped = state[2] and redis.call('ZPOPMIN', KEYS[4])
+if popped and popped[1] then
+  rank = tonumber(popped[1])
+  if redis.call('HINCRBY', KEYS[2], '~free', -1) <= 0 then
     redis.call('HDEL', KEYS[2], '~free')
-  else
-    redis.call('HSET', KEYS[2], '~free', rest)
   end
   redis.call('INCR', KEYS[1])
 else

@@ -150,12 +150,12 @@ async fn restore_from_store(counter: &MemoryCounter, store: &SeaOrmStore) -> Res
         .await
         .map_err(|e| format!("listing campaigns: {e}"))?;
     for summary in &campaigns {
-        let holders = store
-            .holders(summary.campaign.id)
+        let held = store
+            .coupon_slots(summary.campaign.id)
             .await
             .map_err(|e| e.to_string())?;
         counter
-            .restore(&summary.campaign, &holders)
+            .restore(&summary.campaign, &held)
             .await
             .map_err(|e| e.to_string())?;
     }
