@@ -39,6 +39,7 @@
 //! runs.
 
 mod campaign;
+pub mod codec;
 mod counter;
 mod coupon;
 mod error;

@@ -1,140 +1,17 @@
-//! The wire format of a ticket: self-describing JSON with a version, checked first.
+//! The wire format of a ticket on the topic: the core's versioned JSON
+//! ([`coupon_core::codec`]), keyed by campaign and user.
 
 use coupon_core::IssueTicket;
-
-/// Why a message could not be read as a ticket; such messages go to the dead-letter
-/// topic with this reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The message had no payload.
-    #[error("empty payload")]
-    Empty,
-    /// The payload is not a JSON object.
-    #[error("not a JSON object: {0}")]
-    NotJson(String),
-    /// The object has no numeric `version` field.
-    #[error("no version field")]
-    NoVersion,
-    /// A version this build does not read.
-    #[error("unknown ticket version {0} (this build reads {readable:?})", readable = IssueTicket::READABLE_VERSIONS)]
-    UnknownVersion(u64),
-    /// The right version, but a field is missing or has the wrong type.
-    #[error("bad ticket: {0}")]
-    BadTicket(String),
-}
-
-/// Encodes `ticket` for the topic.
-///
-/// ```
-/// use coupon_core::{CampaignId, IssueTicket, UserId};
-/// use coupon_kafka::codec;
-/// let ticket = IssueTicket::new(CampaignId(1), UserId(2), 1, 3);
-/// assert_eq!(codec::decode(Some(&codec::encode(&ticket))), Ok(ticket));
-/// ```
-pub fn encode(ticket: &IssueTicket) -> Vec<u8> {
-    // Serialising a struct of numbers, strings and a timestamp cannot fail.
-    serde_json::to_vec(ticket).unwrap_or_default()
-}
-
-/// Decodes a message payload, checking the version before the shape.
-pub fn decode(payload: Option<&[u8]>) -> Result<IssueTicket, DecodeError> {
-    let bytes = payload
-        .filter(|b| !b.is_empty())
-        .ok_or(DecodeError::Empty)?;
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| DecodeError::NotJson("a JSON value that is not an object".into()))?;
-    let version = object
-        .get("version")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or(DecodeError::NoVersion)?;
-    if !IssueTicket::READABLE_VERSIONS
-        .iter()
-        .any(|&readable| u64::from(readable) == version)
-    {
-        return Err(DecodeError::UnknownVersion(version));
-    }
-    serde_json::from_value(value).map_err(|e| DecodeError::BadTicket(e.to_string()))
-}
+pub use coupon_core::codec::{DecodeError, decode, encode};
 
 /// The message key: campaign and user, so one user's tickets stay on one partition, in
 /// order.
+///
+/// ```
+/// use coupon_core::{CampaignId, IssueTicket, UserId};
+/// let ticket = IssueTicket::new(CampaignId(7), UserId(42), 1, 3);
+/// assert_eq!(coupon_kafka::codec::key(&ticket), "7:42");
+/// ```
 pub fn key(ticket: &IssueTicket) -> String {
     format!("{}:{}", ticket.campaign, ticket.user)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use coupon_core::{CampaignId, UserId};
-
-    fn ticket() -> IssueTicket {
-        IssueTicket::new(CampaignId(7), UserId(u64::MAX), 1, 42)
-    }
-
-    #[test]
-    fn round_trips_every_field() {
-        let ticket = ticket();
-        assert_eq!(decode(Some(&encode(&ticket))), Ok(ticket));
-    }
-
-    #[test]
-    fn reads_version_one_tickets_published_before_ids_were_derived() {
-        let v1 = br#"{"version":1,"ticket_id":"0b0f1c1e-2a54-4c5b-9a51-5c4f3f5e1a10",
-            "campaign":7,"user":42,"rank":3,"admitted_at":"2026-11-25T10:00:00Z"}"#;
-        let ticket = decode(Some(v1)).expect("a version 1 ticket");
-        assert_eq!((ticket.user, ticket.slot, ticket.rank), (UserId(42), 1, 3));
-    }
-
-    #[test]
-    fn keys_by_campaign_and_user() {
-        assert_eq!(key(&ticket()), format!("7:{}", u64::MAX));
-    }
-
-    #[test]
-    fn refuses_each_malformed_shape() {
-        let mut wrong_version: serde_json::Value =
-            serde_json::from_slice(&encode(&ticket())).unwrap();
-        wrong_version["version"] = 3.into();
-        let mut missing_user =
-            serde_json::from_slice::<serde_json::Value>(&encode(&ticket())).unwrap();
-        missing_user.as_object_mut().unwrap().remove("user");
-        let mut wrong_type =
-            serde_json::from_slice::<serde_json::Value>(&encode(&ticket())).unwrap();
-        wrong_type["rank"] = "first".into();
-
-        type Expect = fn(&DecodeError) -> bool;
-        let cases: Vec<(Option<Vec<u8>>, Expect)> = vec![
-            (None, |e| *e == DecodeError::Empty),
-            (Some(Vec::new()), |e| *e == DecodeError::Empty),
-            (Some(b"\xff\xfe not json".to_vec()), |e| {
-                matches!(e, DecodeError::NotJson(_))
-            }),
-            (Some(b"[1, 2, 3]".to_vec()), |e| {
-                matches!(e, DecodeError::NotJson(_))
-            }),
-            (Some(br#"{"campaign": 1}"#.to_vec()), |e| {
-                *e == DecodeError::NoVersion
-            }),
-            (Some(br#"{"version": "1"}"#.to_vec()), |e| {
-                *e == DecodeError::NoVersion
-            }),
-            (Some(wrong_version.to_string().into_bytes()), |e| {
-                *e == DecodeError::UnknownVersion(3)
-            }),
-            (Some(missing_user.to_string().into_bytes()), |e| {
-                matches!(e, DecodeError::BadTicket(_))
-            }),
-            (Some(wrong_type.to_string().into_bytes()), |e| {
-                matches!(e, DecodeError::BadTicket(_))
-            }),
-        ];
-        for (payload, expected) in cases {
-            let error = decode(payload.as_deref()).expect_err("malformed");
-            assert!(expected(&error), "{payload:?} gave {error:?}");
-        }
-    }
 }

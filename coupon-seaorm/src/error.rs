@@ -48,6 +48,21 @@ const RETRYABLE_MYSQL_MESSAGES: &[&str] = &[
     "--read-only",
 ];
 
+/// Whether `error` is a deadlock or serialisation failure: the transaction lost a lock
+/// race and may be run again at once.
+pub(crate) fn is_lock_conflict(error: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error))) =
+        error
+    else {
+        return false;
+    };
+    let sea_orm::sqlx::Error::Database(database) = error.as_ref() else {
+        return false;
+    };
+    matches!(database.code().as_deref(), Some("40001" | "40P01"))
+        || database.message().contains("Deadlock found")
+}
+
 /// Whether the same operation may succeed if tried again.
 pub(crate) fn is_retryable(error: &DbErr) -> bool {
     match error {

@@ -3,10 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use coupon_core::{Coupon, Error, IssueOutcome, IssueTicket, Result};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend};
 
 use crate::error::{BACKEND, classify, classify_commit};
 use crate::sql::{self, SqlBuilder};
@@ -37,16 +34,7 @@ pub(crate) async fn issue_batch(
     }
     check_ranges(tickets)?;
     let backend = db.get_database_backend();
-    let mut options = TransactionOptions::default();
-    if backend == DbBackend::Sqlite {
-        // Take the write lock up front: a deferred transaction that read first could not
-        // upgrade while another writer holds it, and would fail instead of waiting.
-        options.sqlite_transaction_mode = Some(SqliteTransactionMode::Immediate);
-    }
-    let txn = db
-        .begin_with_options(options)
-        .await
-        .map_err(|e| classify(e, || "issue_batch: BEGIN".to_owned()))?;
+    let txn = sql::begin_write(db).await?;
     if backend == DbBackend::Postgres {
         // The lookups below go by unique keys. PostgreSQL's planner, whose statistics lag a
         // table that grows by thousands of rows a second (a new database, the first

@@ -12,7 +12,11 @@
 //! | --- | --- | --- |
 //! | `campaign` | id, name, cap, per_user_limit, opens_at, closes_at, issued | primary id |
 //! | `coupon` | id, campaign_id, user_id, user_slot, rank, code, ticket_id, issued_at | unique (user_id, campaign_id, user_slot), index campaign_id, unique code, unique ticket_id |
-//! | `issue_failure` | id, ticket_id, campaign_id, ticket, error, attempts, first_seen, last_seen | unique ticket_id |
+//! | `issue_failure` | id, ticket_id, campaign_id, ticket, error, attempts, first_seen, last_seen, replayed_at | unique ticket_id |
+//! | `issue_queue` | id, ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries, dead_reason | index available_at, index campaign_id |
+//!
+//! [`SqlIssueQueue`] and [`SqlIssueSource`] are the hand-off as the `issue_queue` table of
+//! the same database: no broker to run, and an accepted ticket is as durable as a coupon.
 //!
 //! `user_slot` runs 1..=per_user_limit, so for the default limit of 1 the unique key is
 //! (user_id, campaign_id): one coupon per user and campaign. User ids are 64-bit unsigned; they are stored bit for bit in
@@ -33,10 +37,14 @@ pub mod entity;
 mod error;
 mod issue;
 mod migration;
+mod queue;
+mod source;
 mod sql;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use migration::Migrator;
+pub use queue::{SqlIssueQueue, SqlQueueConfig};
+pub use source::SqlIssueSource;
 pub use store::{SeaOrmStore, SeaOrmStoreConfig};

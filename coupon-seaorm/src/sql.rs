@@ -1,6 +1,65 @@
 //! Hand-written SQL for the batch path, in each backend's dialect.
 
-use sea_orm::{DbBackend, Statement, Value};
+use coupon_core::Result;
+use sea_orm::{
+    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, IsolationLevel,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
+};
+
+use crate::error::classify;
+
+/// Begins a transaction that will write. On SQLite it takes the write lock up front
+/// (`BEGIN IMMEDIATE`): a deferred transaction that read first could not upgrade while
+/// another writer holds the lock, and would fail instead of waiting.
+pub(crate) async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
+    begin(db, None)
+        .await
+        .map_err(|e| classify(e, || "BEGIN".to_owned()))
+}
+
+/// [`begin_write`] for the queue's short transactions: on MySQL/MariaDB at `READ
+/// COMMITTED`, where `SELECT ... FOR UPDATE` locks the rows it returns and not the gaps
+/// of the index it scanned (which, at the default `REPEATABLE READ`, deadlock with
+/// concurrent takes and acks).
+pub(crate) async fn begin_queue_write(
+    db: &DatabaseConnection,
+) -> std::result::Result<DatabaseTransaction, DbErr> {
+    let isolation =
+        (db.get_database_backend() == DbBackend::MySql).then_some(IsolationLevel::ReadCommitted);
+    begin(db, isolation).await
+}
+
+async fn begin(
+    db: &DatabaseConnection,
+    isolation: Option<IsolationLevel>,
+) -> std::result::Result<DatabaseTransaction, DbErr> {
+    let mut options = TransactionOptions::default();
+    if db.get_database_backend() == DbBackend::Sqlite {
+        options.sqlite_transaction_mode = Some(SqliteTransactionMode::Immediate);
+    }
+    options.isolation_level = isolation;
+    db.begin_with_options(options).await
+}
+
+/// Runs `step` again while it fails on a lock conflict (a deadlock, a serialisation
+/// failure; up to five times): the queue's statements are short and safe to repeat, and
+/// a worker should not back off for a lock-order accident between two takes.
+pub(crate) async fn retrying_lock_conflicts<T, F, Fut>(mut step: F) -> std::result::Result<T, DbErr>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, DbErr>>,
+{
+    let mut tries = 0u32;
+    loop {
+        match step().await {
+            Err(error) if tries < 5 && crate::error::is_lock_conflict(&error) => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(2 << tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// Builds one statement, numbering placeholders as the backend wants (`$1` or `?`).
 pub(crate) struct SqlBuilder {

@@ -111,6 +111,10 @@ const SCHEMA: &[(&str, &str)] = &[
         "issue_failure",
         "id, ticket_id, campaign_id, ticket, error, attempts, first_seen, last_seen, replayed_at",
     ),
+    (
+        "issue_queue",
+        "id, ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries, dead_reason",
+    ),
 ];
 
 impl SeaOrmStore {

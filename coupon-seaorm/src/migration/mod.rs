@@ -3,6 +3,7 @@
 
 mod m20261125_000001_create_tables;
 mod m20261126_000001_failure_replays;
+mod m20261126_000002_issue_queue;
 
 use sea_orm_migration::prelude::*;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_tables::Migration),
             Box::new(m20261126_000001_failure_replays::Migration),
+            Box::new(m20261126_000002_issue_queue::Migration),
         ]
     }
 }

@@ -1,0 +1,282 @@
+//! [`IssueQueue`] as a table: `publish` returns once the ticket is committed, and
+//! concurrent publishes share one commit.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use coupon_core::{CampaignId, Error, HeldSlot, IssueQueue, IssueTicket, Result, codec};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use tokio::sync::{Notify, oneshot};
+
+use crate::error::{BACKEND, classify, classify_commit};
+use crate::sql::{self, SqlBuilder};
+use crate::{SeaOrmStore, SqlIssueSource};
+
+/// Settings of the SQL hand-off ([`SqlIssueQueue`] and [`SqlIssueSource`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SqlQueueConfig {
+    /// How long a batch handed to a worker stays its own: a worker that dies mid-batch
+    /// leaves its tickets to be taken again this long after it took them. Default 60 s.
+    pub lease: Duration,
+    /// How often an idle source looks for tickets published by other processes (those
+    /// of its own process wake it at once). Default 50 ms.
+    pub poll_interval: Duration,
+    /// Most tickets committed together. Default 2,000.
+    pub max_group: usize,
+}
+
+impl Default for SqlQueueConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(50),
+            max_group: 2_000,
+        }
+    }
+}
+
+impl SqlQueueConfig {
+    /// Sets [`SqlQueueConfig::lease`].
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Sets [`SqlQueueConfig::poll_interval`] (at least 1 ms).
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+}
+
+/// What the producing and consuming sides of one process share.
+pub(crate) struct Shared {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) config: SqlQueueConfig,
+    pending: Mutex<Vec<Waiting>>,
+    /// Held by the publisher committing a group; the others queue behind it and usually
+    /// find their ticket committed when their turn comes.
+    committing: tokio::sync::Mutex<()>,
+    /// Wakes this process's sources when tickets were committed.
+    pub(crate) arrived: Notify,
+    commits: AtomicU64,
+}
+
+struct Waiting {
+    ticket: IssueTicket,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// The hand-off as a table in the coupons' database (`issue_queue`), the
+/// transactional-outbox pattern: no broker to run, and a ticket is as durable as a
+/// coupon.
+///
+/// - `publish` returns only once the ticket's row is committed (durable as far as the
+///   database's settings make commits durable). Concurrent publishes share one
+///   transaction: the first caller to find no commit in progress commits every ticket
+///   queued behind it, so a rush costs one commit per group, not one per apply.
+/// - A failure before `COMMIT` is a definite refusal (nothing was stored); a failed
+///   `COMMIT` is an unknown outcome.
+/// - Publishing a ticket twice stores it twice; the store keeps one coupon.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
+/// use coupon_core::{IssueQueue, IssueSource, IssueTicket, CampaignId, UserId};
+/// use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig, SqlIssueQueue, SqlQueueConfig};
+///
+/// let store = SeaOrmStore::connect(SeaOrmStoreConfig::new("sqlite::memory:")).await?;
+/// let queue = SqlIssueQueue::new(&store, SqlQueueConfig::default());
+/// queue.publish(&IssueTicket::new(CampaignId(1), UserId(2), 1, 1)).await?;
+/// let batch = queue.source().next_batch(10).await?.expect("the ticket");
+/// assert_eq!(batch.tickets[0].user, UserId(2));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqlIssueQueue {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for SqlIssueQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlIssueQueue")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlIssueQueue {
+    /// The queue on `store`'s database (whose migrations created its table).
+    pub fn new(store: &SeaOrmStore, config: SqlQueueConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                db: store.connection().clone(),
+                config,
+                pending: Mutex::new(Vec::new()),
+                committing: tokio::sync::Mutex::new(()),
+                arrived: Notify::new(),
+                commits: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The consuming side, woken at once by this queue's commits.
+    pub fn source(&self) -> SqlIssueSource {
+        SqlIssueSource::new(self.shared.clone())
+    }
+
+    /// Transactions that committed tickets so far: fewer than publishes under load.
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
+    }
+
+    /// The slots of `campaign` whose tickets wait in the queue, to rebuild a counter
+    /// from together with the store's coupons.
+    pub async fn queued_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
+        let backend = self.shared.db.get_database_backend();
+        let mut query = SqlBuilder::new(
+            backend,
+            "SELECT ticket FROM issue_queue WHERE dead_reason IS NULL AND campaign_id = ",
+        );
+        query.bind(campaign.get() as i64);
+        let rows = self
+            .shared
+            .db
+            .query_all_raw(query.build())
+            .await
+            .map_err(|e| classify(e, || format!("reading queued tickets of {campaign}")))?;
+        let mut slots = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text: String = row
+                .try_get_by_index(0)
+                .map_err(|e| classify(e, || "reading a queued ticket".to_owned()))?;
+            if let Ok(ticket) = codec::decode(Some(text.as_bytes())) {
+                slots.push(ticket.held_slot());
+            }
+        }
+        Ok(slots)
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl IssueQueue for SqlIssueQueue {
+    async fn publish(&self, ticket: &IssueTicket) -> Result<()> {
+        let (done, mut committed) = oneshot::channel();
+        self.lock_pending().push(Waiting {
+            ticket: ticket.clone(),
+            done,
+        });
+        loop {
+            let turn = self.shared.committing.lock().await;
+            if let Ok(result) = committed.try_recv() {
+                return result; // a group committed ahead of us took our ticket
+            }
+            let group: Vec<Waiting> = {
+                let mut pending = self.lock_pending();
+                let take = pending.len().min(self.shared.config.max_group);
+                pending.drain(..take).collect()
+            };
+            if group.is_empty() {
+                // Ours is in a group whose commit still runs (its caller went away).
+                drop(turn);
+                return committed.await.unwrap_or_else(|_| {
+                    Err(Error::PublishUnknown {
+                        backend: BACKEND,
+                        source: "the committing task ended without an answer".into(),
+                    })
+                });
+            }
+            // On a task of its own, so that a caller going away mid-commit cannot leave
+            // the others of its group without an answer.
+            let shared = self.shared.clone();
+            let _ = tokio::spawn(async move { commit_group(&shared, group).await }).await;
+            drop(turn);
+            if let Ok(result) = committed.try_recv() {
+                return result;
+            }
+            // More were queued than one group holds, ours among the later ones.
+        }
+    }
+
+    /// The table answers a read.
+    async fn ready(&self) -> Result<()> {
+        let backend = self.shared.db.get_database_backend();
+        self.shared
+            .db
+            .query_one_raw(
+                SqlBuilder::new(backend, "SELECT 1 FROM issue_queue WHERE 1 = 0").build(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, || "reading issue_queue".to_owned()))
+    }
+}
+
+/// Inserts the tickets of `group` in one transaction and answers each waiter.
+async fn commit_group(shared: &Shared, group: Vec<Waiting>) {
+    let (tickets, waiters): (Vec<IssueTicket>, Vec<_>) =
+        group.into_iter().map(|w| (w.ticket, w.done)).unzip();
+    let result = insert(&shared.db, &tickets).await;
+    if result.is_ok() {
+        shared.commits.fetch_add(1, Ordering::Relaxed);
+        shared.arrived.notify_waiters();
+    }
+    for waiter in waiters {
+        let answer = match &result {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_outcome_unknown() => Err(Error::PublishUnknown {
+                backend: BACKEND,
+                source: error.to_string().into(),
+            }),
+            Err(error) => Err(Error::PublishRefused {
+                backend: BACKEND,
+                source: error.to_string().into(),
+            }),
+        };
+        // A publisher that went away no longer needs its answer.
+        let _ = waiter.send(answer);
+    }
+}
+
+/// One transaction of multi-row inserts; an error before `COMMIT` stored nothing.
+async fn insert(db: &DatabaseConnection, tickets: &[IssueTicket]) -> Result<()> {
+    let backend = db.get_database_backend();
+    let txn = sql::begin_write(db).await?;
+    let now = Utc::now();
+    for chunk in tickets.chunks(crate::issue::CHUNK) {
+        let mut insert = SqlBuilder::new(
+            backend,
+            "INSERT INTO issue_queue (ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries) VALUES ",
+        );
+        for (i, ticket) in chunk.iter().enumerate() {
+            if i > 0 {
+                insert.push(", ");
+            }
+            let text = String::from_utf8(codec::encode(ticket)).unwrap_or_default();
+            insert.push("(");
+            insert.bind(ticket.ticket_id.to_string()).push(", ");
+            insert.bind(ticket.campaign.get() as i64).push(", ");
+            insert.bind(ticket.user.get() as i64).push(", ");
+            insert.bind(text).push(", ");
+            insert.bind(now).push(", ");
+            insert.bind(now).push(", 0)");
+        }
+        txn.execute_raw(insert.build())
+            .await
+            .map_err(|e| classify(e, || "inserting into issue_queue".to_owned()))?;
+    }
+    txn.commit()
+        .await
+        .map_err(|e| classify_commit(e, || "issue_queue: COMMIT".to_owned()))
+}
