@@ -1,23 +1,16 @@
-//! Builds each part from the configuration: Redis or memory, Kafka or in-process,
-//! a database (SQLite by default).
+//! Builds each part from the configuration: Redis or memory for admission; Kafka, the
+//! database or an in-process channel for the hand-off; a database (SQLite by default).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use coupon_core::memory::{MemoryCounter, MemoryQueue};
 use coupon_core::{CouponCounter, CouponStore, IssueQueue, IssueSource, redact_url};
 use coupon_kafka::{KafkaConfig, KafkaIssueQueue, KafkaIssueSource};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
-use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig, SqlIssueQueue, SqlQueueConfig};
 
-use crate::config::{Config, Role};
-
-/// The producing side, the consuming side, and the in-process queue behind both when
-/// there is no broker.
-type HandOff = (
-    Option<Arc<dyn IssueQueue>>,
-    Option<Arc<dyn IssueSource>>,
-    Option<Arc<MemoryQueue>>,
-);
+use crate::config::{Config, QueueKind, Role};
 
 /// The parts a process runs on.
 pub struct Backends {
@@ -35,13 +28,20 @@ pub struct Backends {
     pub description: Vec<(&'static str, String)>,
 }
 
+/// The hand-off of this process.
+struct HandOff {
+    queue: Option<Arc<dyn IssueQueue>>,
+    source: Option<Arc<dyn IssueSource>>,
+    memory: Option<Arc<MemoryQueue>>,
+    sql: Option<SqlIssueQueue>,
+}
+
 /// Connects every part `config` asks for.
 pub async fn build(config: &Config) -> Result<Backends, String> {
-    let runs_api = config.role != Role::Worker;
-    let runs_worker = config.role != Role::Api;
-    if config.role != Role::All && config.kafka_brokers.is_none() {
+    let kind = config.queue_kind();
+    if config.role != Role::All && kind == QueueKind::Memory {
         return Err(format!(
-            "--role {:?} needs KAFKA_BROKERS: the in-process queue cannot link two processes",
+            "--role {:?} needs a queue other processes share (the database's, or Kafka): the in-process queue cannot link two processes",
             config.role
         )
         .to_lowercase());
@@ -55,6 +55,8 @@ pub async fn build(config: &Config) -> Result<Backends, String> {
         "store",
         format!("SeaORM on {}", redact_url(&config.database_url)),
     ));
+
+    let hand_off = hand_off(config, kind, &store, &mut description).await?;
 
     let counter: Arc<dyn CouponCounter> = match &config.redis_url {
         Some(url) => {
@@ -75,37 +77,62 @@ pub async fn build(config: &Config) -> Result<Backends, String> {
         }
         None => {
             let counter = MemoryCounter::new();
-            let restored = restore_from_store(&counter, &store).await?;
+            let restored = restore_from_store(&counter, &store, hand_off.sql.as_ref()).await?;
+            let scope = if config.role == Role::All {
+                ""
+            } else {
+                "; only this process may admit: run one API process"
+            };
             description.push((
                 "counter",
-                format!("in memory (restored {restored} campaigns from the store)"),
+                format!("in memory (restored {restored} campaigns from the database{scope})"),
             ));
             Arc::new(counter)
         }
     };
 
-    let (queue, source, memory_queue): HandOff = match &config.kafka_brokers {
-        Some(brokers) => {
+    Ok(Backends {
+        counter,
+        queue: hand_off.queue,
+        source: hand_off.source,
+        store: Arc::new(store),
+        memory_queue: hand_off.memory,
+        description,
+    })
+}
+
+async fn hand_off(
+    config: &Config,
+    kind: QueueKind,
+    store: &SeaOrmStore,
+    description: &mut Vec<(&'static str, String)>,
+) -> Result<HandOff, String> {
+    let runs_api = config.role != Role::Worker;
+    let runs_worker = config.role != Role::Api;
+    match kind {
+        QueueKind::Kafka => {
+            let brokers = config
+                .kafka_brokers
+                .as_deref()
+                .ok_or("--queue kafka needs KAFKA_BROKERS")?;
             let kafka = KafkaConfig::new(brokers)
                 .with_topics(&config.kafka_topic, &config.kafka_dlq_topic)
                 .with_group_id(&config.kafka_group)
                 .with_partitions(config.kafka_partitions)
                 .with_create_topics(config.kafka_create_topics);
             let queue: Option<Arc<dyn IssueQueue>> = if runs_api {
-                Some(Arc::new(
-                    KafkaIssueQueue::connect(kafka.clone())
-                        .await
-                        .map_err(|e| format!("kafka: {e}"))?,
-                ))
+                let queue = KafkaIssueQueue::connect(kafka.clone())
+                    .await
+                    .map_err(|e| format!("kafka: {e}"))?;
+                Some(Arc::new(queue))
             } else {
                 None
             };
             let source: Option<Arc<dyn IssueSource>> = if runs_worker {
-                Some(Arc::new(
-                    KafkaIssueSource::connect(kafka)
-                        .await
-                        .map_err(|e| format!("kafka: {e}"))?,
-                ))
+                let source = KafkaIssueSource::connect(kafka)
+                    .await
+                    .map_err(|e| format!("kafka: {e}"))?;
+                Some(Arc::new(source))
             } else {
                 None
             };
@@ -116,44 +143,71 @@ pub async fn build(config: &Config) -> Result<Backends, String> {
                     config.kafka_topic, config.kafka_group
                 ),
             ));
-            (queue, source, None)
+            Ok(HandOff {
+                queue,
+                source,
+                memory: None,
+                sql: None,
+            })
         }
-        None => {
+        // `Auto` is resolved by `Config::queue_kind`; the database's queue is its
+        // fallback anyway.
+        QueueKind::Sql | QueueKind::Auto => {
+            let sql = SqlIssueQueue::new(
+                store,
+                SqlQueueConfig::default()
+                    .with_lease(std::time::Duration::from_millis(config.sql_queue_lease_ms)),
+            );
+            description.push((
+                "queue",
+                "the database's issue_queue table (durable at commit)".to_owned(),
+            ));
+            Ok(HandOff {
+                queue: runs_api.then(|| Arc::new(sql.clone()) as Arc<dyn IssueQueue>),
+                source: runs_worker.then(|| Arc::new(sql.source()) as Arc<dyn IssueSource>),
+                memory: None,
+                sql: Some(sql),
+            })
+        }
+        QueueKind::Memory => {
             let queue = Arc::new(MemoryQueue::new(100_000));
             description.push((
                 "queue",
-                "in process (tokio channel, 100,000 tickets)".to_owned(),
+                "in process (tokio channel, 100,000 tickets; lost if the process is killed)"
+                    .to_owned(),
             ));
-            (
-                Some(queue.clone() as Arc<dyn IssueQueue>),
-                Some(queue.clone() as Arc<dyn IssueSource>),
-                Some(queue),
-            )
+            Ok(HandOff {
+                queue: Some(queue.clone()),
+                source: Some(queue.clone()),
+                memory: Some(queue),
+                sql: None,
+            })
         }
-    };
-
-    Ok(Backends {
-        counter,
-        queue,
-        source,
-        store: Arc::new(store),
-        memory_queue,
-        description,
-    })
+    }
 }
 
 /// An in-memory counter starts empty: rebuild every campaign's admissions from the
-/// coupons the database holds, so a restart cannot admit past a cap.
-async fn restore_from_store(counter: &MemoryCounter, store: &SeaOrmStore) -> Result<usize, String> {
+/// coupons the database holds and, with the database's queue, from the tickets still
+/// waiting there, so a restart admits no one past a cap and grants no rank twice.
+async fn restore_from_store(
+    counter: &MemoryCounter,
+    store: &SeaOrmStore,
+    queue: Option<&SqlIssueQueue>,
+) -> Result<usize, String> {
     let campaigns = store
         .campaigns()
         .await
         .map_err(|e| format!("listing campaigns: {e}"))?;
     for summary in &campaigns {
-        let held = store
-            .coupon_slots(summary.campaign.id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let id = summary.campaign.id;
+        let mut held = store.coupon_slots(id).await.map_err(|e| e.to_string())?;
+        if let Some(queue) = queue {
+            // A queued ticket whose coupon exists (a duplicate) is one slot, not two.
+            let stored: HashSet<_> = held.iter().map(|slot| (slot.user, slot.slot)).collect();
+            let mut queued = queue.queued_slots(id).await.map_err(|e| e.to_string())?;
+            queued.retain(|slot| !stored.contains(&(slot.user, slot.slot)));
+            held.extend(queued);
+        }
         counter
             .restore(&summary.campaign, &held)
             .await

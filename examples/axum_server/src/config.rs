@@ -17,8 +17,23 @@ pub enum Role {
     All,
 }
 
+/// Where admitted tickets wait for the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueKind {
+    /// Kafka when `KAFKA_BROKERS` is set, else the database's table.
+    Auto,
+    /// The `issue_queue` table of the database: durable, no broker to run.
+    Sql,
+    /// Kafka (`KAFKA_BROKERS`).
+    Kafka,
+    /// A tokio channel in this process: fastest, but tickets accepted and not yet
+    /// persisted are lost if the process is killed (not stopped).
+    Memory,
+}
+
 /// The firstcome HTTP service. With no backend configured it runs whole on the embedded
-/// default: an in-memory counter, an in-process queue and a SQLite file.
+/// default: an in-memory counter, the hand-off as a table, and the coupons, all in one
+/// SQLite file.
 #[derive(Clone, Parser)]
 #[command(name = "axum_server", version)]
 pub struct Config {
@@ -38,9 +53,13 @@ pub struct Config {
     /// Key prefix in Redis.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "coupon")]
     pub redis_key_prefix: String,
-    /// Kafka brokers for the hand-off (`host:port,...`); in-process when unset.
+    /// Kafka brokers for the hand-off (`host:port,...`).
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
+    /// The hand-off: `auto` is Kafka when KAFKA_BROKERS is set, else the database's
+    /// `issue_queue` table.
+    #[arg(long, env = "QUEUE", value_enum, default_value = "auto")]
+    pub queue: QueueKind,
     /// Ticket topic.
     #[arg(long, env = "KAFKA_TOPIC", default_value = "coupon-issue")]
     pub kafka_topic: String,
@@ -73,6 +92,10 @@ pub struct Config {
     /// its ticket again.
     #[arg(long, env = "SETTLE_GRACE_MS", default_value_t = 30_000)]
     pub settle_grace_ms: u64,
+    /// How long (ms) a worker owns a batch it took from the database's queue: a worker
+    /// that dies mid-batch leaves it to the others this long after taking it.
+    #[arg(long, env = "SQL_QUEUE_LEASE_MS", default_value_t = 60_000)]
+    pub sql_queue_lease_ms: u64,
     /// How often (ms) the settler passes over every campaign.
     #[arg(long, env = "SETTLE_INTERVAL_MS", default_value_t = 10_000)]
     pub settle_interval_ms: u64,
@@ -109,6 +132,15 @@ pub enum Command {
 }
 
 impl Config {
+    /// The hand-off this configuration runs on (never [`QueueKind::Auto`]).
+    pub fn queue_kind(&self) -> QueueKind {
+        match (self.queue, &self.kafka_brokers) {
+            (QueueKind::Auto, Some(_)) => QueueKind::Kafka,
+            (QueueKind::Auto, None) => QueueKind::Sql,
+            (kind, _) => kind,
+        }
+    }
+
     /// The settler's settings.
     pub fn settler(&self) -> SettlerConfig {
         SettlerConfig::default()

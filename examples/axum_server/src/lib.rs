@@ -211,16 +211,21 @@ pub async fn run_command(config: Config, command: Command) -> Result<(), String>
 /// The backends an operator task that publishes needs: they must outlive this process,
 /// which an in-process queue does not.
 async fn shared_backends(config: &Config, task: &str) -> Result<backends::Backends, String> {
-    if config.kafka_brokers.is_none() || config.redis_url.is_none() {
+    let route = if task == "settle" {
+        "POST /admin/settle"
+    } else {
+        "POST /admin/dead-letters/replay"
+    };
+    if config.queue_kind() == config::QueueKind::Memory {
         return Err(format!(
-            "`{task}` publishes tickets, so it needs the shared counter and queue of the running \
-             service (REDIS_URL and KAFKA_BROKERS); on the embedded default, call \
-             POST /admin/{} on the running service instead",
-            if task == "settle" {
-                "settle"
-            } else {
-                "dead-letters/replay"
-            }
+            "`{task}` publishes tickets, so it needs the queue the running service reads \
+             (the database's or Kafka); with --queue memory, call {route} on the service"
+        ));
+    }
+    if task == "settle" && config.redis_url.is_none() {
+        return Err(format!(
+            "`settle` compares the counter with the store, and an in-memory counter lives \
+             in the service's process (no REDIS_URL): call {route} on the service"
         ));
     }
     let mut config = config.clone();

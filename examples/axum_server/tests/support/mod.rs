@@ -222,6 +222,9 @@ pub struct Heard {
     pub accepted: HashSet<u64>,
     /// Users told 202 pending.
     pub pending: HashSet<u64>,
+    /// Users told 409 already_applied: their first try took a slot and its answer was
+    /// lost (the process died after committing the ticket).
+    pub already: HashSet<u64>,
     /// Other answers by status code and error code, counted.
     pub others: std::collections::BTreeMap<String, u64>,
 }
@@ -230,6 +233,16 @@ impl Heard {
     /// Users told yes, one way or the other: 202 accepted or pending.
     pub fn told_yes(&self) -> HashSet<u64> {
         self.accepted.union(&self.pending).copied().collect()
+    }
+
+    /// Adds what another rush over other users heard.
+    pub fn merge(&mut self, other: Heard) {
+        self.accepted.extend(other.accepted);
+        self.pending.extend(other.pending);
+        self.already.extend(other.already);
+        for (key, count) in other.others {
+            *self.others.entry(key).or_default() += count;
+        }
     }
 }
 
@@ -282,6 +295,11 @@ impl Rush {
                                 (StatusCode::ACCEPTED, body) if body["status"] == "pending" => {
                                     heard.pending.insert(user);
                                 }
+                                (StatusCode::CONFLICT, body)
+                                    if body["error"] == "already_applied" =>
+                                {
+                                    heard.already.insert(user);
+                                }
                                 (status, body) => {
                                     let key = format!("{} {}", status.as_u16(), body["error"]);
                                     *heard.others.entry(key).or_default() += 1;
@@ -309,4 +327,80 @@ impl Rush {
     pub async fn finish(self) -> Heard {
         self.task.await.expect("rush task")
     }
+}
+
+/// The service binary running as a process of its own, killed when dropped.
+pub struct Process {
+    child: std::process::Child,
+    /// A client of it (API roles).
+    pub api: Api,
+}
+
+impl Process {
+    /// Starts `axum_server` with `args` and `env` on `port` (the shared services of the
+    /// harness are not inherited: each process gets only what `env` names), and waits
+    /// until it answers `/healthz` (API roles) or has printed its banner (workers).
+    pub async fn start(port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_axum_server"));
+        for name in [
+            "REDIS_URL",
+            "KAFKA_BROKERS",
+            "DATABASE_URL",
+            "MYSQL_URL",
+            "ROLE",
+            "QUEUE",
+        ] {
+            command.env_remove(name);
+        }
+        command
+            .args(args)
+            .envs(env.iter().copied())
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .env("ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit());
+        let child = command.spawn().expect("start axum_server");
+        let api = Api {
+            url: format!("http://127.0.0.1:{port}"),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        };
+        let process = Self { child, api };
+        if !args.contains(&"worker") {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok((StatusCode::OK, _)) =
+                    process.api.call(Method::GET, "/healthz", None).await
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the service did not answer within 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        process
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
 }

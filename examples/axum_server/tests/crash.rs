@@ -1,0 +1,115 @@
+//! The service binary killed with kill -9 mid-rush and started again, on the database's
+//! queue: every applicant who heard 202 ends with a coupon, never more than the cap.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use coupon_core::testkit::service_url;
+use support::{Heard, Process, Rush, free_port};
+
+/// Checks the promises once the campaign has settled: exactly `cap` coupons, and each
+/// applicant told yes among the holders. (A holder whose first answer was lost in the
+/// crash hears "already applied", or "sold out", when trying again.)
+async fn assert_settled(
+    api: &support::Api,
+    campaign: u64,
+    cap: u64,
+    applicants: u64,
+    heard: &Heard,
+) {
+    let issued = api
+        .wait_for_issued(campaign, cap, Duration::from_secs(120))
+        .await;
+    let told_yes = heard.told_yes();
+    let holders = api
+        .holders(campaign, &(1..=applicants).collect::<HashSet<u64>>())
+        .await;
+    assert_eq!(issued, cap, "{:?}", heard.others);
+    let empty_handed = told_yes.difference(&holders).count();
+    assert_eq!(
+        empty_handed, 0,
+        "applicants who heard 202 and hold no coupon"
+    );
+    assert_eq!(holders.len() as u64, cap);
+    assert!(told_yes.len() as u64 <= cap, "{} told yes", told_yes.len());
+}
+
+/// The embedded default (memory counter, database queue, SQLite file): 20,000
+/// applicants on cap 8,000, the process killed with kill -9 a third of the way in and
+/// started again on the same file. The rush goes on against the new process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_default_killed_mid_rush_keeps_every_promise() {
+    let file = std::env::temp_dir().join(format!(
+        "firstcome-crash-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let database = format!("sqlite://{}?mode=rwc", file.display());
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("SETTLE_GRACE_MS", "3000"),
+        ("SETTLE_INTERVAL_MS", "1000"),
+    ];
+    let port = free_port();
+    let mut first = Process::start(port, &[], &env).await;
+    let campaign = first.api.create_campaign(8_000).await;
+
+    let rush = Rush::start(&first.api, campaign, 1..=20_000, 64);
+    rush.wait_for(6_000).await;
+    first.kill();
+    let second = Process::start(port, &[], &env).await;
+    let heard = rush.finish().await;
+    assert_settled(&second.api, campaign, 8_000, 20_000, &heard).await;
+}
+
+/// PostgreSQL, one API process (memory counter) and two worker processes on the
+/// database's queue; one worker is killed with kill -9 mid-rush. Its batch comes back
+/// to the other when its lease ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_rush_leaves_its_batch_to_the_other() {
+    let database = coupon_seaorm::testkit::fresh_postgres().await;
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("SQL_QUEUE_LEASE_MS", "3000"),
+        ("SETTLE_GRACE_MS", "5000"),
+        ("SETTLE_INTERVAL_MS", "1000"),
+    ];
+    let api = Process::start(free_port(), &["--role", "api"], &env).await;
+    let mut doomed = Process::start(free_port(), &["--role", "worker"], &env).await;
+    let _survivor = Process::start(free_port(), &["--role", "worker"], &env).await;
+    let campaign = api.api.create_campaign(3_000).await;
+
+    let rush = Rush::start(&api.api, campaign, 1..=8_000, 64);
+    rush.wait_for(1_500).await;
+    doomed.kill();
+    let heard = rush.finish().await;
+    assert_settled(&api.api, campaign, 3_000, 8_000, &heard).await;
+}
+
+/// Two API processes sharing a Redis counter, two workers, one PostgreSQL queue and
+/// store: the applicants split over both APIs; exactly the cap, nobody twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_apis_and_two_workers_on_one_database_queue() {
+    let database = coupon_seaorm::testkit::fresh_postgres().await;
+    let redis = service_url("REDIS_URL");
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("REDIS_URL", redis.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+    ];
+    let first = Process::start(free_port(), &["--role", "api"], &env).await;
+    let second = Process::start(free_port(), &["--role", "api"], &env).await;
+    let _workers = [
+        Process::start(free_port(), &["--role", "worker"], &env).await,
+        Process::start(free_port(), &["--role", "worker"], &env).await,
+    ];
+    let campaign = first.api.create_campaign(2_000).await;
+
+    let left = Rush::start(&first.api, campaign, 1..=3_000, 32);
+    let right = Rush::start(&second.api, campaign, 3_001..=6_000, 32);
+    let mut heard = left.finish().await;
+    heard.merge(right.finish().await);
+    assert_settled(&second.api, campaign, 2_000, 6_000, &heard).await;
+}
