@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use coupon_core::memory::{MemoryCounter, MemoryQueue};
 use coupon_core::{
-    ApplyOutcome, Campaign, CouponIssuer, CouponStore, IssueQueue, IssueSource, IssueTicket,
-    NewCampaign, UserId, codec,
+    ApplyOutcome, Campaign, CouponIssuer, IssueQueue, IssueSource, IssueTicket, NewCampaign,
+    UserId, codec,
 };
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig, SqlIssueQueue, SqlQueueConfig, testkit};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -202,11 +202,11 @@ fn sql_queue(c: &mut Criterion) {
 
 async fn issuer(queue: Arc<dyn IssueQueue>, store: SeaOrmStore) -> (Arc<CouponIssuer>, Campaign) {
     let store = Arc::new(store);
-    let campaign = store
+    let issuer = CouponIssuer::new(Arc::new(MemoryCounter::new()), queue, store);
+    let campaign = issuer
         .create_campaign(NewCampaign::new("bench", i64::MAX as u64))
         .await
         .expect("campaign");
-    let issuer = CouponIssuer::new(Arc::new(MemoryCounter::new()), queue, store);
     (Arc::new(issuer), campaign)
 }
 

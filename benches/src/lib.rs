@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
-use coupon_core::{Campaign, CouponIssuer, CouponStore, IssueSource, NewCampaign};
+use coupon_core::{Campaign, CouponIssuer, IssueSource, NewCampaign};
 use coupon_seaorm::SeaOrmStore;
 use sea_orm::{ConnectionTrait, DbBackend};
 
@@ -24,7 +24,7 @@ pub async fn memory_issuer(cap: u64) -> (CouponIssuer, Campaign) {
         }
     });
     let issuer = CouponIssuer::new(Arc::new(MemoryCounter::new()), queue, store.clone());
-    let campaign = store
+    let campaign = issuer
         .create_campaign(NewCampaign::new("bench", cap))
         .await
         .expect("a valid campaign");

@@ -77,6 +77,29 @@ pub trait CouponCounter: Send + Sync + 'static {
     /// one recorded that no slot holds become free, so new admissions take neither a
     /// stored rank nor one above the cap.
     async fn restore(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<RestoreReport>;
+
+    /// Builds the counter of `campaign` from the store's slots and marks it ready on
+    /// this backend: the fencing step behind [`Error::NotReady`](crate::Error::NotReady).
+    ///
+    /// A counter admits only in a campaign it built (at creation, with no slots, or
+    /// after a loss, once the queue has drained what was published before it), so that
+    /// a counter that lost its memory can never grant a slot twice. Like
+    /// [`restore`](CouponCounter::restore) it only adds the slots it lacks; it then
+    /// recounts the slots and the free ranks and writes the marker. One process at a
+    /// time rebuilds a campaign ([`Rebuild::Busy`] for the others); a counter that is
+    /// ready already is left alone ([`Rebuild::AlreadyReady`]).
+    async fn rebuild(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<Rebuild>;
+}
+
+/// What [`CouponCounter::rebuild`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rebuild {
+    /// The counter was built and admits again.
+    Built(RestoreReport),
+    /// The counter was ready: nothing changed.
+    AlreadyReady,
+    /// Another process is rebuilding it.
+    Busy,
 }
 
 /// One slot a counter granted: whose, which of theirs, at which rank and when.

@@ -113,6 +113,20 @@ pub enum Error {
         detail: String,
     },
 
+    /// The counter holds no state built for this campaign on its backend (never built,
+    /// or lost: a restart without data, an evicted key, a failover to a replica that
+    /// missed writes). It admits no one until it is rebuilt from the store, which the
+    /// [`CouponIssuer`](crate::CouponIssuer) starts by itself; try again shortly.
+    #[error(
+        "campaign {campaign}: the {backend} counter is not ready (being rebuilt from the store); try again shortly"
+    )]
+    NotReady {
+        /// The campaign applied to.
+        campaign: CampaignId,
+        /// Which counter.
+        backend: &'static str,
+    },
+
     /// The component was shut down and takes no more work.
     #[error("{what} is closed")]
     Closed {
@@ -149,7 +163,8 @@ impl Error {
             }
             Error::PublishRefused { .. }
             | Error::NotHandedOff { .. }
-            | Error::Unavailable { .. } => ErrorClass::Retryable,
+            | Error::Unavailable { .. }
+            | Error::NotReady { .. } => ErrorClass::Retryable,
             Error::UnknownCampaign { .. }
             | Error::InvalidCampaign { .. }
             | Error::Backend { .. }

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use crate::fence::Fence;
 use crate::memory::lock;
 use crate::sold_out::SoldOutMemo;
 use crate::{
     Admission, ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, HeldSlot,
-    IssueQueue, IssueTicket, Release, Result, UserId, WindowState,
+    IssueQueue, IssueTicket, NewCampaign, Rebuild, Release, Result, UserId, WindowState,
 };
 
 /// Settings of a [`CouponIssuer`].
@@ -21,12 +22,26 @@ pub struct IssuerConfig {
     /// How long a "sold out" answer from the counter is reused locally. Default 500 ms;
     /// zero disables the memo.
     pub sold_out_ttl: Duration,
+    /// Longest wait for the queue to take a ticket; after it the apply answers
+    /// `Pending` (the settler rolls the admission forward). Default 10 s.
+    pub publish_timeout: Duration,
+    /// After the counter is found not ready, how long a rebuild waits before it takes
+    /// the queue's mark: longer than any publish of an admission made before the loss
+    /// can take (the publish timeout above, and the queue's own, e.g. Kafka's delivery
+    /// timeout). Default 12 s.
+    pub rebuild_grace: Duration,
+    /// How long a rebuild waits for the queue to drain when the queue cannot tell
+    /// ([`IssueQueue::mark`] is `None`). Default 30 s.
+    pub drain_fallback: Duration,
 }
 
 impl Default for IssuerConfig {
     fn default() -> Self {
         Self {
             sold_out_ttl: Duration::from_millis(500),
+            publish_timeout: Duration::from_secs(10),
+            rebuild_grace: Duration::from_secs(12),
+            drain_fallback: Duration::from_secs(30),
         }
     }
 }
@@ -35,6 +50,19 @@ impl IssuerConfig {
     /// Sets [`IssuerConfig::sold_out_ttl`].
     pub fn with_sold_out_ttl(mut self, ttl: Duration) -> Self {
         self.sold_out_ttl = ttl;
+        self
+    }
+
+    /// Sets [`IssuerConfig::publish_timeout`].
+    pub fn with_publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = timeout;
+        self
+    }
+
+    /// Sets [`IssuerConfig::rebuild_grace`] and [`IssuerConfig::drain_fallback`].
+    pub fn with_rebuild_waits(mut self, grace: Duration, drain_fallback: Duration) -> Self {
+        self.rebuild_grace = grace;
+        self.drain_fallback = drain_fallback;
         self
     }
 }
@@ -53,16 +81,22 @@ const HOLDERS_MEMO_LIMIT: usize = 1_000_000;
 /// and publish, a counter timeout after the slot was taken) the
 /// [`Settler`](crate::Settler) rolls forward.
 ///
+/// A counter that lost its memory answers [`Error::NotReady`]; the issuer passes that
+/// on (a retryable error) and starts rebuilding the campaign's counter from the store
+/// once the queue has drained what was published before the loss (one rebuild per
+/// campaign in this process; the counter lets one process at a time write it).
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
 /// use std::sync::Arc;
 /// use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
-/// use coupon_core::{ApplyOutcome, CouponIssuer, CouponStore, NewCampaign, UserId};
+/// use coupon_core::{ApplyOutcome, CouponIssuer, NewCampaign, UserId};
 ///
 /// let store = Arc::new(MemoryStore::new());
 /// let queue = Arc::new(MemoryQueue::new(1024));
-/// let issuer = CouponIssuer::new(Arc::new(MemoryCounter::new()), queue, store.clone());
-/// let campaign = store.create_campaign(NewCampaign::new("launch", 1)).await?;
+/// let issuer = CouponIssuer::new(Arc::new(MemoryCounter::new()), queue, store);
+/// // Created through the issuer, the campaign's counter is built at once.
+/// let campaign = issuer.create_campaign(NewCampaign::new("launch", 1)).await?;
 ///
 /// assert!(matches!(issuer.apply(campaign.id, UserId(1)).await?, ApplyOutcome::Accepted { rank: 1, .. }));
 /// // Admitted, but no worker has persisted the coupon yet:
@@ -76,12 +110,14 @@ pub struct CouponIssuer {
     campaigns: RwLock<HashMap<CampaignId, Arc<Campaign>>>,
     sold_out: SoldOutMemo,
     holders: Mutex<HashSet<(CampaignId, UserId)>>,
+    fence: Arc<Fence>,
 }
 
 /// The two ports a hand-off needs, shared with the task that finishes an abandoned one.
 struct HandOff {
     counter: Arc<dyn CouponCounter>,
     queue: Arc<dyn IssueQueue>,
+    publish_timeout: Duration,
 }
 
 impl CouponIssuer {
@@ -104,12 +140,38 @@ impl CouponIssuer {
         config: IssuerConfig,
     ) -> Self {
         Self {
-            hand_off: Arc::new(HandOff { counter, queue }),
+            fence: Arc::new(Fence::new(
+                counter.clone(),
+                queue.clone(),
+                store.clone(),
+                config.rebuild_grace,
+                config.drain_fallback,
+            )),
+            hand_off: Arc::new(HandOff {
+                counter,
+                queue,
+                publish_timeout: config.publish_timeout,
+            }),
             store,
             campaigns: RwLock::new(HashMap::new()),
             sold_out: SoldOutMemo::new(config.sold_out_ttl),
             holders: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Creates a campaign in the store and builds its counter, so that it admits from
+    /// its first apply. Should the build fail (the counter is unreachable), the
+    /// campaign exists anyway and its first apply starts the rebuild.
+    pub async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
+        let campaign = self.store.create_campaign(new).await?;
+        match self.hand_off.counter.rebuild(&campaign, &[]).await {
+            Ok(Rebuild::Built(_) | Rebuild::AlreadyReady) => {}
+            Ok(Rebuild::Busy) => {}
+            Err(error) => {
+                tracing::warn!(campaign = %campaign.id, %error, "counter not built at creation; the first apply rebuilds it");
+            }
+        }
+        Ok(campaign)
     }
 
     /// Applies `user` to `campaign`.
@@ -131,7 +193,15 @@ impl CouponIssuer {
         if self.sold_out.is_sold_out(campaign.id, Instant::now()) {
             return Ok(ApplyOutcome::SoldOut);
         }
-        let held = match self.hand_off.counter.try_acquire(&campaign, user).await? {
+        let admission = match self.hand_off.counter.try_acquire(&campaign, user).await {
+            Ok(admission) => admission,
+            Err(error @ Error::NotReady { .. }) => {
+                self.fence.rebuild_in_background(campaign.clone());
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
+        let held = match admission {
             Admission::Granted {
                 rank,
                 slot,
@@ -202,10 +272,22 @@ impl CouponIssuer {
 }
 
 impl HandOff {
+    /// Publishes within the publish timeout, so that every publish of an admission
+    /// ends within a bound a counter rebuild can wait out.
+    async fn publish(&self, ticket: &IssueTicket) -> Result<()> {
+        match tokio::time::timeout(self.publish_timeout, self.queue.publish(ticket)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::PublishUnknown {
+                backend: "issuer",
+                source: format!("no answer from the queue in {:?}", self.publish_timeout).into(),
+            }),
+        }
+    }
+
     /// Publishes the ticket of a slot just granted; on a definite refusal gives the slot
     /// back (setting `releasing` first), on anything else keeps it for the settler.
     async fn run(&self, ticket: &IssueTicket, releasing: &AtomicBool) -> Result<ApplyOutcome> {
-        let error = match self.queue.publish(ticket).await {
+        let error = match self.publish(ticket).await {
             Ok(()) => {
                 return Ok(ApplyOutcome::Accepted {
                     rank: ticket.rank,
@@ -246,7 +328,7 @@ impl HandOff {
     /// releases: the first publish may still be on its way (a broker client keeps a
     /// message it queued), so a failure here leaves the slot to the settler.
     async fn finish_abandoned(&self, ticket: &IssueTicket) {
-        match self.queue.publish(ticket).await {
+        match self.publish(ticket).await {
             Ok(()) => tracing::debug!(ticket = %ticket.ticket_id, "finished an abandoned hand-off"),
             Err(error) => {
                 tracing::warn!(ticket = %ticket.ticket_id, %error, "abandoned hand-off failed; the settler will roll it forward");

@@ -19,7 +19,7 @@
 //! let store = Arc::new(MemoryStore::new());
 //! let queue = Arc::new(MemoryQueue::new(1024));
 //! let issuer = CouponIssuer::new(Arc::new(MemoryCounter::new()), queue.clone(), store.clone());
-//! let campaign = store.create_campaign(NewCampaign::new("flash drop", 2)).await?;
+//! let campaign = issuer.create_campaign(NewCampaign::new("flash drop", 2)).await?;
 //!
 //! for user in 1..=3 {
 //!     let outcome = issuer.apply(campaign.id, UserId(user)).await?;
@@ -43,6 +43,7 @@ pub mod codec;
 mod counter;
 mod coupon;
 mod error;
+mod fence;
 mod ids;
 mod issuer;
 pub mod memory;
@@ -62,13 +63,13 @@ mod worker;
 mod tests;
 
 pub use campaign::{Campaign, NewCampaign, WindowState};
-pub use counter::{CounterStatus, CouponCounter, HeldSlot, Release, RestoreReport};
+pub use counter::{CounterStatus, CouponCounter, HeldSlot, Rebuild, Release, RestoreReport};
 pub use coupon::{Coupon, CouponCode};
 pub use error::{BoxError, Error, ErrorClass, Result};
 pub use ids::{CampaignId, TicketId, UserId};
 pub use issuer::{CouponIssuer, IssuerConfig};
 pub use outcome::{Admission, ApplyOutcome, IssueOutcome};
-pub use queue::{Batch, IssueQueue, IssueSource};
+pub use queue::{Batch, IssueQueue, IssueSource, QueueMark};
 pub use redact::redact_url;
 pub use replay::{ReplayReport, replay_failures};
 pub use settler::{SettleReport, Settler, SettlerConfig};

@@ -32,6 +32,30 @@ pub trait IssueQueue: Send + Sync + 'static {
     async fn ready(&self) -> Result<()> {
         Ok(())
     }
+
+    /// The queue's position now: every ticket published before this call lies before
+    /// it. `None` when the queue cannot tell (the default); a counter rebuild then
+    /// waits a fixed time instead ([`IssuerConfig::drain_fallback`](crate::IssuerConfig)).
+    async fn mark(&self) -> Result<Option<QueueMark>> {
+        Ok(None)
+    }
+
+    /// Whether every ticket before `mark` (from [`IssueQueue::mark`]) has been
+    /// consumed and acked: persisted or dead-lettered. A counter that lost its memory
+    /// is rebuilt from the store only once this holds, so that no admission still on
+    /// its way is forgotten. `true` by default, as no default mark exists.
+    async fn drained(&self, mark: &QueueMark) -> Result<bool> {
+        let _ = mark;
+        Ok(true)
+    }
+}
+
+/// A position in a queue (per partition, where it has partitions), from
+/// [`IssueQueue::mark`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMark {
+    /// The position in each partition (one entry for a queue without partitions).
+    pub positions: Vec<i64>,
 }
 
 /// The consuming side of the hand-off, driven by the [`IssueWorker`](crate::IssueWorker).

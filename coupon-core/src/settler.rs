@@ -12,9 +12,12 @@ use serde::Serialize;
 
 use crate::memory::lock;
 use crate::{
-    Campaign, CampaignId, CampaignSummary, CouponCounter, CouponStore, HeldSlot, IssueQueue,
+    Campaign, CampaignId, CampaignSummary, CouponCounter, CouponStore, Error, HeldSlot, IssueQueue,
     IssueTicket, Result, TicketId, UserId,
 };
+
+/// Longest wait for the queue to take a republished ticket (as the issuer's default).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A held slot's identity: user, slot, rank.
 type SlotKey = (UserId, u32, u64);
@@ -109,6 +112,7 @@ impl SettleReport {
 /// let (counter, queue, store) =
 ///     (Arc::new(MemoryCounter::new()), Arc::new(MemoryQueue::new(16)), Arc::new(MemoryStore::new()));
 /// let campaign = store.create_campaign(NewCampaign::new("drop", 10)).await?;
+/// counter.rebuild(&campaign, &[]).await?; // what CouponIssuer::create_campaign does
 /// // A slot was taken, and the process died before publishing its ticket:
 /// counter.try_acquire(&campaign, UserId(7)).await?;
 ///
@@ -304,7 +308,17 @@ impl Settler {
             .await?;
         for slot in claimed {
             let ticket = IssueTicket::for_slot(campaign.id, &slot);
-            match self.queue.publish(&ticket).await {
+            // Bounded like the issuer's publishes, so that a counter rebuild's grace
+            // period outlasts every publish of an admission made before a loss.
+            let published = tokio::time::timeout(PUBLISH_TIMEOUT, self.queue.publish(&ticket))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::PublishUnknown {
+                        backend: "settler",
+                        source: format!("no answer from the queue in {PUBLISH_TIMEOUT:?}").into(),
+                    })
+                });
+            match published {
                 Ok(()) => {
                     report.republished += 1;
                     self.republished.fetch_add(1, Ordering::Relaxed);

@@ -9,8 +9,7 @@ use coupon_core::testkit::{counter, pipeline, queue, store};
 async fn memory_counter_conformance() {
     let counter = Arc::new(MemoryCounter::new());
     counter::all(counter.clone()).await;
-    counter::per_user_limit_above_one(counter.clone()).await;
-    counter::restore_frees_the_gaps_between_stored_ranks(counter).await;
+    counter::per_user_limit_above_one(counter).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -63,6 +62,7 @@ async fn settler_republishes_only_admissions_missing_from_the_store() {
         .create_campaign(NewCampaign::new("settle", 3))
         .await
         .unwrap();
+    counter.rebuild(&campaign, &[]).await.unwrap();
     let mut granted = Vec::new();
     for user in [1, 2, 3] {
         match counter.try_acquire(&campaign, UserId(user)).await.unwrap() {

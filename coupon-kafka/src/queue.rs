@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coupon_core::{IssueQueue, IssueTicket, Result};
+use coupon_core::{Error, IssueQueue, IssueTicket, QueueMark, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
 use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{kafka, publish_failed};
 use crate::producer::ReplaceableProducer;
@@ -35,6 +37,9 @@ use crate::{KafkaConfig, codec, topics};
 #[derive(Clone)]
 pub struct KafkaIssueQueue {
     producer: Arc<ReplaceableProducer>,
+    /// A client of the workers' group that never joins it: it reads the end of each
+    /// partition and the offsets the group committed, for [`IssueQueue::drained`].
+    offsets: Arc<BaseConsumer>,
     topic: String,
 }
 
@@ -52,11 +57,46 @@ impl KafkaIssueQueue {
         topics::ensure_topics(&config).await?;
         let producer = ReplaceableProducer::new(config.producer(), &config.topic)
             .map_err(|e| kafka(e, || "creating the producer".into()))?;
+        let offsets: BaseConsumer = config
+            .consumer()
+            .create()
+            .map_err(|e| kafka(e, || "creating the offsets client".into()))?;
         Ok(Self {
             producer: Arc::new(producer),
+            offsets: Arc::new(offsets),
             topic: config.topic,
         })
     }
+
+    /// Runs a blocking call of the offsets client off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&BaseConsumer, &str) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (offsets, topic) = (self.offsets.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || call(&offsets, &topic))
+            .await
+            .map_err(|e| {
+                Error::backend(crate::error::BACKEND, "offsets task failed", Some(e.into()))
+            })?
+    }
+}
+
+/// How long one metadata or offsets request may take.
+const OFFSETS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The number of partitions of `topic`.
+fn partitions(client: &BaseConsumer, topic: &str) -> Result<i32> {
+    let metadata = client
+        .fetch_metadata(Some(topic), OFFSETS_TIMEOUT)
+        .map_err(|e| kafka(e, || format!("reading metadata of {topic:?}")))?;
+    let count = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    i32::try_from(count)
+        .map_err(|_| Error::backend(crate::error::BACKEND, "too many partitions", None))
 }
 
 #[async_trait]
@@ -80,6 +120,51 @@ impl IssueQueue for KafkaIssueQueue {
                 Some(e.into()),
             )
         })?
+    }
+
+    /// The end (high watermark) of each partition of the ticket topic.
+    async fn mark(&self) -> Result<Option<QueueMark>> {
+        self.blocking(|client, topic| {
+            let mut positions = Vec::new();
+            for partition in 0..partitions(client, topic)? {
+                let (_, high) = client
+                    .fetch_watermarks(topic, partition, OFFSETS_TIMEOUT)
+                    .map_err(|e| kafka(e, || format!("reading watermarks of {topic:?}")))?;
+                positions.push(high);
+            }
+            Ok(Some(QueueMark { positions }))
+        })
+        .await
+    }
+
+    /// The workers' group committed, in every partition, at least the mark's offset
+    /// (a partition that was empty at the mark needs no commit).
+    async fn drained(&self, mark: &QueueMark) -> Result<bool> {
+        let mark = mark.positions.clone();
+        self.blocking(move |client, topic| {
+            let mut wanted = TopicPartitionList::new();
+            for partition in 0..mark.len() {
+                let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+                wanted
+                    .add_partition_offset(topic, partition, Offset::Invalid)
+                    .map_err(|e| kafka(e, || "listing partitions".into()))?;
+            }
+            let committed = client
+                .committed_offsets(wanted, OFFSETS_TIMEOUT)
+                .map_err(|e| kafka(e, || format!("reading the group's offsets on {topic:?}")))?;
+            Ok(mark.iter().enumerate().all(|(partition, &end)| {
+                let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+                let done = match committed
+                    .find_partition(topic, partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(offset)) => offset,
+                    _ => 0,
+                };
+                done >= end
+            }))
+        })
+        .await
     }
 
     async fn publish(&self, ticket: &IssueTicket) -> Result<()> {

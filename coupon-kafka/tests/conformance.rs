@@ -42,3 +42,15 @@ async fn kafka_redelivers_unacked_tickets_to_the_next_group_member() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kafka_is_drained_past_a_mark_once_the_group_committed_it() {
+    let config = support::config(3);
+    let producer = Arc::new(
+        KafkaIssueQueue::connect(config.clone())
+            .await
+            .expect("producer"),
+    );
+    let consumer = Arc::new(KafkaIssueSource::connect(config).await.expect("consumer"));
+    queue::drained_only_once_every_ticket_before_the_mark_is_acked(producer, consumer).await;
+}

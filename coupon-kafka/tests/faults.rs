@@ -11,8 +11,8 @@ use coupon_core::memory::MemoryCounter;
 use coupon_core::testkit::proxy::{FaultProxy, ProxyMode};
 use coupon_core::testkit::services::PrivateService;
 use coupon_core::{
-    ApplyOutcome, CouponIssuer, CouponStore, IssueQueue, IssueTicket, NewCampaign, Settler,
-    SettlerConfig, UserId, WorkerConfig,
+    ApplyOutcome, CouponCounter, CouponIssuer, CouponStore, IssueQueue, IssueTicket, NewCampaign,
+    Settler, SettlerConfig, UserId, WorkerConfig,
 };
 use coupon_kafka::{KafkaIssueQueue, KafkaIssueSource, codec};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
@@ -210,6 +210,11 @@ async fn a_lost_delivery_report_is_pending_and_becomes_one_coupon() {
     );
     let source = Arc::new(KafkaIssueSource::connect(config).await.expect("consumer"));
     let counter = Arc::new(MemoryCounter::new());
+    let built = store.campaign(campaign).await.expect("campaign");
+    counter
+        .rebuild(&built, &[])
+        .await
+        .expect("build the counter");
     let issuer = CouponIssuer::new(counter.clone(), queue.clone(), store.clone());
     let worker = RunningWorker::start(source, store.clone(), WorkerConfig::default());
 

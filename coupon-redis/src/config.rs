@@ -16,6 +16,10 @@ pub struct RedisCounterConfig {
     pub response_timeout: Duration,
     /// How long one connection attempt may take (default 1 s).
     pub connection_timeout: Duration,
+    /// Accept a server whose `maxmemory-policy` may evict keys (default `false`: such a
+    /// server is refused at connect). An evicted key of a live campaign stops its
+    /// admissions until the counter is rebuilt from the store.
+    pub allow_eviction: bool,
 }
 
 impl RedisCounterConfig {
@@ -26,7 +30,14 @@ impl RedisCounterConfig {
             key_prefix: "coupon".to_owned(),
             response_timeout: Duration::from_secs(1),
             connection_timeout: Duration::from_secs(1),
+            allow_eviction: false,
         }
+    }
+
+    /// Sets [`RedisCounterConfig::allow_eviction`].
+    pub fn with_allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
+        self
     }
 
     /// Sets [`RedisCounterConfig::key_prefix`].
@@ -59,6 +70,7 @@ impl fmt::Debug for RedisCounterConfig {
             .field("key_prefix", &self.key_prefix)
             .field("response_timeout", &self.response_timeout)
             .field("connection_timeout", &self.connection_timeout)
+            .field("allow_eviction", &self.allow_eviction)
             .finish()
     }
 }

@@ -1,21 +1,86 @@
-//! One connection type for a single Redis server and for Redis Cluster.
+//! One connection type for a single Redis server and for Redis Cluster, that knows
+//! which server it talks to.
+//!
+//! The counter's fencing rests on that knowledge: a campaign is admitted only on the
+//! server its counter was built on, so every script carries the identity (`run_id`)
+//! of the server the connection reaches. A single-server connection is therefore
+//! re-opened by this module, not by redis-rs: each new connection reads its server's
+//! identity before it carries a script, so a restarted server, or another server behind
+//! the same address after a failover, is never mistaken for the one that built the
+//! counter. Commands are never resent after a dropped connection: a script that may
+//! have run is reported as an unknown outcome, not run twice.
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Cmd, InfoDict, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::RedisCounterConfig;
+
+/// After a failed connection attempt, callers fail at once for this long instead of
+/// queueing behind attempts that would fail the same way.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
+
+/// The server identity reported for Redis Cluster, where each key's server is chosen
+/// per command: fencing there rests on the built marker alone (docs/architecture.md).
+#[cfg(feature = "cluster")]
+const CLUSTER_IDENTITY: &str = "cluster";
 
 /// A multiplexed connection that reconnects by itself: concurrent commands from any
 /// number of tasks share it and are pipelined on the wire automatically.
 #[derive(Clone)]
 pub(crate) enum Connection {
-    Single(ConnectionManager),
+    Single(Arc<Single>),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+/// What the counter learns about a server when it connects.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerFacts {
+    /// `run_id`: new at every start of a server process.
+    pub(crate) identity: Arc<str>,
+    /// `maxmemory_policy`, when the server reports it.
+    pub(crate) maxmemory_policy: Option<String>,
+}
+
+/// A live connection to one server process.
+#[derive(Clone)]
+struct Live {
+    connection: MultiplexedConnection,
+    identity: Arc<str>,
+    generation: u64,
+}
+
+pub(crate) struct Single {
+    client: redis::Client,
+    options: AsyncConnectionConfig,
+    live: Mutex<Option<Live>>,
+    /// Held while a connection is being opened, so that one attempt serves everyone.
+    opening: tokio::sync::Mutex<()>,
+    last_failure: Mutex<Option<(Instant, redis::RedisError)>>,
+    generation: Mutex<u64>,
+}
+
+/// A connection to one server, and that server's identity, for one operation.
+pub(crate) struct Session {
+    kind: SessionKind,
+    identity: Arc<str>,
+}
+
+enum SessionKind {
+    Single {
+        live: Live,
+        owner: Arc<Single>,
+    },
     #[cfg(feature = "cluster")]
     Cluster(redis::cluster_async::ClusterConnection),
 }
 
 impl Connection {
-    pub(crate) async fn open(config: &RedisCounterConfig) -> RedisResult<Self> {
+    /// Opens the connection and reads the facts of the server it reaches.
+    pub(crate) async fn open(config: &RedisCounterConfig) -> RedisResult<(Self, ServerFacts)> {
         let nodes = config.nodes();
         #[cfg(feature = "cluster")]
         if nodes.len() > 1 {
@@ -23,30 +88,159 @@ impl Connection {
                 .response_timeout(config.response_timeout)
                 .connection_timeout(config.connection_timeout)
                 .build()?;
-            return Ok(Self::Cluster(client.get_async_connection().await?));
+            let mut connection = client.get_async_connection().await?;
+            // INFO goes to every primary; the policy that may evict, if any, wins.
+            let infos: std::collections::HashMap<String, InfoDict> =
+                redis::cmd("INFO").query_async(&mut connection).await?;
+            let policies = infos
+                .values()
+                .filter_map(|info| info.get::<String>("maxmemory_policy"));
+            let facts = ServerFacts {
+                identity: Arc::from(CLUSTER_IDENTITY),
+                maxmemory_policy: policies.max_by_key(|policy| policy != "noeviction"),
+            };
+            return Ok((Self::Cluster(connection), facts));
         }
         let url = match nodes.as_slice() {
             [url] => *url,
             _ => config.url.as_str(),
         };
-        let client = redis::Client::open(url)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(config.connection_timeout))
-            .set_number_of_retries(3);
-        let manager = client
-            .get_connection_manager_with_config(manager_config)
-            .await?;
-        Ok(Self::Single(manager))
+        let single = Arc::new(Single {
+            client: redis::Client::open(url)?,
+            options: AsyncConnectionConfig::new()
+                .set_response_timeout(Some(config.response_timeout))
+                .set_connection_timeout(Some(config.connection_timeout)),
+            live: Mutex::new(None),
+            opening: tokio::sync::Mutex::new(()),
+            last_failure: Mutex::new(None),
+            generation: Mutex::new(0),
+        });
+        let (_, facts) = single.connect().await?;
+        Ok((Self::Single(single), facts))
+    }
+
+    /// A connection for one operation, with the identity of the server it reaches.
+    pub(crate) async fn session(&self) -> RedisResult<Session> {
+        match self {
+            Self::Single(single) => {
+                let live = single.live().await?;
+                Ok(Session {
+                    identity: live.identity.clone(),
+                    kind: SessionKind::Single {
+                        live,
+                        owner: single.clone(),
+                    },
+                })
+            }
+            #[cfg(feature = "cluster")]
+            Self::Cluster(connection) => Ok(Session {
+                identity: Arc::from(CLUSTER_IDENTITY),
+                kind: SessionKind::Cluster(connection.clone()),
+            }),
+        }
     }
 }
 
-impl ConnectionLike for Connection {
+impl Single {
+    async fn live(&self) -> RedisResult<Live> {
+        if let Some(live) = lock(&self.live).clone() {
+            return Ok(live);
+        }
+        let _opening = self.opening.lock().await;
+        // Someone else may have connected while we waited.
+        if let Some(live) = lock(&self.live).clone() {
+            return Ok(live);
+        }
+        if let Some((at, error)) = lock(&self.last_failure).as_ref()
+            && at.elapsed() < RECONNECT_PAUSE
+        {
+            return Err(error.clone());
+        }
+        match self.connect().await {
+            Ok((live, facts)) => {
+                tracing::info!(server = %facts.identity, "connected to Redis");
+                Ok(live)
+            }
+            Err(error) => {
+                *lock(&self.last_failure) = Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    /// Opens a connection, reads the server's facts on it, and makes it the live one.
+    async fn connect(&self) -> RedisResult<(Live, ServerFacts)> {
+        let mut connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.options)
+            .await?;
+        let info: InfoDict = redis::cmd("INFO").query_async(&mut connection).await?;
+        let identity: Arc<str> = info.get::<String>("run_id").map(Arc::from).ok_or_else(|| {
+            redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "INFO reported no run_id",
+            ))
+        })?;
+        let facts = ServerFacts {
+            identity: identity.clone(),
+            maxmemory_policy: info.get("maxmemory_policy"),
+        };
+        let generation = {
+            let mut generation = lock(&self.generation);
+            *generation += 1;
+            *generation
+        };
+        let live = Live {
+            connection,
+            identity,
+            generation,
+        };
+        *lock(&self.live) = Some(live.clone());
+        *lock(&self.last_failure) = None;
+        Ok((live, facts))
+    }
+
+    /// Forgets the live connection after an error that broke it, so that the next
+    /// operation opens a new one (and learns which server it reaches).
+    fn report(&self, generation: u64, error: &redis::RedisError) {
+        let broken = error.is_connection_dropped()
+            || error.is_io_error()
+            || error.is_unrecoverable_error()
+            || error.code() == Some("READONLY");
+        if !broken {
+            return;
+        }
+        let mut live = lock(&self.live);
+        if live.as_ref().is_some_and(|l| l.generation == generation) {
+            tracing::warn!(%error, "Redis connection lost; the next call reconnects");
+            *live = None;
+        }
+    }
+}
+
+impl Session {
+    /// The identity of the server this session reaches (its `run_id`).
+    pub(crate) fn identity(&self) -> &str {
+        &self.identity
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ConnectionLike for Session {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(connection) => connection.req_packed_command(cmd),
+        match &mut self.kind {
+            SessionKind::Single { live, owner } => Box::pin(async move {
+                let result = live.connection.req_packed_command(cmd).await;
+                if let Err(error) = &result {
+                    owner.report(live.generation, error);
+                }
+                result
+            }),
             #[cfg(feature = "cluster")]
-            Self::Cluster(connection) => connection.req_packed_command(cmd),
+            SessionKind::Cluster(connection) => connection.req_packed_command(cmd),
         }
     }
 
@@ -56,18 +250,29 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+        match &mut self.kind {
+            SessionKind::Single { live, owner } => Box::pin(async move {
+                let result = live
+                    .connection
+                    .req_packed_commands(pipeline, offset, count)
+                    .await;
+                if let Err(error) = &result {
+                    owner.report(live.generation, error);
+                }
+                result
+            }),
             #[cfg(feature = "cluster")]
-            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+            SessionKind::Cluster(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(connection) => connection.get_db(),
+        match &self.kind {
+            SessionKind::Single { live, .. } => live.connection.get_db(),
             #[cfg(feature = "cluster")]
-            Self::Cluster(connection) => connection.get_db(),
+            SessionKind::Cluster(connection) => connection.get_db(),
         }
     }
 }

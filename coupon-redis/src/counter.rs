@@ -6,12 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coupon_core::{
-    Admission, Campaign, CampaignId, CounterStatus, CouponCounter, Error, HeldSlot, Release,
-    RestoreReport, Result, UserId,
+    Admission, Campaign, CampaignId, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild,
+    Release, RestoreReport, Result, UserId,
 };
 use redis::{AsyncCommands, Script, Value};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, ServerFacts, Session};
 use crate::error::{BACKEND, classify, unexpected_reply};
 use crate::{CampaignKeys, RedisCounterConfig};
 
@@ -22,6 +22,12 @@ static RELEASE: LazyLock<Script> =
 static RESTORE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/restore.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/claim.lua")));
+static SEAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/seal.lua")));
+static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/unlock.lua")));
+
+/// How long a rebuild may hold a campaign's lock; a rebuild that dies leaves it to
+/// another process after this.
+const REBUILD_LOCK_MS: u64 = 60_000;
 
 /// Holders restored, or slots claimed, per script call: each call is atomic, and small
 /// enough not to stall the server for other clients.
@@ -37,6 +43,17 @@ const CHUNK: usize = 1_000;
 /// Each held slot is a field of the campaign's `users` hash holding its rank and
 /// admission time, so the settler can rebuild its ticket. Per-user limits above 1 are
 /// supported: another hash counts slots per user, touched only by such campaigns.
+///
+/// Fencing: a campaign admits only on the server process its counter was built on.
+/// [`CouponCounter::rebuild`] writes that server's `run_id` into the campaign's state,
+/// and every admission compares it with the `run_id` of the server the connection
+/// reaches, read whenever a connection opens. A restart (empty or not), a failover to
+/// a replica, or a lost key leaves no matching marker, so the counter answers
+/// [`Error::NotReady`] until it is rebuilt from the store. On Redis Cluster the marker's
+/// presence is checked, not the server's identity (docs/architecture.md).
+///
+/// `connect` refuses a server whose `maxmemory-policy` could evict keys, unless
+/// [`RedisCounterConfig::allow_eviction`] says otherwise.
 ///
 /// ```no_run
 /// # async fn demo() -> coupon_core::Result<()> {
@@ -70,17 +87,22 @@ impl RedisCounter {
                 reason: "must not contain '{' or '}': they delimit the hash tag".into(),
             });
         }
-        let mut connection = Connection::open(&config)
+        let (connection, facts) = Connection::open(&config)
             .await
             .map_err(|e| classify(e, || format!("connecting to {config:?}")))?;
-        let _: String = redis::cmd("PING")
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| classify(e, || "PING".to_owned()))?;
+        check_eviction(&facts, config.allow_eviction)?;
         Ok(Self {
             connection,
             prefix: config.key_prefix,
         })
+    }
+
+    /// A connection for one operation and the identity of the server it reaches.
+    async fn session(&self) -> Result<Session> {
+        self.connection
+            .session()
+            .await
+            .map_err(|e| classify(e, || "connecting".to_owned()))
     }
 
     /// The keys this counter uses for `campaign`.
@@ -92,7 +114,7 @@ impl RedisCounter {
     /// campaign does not block the server.
     async fn scan_held(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
         let keys = self.keys(campaign);
-        let mut connection = self.connection.clone();
+        let mut connection = self.session().await?;
         let mut held = Vec::new();
         let mut cursor: u64 = 0;
         loop {
@@ -123,7 +145,7 @@ impl RedisCounter {
     /// Deletes every key of `campaign` (for tests and for retiring a finished campaign).
     pub async fn forget(&self, campaign: CampaignId) -> Result<()> {
         let keys = self.keys(campaign);
-        let mut connection = self.connection.clone();
+        let mut connection = self.session().await?;
         let _: i64 = connection
             .del(&keys.as_array()[..])
             .await
@@ -136,6 +158,7 @@ impl RedisCounter {
 impl CouponCounter for RedisCounter {
     async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> Result<Admission> {
         let keys = self.keys(campaign.id);
+        let mut session = self.session().await?;
         let reply: Value = TRY_ACQUIRE
             .key(&keys.count)
             .key(&keys.users)
@@ -144,11 +167,16 @@ impl CouponCounter for RedisCounter {
             .arg(user.get())
             .arg(campaign.cap)
             .arg(campaign.per_user_limit)
-            .invoke_async(&mut self.connection.clone())
+            .arg(session.identity())
+            .invoke_async(&mut session)
             .await
             .map_err(|e| classify(e, || format!("try_acquire on {keys:?}")))?;
         match reply {
             Value::Int(-1) => Ok(Admission::AlreadyApplied),
+            Value::Int(-2) => Err(Error::NotReady {
+                campaign: campaign.id,
+                backend: BACKEND,
+            }),
             Value::Int(0) => Ok(Admission::SoldOut),
             // Slot 1, the common case: a bare rank, the cheapest reply.
             Value::Int(rank) if rank > 0 => Ok(Admission::Granted {
@@ -176,6 +204,7 @@ impl CouponCounter for RedisCounter {
 
     async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release> {
         let keys = self.keys(campaign);
+        let mut session = self.session().await?;
         let released: i64 = RELEASE
             .key(&keys.count)
             .key(&keys.users)
@@ -185,13 +214,18 @@ impl CouponCounter for RedisCounter {
             .arg(held.user.get())
             .arg(held.slot)
             .arg(held.rank)
-            .invoke_async(&mut self.connection.clone())
+            .arg(session.identity())
+            .invoke_async(&mut session)
             .await
             .map_err(|e| classify(e, || format!("release on {keys:?}")))?;
         match released {
             1 => Ok(Release::Released),
             0 => Ok(Release::NotHeld),
             2 => Ok(Release::Settling),
+            3 => Err(Error::NotReady {
+                campaign,
+                backend: BACKEND,
+            }),
             other => Err(unexpected_reply(format!(
                 "release on {keys:?} answered {other}"
             ))),
@@ -200,8 +234,8 @@ impl CouponCounter for RedisCounter {
 
     async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
         let keys = self.keys(campaign);
-        self.connection
-            .clone()
+        self.session()
+            .await?
             .hexists(&keys.users, user.get())
             .await
             .map_err(|e| classify(e, || format!("HEXISTS {}", keys.users)))
@@ -210,8 +244,8 @@ impl CouponCounter for RedisCounter {
     async fn status(&self, campaign: CampaignId) -> Result<CounterStatus> {
         let keys = self.keys(campaign);
         let count: Option<i64> = self
-            .connection
-            .clone()
+            .session()
+            .await?
             .get(&keys.count)
             .await
             .map_err(|e| classify(e, || format!("GET {}", keys.count)))?;
@@ -243,7 +277,7 @@ impl CouponCounter for RedisCounter {
                     .arg(held.rank);
             }
             let indexes: Vec<usize> = invocation
-                .invoke_async(&mut self.connection.clone())
+                .invoke_async(&mut self.session().await?)
                 .await
                 .map_err(|e| classify(e, || format!("claim on {keys:?}")))?;
             for index in indexes {
@@ -256,9 +290,10 @@ impl CouponCounter for RedisCounter {
         Ok(claimed)
     }
 
-    /// Records the store's slots with their ranks. It does not yet rebuild the list of
-    /// released ranks: new admissions continue at the count plus one, which can repeat a
-    /// stored rank when ranks were released before the loss.
+    /// Records the store's slots with their ranks. It does not rebuild the list of
+    /// released ranks (a [`rebuild`](CouponCounter::rebuild) does): new admissions
+    /// continue at the count plus one, which can repeat a stored rank when ranks were
+    /// released before the loss.
     async fn restore(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<RestoreReport> {
         let keys = self.keys(campaign.id);
         let mut added = 0;
@@ -276,7 +311,7 @@ impl CouponCounter for RedisCounter {
                     .arg(slot.rank);
             }
             let (chunk_added, count): (u64, u64) = invocation
-                .invoke_async(&mut self.connection.clone())
+                .invoke_async(&mut self.session().await?)
                 .await
                 .map_err(|e| classify(e, || format!("restore on {keys:?}")))?;
             added += chunk_added;
@@ -284,6 +319,140 @@ impl CouponCounter for RedisCounter {
         }
         tracing::info!(campaign = %campaign.id, added, admitted, backend = BACKEND, "counter restored from the store");
         Ok(RestoreReport::new(added, admitted))
+    }
+
+    /// Under the campaign's rebuild lock: records the store's slots (keeping those
+    /// held), recounts the slots, frees every rank below the highest held that no slot
+    /// holds, and seals the state with the identity of the server the rebuild began
+    /// on. Should the connection reach another server meanwhile, the marker does not
+    /// match it and the next apply asks for another rebuild.
+    async fn rebuild(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<Rebuild> {
+        let keys = self.keys(campaign.id);
+        let mut session = self.session().await?;
+        let identity = session.identity().to_owned();
+        let token = format!("{:x}", rand_token());
+        let locked: Option<String> = redis::cmd("SET")
+            .arg(&keys.rebuild)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(REBUILD_LOCK_MS)
+            .query_async(&mut session)
+            .await
+            .map_err(|e| classify(e, || format!("locking {}", keys.rebuild)))?;
+        if locked.is_none() {
+            return Ok(Rebuild::Busy);
+        }
+        let built = self.build_locked(campaign, held, &identity, &token).await;
+        if !matches!(built, Ok(Rebuild::Built(_))) {
+            // Sealing releases the lock; anything else gives it back here.
+            let unlocked = UNLOCK
+                .key(&keys.rebuild)
+                .arg(&token)
+                .invoke_async::<i64>(&mut session)
+                .await;
+            if let Err(error) = unlocked {
+                tracing::warn!(%error, "giving back the rebuild lock failed; it expires by itself");
+            }
+        }
+        built
+    }
+}
+
+impl RedisCounter {
+    async fn build_locked(
+        &self,
+        campaign: &Campaign,
+        held: &[HeldSlot],
+        identity: &str,
+        token: &str,
+    ) -> Result<Rebuild> {
+        let keys = self.keys(campaign.id);
+        let mut session = self.session().await?;
+        let (built, count): (Option<String>, Option<i64>) = redis::pipe()
+            .hget(&keys.users, "~built")
+            .get(&keys.count)
+            .query_async(&mut session)
+            .await
+            .map_err(|e| classify(e, || format!("reading the marker of {keys:?}")))?;
+        if built.as_deref() == Some(identity) && count.is_some() {
+            return Ok(Rebuild::AlreadyReady);
+        }
+        let added = self.restore(campaign, held).await?.added;
+        let slots = self.scan_held(campaign.id).await?;
+        let ranks: std::collections::BTreeSet<u64> = slots
+            .iter()
+            .map(|slot| slot.rank)
+            .filter(|&rank| rank > 0)
+            .collect();
+        let top = ranks.last().copied().unwrap_or(0);
+        let free: Vec<u64> = (1..=top).filter(|rank| !ranks.contains(rank)).collect();
+        let _: () = redis::cmd("DEL")
+            .arg(&keys.free)
+            .query_async(&mut session)
+            .await
+            .map_err(|e| classify(e, || format!("DEL {}", keys.free)))?;
+        for chunk in free.chunks(CHUNK) {
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(&keys.free);
+            for rank in chunk {
+                zadd.arg(rank).arg(rank);
+            }
+            let _: i64 = zadd
+                .query_async(&mut session)
+                .await
+                .map_err(|e| classify(e, || format!("ZADD {}", keys.free)))?;
+        }
+        let sealed: i64 = SEAL
+            .key(&keys.count)
+            .key(&keys.users)
+            .key(&keys.free)
+            .key(&keys.rebuild)
+            .arg(token)
+            .arg(identity)
+            .arg(slots.len())
+            .invoke_async(&mut session)
+            .await
+            .map_err(|e| classify(e, || format!("sealing {keys:?}")))?;
+        if sealed != 1 {
+            return Err(Error::Unavailable {
+                backend: BACKEND,
+                message: format!("rebuilding {keys:?}: the lock expired before the end"),
+                source: None,
+            });
+        }
+        tracing::info!(campaign = %campaign.id, added, admitted = slots.len(), free = free.len(), server = identity, "counter rebuilt from the store");
+        Ok(Rebuild::Built(RestoreReport::new(
+            added,
+            slots.len() as u64,
+        )))
+    }
+}
+
+/// A token that tells this rebuild's lock from any other's.
+fn rand_token() -> u128 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    nanos ^ (u128::from(std::process::id()) << 96)
+}
+
+/// Refuses a server that may evict a campaign's keys: an evicted count or holder list
+/// would be a counter that forgot, fenced but unavailable until rebuilt.
+fn check_eviction(facts: &ServerFacts, allow_eviction: bool) -> Result<()> {
+    match facts.maxmemory_policy.as_deref() {
+        Some("noeviction") | None => Ok(()),
+        Some(_) if allow_eviction => Ok(()),
+        Some(policy) => Err(Error::Backend {
+            backend: BACKEND,
+            message: format!(
+                "maxmemory-policy is {policy}: Redis may evict a live campaign's keys, and a \
+                 counter that forgets admissions must stop admitting until rebuilt. Set \
+                 `maxmemory-policy noeviction` on the server, or accept the risk with \
+                 RedisCounterConfig::with_allow_eviction (--redis-allow-eviction)"
+            ),
+            source: None,
+        }),
     }
 }
 

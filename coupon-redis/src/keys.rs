@@ -4,7 +4,7 @@
 use coupon_core::CampaignId;
 
 /// The keys of one campaign under a prefix: `{<prefix>:<id>}:count`, `:users`, `:slots`,
-/// `:free`, `:claims`.
+/// `:free`, `:claims`, `:rebuild`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignKeys {
     /// Slots taken (a string holding an integer).
@@ -19,6 +19,8 @@ pub struct CampaignKeys {
     pub free: String,
     /// Slots the settler claimed (a hash: the field of `users` -> `<rank>:<claim time in ms>`).
     pub claims: String,
+    /// The lock of a rebuild in progress (a string: the rebuild's token, with a TTL).
+    pub rebuild: String,
 }
 
 impl CampaignKeys {
@@ -39,17 +41,19 @@ impl CampaignKeys {
             slots: format!("{tag}:slots"),
             free: format!("{tag}:free"),
             claims: format!("{tag}:claims"),
+            rebuild: format!("{tag}:rebuild"),
         }
     }
 
     /// Every key of the campaign.
-    pub(crate) fn as_array(&self) -> [&str; 5] {
+    pub(crate) fn as_array(&self) -> [&str; 6] {
         [
             &self.count,
             &self.users,
             &self.slots,
             &self.free,
             &self.claims,
+            &self.rebuild,
         ]
     }
 }
@@ -69,7 +73,7 @@ mod tests {
     fn all_keys_of_a_campaign_share_one_hash_tag() {
         let keys = CampaignKeys::new("shop:coupon", CampaignId(123));
         let tags: Vec<&str> = keys.as_array().iter().map(|k| hash_tag(k)).collect();
-        assert_eq!(tags, vec!["shop:coupon:123"; 5]);
+        assert_eq!(tags, vec!["shop:coupon:123"; 6]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
-use coupon_core::testkit::{counter, fresh_campaign};
+use coupon_core::testkit::counter;
 use coupon_core::{Admission, CouponCounter, UserId};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
 
@@ -22,7 +22,7 @@ async fn cluster_counter_conformance() {
 
     // Campaigns land on different slots (and so nodes); each stays exact on its own.
     for _ in 0..20 {
-        let campaign = fresh_campaign(1);
+        let campaign = coupon_core::testkit::ready_campaign(counter.as_ref(), 1).await;
         let first = counter
             .try_acquire(&campaign, UserId(1))
             .await

@@ -1,4 +1,5 @@
-//! Redis failures: data loss and restore, SCRIPT FLUSH, error classification. Each test
+//! Redis failures: data loss and the fencing rebuild, SCRIPT FLUSH, eviction settings, error
+//! classification. Each test
 //! runs its own redis-server so that killing it disturbs no other test.
 
 mod support;
@@ -8,21 +9,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coupon_core::memory::MemoryStore;
-use coupon_core::testkit::fresh_campaign;
+use coupon_core::testkit::{fresh_campaign, ready_campaign};
 use coupon_core::{
     Admission, Campaign, CouponCounter, CouponStore, Error, IssueOutcome, IssueTicket, NewCampaign,
-    UserId,
+    Rebuild, UserId,
 };
 use coupon_redis::{RedisCounter, RedisCounterConfig};
 use support::PrivateRedis;
 use tokio::task::JoinSet;
 
-/// Applies `users` concurrently; returns the granted tickets.
+/// Applies `users` concurrently; returns the granted tickets and how many applies were
+/// refused as not ready. Any other error fails the test.
 async fn apply_all(
     counter: &Arc<RedisCounter>,
     campaign: &Arc<Campaign>,
     users: impl Iterator<Item = u64>,
-) -> Vec<IssueTicket> {
+) -> (Vec<IssueTicket>, usize) {
     let mut tasks = JoinSet::new();
     for user in users {
         let (counter, campaign) = (counter.clone(), campaign.clone());
@@ -31,14 +33,19 @@ async fn apply_all(
             (user, admission)
         });
     }
-    let mut granted = Vec::new();
+    let (mut granted, mut not_ready) = (Vec::new(), 0);
     while let Some(joined) = tasks.join_next().await {
         let (user, admission) = joined.expect("task");
-        if let Admission::Granted { rank, slot, .. } = admission.expect("try_acquire") {
-            granted.push(IssueTicket::new(campaign.id, UserId(user), slot, rank));
+        match admission {
+            Ok(Admission::Granted { rank, slot, .. }) => {
+                granted.push(IssueTicket::new(campaign.id, UserId(user), slot, rank));
+            }
+            Ok(_) => {}
+            Err(Error::NotReady { .. }) => not_ready += 1,
+            Err(error) => panic!("try_acquire: {error:?}"),
         }
     }
-    granted
+    (granted, not_ready)
 }
 
 fn issued(outcomes: &[IssueOutcome]) -> usize {
@@ -48,26 +55,52 @@ fn issued(outcomes: &[IssueOutcome]) -> usize {
         .count()
 }
 
-/// Redis is killed and comes back empty mid-campaign; the counter is restored from the
-/// store before admissions resume: in total exactly `cap` users are ever granted.
+/// A campaign in `store` whose counter is built on `counter`'s server.
+async fn ready(store: &MemoryStore, counter: &RedisCounter, cap: u64) -> Arc<Campaign> {
+    let campaign = store
+        .create_campaign(NewCampaign::new("fault", cap))
+        .await
+        .expect("campaign");
+    let built = counter.rebuild(&campaign, &[]).await.expect("build");
+    assert!(matches!(built, Rebuild::Built(_)), "{built:?}");
+    Arc::new(campaign)
+}
+
+/// Rebuilds from the store's coupons, retrying while Redis is still coming back.
+async fn rebuild_from(store: &MemoryStore, counter: &RedisCounter, campaign: &Campaign) -> u64 {
+    let holders = store.coupon_slots(campaign.id).await.expect("coupon slots");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match counter.rebuild(campaign, &holders).await {
+                Ok(Rebuild::Built(report)) => return report.admitted,
+                Ok(other) => panic!("rebuild answered {other:?}"),
+                Err(error) if error.is_retryable() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(error) => panic!("rebuild failed: {error:?}"),
+            }
+        }
+    })
+    .await
+    .expect("Redis back within 10 s")
+}
+
+/// Redis is killed and comes back empty mid-campaign. Before, the counter started
+/// again from zero and granted another `cap`; now it refuses every apply as not ready
+/// until it is rebuilt from the store, and in total exactly `cap` users are granted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn restart_then_restore_never_grants_past_the_cap() {
+async fn restarted_empty_the_counter_admits_no_one_until_rebuilt() {
     let mut redis = PrivateRedis::start();
     let store = MemoryStore::new();
-    let campaign = Arc::new(
-        store
-            .create_campaign(NewCampaign::new("restart", 200))
-            .await
-            .expect("campaign"),
-    );
     let counter = Arc::new(
         RedisCounter::connect(RedisCounterConfig::new(redis.url()))
             .await
             .expect("connect"),
     );
+    let campaign = ready(&store, &counter, 200).await;
 
     // Phase 1: 150 winners, all persisted by the worker.
-    let first = apply_all(&counter, &campaign, 1..=150).await;
+    let (first, _) = apply_all(&counter, &campaign, 1..=150).await;
     assert_eq!(first.len(), 150);
     assert_eq!(
         issued(&store.issue_batch(&first).await.expect("persist")),
@@ -82,27 +115,33 @@ async fn restart_then_restore_never_grants_past_the_cap() {
         Ok(other) => panic!("answered {other:?} with Redis down"),
     }
 
-    // It comes back empty; restore from the store's truth before admitting again.
+    // It comes back empty: nobody is admitted, old winners and newcomers alike.
     redis.restart();
-    let holders = store.coupon_slots(campaign.id).await.expect("coupon slots");
-    let report = tokio::time::timeout(Duration::from_secs(10), async {
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            // The connection manager reconnects on its own; retry until it has.
-            match counter.restore(&campaign, &holders).await {
-                Ok(report) => return report,
+            match counter.try_acquire(&campaign, UserId(1)).await {
+                Err(Error::NotReady { .. }) => return,
                 Err(error) if error.is_retryable() => {
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
-                Err(error) => panic!("restore failed: {error:?}"),
+                other => panic!("a counter that forgot answered {other:?}"),
             }
         }
     })
-    .await
-    .expect("Redis back within 10 s");
-    assert_eq!((report.added, report.admitted), (150, 150));
+    .await;
+    assert!(refused.is_ok(), "Redis back within 10 s");
+    let (granted, not_ready) = apply_all(&counter, &campaign, 1..=650).await;
+    assert!(
+        granted.is_empty(),
+        "granted {} while not ready",
+        granted.len()
+    );
+    assert_eq!(not_ready, 650);
+
+    assert_eq!(rebuild_from(&store, &counter, &campaign).await, 150);
 
     // Phase 2: the old winners again plus 500 newcomers.
-    let second = apply_all(&counter, &campaign, 1..=650).await;
+    let (second, _) = apply_all(&counter, &campaign, 1..=650).await;
     assert_eq!(second.len(), 50, "only the 50 slots left are granted");
     assert!(
         second.iter().all(|t| t.user.get() > 150),
@@ -112,56 +151,136 @@ async fn restart_then_restore_never_grants_past_the_cap() {
         issued(&store.issue_batch(&second).await.expect("persist")),
         50
     );
-
     let everyone: HashSet<UserId> = first.iter().chain(&second).map(|t| t.user).collect();
     assert_eq!(everyone.len(), 200);
     assert_eq!(store.issued_count(campaign.id).await.expect("count"), 200);
-    assert_eq!(
-        counter.status(campaign.id).await.expect("status").admitted,
-        200
-    );
+    let ranks: HashSet<u64> = first.iter().chain(&second).map(|t| t.rank).collect();
+    assert_eq!(ranks, (1..=200).collect(), "ranks 1..=200 once each");
 }
 
-/// Restoring while applications keep arriving never lowers the count, and the store
-/// still holds the cap whatever the counter admitted in the gap.
+/// Restarted with its data (an RDB snapshot, as AOF or a promoted replica would bring
+/// back): the keys are there but the server is another process, which may have missed
+/// the last admissions, so the counter is not trusted until rebuilt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn restore_during_applies_keeps_the_store_at_the_cap() {
-    let redis = PrivateRedis::start();
-    let store = Arc::new(MemoryStore::new());
-    let campaign = Arc::new(
-        store
-            .create_campaign(NewCampaign::new("gap", 100))
-            .await
-            .expect("campaign"),
-    );
-    // The store already holds 80 coupons; the counter lost them.
-    let persisted: Vec<IssueTicket> = (1..=80)
-        .map(|user| IssueTicket::new(campaign.id, UserId(user), 1, user))
-        .collect();
-    store.issue_batch(&persisted).await.expect("persist");
+async fn another_server_with_the_data_is_not_trusted_until_rebuilt() {
+    let mut redis = PrivateRedis::start();
+    let store = MemoryStore::new();
     let counter = Arc::new(
         RedisCounter::connect(RedisCounterConfig::new(redis.url()))
             .await
             .expect("connect"),
     );
+    let campaign = ready(&store, &counter, 100).await;
+    let (first, _) = apply_all(&counter, &campaign, 1..=40).await;
+    assert_eq!(first.len(), 40);
+    assert_eq!(redis.cli(&["SAVE"]), "OK");
+    // Admitted after the snapshot, persisted through the queue, then lost with the server.
+    let (late, _) = apply_all(&counter, &campaign, 41..=60).await;
+    store
+        .issue_batch(&[first.clone(), late.clone()].concat())
+        .await
+        .expect("persist");
 
-    let holders = store.coupon_slots(campaign.id).await.expect("coupon slots");
-    let restore = {
-        let (counter, campaign) = (counter.clone(), campaign.clone());
-        tokio::spawn(async move { counter.restore(&campaign, &holders).await })
-    };
-    let granted = apply_all(&counter, &campaign, 1_000..1_300).await;
-    let report = restore.await.expect("task").expect("restore");
-    assert_eq!(report.added, 80);
-
-    let status = counter.status(campaign.id).await.expect("status").admitted;
+    redis.restart();
+    let (granted, not_ready) = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match counter.try_acquire(&campaign, UserId(1_000)).await {
+                Err(Error::NotReady { .. }) => break,
+                Err(error) if error.is_retryable() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                other => panic!("a server that may have missed writes answered {other:?}"),
+            }
+        }
+        apply_all(&counter, &campaign, 1_000..1_100).await
+    })
+    .await
+    .expect("Redis back within 10 s");
+    assert!(granted.is_empty());
+    assert_eq!(not_ready, 100);
     assert_eq!(
-        status,
-        80 + granted.len() as u64,
-        "restore never lowers the count"
+        redis.cli(&["HLEN", &counter.keys(campaign.id).users]),
+        "41",
+        "the snapshot's 40 holders and the stale marker"
     );
-    store.issue_batch(&granted).await.expect("persist");
-    assert_eq!(store.issued_count(campaign.id).await.expect("count"), 100);
+
+    assert_eq!(rebuild_from(&store, &counter, &campaign).await, 60);
+    let (rest, _) = apply_all(&counter, &campaign, 1_000..1_100).await;
+    assert_eq!(rest.len(), 40);
+    let ranks: HashSet<u64> = first
+        .iter()
+        .chain(&late)
+        .chain(&rest)
+        .map(|t| t.rank)
+        .collect();
+    assert_eq!(
+        ranks,
+        (1..=100).collect(),
+        "no rank of the lost admissions granted again"
+    );
+}
+
+/// A key of a live campaign deleted by hand (as eviction or an operator would): the
+/// count alone, then the holders alone. Each time the counter stops admitting until
+/// rebuilt, and the campaign still ends at exactly its cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_key_stops_admissions_until_rebuilt() {
+    let redis = PrivateRedis::start();
+    let store = MemoryStore::new();
+    let counter = Arc::new(
+        RedisCounter::connect(RedisCounterConfig::new(redis.url()))
+            .await
+            .expect("connect"),
+    );
+    let campaign = ready(&store, &counter, 300).await;
+    let keys = counter.keys(campaign.id);
+    let mut winners = Vec::new();
+    for (round, key) in [&keys.count, &keys.users].into_iter().enumerate() {
+        let base = round as u64 * 10_000;
+        let (granted, _) = apply_all(&counter, &campaign, base + 1..=base + 100).await;
+        assert_eq!(granted.len(), 100);
+        store.issue_batch(&granted).await.expect("persist");
+        winners.extend(granted);
+
+        assert_eq!(redis.cli(&["DEL", key]), "1");
+        let (granted, not_ready) = apply_all(&counter, &campaign, base + 1..=base + 500).await;
+        assert!(
+            granted.is_empty(),
+            "granted {} after {key} was lost",
+            granted.len()
+        );
+        assert_eq!(not_ready, 500);
+        assert_eq!(
+            rebuild_from(&store, &counter, &campaign).await,
+            winners.len() as u64
+        );
+    }
+    let (last, _) = apply_all(&counter, &campaign, 50_000..51_000).await;
+    assert_eq!(last.len(), 100);
+    store.issue_batch(&last).await.expect("persist");
+    assert_eq!(store.issued_count(campaign.id).await.expect("count"), 300);
+}
+
+/// A server that may evict keys is refused at connect, saying why, unless allowed.
+#[tokio::test]
+async fn a_server_that_may_evict_is_refused() {
+    let redis = PrivateRedis::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let refused = RedisCounter::connect(RedisCounterConfig::new(redis.url())).await;
+    match refused {
+        Err(error @ Error::Backend { .. }) => {
+            assert!(
+                error
+                    .to_string()
+                    .contains("maxmemory-policy is allkeys-lru"),
+                "{error}"
+            );
+            assert!(error.to_string().contains("noeviction"), "{error}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    RedisCounter::connect(RedisCounterConfig::new(redis.url()).with_allow_eviction(true))
+        .await
+        .expect("allowed explicitly");
 }
 
 /// SCRIPT FLUSH while applies are in flight: EVALSHA fails with NOSCRIPT, the script is
@@ -174,12 +293,12 @@ async fn script_flush_mid_run_keeps_applies_working() {
             .await
             .expect("connect"),
     );
-    let campaign = Arc::new(fresh_campaign(500));
+    let campaign = Arc::new(ready_campaign(counter.as_ref(), 500).await);
     let mut granted = 0;
     for round in 0..5u64 {
         assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]), "OK");
         let users = round * 1_000..round * 1_000 + 200;
-        granted += apply_all(&counter, &campaign, users).await.len();
+        granted += apply_all(&counter, &campaign, users).await.0.len();
     }
     assert_eq!(granted, 500);
     assert_eq!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use coupon_core::{CampaignId, Error, HeldSlot, IssueQueue, IssueTicket, Result, codec};
+use coupon_core::{CampaignId, Error, HeldSlot, IssueQueue, IssueTicket, QueueMark, Result, codec};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::{Notify, oneshot};
 
@@ -234,6 +234,46 @@ impl IssueQueue for SqlIssueQueue {
             .await
             .map(|_| ())
             .map_err(|e| classify(e, || "reading issue_queue".to_owned()))
+    }
+
+    /// The highest row id committed so far.
+    async fn mark(&self) -> Result<Option<QueueMark>> {
+        let top = self
+            .count("SELECT COALESCE(MAX(id), 0) FROM issue_queue")
+            .await?;
+        Ok(Some(QueueMark {
+            positions: vec![top],
+        }))
+    }
+
+    /// No row at or below the mark waits (parked rows are dead letters: done).
+    async fn drained(&self, mark: &QueueMark) -> Result<bool> {
+        let top = mark.positions.first().copied().unwrap_or(0);
+        let waiting = self
+            .count(&format!(
+                "SELECT COUNT(*) FROM issue_queue WHERE dead_reason IS NULL AND id <= {top}"
+            ))
+            .await?;
+        Ok(waiting == 0)
+    }
+}
+
+impl SqlIssueQueue {
+    /// The single integer `sql` selects.
+    async fn count(&self, sql: &str) -> Result<i64> {
+        let backend = self.shared.db.get_database_backend();
+        let row = self
+            .shared
+            .db
+            .query_one_raw(SqlBuilder::new(backend, sql).build())
+            .await
+            .map_err(|e| classify(e, || format!("{sql:?}")))?;
+        match row {
+            Some(row) => row
+                .try_get_by_index::<i64>(0)
+                .map_err(|e| classify(e, || format!("{sql:?}"))),
+            None => Ok(0),
+        }
     }
 }
 

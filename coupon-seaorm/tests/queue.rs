@@ -22,6 +22,11 @@ async fn conformance(store: SeaOrmStore) {
         |source| async { source },
     )
     .await;
+    queue::drained_only_once_every_ticket_before_the_mark_is_acked(
+        Arc::new(sql.clone()),
+        Arc::new(sql.source()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

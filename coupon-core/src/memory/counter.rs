@@ -8,14 +8,17 @@ use chrono::{DateTime, Utc};
 
 use super::lock;
 use crate::{
-    Admission, Campaign, CampaignId, CounterStatus, CouponCounter, HeldSlot, Release,
-    RestoreReport, Result, UserId,
+    Admission, Campaign, CampaignId, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild,
+    Release, RestoreReport, Result, UserId,
 };
 
 /// An exact admission counter in process memory.
 ///
 /// Each campaign has its own mutex, so campaigns never contend with each other and the
 /// check-and-increment of one campaign is a few nanoseconds under its lock.
+///
+/// Like every counter it admits only in campaigns it built ([`CouponCounter::rebuild`]):
+/// a new process starts with none, and rebuilds each from the store before admitting.
 #[derive(Debug, Default)]
 pub struct MemoryCounter {
     campaigns: RwLock<HashMap<CampaignId, Arc<Mutex<Slots>>>>,
@@ -23,6 +26,8 @@ pub struct MemoryCounter {
 
 #[derive(Debug, Default)]
 struct Slots {
+    /// Built from the store ([`CouponCounter::rebuild`]): admits only then.
+    built: bool,
     admitted: u64,
     /// The highest rank granted (or restored); new ranks continue from it.
     top_rank: u64,
@@ -121,6 +126,12 @@ impl CouponCounter for MemoryCounter {
     async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> Result<Admission> {
         let slots = self.slots(campaign.id);
         let mut slots = lock(&slots);
+        if !slots.built {
+            return Err(Error::NotReady {
+                campaign: campaign.id,
+                backend: "memory",
+            });
+        }
         let Slots {
             admitted,
             top_rank,
@@ -260,6 +271,25 @@ impl CouponCounter for MemoryCounter {
     async fn restore(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<RestoreReport> {
         let slots = self.slots(campaign.id);
         let mut slots = lock(&slots);
+        Ok(slots.restore(held))
+    }
+
+    async fn rebuild(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<Rebuild> {
+        let slots = self.slots(campaign.id);
+        let mut slots = lock(&slots);
+        if slots.built {
+            return Ok(Rebuild::AlreadyReady);
+        }
+        let report = slots.restore(held);
+        slots.built = true;
+        Ok(Rebuild::Built(report))
+    }
+}
+
+impl Slots {
+    /// Adds the slots of `held` that are missing and frees the gaps between ranks.
+    fn restore(&mut self, held: &[HeldSlot]) -> RestoreReport {
+        let slots = self;
         let mut added = 0;
         let now = now_ms();
         for restored in held {
@@ -295,6 +325,6 @@ impl CouponCounter for MemoryCounter {
         slots.free_ranks = (1..=top)
             .filter(|rank| !held_ranks.contains(rank))
             .collect();
-        Ok(RestoreReport::new(added, slots.admitted))
+        RestoreReport::new(added, slots.admitted)
     }
 }

@@ -7,8 +7,10 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::task::JoinSet;
 
-use super::{fresh_campaign, fresh_campaign_from};
-use crate::{Admission, Campaign, CouponCounter, HeldSlot, NewCampaign, Release, UserId};
+use super::{fresh_campaign, ready_campaign, ready_campaign_from};
+use crate::{
+    Admission, Campaign, CouponCounter, Error, HeldSlot, NewCampaign, Rebuild, Release, UserId,
+};
 
 /// Runs every scenario that applies to a counter with a per-user limit of 1.
 pub async fn all(counter: Arc<dyn CouponCounter>) {
@@ -18,12 +20,41 @@ pub async fn all(counter: Arc<dyn CouponCounter>) {
     held_slots_list_every_admission(counter.clone()).await;
     claimed_slots_are_never_released(counter.clone()).await;
     concurrent_claims_take_each_slot_once(counter.clone()).await;
-    restore_adds_holders_and_never_lowers(counter).await;
+    restore_adds_holders_and_never_lowers(counter.clone()).await;
+    admits_only_once_built(counter.clone()).await;
+    rebuild_frees_the_gaps_between_stored_ranks(counter).await;
+}
+
+/// A counter admits no one in a campaign it has not built (never built, or lost):
+/// `NotReady`, and nothing is held. A rebuild makes it admit; a second rebuild changes
+/// nothing.
+pub async fn admits_only_once_built(counter: Arc<dyn CouponCounter>) {
+    let campaign = fresh_campaign(10);
+    let refused = counter.try_acquire(&campaign, UserId(1)).await;
+    assert!(
+        matches!(refused, Err(Error::NotReady { campaign: id, .. }) if id == campaign.id),
+        "an unbuilt counter answered {refused:?}"
+    );
+    let held = counter.held_slots(campaign.id).await.expect("held_slots");
+    assert!(held.is_empty(), "a refused apply holds {held:?}");
+    let built = counter
+        .rebuild(&campaign, &[stored(7, 1)])
+        .await
+        .expect("rebuild");
+    assert!(
+        matches!(built, Rebuild::Built(report) if report.admitted == 1),
+        "{built:?}"
+    );
+    let next = granted(counter.as_ref(), &campaign, UserId(1)).await;
+    assert_eq!(next.rank, 2, "the stored rank 1 is not granted again");
+    let again = counter.rebuild(&campaign, &[]).await.expect("rebuild");
+    assert_eq!(again, Rebuild::AlreadyReady);
+    assert_eq!(admitted(counter.as_ref(), &campaign).await, 2);
 }
 
 /// 1,000 concurrent applicants on cap 100: exactly 100 grants, ranks 1..=100 once each.
 pub async fn exact_cap_under_contention(counter: Arc<dyn CouponCounter>) {
-    let campaign = Arc::new(fresh_campaign(100));
+    let campaign = Arc::new(ready_campaign(counter.as_ref(), 100).await);
     let mut tasks = JoinSet::new();
     for user in 1..=1_000 {
         let (counter, campaign) = (counter.clone(), campaign.clone());
@@ -54,7 +85,7 @@ pub async fn exact_cap_under_contention(counter: Arc<dyn CouponCounter>) {
 
 /// 10 users x 100 concurrent attempts each on a roomy campaign: exactly 10 grants.
 pub async fn one_grant_per_user_under_contention(counter: Arc<dyn CouponCounter>) {
-    let campaign = Arc::new(fresh_campaign(1_000));
+    let campaign = Arc::new(ready_campaign(counter.as_ref(), 1_000).await);
     let mut tasks = JoinSet::new();
     for attempt in 0..1_000 {
         let (counter, campaign) = (counter.clone(), campaign.clone());
@@ -122,7 +153,7 @@ async fn holds(counter: &dyn CouponCounter, campaign: &Campaign, user: UserId) -
 /// always distinct and within 1..=cap.
 pub async fn release_returns_exactly_one_slot(counter: Arc<dyn CouponCounter>) {
     let counter = counter.as_ref();
-    let campaign = fresh_campaign(2);
+    let campaign = ready_campaign(counter, 2).await;
     let (a, b, c) = (UserId(1), UserId(2), UserId(3));
 
     let held_a = granted(counter, &campaign, a).await;
@@ -186,7 +217,7 @@ pub async fn release_returns_exactly_one_slot(counter: Arc<dyn CouponCounter>) {
 /// keeps it, an admission time close to the caller's clock).
 pub async fn held_slots_list_every_admission(counter: Arc<dyn CouponCounter>) {
     let counter = counter.as_ref();
-    let campaign = fresh_campaign(10);
+    let campaign = ready_campaign(counter, 10).await;
     let before = Utc::now();
     let mut granted_slots = Vec::new();
     for user in 1..=3 {
@@ -220,7 +251,7 @@ pub async fn held_slots_list_every_admission(counter: Arc<dyn CouponCounter>) {
 /// and is not granted again within `reclaim_after`.
 pub async fn claimed_slots_are_never_released(counter: Arc<dyn CouponCounter>) {
     let counter = counter.as_ref();
-    let campaign = fresh_campaign(10);
+    let campaign = ready_campaign(counter, 10).await;
     let held = granted(counter, &campaign, UserId(1)).await;
     let other = granted(counter, &campaign, UserId(2)).await;
     let stale = HeldSlot { rank: 99, ..other };
@@ -260,7 +291,7 @@ pub async fn claimed_slots_are_never_released(counter: Arc<dyn CouponCounter>) {
 
 /// 8 concurrent claimers of the same 200 slots: each slot is claimed exactly once.
 pub async fn concurrent_claims_take_each_slot_once(counter: Arc<dyn CouponCounter>) {
-    let campaign = fresh_campaign(200);
+    let campaign = ready_campaign(counter.as_ref(), 200).await;
     let mut held = Vec::new();
     for user in 1..=200 {
         held.push(granted(counter.as_ref(), &campaign, UserId(user)).await);
@@ -299,7 +330,7 @@ fn stored(user: u64, rank: u64) -> HeldSlot {
 /// Restore records the store's slots, keeps admissions made since the loss, and never
 /// lowers the count; running it twice changes nothing.
 pub async fn restore_adds_holders_and_never_lowers(counter: Arc<dyn CouponCounter>) {
-    let campaign = fresh_campaign(10);
+    let campaign = ready_campaign(counter.as_ref(), 10).await;
     // Admitted after the counter lost its data, not yet in the store.
     for user in [1, 2] {
         let admission = counter.try_acquire(&campaign, UserId(user)).await;
@@ -339,16 +370,19 @@ pub async fn restore_adds_holders_and_never_lowers(counter: Arc<dyn CouponCounte
     );
 }
 
-/// After a restore, new admissions take no rank the store holds: the gaps below the
+/// After a rebuild, new admissions take no rank the store holds: the gaps below the
 /// highest stored rank are granted first, then ranks above it (for counters that reuse
 /// released ranks).
-pub async fn restore_frees_the_gaps_between_stored_ranks(counter: Arc<dyn CouponCounter>) {
+pub async fn rebuild_frees_the_gaps_between_stored_ranks(counter: Arc<dyn CouponCounter>) {
     let campaign = fresh_campaign(5);
     // The store holds ranks 1 and 3 (rank 2 was released before the loss).
-    let report = counter
-        .restore(&campaign, &[stored(10, 1), stored(30, 3)])
+    let built = counter
+        .rebuild(&campaign, &[stored(10, 1), stored(30, 3)])
         .await
-        .expect("restore failed");
+        .expect("rebuild failed");
+    let Rebuild::Built(report) = built else {
+        panic!("rebuild answered {built:?}");
+    };
     assert_eq!((report.added, report.admitted), (2, 2));
     let mut ranks = Vec::new();
     for user in [40, 50, 60] {
@@ -362,7 +396,11 @@ pub async fn restore_frees_the_gaps_between_stored_ranks(counter: Arc<dyn Coupon
 
 /// A per-user limit of 3 grants each user exactly 3 slots (for counters that support it).
 pub async fn per_user_limit_above_one(counter: Arc<dyn CouponCounter>) {
-    let campaign = fresh_campaign_from(NewCampaign::new("limit", 100).per_user_limit(3));
+    let campaign = ready_campaign_from(
+        counter.as_ref(),
+        NewCampaign::new("limit", 100).per_user_limit(3),
+    )
+    .await;
     let mut granted_slots = Vec::new();
     for _ in 0..5 {
         for user in [1, 2] {

@@ -21,7 +21,7 @@ pub mod store;
 
 use uuid::Uuid;
 
-use crate::{Campaign, CampaignId, NewCampaign};
+use crate::{Campaign, CampaignId, CouponCounter, NewCampaign, Rebuild};
 
 /// A campaign that no other scenario uses: a random 48-bit id, so keys never collide
 /// on a shared Redis and ids stay exact in JSON.
@@ -33,6 +33,23 @@ pub fn fresh_campaign(cap: u64) -> Campaign {
 pub fn fresh_campaign_from(new: NewCampaign) -> Campaign {
     let id = (Uuid::new_v4().as_u128() >> 80) as u64;
     Campaign::from_new(CampaignId(id.max(1)), new)
+}
+
+/// A [`fresh_campaign`] whose counter `counter` has built (with no slots), as a
+/// campaign created through [`CouponIssuer::create_campaign`](crate::CouponIssuer::create_campaign) is.
+pub async fn ready_campaign(counter: &dyn CouponCounter, cap: u64) -> Campaign {
+    ready_campaign_from(counter, NewCampaign::new("conformance", cap)).await
+}
+
+/// [`ready_campaign`] with the other settings of `new`.
+pub async fn ready_campaign_from(counter: &dyn CouponCounter, new: NewCampaign) -> Campaign {
+    let campaign = fresh_campaign_from(new);
+    let built = counter.rebuild(&campaign, &[]).await;
+    assert!(
+        matches!(built, Ok(Rebuild::Built(_))),
+        "building the counter of a new campaign: {built:?}"
+    );
+    campaign
 }
 
 /// The value of the environment variable `name`, which the test harness exports for a

@@ -28,16 +28,15 @@ pub struct Pipeline {
 /// the worker drains, exactly 100 persisted coupons for those 100 distinct users, each
 /// with the rank they were told.
 pub async fn stampede_issues_exactly_cap(pipeline: Pipeline) {
-    let campaign = pipeline
-        .store
-        .create_campaign(NewCampaign::new("stampede", 100))
-        .await
-        .expect("create_campaign failed");
     let issuer = Arc::new(CouponIssuer::new(
         pipeline.counter.clone(),
         pipeline.queue.clone(),
         pipeline.store.clone(),
     ));
+    let campaign = issuer
+        .create_campaign(NewCampaign::new("stampede", 100))
+        .await
+        .expect("create_campaign failed");
     let worker = IssueWorker::new(pipeline.source.clone(), pipeline.store.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(async move {

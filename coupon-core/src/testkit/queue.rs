@@ -104,3 +104,44 @@ pub async fn unacked_batches_are_redelivered<F, Fut>(
     let (second_pass, _) = consume(source.as_ref(), 200, true).await;
     assert_once_each(&second_pass, &published);
 }
+
+/// For a queue that can tell ([`IssueQueue::mark`] is `Some`): the queue is drained
+/// past a mark only once every ticket published before it was consumed and acked, and
+/// tickets published after the mark do not hold it back. What a counter rebuild waits
+/// for before trusting the store.
+pub async fn drained_only_once_every_ticket_before_the_mark_is_acked(
+    queue: Arc<dyn IssueQueue>,
+    source: Arc<dyn IssueSource>,
+) {
+    let before = publish_many(queue.clone(), 30).await;
+    let mark = queue
+        .mark()
+        .await
+        .expect("mark failed")
+        .expect("this queue can tell its position");
+    assert!(
+        !queue.drained(&mark).await.expect("drained failed"),
+        "drained with 30 tickets waiting"
+    );
+    let (seen, held) = consume(source.as_ref(), before.len(), false).await;
+    assert_once_each(&seen, &before);
+    assert!(
+        !queue.drained(&mark).await.expect("drained failed"),
+        "drained with 30 tickets taken but not acked"
+    );
+    let after = publish_many(queue.clone(), 5).await;
+    for batch in held {
+        source.ack(batch).await.expect("ack failed");
+    }
+    // A queue may record acks asynchronously (Kafka commits offsets): allow it time.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !queue.drained(&mark).await.expect("drained failed") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not drained once everything before the mark was acked"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (rest, _) = consume(source.as_ref(), after.len(), true).await;
+    assert_once_each(&rest, &after);
+}

@@ -498,6 +498,13 @@ impl crate::CouponCounter for StallingRelease {
     ) -> crate::Result<crate::RestoreReport> {
         self.inner.restore(campaign, held).await
     }
+    async fn rebuild(
+        &self,
+        campaign: &Campaign,
+        held: &[HeldSlot],
+    ) -> crate::Result<crate::Rebuild> {
+        self.inner.rebuild(campaign, held).await
+    }
 }
 
 /// The caller goes away while a refused ticket's slot is being given back: the ticket
@@ -527,4 +534,74 @@ async fn a_hand_off_abandoned_while_releasing_publishes_nothing_more() {
     drop(apply);
     // The mock fails the test if publish is called a second time.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
+/// A counter that lost its memory: the apply fails as retryable and grants nothing,
+/// and the issuer rebuilds the counter from the store only after the grace period and
+/// once the queue has drained past the mark it took then.
+#[tokio::test(start_paused = true)]
+async fn a_counter_not_ready_is_rebuilt_from_the_store_after_the_queue_drained() {
+    use crate::{QueueMark, Rebuild, RestoreReport};
+    let stored = HeldSlot {
+        user: UserId(9),
+        slot: 1,
+        rank: 1,
+        admitted_at: None,
+    };
+    let mut counter = MockCouponCounter::new();
+    counter.expect_try_acquire().returning(|campaign, _| {
+        Err(Error::NotReady {
+            campaign: campaign.id,
+            backend: "mock",
+        })
+    });
+    let rebuilt = Arc::new(Mutex::new(
+        Vec::<(tokio::time::Instant, Vec<HeldSlot>)>::new(),
+    ));
+    let sink = rebuilt.clone();
+    counter.expect_rebuild().times(1).returning(move |_, held| {
+        sink.lock()
+            .unwrap()
+            .push((tokio::time::Instant::now(), held.to_vec()));
+        Ok(Rebuild::Built(RestoreReport::new(1, 1)))
+    });
+    let mut queue = MockIssueQueue::new();
+    queue.expect_publish().never();
+    queue.expect_mark().times(1).returning(|| {
+        Ok(Some(QueueMark {
+            positions: vec![41],
+        }))
+    });
+    let polls = Arc::new(Mutex::new(0));
+    let seen = polls.clone();
+    queue.expect_drained().returning(move |mark| {
+        assert_eq!(mark.positions, [41]);
+        let mut polls = seen.lock().unwrap();
+        *polls += 1;
+        Ok(*polls >= 3)
+    });
+    let mut store = store_with(campaign(10));
+    store
+        .expect_coupon_slots()
+        .times(1)
+        .returning(move |_| Ok(vec![stored]));
+    let issuer = issuer(counter, queue, store);
+    let started = tokio::time::Instant::now();
+
+    for _ in 0..3 {
+        let refused = issuer.apply(CampaignId(1), USER).await;
+        assert!(
+            matches!(refused, Err(Error::NotReady { .. })),
+            "{refused:?}"
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+    let rebuilt = rebuilt.lock().unwrap();
+    assert_eq!(rebuilt.len(), 1, "one rebuild for many refused applies");
+    assert_eq!(rebuilt[0].1, vec![stored]);
+    assert!(
+        rebuilt[0].0 - started >= crate::IssuerConfig::default().rebuild_grace,
+        "rebuilt before the grace period ended"
+    );
+    assert_eq!(*polls.lock().unwrap(), 3, "waited until the queue drained");
 }

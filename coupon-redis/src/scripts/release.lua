@@ -1,8 +1,9 @@
 -- Gives back one slot a user holds, atomically, if it is still held at that rank and
 -- the settler has not claimed it.
 -- KEYS[1] count, KEYS[2] users, KEYS[3] slots, KEYS[4] claims, KEYS[5] free
--- ARGV[1] user, ARGV[2] slot, ARGV[3] rank
--- Returns 1 released, 0 not held (at that rank), 2 kept because claimed.
+-- ARGV[1] user, ARGV[2] slot, ARGV[3] rank, ARGV[4] this server's identity
+-- Returns 1 released, 0 not held (at that rank), 2 kept because claimed, 3 not built on
+-- this server (a rebuild may be writing: change nothing).
 local user = ARGV[1]
 local slot = tonumber(ARGV[2])
 local rank = ARGV[3]
@@ -10,6 +11,9 @@ local function rank_of(value)
   return string.match(value, '^(%d+):') or '0'
 end
 
+if redis.call('HGET', KEYS[2], '~built') ~= ARGV[4] then
+  return 3
+end
 local field = user
 if slot > 1 then
   field = user .. ':' .. slot

@@ -2,19 +2,30 @@
 -- KEYS[1] count   (string: slots taken)
 -- KEYS[2] users   (hash: "<user>" for slot 1, "<user>:<slot>" above -> "<rank>:<ms>",
 --                  the admission time by the Redis clock; field "~free": how many ranks
---                  wait in KEYS[4], absent when none)
+--                  wait in KEYS[4], absent when none; field "~built": the identity of
+--                  the server the counter was built on)
 -- KEYS[3] slots   (hash: user -> slots held; used only when the per-user limit is above 1)
 -- KEYS[4] free    (sorted set: ranks given back by releases, granted again first)
--- ARGV[1] user, ARGV[2] cap, ARGV[3] per-user limit
+-- ARGV[1] user, ARGV[2] cap, ARGV[3] per-user limit, ARGV[4] this server's identity
 -- Returns the rank when granted slot 1, {rank, slot} when granted a higher slot, 0 when
--- sold out, -1 when already applied.
+-- sold out, -1 when already applied, -2 when the counter is not built on this server
+-- (never built, restarted empty, a key lost, a failover): it must not admit anyone
+-- until it is rebuilt from the store.
 local user = ARGV[1]
 local cap = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 
 -- One call reads whether the user holds slot 1 and whether released ranks wait, so
 -- that the sorted set is touched only when one does.
-local state = redis.call('HMGET', KEYS[2], user, '~free')
+local state = redis.call('HMGET', KEYS[2], user, '~free', '~built')
+if state[3] ~= ARGV[4] then
+  return -2
+end
+local count = redis.call('GET', KEYS[1])
+if not count then
+  return -2
+end
+count = tonumber(count)
 local held
 if limit == 1 then
   held = state[1] and 1 or 0
@@ -26,9 +37,27 @@ if held >= limit then
 end
 
 -- Compare before incrementing: the count never passes the cap, unlike INCR-then-check.
-local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 if count >= cap then
   return 0
+end
+
+-- A released rank first, so that the ranks held stay distinct and within 1..cap.
+local rank
+if state[2] then
+  local popped = redis.call('ZPOPMIN', KEYS[4])
+  if not popped[1] then
+    -- Ranks are said to wait but their set is gone: the state is damaged, so the
+    -- counter stops admitting until a rebuild recomputes it.
+    redis.call('HDEL', KEYS[2], '~built')
+    return -2
+  end
+  rank = tonumber(popped[1])
+  if redis.call('HINCRBY', KEYS[2], '~free', -1) <= 0 then
+    redis.call('HDEL', KEYS[2], '~free')
+  end
+  redis.call('INCR', KEYS[1])
+else
+  rank = redis.call('INCR', KEYS[1])
 end
 
 -- The user's lowest free slot: the ticket id follows from it.
@@ -42,18 +71,6 @@ if limit > 1 then
   redis.call('HINCRBY', KEYS[3], user, 1)
 end
 
--- A released rank first, so that the ranks held stay distinct and within 1..cap.
-local rank
-local popped = state[2] and redis.call('ZPOPMIN', KEYS[4])
-if popped and popped[1] then
-  rank = tonumber(popped[1])
-  if redis.call('HINCRBY', KEYS[2], '~free', -1) <= 0 then
-    redis.call('HDEL', KEYS[2], '~free')
-  end
-  redis.call('INCR', KEYS[1])
-else
-  rank = redis.call('INCR', KEYS[1])
-end
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('HSET', KEYS[2], field, string.format('%.0f:%.0f', rank, ms))

@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use coupon_core::{
     ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponIssuer, CouponStore, Error,
-    IssueQueue, IssueSource, NewCampaign, Settler, SettlerConfig, TicketId, UserId, WindowState,
-    replay_failures,
+    IssueQueue, IssueSource, IssuerConfig, NewCampaign, Settler, SettlerConfig, TicketId, UserId,
+    WindowState, replay_failures,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -82,6 +82,17 @@ impl AppState {
     /// Records into `metrics` (shared with the worker's metered source).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Admits with an issuer built with `config`.
+    pub fn with_issuer_config(mut self, config: IssuerConfig) -> Self {
+        self.issuer = CouponIssuer::with_config(
+            self.counter.clone(),
+            self.queue.clone(),
+            self.store.clone(),
+            config,
+        );
         self
     }
 
@@ -228,7 +239,7 @@ async fn create_campaign(
         NewCampaign::new(body.name, body.cap).per_user_limit(body.per_user_limit.unwrap_or(1));
     new.opens_at = body.opens_at;
     new.closes_at = body.closes_at;
-    let campaign = state.store.create_campaign(new).await?;
+    let campaign = state.issuer.create_campaign(new).await?;
     state.metrics.request("create_campaign", "created");
     Ok((StatusCode::CREATED, Json(campaign_json(&campaign))).into_response())
 }

@@ -61,7 +61,9 @@ pub async fn build(config: &Config) -> Result<Backends, String> {
     let counter: Arc<dyn CouponCounter> = match &config.redis_url {
         Some(url) => {
             let counter = RedisCounter::connect(
-                RedisCounterConfig::new(url).with_key_prefix(&config.redis_key_prefix),
+                RedisCounterConfig::new(url)
+                    .with_key_prefix(&config.redis_key_prefix)
+                    .with_allow_eviction(config.redis_allow_eviction),
             )
             .await
             .map_err(|e| format!("redis {}: {e}", redact_url(url)))?;
@@ -209,7 +211,7 @@ async fn restore_from_store(
             held.extend(queued);
         }
         counter
-            .restore(&summary.campaign, &held)
+            .rebuild(&summary.campaign, &held)
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use coupon_core::{SettlerConfig, TicketId};
+use coupon_core::{IssuerConfig, SettlerConfig, TicketId};
 
 /// Which parts of the service this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,6 +96,16 @@ pub struct Config {
     /// that dies mid-batch leaves it to the others this long after taking it.
     #[arg(long, env = "SQL_QUEUE_LEASE_MS", default_value_t = 60_000)]
     pub sql_queue_lease_ms: u64,
+    /// Accept a Redis whose `maxmemory-policy` may evict keys (refused by default: an
+    /// evicted key stops a campaign's admissions until its counter is rebuilt).
+    #[arg(long, env = "REDIS_ALLOW_EVICTION")]
+    pub redis_allow_eviction: bool,
+    /// After the counter is found to have lost a campaign's state, how long (ms) to wait
+    /// for publishes already under way before waiting for the queue to drain and
+    /// rebuilding the counter from the database. Must exceed the longest publish
+    /// (Kafka's delivery timeout is 10 s).
+    #[arg(long, env = "REBUILD_GRACE_MS", default_value_t = 12_000)]
+    pub rebuild_grace_ms: u64,
     /// How often (ms) the settler passes over every campaign.
     #[arg(long, env = "SETTLE_INTERVAL_MS", default_value_t = 10_000)]
     pub settle_interval_ms: u64,
@@ -139,6 +149,15 @@ impl Config {
             (QueueKind::Auto, None) => QueueKind::Sql,
             (kind, _) => kind,
         }
+    }
+
+    /// The issuer's settings.
+    pub fn issuer(&self) -> IssuerConfig {
+        let defaults = IssuerConfig::default();
+        defaults.clone().with_rebuild_waits(
+            Duration::from_millis(self.rebuild_grace_ms),
+            defaults.drain_fallback,
+        )
     }
 
     /// The settler's settings.

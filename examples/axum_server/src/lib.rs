@@ -122,7 +122,8 @@ pub async fn serve(
             admin_token,
         )
         .with_metrics(metrics)
-        .with_settler(settler);
+        .with_settler(settler)
+        .with_issuer_config(config.issuer());
         if let Some(source) = backends.source.clone() {
             state = state.with_source(source);
         }

@@ -113,6 +113,10 @@ async fn counter_call_lost_after_the_script_ran(fault: ProxyMode) {
         .create_campaign(NewCampaign::new("cut", 10))
         .await
         .expect("campaign");
+    counter
+        .rebuild(&campaign, &[])
+        .await
+        .expect("build the counter");
     let apply = |user: u64| {
         let app = app.clone();
         async move {
@@ -330,6 +334,10 @@ async fn two_settler_processes_publish_each_admission_once() {
     )
     .await
     .expect("Redis");
+    counter
+        .rebuild(&campaign, &[])
+        .await
+        .expect("build the counter");
     for user in 1..=300 {
         counter
             .try_acquire(&campaign, UserId(user))

@@ -280,15 +280,15 @@ async fn firstcome(args: &Args, url: &str, run: &str) -> Result<Tally, String> {
         None => Arc::new(MemoryCounter::new()),
     };
     let queue = Arc::new(MemoryQueue::new(args.applications as usize + 1));
-    let campaign = store
-        .create_campaign(NewCampaign::new("flash sale", args.cap))
-        .await
-        .map_err(|e| e.to_string())?;
     let issuer = Arc::new(CouponIssuer::new(
         counter.clone(),
         queue.clone(),
         store.clone(),
     ));
+    let campaign = issuer
+        .create_campaign(NewCampaign::new("flash sale", args.cap))
+        .await
+        .map_err(|e| e.to_string())?;
     let worker = IssueWorker::new(queue.clone(), store.clone());
     let worker = tokio::spawn(async move { worker.run(std::future::pending()).await });
 

@@ -46,7 +46,7 @@ async fn run() -> Result<(), String> {
         queue.clone(),
         store.clone(),
     ));
-    let campaign = store
+    let campaign = issuer
         .create_campaign(NewCampaign::new("flash drop", cap))
         .await
         .map_err(|e| e.to_string())?;
