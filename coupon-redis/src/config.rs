@@ -9,6 +9,9 @@ use std::time::Duration;
 pub struct RedisCounterConfig {
     /// `redis://[:password@]host:port[/db]` (or `rediss://`). With the `cluster`
     /// feature, several comma-separated node URLs select Redis Cluster.
+    /// `redis+sentinel://[:password@]host:port,host:port/<master name>[/db]` asks those
+    /// Sentinels for the primary of `<master name>` at every (re)connection, so the
+    /// counter follows a failover; the password, if any, is the primary's.
     pub url: String,
     /// Prefix of every key (default `coupon`): keys are `{<prefix>:<campaign>}:...`.
     pub key_prefix: String,
@@ -53,6 +56,12 @@ impl RedisCounterConfig {
         self
     }
 
+    /// The Sentinels and the primary's name, when the URL is a `redis+sentinel://` one.
+    pub(crate) fn sentinel(&self) -> Option<Result<SentinelTarget, String>> {
+        let rest = self.url.trim().strip_prefix("redis+sentinel://")?;
+        Some(SentinelTarget::parse(rest))
+    }
+
     /// The node URLs: one, or several separated by commas (Redis Cluster).
     pub(crate) fn nodes(&self) -> Vec<&str> {
         self.url
@@ -60,6 +69,55 @@ impl RedisCounterConfig {
             .map(str::trim)
             .filter(|node| !node.is_empty())
             .collect()
+    }
+}
+
+/// Where to ask for the primary: Sentinel addresses, the primary's name, and what to
+/// connect to it with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentinelTarget {
+    pub(crate) sentinels: Vec<String>,
+    pub(crate) master: String,
+    pub(crate) password: Option<String>,
+    pub(crate) db: i64,
+}
+
+impl SentinelTarget {
+    /// Parses `[:password@]host:port,host:port/<master>[/db]`.
+    fn parse(rest: &str) -> Result<Self, String> {
+        let (password, rest) = match rest.rsplit_once('@') {
+            Some((credentials, rest)) => {
+                let password = credentials.rsplit(':').next().unwrap_or(credentials);
+                (Some(password.to_owned()).filter(|p| !p.is_empty()), rest)
+            }
+            None => (None, rest),
+        };
+        let mut parts = rest.splitn(3, '/');
+        let hosts = parts.next().unwrap_or_default();
+        let master = parts.next().unwrap_or_default().trim();
+        let db = match parts.next().map(str::trim).filter(|db| !db.is_empty()) {
+            Some(db) => db
+                .parse()
+                .map_err(|_| format!("the database {db:?} is not a number"))?,
+            None => 0,
+        };
+        let sentinels: Vec<String> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|host| !host.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if sentinels.is_empty() || master.is_empty() {
+            return Err(
+                "expected redis+sentinel://host:port[,host:port...]/<master name>[/db]".into(),
+            );
+        }
+        Ok(Self {
+            sentinels,
+            master: master.to_owned(),
+            password,
+            db,
+        })
     }
 }
 
@@ -91,6 +149,33 @@ mod tests {
             shown.contains("redis://***@10.0.0.1:6379/0,redis://***@h:1"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn parses_sentinel_urls() {
+        let config =
+            RedisCounterConfig::new("redis+sentinel://:pw@10.0.0.1:26379, 10.0.0.2:26379/shop/2");
+        let target = config.sentinel().expect("a sentinel URL").expect("valid");
+        assert_eq!(
+            target,
+            SentinelTarget {
+                sentinels: vec!["10.0.0.1:26379".into(), "10.0.0.2:26379".into()],
+                master: "shop".into(),
+                password: Some("pw".into()),
+                db: 2,
+            }
+        );
+        let bare = RedisCounterConfig::new("redis+sentinel://h:1/m").sentinel();
+        assert_eq!(bare.expect("sentinel").expect("valid").db, 0);
+        for wrong in [
+            "redis+sentinel://h:1",
+            "redis+sentinel:///m",
+            "redis+sentinel://h:1/m/x",
+        ] {
+            let parsed = RedisCounterConfig::new(wrong).sentinel().expect("sentinel");
+            assert!(parsed.is_err(), "{wrong}");
+        }
+        assert!(RedisCounterConfig::new("redis://h:1/").sentinel().is_none());
     }
 
     #[test]

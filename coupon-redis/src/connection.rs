@@ -17,6 +17,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Cmd, InfoDict, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::RedisCounterConfig;
+use crate::config::SentinelTarget;
 
 /// After a failed connection attempt, callers fail at once for this long instead of
 /// queueing behind attempts that would fail the same way.
@@ -53,8 +54,16 @@ struct Live {
     generation: u64,
 }
 
+/// Where a single-server connection goes.
+enum Target {
+    /// One address.
+    Direct(redis::Client),
+    /// Whatever primary the Sentinels name at the time of connecting.
+    Sentinel(SentinelTarget),
+}
+
 pub(crate) struct Single {
-    client: redis::Client,
+    target: Target,
     options: AsyncConnectionConfig,
     live: Mutex<Option<Live>>,
     /// Held while a connection is being opened, so that one attempt serves everyone.
@@ -83,7 +92,7 @@ impl Connection {
     pub(crate) async fn open(config: &RedisCounterConfig) -> RedisResult<(Self, ServerFacts)> {
         let nodes = config.nodes();
         #[cfg(feature = "cluster")]
-        if nodes.len() > 1 {
+        if nodes.len() > 1 && config.sentinel().is_none() {
             let client = redis::cluster::ClusterClient::builder(nodes)
                 .response_timeout(config.response_timeout)
                 .connection_timeout(config.connection_timeout)
@@ -105,8 +114,19 @@ impl Connection {
             [url] => *url,
             _ => config.url.as_str(),
         };
+        let target = match config.sentinel() {
+            Some(Ok(sentinel)) => Target::Sentinel(sentinel),
+            Some(Err(reason)) => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "invalid Sentinel URL",
+                    reason,
+                )));
+            }
+            None => Target::Direct(redis::Client::open(url)?),
+        };
         let single = Arc::new(Single {
-            client: redis::Client::open(url)?,
+            target,
             options: AsyncConnectionConfig::new()
                 .set_response_timeout(Some(config.response_timeout))
                 .set_connection_timeout(Some(config.connection_timeout)),
@@ -170,11 +190,23 @@ impl Single {
 
     /// Opens a connection, reads the server's facts on it, and makes it the live one.
     async fn connect(&self) -> RedisResult<(Live, ServerFacts)> {
-        let mut connection = self
-            .client
+        let client = match &self.target {
+            Target::Direct(client) => client.clone(),
+            Target::Sentinel(sentinel) => self.primary_of(sentinel).await?,
+        };
+        let mut connection = client
             .get_multiplexed_async_connection_with_config(&self.options)
             .await?;
         let info: InfoDict = redis::cmd("INFO").query_async(&mut connection).await?;
+        if matches!(self.target, Target::Sentinel(_))
+            && info.get::<String>("role").as_deref() != Some("master")
+        {
+            // Named by a Sentinel that has not yet seen a failover end: try again.
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain),
+                "the server the Sentinels named is not a primary (yet)",
+            )));
+        }
         let identity: Arc<str> = info.get::<String>("run_id").map(Arc::from).ok_or_else(|| {
             redis::RedisError::from((
                 redis::ErrorKind::UnexpectedReturnType,
@@ -198,6 +230,37 @@ impl Single {
         *lock(&self.live) = Some(live.clone());
         *lock(&self.last_failure) = None;
         Ok((live, facts))
+    }
+
+    /// A client for the primary the first answering Sentinel names.
+    async fn primary_of(&self, sentinel: &SentinelTarget) -> RedisResult<redis::Client> {
+        let mut last_error = None;
+        for address in &sentinel.sentinels {
+            let asked = async {
+                let client = redis::Client::open(format!("redis://{address}/"))?;
+                let mut connection = client
+                    .get_multiplexed_async_connection_with_config(&self.options)
+                    .await?;
+                let (host, port): (String, u16) = redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&sentinel.master)
+                    .query_async(&mut connection)
+                    .await?;
+                let password = sentinel
+                    .password
+                    .as_deref()
+                    .map(|password| format!(":{password}@"))
+                    .unwrap_or_default();
+                redis::Client::open(format!("redis://{password}{host}:{port}/{}", sentinel.db))
+            };
+            match asked.await {
+                Ok(client) => return Ok(client),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Sentinel given"))
+        }))
     }
 
     /// Forgets the live connection after an error that broke it, so that the next

@@ -189,3 +189,121 @@ impl PrivateCluster {
             .join(",")
     }
 }
+
+/// A primary, one replica and three Sentinels (quorum 2, a primary down after 1 s) of
+/// the test's own on loopback; everything killed when dropped.
+pub struct PrivateSentinels {
+    pub primary: PrivateRedis,
+    pub replica: PrivateRedis,
+    sentinels: Vec<(u16, Child)>,
+    dir: PathBuf,
+}
+
+/// The name the Sentinels know the primary by.
+pub const MASTER: &str = "firstcome";
+
+impl PrivateSentinels {
+    pub fn start() -> Self {
+        let primary = PrivateRedis::start();
+        let replica =
+            PrivateRedis::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+        let dir =
+            std::env::temp_dir().join(format!("firstcome-sentinel-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("create a sentinel dir");
+        let mut sentinels = Vec::new();
+        for index in 0..3 {
+            let port = free_port();
+            let conf = dir.join(format!("sentinel-{index}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {MASTER} 127.0.0.1 {primary} 2\n\
+                     sentinel down-after-milliseconds {MASTER} 1000\n\
+                     sentinel failover-timeout {MASTER} 3000\n\
+                     sentinel parallel-syncs {MASTER} 1\n",
+                    dir = dir.display(),
+                    primary = primary.port,
+                ),
+            )
+            .expect("write a sentinel config");
+            let child = Command::new(redis_server())
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server --sentinel: run the tests through scripts/test.sh, which installs it");
+            sentinels.push((port, child));
+        }
+        let set = Self {
+            primary,
+            replica,
+            sentinels,
+            dir,
+        };
+        set.wait_until_watching();
+        set
+    }
+
+    /// `redis+sentinel://` URL of the three Sentinels.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(port, _)| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+sentinel://{}/{MASTER}", hosts.join(","))
+    }
+
+    /// The port of the server the Sentinels name as primary now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.sentinels[0].0.to_string()])
+            .args(["SENTINEL", "get-master-addr-by-name", MASTER])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Until every Sentinel knows the replica (failover needs it) and the replica has
+    /// synced.
+    fn wait_until_watching(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let watching = self.sentinels.iter().all(|(port, _)| {
+                Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "SENTINEL", "replicas", MASTER])
+                    .output()
+                    .is_ok_and(|out| {
+                        String::from_utf8_lossy(&out.stdout)
+                            .contains(&self.replica.port.to_string())
+                    })
+            });
+            let synced = self
+                .replica
+                .cli(&["INFO", "replication"])
+                .contains("master_link_status:up");
+            if watching && synced {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the Sentinels did not see the replica within 30 s");
+    }
+}
+
+impl Drop for PrivateSentinels {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
