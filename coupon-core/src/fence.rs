@@ -11,6 +11,18 @@ use crate::{Campaign, CampaignId, CouponCounter, CouponStore, IssueQueue, Rebuil
 /// How often a rebuild asks whether the queue has drained.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
 
+/// Marks a campaign's rebuild over when dropped.
+struct Rebuilding {
+    fence: Arc<Fence>,
+    campaign: CampaignId,
+}
+
+impl Drop for Rebuilding {
+    fn drop(&mut self) {
+        lock(&self.fence.rebuilding).remove(&self.campaign);
+    }
+}
+
 /// Starts at most one rebuild per campaign in this process.
 pub(crate) struct Fence {
     counter: Arc<dyn CouponCounter>,
@@ -51,6 +63,12 @@ impl Fence {
         }
         let fence = self.clone();
         runtime.spawn(async move {
+            // Whatever happens to this task (even a panic), the next apply may start
+            // another rebuild.
+            let _done = Rebuilding {
+                fence: fence.clone(),
+                campaign: campaign.id,
+            };
             match fence.rebuild(&campaign).await {
                 Ok(Rebuild::Built(report)) => {
                     tracing::warn!(campaign = %campaign.id, admitted = report.admitted, restored = report.added, "counter rebuilt from the store; admitting again");
@@ -65,7 +83,6 @@ impl Fence {
                     tracing::warn!(campaign = %campaign.id, %error, "counter rebuild failed; the next apply tries again");
                 }
             }
-            lock(&fence.rebuilding).remove(&campaign.id);
         });
     }
 

@@ -139,12 +139,16 @@ impl CouponIssuer {
         store: Arc<dyn CouponStore>,
         config: IssuerConfig,
     ) -> Self {
+        // The grace must outlast every publish of an admission made before a loss.
+        let grace = config
+            .rebuild_grace
+            .max(config.publish_timeout + Duration::from_secs(1));
         Self {
             fence: Arc::new(Fence::new(
                 counter.clone(),
                 queue.clone(),
                 store.clone(),
-                config.rebuild_grace,
+                grace,
                 config.drain_fallback,
             )),
             hand_off: Arc::new(HandOff {
@@ -220,12 +224,16 @@ impl CouponIssuer {
         };
         let ticket = IssueTicket::for_slot(campaign.id, &held);
         let releasing = AtomicBool::new(false);
+        // Every publish of this admission, here or on behalf of a caller that went
+        // away, ends by this deadline: what a counter rebuild's grace period waits out.
+        let deadline = tokio::time::Instant::now() + self.hand_off.publish_timeout;
         let guard = AbandonGuard {
             hand_off: &self.hand_off,
             ticket: Some(&ticket),
             releasing: &releasing,
+            deadline,
         };
-        let outcome = self.hand_off.run(&ticket, &releasing).await;
+        let outcome = self.hand_off.run(&ticket, &releasing, deadline).await;
         guard.disarm();
         outcome
     }
@@ -272,22 +280,31 @@ impl CouponIssuer {
 }
 
 impl HandOff {
-    /// Publishes within the publish timeout, so that every publish of an admission
-    /// ends within a bound a counter rebuild can wait out.
-    async fn publish(&self, ticket: &IssueTicket) -> Result<()> {
-        match tokio::time::timeout(self.publish_timeout, self.queue.publish(ticket)).await {
+    /// Publishes by `deadline` (the admission's time plus the publish timeout), so that
+    /// every publish of an admission ends within a bound a counter rebuild can wait out.
+    async fn publish(&self, ticket: &IssueTicket, deadline: tokio::time::Instant) -> Result<()> {
+        match tokio::time::timeout_at(deadline, self.queue.publish(ticket)).await {
             Ok(result) => result,
             Err(_) => Err(Error::PublishUnknown {
                 backend: "issuer",
-                source: format!("no answer from the queue in {:?}", self.publish_timeout).into(),
+                source: format!(
+                    "no answer from the queue within the publish timeout ({:?})",
+                    self.publish_timeout
+                )
+                .into(),
             }),
         }
     }
 
     /// Publishes the ticket of a slot just granted; on a definite refusal gives the slot
     /// back (setting `releasing` first), on anything else keeps it for the settler.
-    async fn run(&self, ticket: &IssueTicket, releasing: &AtomicBool) -> Result<ApplyOutcome> {
-        let error = match self.publish(ticket).await {
+    async fn run(
+        &self,
+        ticket: &IssueTicket,
+        releasing: &AtomicBool,
+        deadline: tokio::time::Instant,
+    ) -> Result<ApplyOutcome> {
+        let error = match self.publish(ticket, deadline).await {
             Ok(()) => {
                 return Ok(ApplyOutcome::Accepted {
                     rank: ticket.rank,
@@ -327,8 +344,8 @@ impl HandOff {
     /// Publishes the ticket of an admission whose caller went away mid-publish. Never
     /// releases: the first publish may still be on its way (a broker client keeps a
     /// message it queued), so a failure here leaves the slot to the settler.
-    async fn finish_abandoned(&self, ticket: &IssueTicket) {
-        match self.publish(ticket).await {
+    async fn finish_abandoned(&self, ticket: &IssueTicket, deadline: tokio::time::Instant) {
+        match self.publish(ticket, deadline).await {
             Ok(()) => tracing::debug!(ticket = %ticket.ticket_id, "finished an abandoned hand-off"),
             Err(error) => {
                 tracing::warn!(ticket = %ticket.ticket_id, %error, "abandoned hand-off failed; the settler will roll it forward");
@@ -346,6 +363,8 @@ struct AbandonGuard<'a> {
     /// Set once the publish was refused and the release began: from then on nothing
     /// may publish the ticket again (the slot may already be free for someone else).
     releasing: &'a AtomicBool,
+    /// When every publish of this admission must have ended.
+    deadline: tokio::time::Instant,
 }
 
 impl AbandonGuard<'_> {
@@ -371,6 +390,7 @@ impl Drop for AbandonGuard<'_> {
         };
         let hand_off = self.hand_off.clone();
         let ticket = ticket.clone();
-        runtime.spawn(async move { hand_off.finish_abandoned(&ticket).await });
+        let deadline = self.deadline;
+        runtime.spawn(async move { hand_off.finish_abandoned(&ticket, deadline).await });
     }
 }

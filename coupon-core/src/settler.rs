@@ -306,11 +306,16 @@ impl Settler {
             .counter
             .claim(campaign.id, &unsettled, self.config.grace)
             .await?;
+        // Bounded like the issuer's publishes, from the claim on: a counter rebuild's
+        // grace period must outlast every publish of an admission made before a loss.
+        // Claims left when time runs out expire, and a later pass takes them again.
+        let deadline = tokio::time::Instant::now() + PUBLISH_TIMEOUT;
         for slot in claimed {
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
             let ticket = IssueTicket::for_slot(campaign.id, &slot);
-            // Bounded like the issuer's publishes, so that a counter rebuild's grace
-            // period outlasts every publish of an admission made before a loss.
-            let published = tokio::time::timeout(PUBLISH_TIMEOUT, self.queue.publish(&ticket))
+            let published = tokio::time::timeout_at(deadline, self.queue.publish(&ticket))
                 .await
                 .unwrap_or_else(|_| {
                     Err(Error::PublishUnknown {

@@ -95,6 +95,14 @@ fn partitions(client: &BaseConsumer, topic: &str) -> Result<i32> {
         .iter()
         .find(|t| t.name() == topic)
         .map_or(0, |t| t.partitions().len());
+    if count == 0 {
+        // An empty mark would count as drained at once.
+        return Err(Error::Unavailable {
+            backend: crate::error::BACKEND,
+            message: format!("the metadata of {topic:?} lists no partition"),
+            source: None,
+        });
+    }
     i32::try_from(count)
         .map_err(|_| Error::backend(crate::error::BACKEND, "too many partitions", None))
 }
@@ -152,17 +160,26 @@ impl IssueQueue for KafkaIssueQueue {
             let committed = client
                 .committed_offsets(wanted, OFFSETS_TIMEOUT)
                 .map_err(|e| kafka(e, || format!("reading the group's offsets on {topic:?}")))?;
-            Ok(mark.iter().enumerate().all(|(partition, &end)| {
+            for (partition, &end) in mark.iter().enumerate() {
                 let partition = i32::try_from(partition).unwrap_or(i32::MAX);
                 let done = match committed
                     .find_partition(topic, partition)
                     .map(|e| e.offset())
                 {
                     Some(Offset::Offset(offset)) => offset,
-                    _ => 0,
+                    // Nothing committed yet: only what is still in the partition waits.
+                    _ => {
+                        client
+                            .fetch_watermarks(topic, partition, OFFSETS_TIMEOUT)
+                            .map_err(|e| kafka(e, || format!("reading watermarks of {topic:?}")))?
+                            .0
+                    }
                 };
-                done >= end
-            }))
+                if done < end {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
         })
         .await
     }

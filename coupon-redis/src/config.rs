@@ -23,6 +23,29 @@ pub struct RedisCounterConfig {
     /// server is refused at connect). An evicted key of a live campaign stops its
     /// admissions until the counter is rebuilt from the store.
     pub allow_eviction: bool,
+    /// Whether an admission waits for replicas to acknowledge it before it counts
+    /// (default [`Confirm::Auto`]).
+    pub confirm: Confirm,
+    /// How long an admission waits for that acknowledgement (default 100 ms); an
+    /// admission not acknowledged in time is an unknown outcome.
+    pub confirm_timeout: Duration,
+}
+
+/// Whether admissions wait for replicas (`WAIT`) before they count.
+///
+/// Replication is asynchronous: a primary that dies can take admissions its replicas
+/// never received. A confirmed admission is on a replica before its applicant hears
+/// anything; one that no replica acknowledged in time is reported as an unknown
+/// outcome ([`Error::OutcomeUnknown`](coupon_core::Error::OutcomeUnknown)): the slot
+/// may be held, and settlement resolves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// One replica, when the primary had replicas attached as the connection opened.
+    Auto,
+    /// Never wait.
+    Off,
+    /// Wait for this many replicas (none attached: every admission is unconfirmed).
+    Replicas(u32),
 }
 
 impl RedisCounterConfig {
@@ -34,7 +57,16 @@ impl RedisCounterConfig {
             response_timeout: Duration::from_secs(1),
             connection_timeout: Duration::from_secs(1),
             allow_eviction: false,
+            confirm: Confirm::Auto,
+            confirm_timeout: Duration::from_millis(100),
         }
+    }
+
+    /// Sets [`RedisCounterConfig::confirm`] and [`RedisCounterConfig::confirm_timeout`].
+    pub fn with_confirm(mut self, confirm: Confirm, timeout: Duration) -> Self {
+        self.confirm = confirm;
+        self.confirm_timeout = timeout;
+        self
     }
 
     /// Sets [`RedisCounterConfig::allow_eviction`].
@@ -129,6 +161,8 @@ impl fmt::Debug for RedisCounterConfig {
             .field("response_timeout", &self.response_timeout)
             .field("connection_timeout", &self.connection_timeout)
             .field("allow_eviction", &self.allow_eviction)
+            .field("confirm", &self.confirm)
+            .field("confirm_timeout", &self.confirm_timeout)
             .finish()
     }
 }

@@ -18,6 +18,7 @@ use redis::{AsyncConnectionConfig, Cmd, InfoDict, Pipeline, RedisFuture, RedisRe
 
 use crate::RedisCounterConfig;
 use crate::config::SentinelTarget;
+use crate::confirm::Confirmer;
 
 /// After a failed connection attempt, callers fail at once for this long instead of
 /// queueing behind attempts that would fail the same way.
@@ -44,6 +45,8 @@ pub(crate) struct ServerFacts {
     pub(crate) identity: Arc<str>,
     /// `maxmemory_policy`, when the server reports it.
     pub(crate) maxmemory_policy: Option<String>,
+    /// `connected_slaves`: replicas attached when the connection opened.
+    pub(crate) replicas: u64,
 }
 
 /// A live connection to one server process.
@@ -52,6 +55,8 @@ struct Live {
     connection: MultiplexedConnection,
     identity: Arc<str>,
     generation: u64,
+    replicas: u64,
+    confirmer: Arc<Confirmer>,
 }
 
 /// Where a single-server connection goes.
@@ -107,6 +112,7 @@ impl Connection {
             let facts = ServerFacts {
                 identity: Arc::from(CLUSTER_IDENTITY),
                 maxmemory_policy: policies.max_by_key(|policy| policy != "noeviction"),
+                replicas: 0,
             };
             return Ok((Self::Cluster(connection), facts));
         }
@@ -216,6 +222,7 @@ impl Single {
         let facts = ServerFacts {
             identity: identity.clone(),
             maxmemory_policy: info.get("maxmemory_policy"),
+            replicas: info.get("connected_slaves").unwrap_or(0),
         };
         let generation = {
             let mut generation = lock(&self.generation);
@@ -226,6 +233,8 @@ impl Single {
             connection,
             identity,
             generation,
+            replicas: facts.replicas,
+            confirmer: Arc::new(Confirmer::new()),
         };
         *lock(&self.live) = Some(live.clone());
         *lock(&self.last_failure) = None;
@@ -285,6 +294,30 @@ impl Session {
     /// The identity of the server this session reaches (its `run_id`).
     pub(crate) fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// Replicas attached to this session's server when its connection opened (0 on
+    /// Cluster, where confirmation is not offered).
+    pub(crate) fn replicas(&self) -> u64 {
+        match &self.kind {
+            SessionKind::Single { live, .. } => live.replicas,
+            #[cfg(feature = "cluster")]
+            SessionKind::Cluster(_) => 0,
+        }
+    }
+
+    /// Whether `replicas` replicas acknowledged every write this session's connection
+    /// carried so far, within `timeout` (one `WAIT` shared with concurrent callers).
+    pub(crate) async fn confirm(&self, replicas: u64, timeout: Duration) -> bool {
+        match &self.kind {
+            SessionKind::Single { live, .. } => {
+                live.confirmer
+                    .confirm(&live.connection, replicas, timeout)
+                    .await
+            }
+            #[cfg(feature = "cluster")]
+            SessionKind::Cluster(_) => true,
+        }
     }
 }
 

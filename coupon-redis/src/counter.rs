@@ -13,7 +13,7 @@ use redis::{AsyncCommands, Script, Value};
 
 use crate::connection::{Connection, ServerFacts, Session};
 use crate::error::{BACKEND, classify, unexpected_reply};
-use crate::{CampaignKeys, RedisCounterConfig};
+use crate::{CampaignKeys, Confirm, RedisCounterConfig};
 
 static TRY_ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/try_acquire.lua")));
@@ -68,6 +68,8 @@ const CHUNK: usize = 1_000;
 pub struct RedisCounter {
     connection: Connection,
     prefix: String,
+    confirm: Confirm,
+    confirm_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisCounter {
@@ -94,6 +96,8 @@ impl RedisCounter {
         Ok(Self {
             connection,
             prefix: config.key_prefix,
+            confirm: config.confirm,
+            confirm_timeout: config.confirm_timeout,
         })
     }
 
@@ -103,6 +107,28 @@ impl RedisCounter {
             .session()
             .await
             .map_err(|e| classify(e, || "connecting".to_owned()))
+    }
+
+    /// Waits for the replicas [`Confirm`] asks for; an admission they did not
+    /// acknowledge in time is an unknown outcome (the slot may be held).
+    async fn confirmed(&self, session: &Session, keys: &CampaignKeys) -> Result<()> {
+        let replicas = match self.confirm {
+            Confirm::Off => return Ok(()),
+            Confirm::Auto if session.replicas() == 0 => return Ok(()),
+            Confirm::Auto => 1,
+            Confirm::Replicas(replicas) => u64::from(replicas),
+        };
+        if replicas == 0 || session.confirm(replicas, self.confirm_timeout).await {
+            return Ok(());
+        }
+        Err(Error::OutcomeUnknown {
+            backend: BACKEND,
+            message: format!(
+                "try_acquire on {keys:?}: admitted, but not acknowledged by {replicas} replica(s) within {:?}",
+                self.confirm_timeout
+            ),
+            source: None,
+        })
     }
 
     /// The keys this counter uses for `campaign`.
@@ -171,6 +197,11 @@ impl CouponCounter for RedisCounter {
             .invoke_async(&mut session)
             .await
             .map_err(|e| classify(e, || format!("try_acquire on {keys:?}")))?;
+        let granted =
+            matches!(reply, Value::Array(_)) || matches!(reply, Value::Int(rank) if rank > 0);
+        if granted {
+            self.confirmed(&session, &keys).await?;
+        }
         match reply {
             Value::Int(-1) => Ok(Admission::AlreadyApplied),
             Value::Int(-2) => Err(Error::NotReady {
@@ -330,7 +361,7 @@ impl CouponCounter for RedisCounter {
         let keys = self.keys(campaign.id);
         let mut session = self.session().await?;
         let identity = session.identity().to_owned();
-        let token = format!("{:x}", rand_token());
+        let token = uuid::Uuid::new_v4().simple().to_string();
         let locked: Option<String> = redis::cmd("SET")
             .arg(&keys.rebuild)
             .arg(&token)
@@ -346,11 +377,17 @@ impl CouponCounter for RedisCounter {
         let built = self.build_locked(campaign, held, &identity, &token).await;
         if !matches!(built, Ok(Rebuild::Built(_))) {
             // Sealing releases the lock; anything else gives it back here.
-            let unlocked = UNLOCK
-                .key(&keys.rebuild)
-                .arg(&token)
-                .invoke_async::<i64>(&mut session)
-                .await;
+            // On a session of its own: the first one may be what broke.
+            let unlocked = match self.session().await {
+                Ok(mut fresh) => UNLOCK
+                    .key(&keys.rebuild)
+                    .arg(&token)
+                    .invoke_async::<i64>(&mut fresh)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify(e, || format!("unlocking {}", keys.rebuild))),
+                Err(error) => Err(error),
+            };
             if let Err(error) = unlocked {
                 tracing::warn!(%error, "giving back the rebuild lock failed; it expires by itself");
             }
@@ -427,14 +464,6 @@ impl RedisCounter {
             slots.len() as u64,
         )))
     }
-}
-
-/// A token that tells this rebuild's lock from any other's.
-fn rand_token() -> u128 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    nanos ^ (u128::from(std::process::id()) << 96)
 }
 
 /// Refuses a server that may evict a campaign's keys: an evicted count or holder list

@@ -22,18 +22,20 @@
 //! # Ok(()) }
 //! ```
 //!
-//! After Redis lost its data (a restart without persistence, `FLUSHALL`, a failover to
-//! a replica that missed writes), rebuild a campaign with
-//! [`CouponCounter::restore`](coupon_core::CouponCounter::restore) from
-//! [`CouponStore::holders`](coupon_core::CouponStore::holders); it is safe while
-//! applications keep arriving, and never lowers a count.
+//! A counter that lost its data (a restart, an evicted or deleted key, a failover to a
+//! replica) admits no one: it answers [`coupon_core::Error::NotReady`] until
+//! [`CouponCounter::rebuild`](coupon_core::CouponCounter::rebuild) rebuilt it from the
+//! store, which the [`CouponIssuer`](coupon_core::CouponIssuer) does by itself.
+//! With replicas, each admission can wait for a replica's acknowledgement
+//! ([`Confirm`]), one `WAIT` per group of concurrent admissions.
 
 mod config;
+mod confirm;
 mod connection;
 mod counter;
 mod error;
 mod keys;
 
-pub use config::RedisCounterConfig;
+pub use config::{Confirm, RedisCounterConfig};
 pub use counter::RedisCounter;
 pub use keys::CampaignKeys;

@@ -251,7 +251,7 @@ impl IssueQueue for SqlIssueQueue {
         let top = mark.positions.first().copied().unwrap_or(0);
         let waiting = self
             .count(&format!(
-                "SELECT COUNT(*) FROM issue_queue WHERE dead_reason IS NULL AND id <= {top}"
+                "SELECT COUNT(*) FROM (SELECT 1 FROM issue_queue WHERE dead_reason IS NULL AND id <= {top} LIMIT 1) waiting"
             ))
             .await?;
         Ok(waiting == 0)
@@ -278,7 +278,14 @@ impl SqlIssueQueue {
 }
 
 /// Inserts the tickets of `group` in one transaction and answers each waiter.
-async fn commit_group(shared: &Shared, group: Vec<Waiting>) {
+async fn commit_group(shared: &Shared, mut group: Vec<Waiting>) {
+    // A publisher that gave up (its timeout, its caller gone) was answered "unknown"
+    // and its admission is left to the settler: committing its ticket now, perhaps
+    // long after, would land it past a counter rebuild's mark.
+    group.retain(|waiting| !waiting.done.is_closed());
+    if group.is_empty() {
+        return;
+    }
     let (tickets, waiters): (Vec<IssueTicket>, Vec<_>) =
         group.into_iter().map(|w| (w.ticket, w.done)).unzip();
     let result = insert(&shared.db, &tickets).await;

@@ -63,7 +63,11 @@ pub async fn build(config: &Config) -> Result<Backends, String> {
             let counter = RedisCounter::connect(
                 RedisCounterConfig::new(url)
                     .with_key_prefix(&config.redis_key_prefix)
-                    .with_allow_eviction(config.redis_allow_eviction),
+                    .with_allow_eviction(config.redis_allow_eviction)
+                    .with_confirm(
+                        config.redis_confirm,
+                        std::time::Duration::from_millis(config.redis_confirm_timeout_ms),
+                    ),
             )
             .await
             .map_err(|e| format!("redis {}: {e}", redact_url(url)))?;
@@ -79,7 +83,7 @@ pub async fn build(config: &Config) -> Result<Backends, String> {
         }
         None => {
             let counter = MemoryCounter::new();
-            let restored = restore_from_store(&counter, &store, hand_off.sql.as_ref()).await?;
+            let restored = restore_from_store(&counter, &store, &hand_off).await?;
             let scope = if config.role == Role::All {
                 ""
             } else {
@@ -188,28 +192,38 @@ async fn hand_off(
     }
 }
 
-/// An in-memory counter starts empty: rebuild every campaign's admissions from the
-/// coupons the database holds and, with the database's queue, from the tickets still
-/// waiting there, so a restart admits no one past a cap and grants no rank twice.
+/// An in-memory counter starts with no campaign built. With the database's queue (or
+/// the in-process one, empty at start) every campaign is rebuilt now from the tickets
+/// still queued and the coupons the database holds, read in that order so that a ticket
+/// a worker elsewhere moves from one to the other meanwhile is counted. With Kafka the
+/// queued tickets cannot be read: each campaign is left to the fence, which rebuilds it
+/// at its first apply once the workers drained the topic.
 async fn restore_from_store(
     counter: &MemoryCounter,
     store: &SeaOrmStore,
-    queue: Option<&SqlIssueQueue>,
+    hand_off: &HandOff,
 ) -> Result<usize, String> {
+    if hand_off.sql.is_none() && hand_off.memory.is_none() {
+        return Ok(0);
+    }
     let campaigns = store
         .campaigns()
         .await
         .map_err(|e| format!("listing campaigns: {e}"))?;
     for summary in &campaigns {
         let id = summary.campaign.id;
+        let queued = match &hand_off.sql {
+            Some(queue) => queue.queued_slots(id).await.map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
         let mut held = store.coupon_slots(id).await.map_err(|e| e.to_string())?;
-        if let Some(queue) = queue {
-            // A queued ticket whose coupon exists (a duplicate) is one slot, not two.
-            let stored: HashSet<_> = held.iter().map(|slot| (slot.user, slot.slot)).collect();
-            let mut queued = queue.queued_slots(id).await.map_err(|e| e.to_string())?;
-            queued.retain(|slot| !stored.contains(&(slot.user, slot.slot)));
-            held.extend(queued);
-        }
+        // A queued ticket whose coupon exists (a duplicate) is one slot, not two.
+        let stored: HashSet<_> = held.iter().map(|slot| (slot.user, slot.slot)).collect();
+        held.extend(
+            queued
+                .into_iter()
+                .filter(|slot| !stored.contains(&(slot.user, slot.slot))),
+        );
         counter
             .rebuild(&summary.campaign, &held)
             .await

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use coupon_core::{IssuerConfig, SettlerConfig, TicketId};
+use coupon_redis::Confirm;
 
 /// Which parts of the service this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,6 +101,14 @@ pub struct Config {
     /// evicted key stops a campaign's admissions until its counter is rebuilt).
     #[arg(long, env = "REDIS_ALLOW_EVICTION")]
     pub redis_allow_eviction: bool,
+    /// Whether an admission waits for Redis replicas to acknowledge it (`WAIT`) before
+    /// it counts: `auto` (one replica, when the primary has any), `off`, or a number.
+    #[arg(long, env = "REDIS_CONFIRM", default_value = "auto", value_parser = parse_confirm)]
+    pub redis_confirm: Confirm,
+    /// How long (ms) an admission waits for that acknowledgement; one not acknowledged
+    /// in time answers 503 and is settled later.
+    #[arg(long, env = "REDIS_CONFIRM_TIMEOUT_MS", default_value_t = 100)]
+    pub redis_confirm_timeout_ms: u64,
     /// After the counter is found to have lost a campaign's state, how long (ms) to wait
     /// for publishes already under way before waiting for the queue to drain and
     /// rebuilding the counter from the database. Must exceed the longest publish
@@ -175,5 +184,17 @@ impl std::fmt::Debug for Config {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("role", &self.role)
             .finish_non_exhaustive()
+    }
+}
+
+/// `auto`, `off` or a number of replicas.
+fn parse_confirm(value: &str) -> Result<Confirm, String> {
+    match value.trim() {
+        "auto" => Ok(Confirm::Auto),
+        "off" | "0" => Ok(Confirm::Off),
+        number => number
+            .parse()
+            .map(Confirm::Replicas)
+            .map_err(|_| format!("{number:?}: expected auto, off or a number of replicas")),
     }
 }
