@@ -8,9 +8,14 @@
 #   scripts/services.sh start DIR          install what is missing, start all, write DIR/env
 #   scripts/services.sh stop DIR           stop all (idempotent)
 #   scripts/services.sh start-one NAME DIR start one service of a test's own under DIR
-#   scripts/services.sh kill NAME DIR      kill -9 one service (redis | postgres | kafka)
+#   scripts/services.sh kill NAME DIR      kill -9 one service (redis | postgres | kafka |
+#                                          sentinel: the primary the Sentinels name now)
 #   scripts/services.sh restart NAME DIR   start it again on the same port and storage
 #                                          (Redis comes back empty: it keeps nothing on disk)
+#
+# `start-one sentinel DIR` starts a Redis primary, a replica and three Sentinels
+# (quorum 2, a primary down after 1 s) and writes DIR/sentinel/url, a
+# redis+sentinel:// URL for REDIS_URL; `kill sentinel DIR` kills the current primary.
 #
 # DIR/env holds `export` lines: REDIS_URL, DATABASE_URL, KAFKA_BROKERS, MYSQL_URL when a
 # MariaDB/MySQL server answers on 127.0.0.1:3306, and FIRSTCOME_SERVICES_DIR/_SCRIPT for
@@ -108,6 +113,65 @@ start_redis() {
   die "redis on port $port does not answer PING"
 }
 
+# A Redis of a Sentinel set: NAME under DIR/sentinel, extra arguments after.
+start_sentinel_redis() {
+  local dir=$1 name=$2 port
+  shift 2
+  mkdir -p "$dir/sentinel/$name"
+  port=$(cat "$dir/sentinel/$name/port" 2>/dev/null || free_port)
+  echo "$port" >"$dir/sentinel/$name/port"
+  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+    --dir "$dir/sentinel/$name" --logfile "$dir/sentinel/$name/redis.log" "$@" >/dev/null 2>&1 &
+  echo $! >"$dir/sentinel/$name/pid"
+  wait_port "$port" "redis $name"
+}
+
+start_sentinel_set() {
+  local dir=$1 primary port conf urls="" i
+  start_sentinel_redis "$dir" primary
+  primary=$(cat "$dir/sentinel/primary/port")
+  start_sentinel_redis "$dir" replica --replicaof 127.0.0.1 "$primary"
+  for i in 1 2 3; do
+    mkdir -p "$dir/sentinel/s$i"
+    port=$(cat "$dir/sentinel/s$i/port" 2>/dev/null || free_port)
+    echo "$port" >"$dir/sentinel/s$i/port"
+    conf="$dir/sentinel/s$i/sentinel.conf"
+    printf 'port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor firstcome 127.0.0.1 %s 2\nsentinel down-after-milliseconds firstcome 1000\nsentinel failover-timeout firstcome 3000\n' \
+      "$port" "$dir/sentinel/s$i" "$primary" >"$conf"
+    redis-server "$conf" --sentinel --logfile "$dir/sentinel/s$i/sentinel.log" >/dev/null 2>&1 &
+    echo $! >"$dir/sentinel/s$i/pid"
+    wait_port "$port" "sentinel s$i"
+    urls="$urls${urls:+,}127.0.0.1:$port"
+  done
+  echo "redis+sentinel://$urls/firstcome" >"$dir/sentinel/url"
+  log "sentinel set: $(cat "$dir/sentinel/url")"
+}
+
+# kill -9 the server the Sentinels name as primary now.
+kill_sentinel_primary() {
+  local dir=$1 port name pid
+  port=$(redis-cli -p "$(cat "$dir/sentinel/s1/port")" SENTINEL get-master-addr-by-name firstcome 2>/dev/null | sed -n 2p)
+  for name in primary replica; do
+    if [ "$(cat "$dir/sentinel/$name/port" 2>/dev/null)" = "$port" ]; then
+      pid=$(cat "$dir/sentinel/$name/pid" 2>/dev/null || true)
+      if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+      fi
+      return 0
+    fi
+  done
+  die "no primary of the sentinel set under $dir answers"
+}
+
+stop_sentinel_set() {
+  local dir=$1 pidfile
+  for pidfile in "$dir"/sentinel/*/pid; do
+    [ -f "$pidfile" ] || continue
+    kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+}
+
 start_postgres() {
   local dir=$1 bin port
   bin=$(pg_bin)
@@ -185,7 +249,8 @@ kill_one() {
         kill -9 "$pid" 2>/dev/null || true
         while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
       fi ;;
-    *) die "unknown service $name (redis | postgres | kafka)" ;;
+    sentinel) kill_sentinel_primary "$dir" ;;
+    *) die "unknown service $name (redis | postgres | kafka | sentinel)" ;;
   esac
 }
 
@@ -194,7 +259,8 @@ start_one() {
     redis) start_redis "$2" ;;
     postgres) start_postgres "$2" ;;
     kafka) start_kafka "$2" ;;
-    *) die "unknown service $1 (redis | postgres | kafka)" ;;
+    sentinel) start_sentinel_set "$2" ;;
+    *) die "unknown service $1 (redis | postgres | kafka | sentinel)" ;;
   esac
 }
 
@@ -203,6 +269,7 @@ stop_all() {
   [ -d "$dir" ] || return 0
   kill_one kafka "$dir"
   kill_one redis "$dir"
+  stop_sentinel_set "$dir"
   bin=$(pg_bin)
   if [ -n "$bin" ] && [ -f "$dir/postgres/data/postmaster.pid" ]; then
     as_pg "$bin/pg_ctl" -D "$dir/postgres/data" -m immediate -w stop >/dev/null 2>&1 || kill_one postgres "$dir"
@@ -234,7 +301,7 @@ main() {
     restart)
       kill_one "${2:?service}" "${3:?usage: services.sh restart NAME DIR}"
       start_one "$2" "$3" ;;
-    *) sed -n '2,15p' "$script" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,20p' "$script" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 }
 

@@ -1,5 +1,7 @@
 //! Admissions per second through `RedisCounter` at 1, 16, 64 and 256 concurrent tasks,
-//! beside `redis-benchmark` running the same script at the same concurrency.
+//! beside `redis-benchmark` running the same script at the same concurrency; then, on a
+//! primary with one replica that the bench starts, 256 tasks with confirmation (`WAIT`)
+//! on and off, beside `redis-benchmark` of the script on that primary.
 //!
 //! ```sh
 //! scripts/services.sh start /tmp/fc && source /tmp/fc/env
@@ -11,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use coupon_core::testkit::{fresh_campaign, service_url};
-use coupon_core::{CouponCounter, UserId};
-use coupon_redis::{RedisCounter, RedisCounterConfig};
+use coupon_core::testkit::{ready_campaign, service_url};
+use coupon_core::{Campaign, CouponCounter, UserId};
+use coupon_redis::{Confirm, RedisCounter, RedisCounterConfig};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const CONCURRENCY: [u64; 4] = [1, 16, 64, 256];
@@ -38,6 +40,42 @@ fn redis_benchmark(url: &str, clients: u64, pipeline: u64) -> Option<f64> {
         .ok()?;
     let sha = String::from_utf8_lossy(&sha.stdout).trim().to_owned();
     let tag = "{bench:redis-benchmark}";
+    // Built on this server, as a live campaign is: the script then runs its full path.
+    let info = Command::new("redis-cli")
+        .args(["-h", &host, "-p", &port, "INFO", "server"])
+        .output()
+        .ok()?;
+    let info = String::from_utf8_lossy(&info.stdout).into_owned();
+    let run_id = info
+        .lines()
+        .find_map(|line| line.strip_prefix("run_id:"))?
+        .trim()
+        .to_owned();
+    Command::new("redis-cli")
+        .args([
+            "-h",
+            &host,
+            "-p",
+            &port,
+            "HSET",
+            &format!("{tag}:users"),
+            "~built",
+            &run_id,
+        ])
+        .output()
+        .ok()?;
+    Command::new("redis-cli")
+        .args([
+            "-h",
+            &host,
+            "-p",
+            &port,
+            "SET",
+            &format!("{tag}:count"),
+            "0",
+        ])
+        .output()
+        .ok()?;
     let out = Command::new("redis-benchmark")
         .args(["-h", &host, "-p", &port, "-q", "-r", "1000000000"])
         .args([
@@ -55,7 +93,7 @@ fn redis_benchmark(url: &str, clients: u64, pipeline: u64) -> Option<f64> {
             format!("{tag}:slots"),
             format!("{tag}:free"),
         ])
-        .args(["__rand_int__", &CAP.to_string(), "1"])
+        .args(["__rand_int__", &CAP.to_string(), "1", &run_id, "t"])
         .output()
         .ok()?;
     let _ = Command::new("redis-cli")
@@ -80,7 +118,7 @@ fn admission(c: &mut Criterion) {
         ))
         .expect("connect to REDIS_URL");
     let counter = Arc::new(counter);
-    let campaign = Arc::new(fresh_campaign(CAP));
+    let campaign = Arc::new(runtime.block_on(ready_campaign(counter.as_ref(), CAP)));
     let next_user = Arc::new(AtomicU64::new(0));
 
     let mut group = c.benchmark_group("admission_redis");
@@ -93,31 +131,7 @@ fn admission(c: &mut Criterion) {
             &tasks,
             |b, &tasks| {
                 b.iter_custom(|iters| {
-                    let per_task = iters.div_ceil(tasks);
-                    runtime.block_on(async {
-                        let started = Instant::now();
-                        let mut handles = Vec::new();
-                        for _ in 0..tasks {
-                            let (counter, campaign, next_user) =
-                                (counter.clone(), campaign.clone(), next_user.clone());
-                            handles.push(tokio::spawn(async move {
-                                for _ in 0..per_task {
-                                    let user = UserId(next_user.fetch_add(1, Ordering::Relaxed));
-                                    counter
-                                        .try_acquire(&campaign, user)
-                                        .await
-                                        .expect("admission");
-                                }
-                            }));
-                        }
-                        for handle in handles {
-                            handle.await.expect("task");
-                        }
-                        // Scale to the iterations asked for: tasks ran per_task each.
-                        started
-                            .elapsed()
-                            .mul_f64(iters as f64 / (per_task * tasks) as f64)
-                    })
+                    runtime.block_on(admit(&counter, &campaign, &next_user, tasks, iters))
                 });
             },
         );
@@ -140,5 +154,133 @@ fn admission(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, admission);
+/// Time for `iters` admissions from `tasks` concurrent tasks, each a new user.
+async fn admit(
+    counter: &Arc<RedisCounter>,
+    campaign: &Arc<Campaign>,
+    next_user: &Arc<AtomicU64>,
+    tasks: u64,
+    iters: u64,
+) -> Duration {
+    let per_task = iters.div_ceil(tasks);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (counter, campaign, next_user) = (counter.clone(), campaign.clone(), next_user.clone());
+        handles.push(tokio::spawn(async move {
+            for _ in 0..per_task {
+                let user = UserId(next_user.fetch_add(1, Ordering::Relaxed));
+                counter
+                    .try_acquire(&campaign, user)
+                    .await
+                    .expect("admission");
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.expect("task");
+    }
+    // Scale to the iterations asked for: tasks ran per_task each.
+    started
+        .elapsed()
+        .mul_f64(iters as f64 / (per_task * tasks) as f64)
+}
+
+/// A redis-server of the bench's own; killed when dropped.
+struct Server {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/services.sh install puts it there)");
+        let server = Self { port, child };
+        server.wait_for(|info| info.contains("run_id:"));
+        server
+    }
+
+    fn wait_for(&self, ready: impl Fn(&str) -> bool) {
+        for _ in 0..200 {
+            let out = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "INFO"])
+                .output();
+            if out.is_ok_and(|out| ready(&String::from_utf8_lossy(&out.stdout))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server on {} not ready", self.port);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// 256 tasks on a primary with one replica: each admission confirmed by the replica
+/// (`WAIT`, shared) against unconfirmed, beside redis-benchmark of the script.
+fn confirmation(c: &mut Criterion) {
+    const TASKS: u64 = 256;
+    let primary = Server::start(&[]);
+    let replica = Server::start(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+    replica.wait_for(|info| info.contains("master_link_status:up"));
+    let url = format!("redis://127.0.0.1:{}/", primary.port);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let mut group = c.benchmark_group("admission_redis_replicated");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(4));
+    group.warm_up_time(Duration::from_secs(1));
+    for (name, confirm) in [("confirmed", Confirm::Auto), ("unconfirmed", Confirm::Off)] {
+        let counter = runtime
+            .block_on(RedisCounter::connect(
+                RedisCounterConfig::new(&url)
+                    .with_key_prefix(format!("bench-{name}"))
+                    .with_confirm(confirm, Duration::from_millis(500)),
+            ))
+            .expect("connect to the bench's primary");
+        let counter = Arc::new(counter);
+        let campaign = Arc::new(runtime.block_on(ready_campaign(counter.as_ref(), CAP)));
+        let next_user = Arc::new(AtomicU64::new(0));
+        group.bench_with_input(BenchmarkId::new(name, TASKS), &TASKS, |b, &tasks| {
+            b.iter_custom(|iters| {
+                runtime.block_on(admit(&counter, &campaign, &next_user, tasks, iters))
+            });
+        });
+    }
+    group.finish();
+    let waits = Command::new("redis-cli")
+        .args(["-p", &primary.port.to_string(), "INFO", "commandstats"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    let waits = waits
+        .lines()
+        .find(|line| line.starts_with("cmdstat_wait:"))
+        .unwrap_or("cmdstat_wait: none");
+    println!("\nWAITs on the primary over the run: {waits}");
+    let plain = redis_benchmark(&url, TASKS, 1);
+    println!(
+        "baseline: redis-benchmark, the script on the replicated primary, {TASKS} clients: {}",
+        plain.map_or("n/a".to_owned(), |v| format!("{v:.0} requests/s"))
+    );
+}
+
+criterion_group!(benches, admission, confirmation);
 criterion_main!(benches);

@@ -1,6 +1,7 @@
 //! [`CouponCounter`] on Redis: one Lua script per operation, one round trip per apply.
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -194,6 +195,7 @@ impl CouponCounter for RedisCounter {
             .arg(campaign.cap)
             .arg(campaign.per_user_limit)
             .arg(session.identity())
+            .arg(request_token())
             .invoke_async(&mut session)
             .await
             .map_err(|e| classify(e, || format!("try_acquire on {keys:?}")))?;
@@ -415,6 +417,15 @@ impl RedisCounter {
         if built.as_deref() == Some(identity) && count.is_some() {
             return Ok(Rebuild::AlreadyReady);
         }
+        // Closed for the whole rebuild: with only the count lost the marker would still
+        // match, and the count the restore writes back would reopen admissions on a
+        // partial state before the seal.
+        let _: i64 = redis::cmd("HDEL")
+            .arg(&keys.users)
+            .arg("~built")
+            .query_async(&mut session)
+            .await
+            .map_err(|e| classify(e, || format!("closing {}", keys.users)))?;
         let added = self.restore(campaign, held).await?.added;
         let slots = self.scan_held(campaign.id).await?;
         let ranks: std::collections::BTreeSet<u64> = slots
@@ -466,6 +477,14 @@ impl RedisCounter {
     }
 }
 
+/// A token unique to one `try_acquire` call (a random start, then a counter), that
+/// lets the script tell a resent request from a new one.
+fn request_token() -> String {
+    static NEXT: LazyLock<AtomicU64> =
+        LazyLock::new(|| AtomicU64::new(uuid::Uuid::new_v4().as_u64_pair().0));
+    format!("{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Refuses a server that may evict a campaign's keys: an evicted count or holder list
 /// would be a counter that forgot, fenced but unavailable until rebuilt.
 fn check_eviction(facts: &ServerFacts, allow_eviction: bool) -> Result<()> {
@@ -486,15 +505,18 @@ fn check_eviction(facts: &ServerFacts, allow_eviction: bool) -> Result<()> {
 }
 
 /// A field and value of the `users` hash as a held slot: `<user>` or `<user>:<slot>`,
-/// and `<rank>:<ms>` (or a bare `<ms>` written before ranks were kept: rank 0).
+/// and `<rank>:<ms>[:<token>]` (or a bare `<ms>` written before ranks were kept: rank 0).
 fn parse_held(field: &str, value: &str) -> Option<HeldSlot> {
     let (user, slot) = match field.split_once(':') {
         Some((user, slot)) => (user.parse().ok()?, slot.parse().ok()?),
         None => (field.parse().ok()?, 1),
     };
-    let (rank, millis) = match value.split_once(':') {
-        Some((rank, millis)) => (rank.parse().ok()?, millis.parse().ok()?),
-        None => (0, value.parse().ok()?),
+    let mut parts = value.splitn(3, ':');
+    let (rank, millis) = match (parts.next(), parts.next()) {
+        // The third part, when present, is the token of the request that took it.
+        (Some(rank), Some(millis)) => (rank.parse().ok()?, millis.parse().ok()?),
+        (Some(millis), None) => (0, millis.parse().ok()?),
+        _ => return None,
     };
     Some(HeldSlot {
         user: UserId(user),
@@ -518,10 +540,75 @@ mod tests {
         );
         let second = parse_held("42:2", "9:1764000000000").unwrap();
         assert_eq!((second.slot, second.rank), (2, 9));
+        let tokened = parse_held("42", "7:1764000000000:9f3a").unwrap();
+        assert_eq!((tokened.slot, tokened.rank), (1, 7));
         let legacy = parse_held("42", "1764000000000").unwrap();
         assert_eq!((legacy.slot, legacy.rank), (1, 0));
         for (field, value) in [("x", "1:1"), ("1", "x:1"), ("1:", "1:1"), ("1", "")] {
             assert!(parse_held(field, value).is_none(), "{field:?} = {value:?}");
+        }
+    }
+
+    /// Runs the admission script as a client that resends a request would.
+    async fn run_script(
+        counter: &RedisCounter,
+        campaign: &Campaign,
+        user: u64,
+        token: &str,
+    ) -> Value {
+        let keys = counter.keys(campaign.id);
+        let mut session = counter.session().await.expect("session");
+        TRY_ACQUIRE
+            .key(&keys.count)
+            .key(&keys.users)
+            .key(&keys.slots)
+            .key(&keys.free)
+            .arg(user)
+            .arg(campaign.cap)
+            .arg(campaign.per_user_limit)
+            .arg(session.identity())
+            .arg(token)
+            .invoke_async(&mut session)
+            .await
+            .expect("the script")
+    }
+
+    /// The same request run twice answers its grant twice and takes one slot; another
+    /// request of the same user is a new one (already applied at limit 1, the next
+    /// slot at limit 3).
+    #[tokio::test]
+    async fn a_request_run_twice_takes_one_slot() {
+        use coupon_core::NewCampaign;
+        use coupon_core::testkit::{ready_campaign_from, service_url};
+
+        let counter = RedisCounter::connect(
+            RedisCounterConfig::new(service_url("REDIS_URL"))
+                .with_key_prefix(format!("test-{}", uuid::Uuid::new_v4().simple())),
+        )
+        .await
+        .expect("connect to REDIS_URL");
+        for limit in [1, 3] {
+            let new = NewCampaign::new("twice", 10).per_user_limit(limit);
+            let campaign = ready_campaign_from(&counter, new).await;
+            let first = run_script(&counter, &campaign, 7, "a1").await;
+            let again = run_script(&counter, &campaign, 7, "a1").await;
+            assert_eq!(first, Value::Int(1), "limit {limit}");
+            assert_eq!(again, first, "limit {limit}: the resent request");
+            assert_eq!(
+                counter.status(campaign.id).await.expect("status").admitted,
+                1
+            );
+            let other = run_script(&counter, &campaign, 7, "b2").await;
+            let expected = if limit == 1 {
+                Value::Int(-1)
+            } else {
+                Value::Array(vec![Value::Int(2), Value::Int(2)])
+            };
+            assert_eq!(other, expected, "limit {limit}: a new request");
+            let other_again = run_script(&counter, &campaign, 7, "b2").await;
+            assert_eq!(other_again, expected, "limit {limit}: the new one resent");
+            let held = counter.held_slots(campaign.id).await.expect("held");
+            assert_eq!(held.len(), if limit == 1 { 1 } else { 2 });
         }
     }
 }

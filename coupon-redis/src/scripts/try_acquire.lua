@@ -1,19 +1,37 @@
 -- Admits one user to one campaign, atomically. One round trip per apply.
 -- KEYS[1] count   (string: slots taken)
--- KEYS[2] users   (hash: "<user>" for slot 1, "<user>:<slot>" above -> "<rank>:<ms>",
---                  the admission time by the Redis clock; field "~free": how many ranks
+-- KEYS[2] users   (hash: "<user>" for slot 1, "<user>:<slot>" above ->
+--                  "<rank>:<ms>:<token>", the admission time by the Redis clock and the
+--                  token of the request that took it; field "~free": how many ranks
 --                  wait in KEYS[4], absent when none; field "~built": the identity of
 --                  the server the counter was built on)
 -- KEYS[3] slots   (hash: user -> slots held; used only when the per-user limit is above 1)
 -- KEYS[4] free    (sorted set: ranks given back by releases, granted again first)
--- ARGV[1] user, ARGV[2] cap, ARGV[3] per-user limit, ARGV[4] this server's identity
+-- ARGV[1] user, ARGV[2] cap, ARGV[3] per-user limit, ARGV[4] this server's identity,
+-- ARGV[5] the request's token, unique per call
 -- Returns the rank when granted slot 1, {rank, slot} when granted a higher slot, 0 when
 -- sold out, -1 when already applied, -2 when the counter is not built on this server
 -- (never built, restarted empty, a key lost, a failover): it must not admit anyone
 -- until it is rebuilt from the store.
+-- The same request run twice (a client that resent it after a dropped connection, as
+-- the Cluster client does) answers its first grant again, instead of taking a second
+-- slot or answering "already applied" to the applicant who got the first.
 local user = ARGV[1]
 local cap = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
+local suffix = ':' .. ARGV[5]
+
+-- The grant a slot's value records, if this very request made it.
+local function regrant(value, slot)
+  if value and string.sub(value, -#suffix) == suffix then
+    local rank = tonumber(string.match(value, '^(%d+):'))
+    if slot == 1 then
+      return rank
+    end
+    return {rank, slot}
+  end
+  return nil
+end
 
 -- One call reads whether the user holds slot 1 and whether released ranks wait, so
 -- that the sorted set is touched only when one does.
@@ -28,9 +46,25 @@ end
 count = tonumber(count)
 local held
 if limit == 1 then
+  local again = regrant(state[1], 1)
+  if again then
+    return again
+  end
   held = state[1] and 1 or 0
 else
   held = tonumber(redis.call('HGET', KEYS[3], user) or '0')
+  if held > 0 then
+    local again = regrant(state[1], 1)
+    for slot = 2, limit do
+      if again then
+        break
+      end
+      again = regrant(redis.call('HGET', KEYS[2], user .. ':' .. slot), slot)
+    end
+    if again then
+      return again
+    end
+  end
 end
 if held >= limit then
   return -1
@@ -73,7 +107,7 @@ end
 
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
-redis.call('HSET', KEYS[2], field, string.format('%.0f:%.0f', rank, ms))
+redis.call('HSET', KEYS[2], field, string.format('%.0f:%.0f', rank, ms) .. suffix)
 if slot == 1 then
   return rank
 end
