@@ -149,8 +149,12 @@ start_sentinel_set() {
 
 # kill -9 the server the Sentinels name as primary now.
 kill_sentinel_primary() {
-  local dir=$1 port name pid
-  port=$(redis-cli -p "$(cat "$dir/sentinel/s1/port")" SENTINEL get-master-addr-by-name firstcome 2>/dev/null | sed -n 2p)
+  local dir=$1 port="" name pid i
+  for i in 1 2 3; do
+    port=$(redis-cli -p "$(cat "$dir/sentinel/s$i/port" 2>/dev/null || echo 0)" \
+      SENTINEL get-master-addr-by-name firstcome 2>/dev/null | sed -n 2p || true)
+    [ -n "$port" ] && break
+  done
   for name in primary replica; do
     if [ "$(cat "$dir/sentinel/$name/port" 2>/dev/null)" = "$port" ]; then
       pid=$(cat "$dir/sentinel/$name/pid" 2>/dev/null || true)
@@ -299,6 +303,7 @@ main() {
     stop) stop_all "${2:?usage: services.sh stop DIR}" ;;
     kill) kill_one "${2:?service}" "${3:?usage: services.sh kill NAME DIR}" ;;
     restart)
+      [ "${2:-}" != sentinel ] || die "restart is not for the sentinel set: stop DIR, then start-one sentinel DIR"
       kill_one "${2:?service}" "${3:?usage: services.sh restart NAME DIR}"
       start_one "$2" "$3" ;;
     *) sed -n '2,20p' "$script" | sed 's/^# \{0,1\}//'; exit 2 ;;

@@ -27,8 +27,11 @@ pub struct IssuerConfig {
     pub publish_timeout: Duration,
     /// After the counter is found not ready, how long a rebuild waits before it takes
     /// the queue's mark: longer than any publish of an admission made before the loss
-    /// can take (the publish timeout above, and the queue's own, e.g. Kafka's delivery
-    /// timeout). Default 12 s.
+    /// can take. A publish gives up at the publish timeout, and one finished for a
+    /// caller that went away may start just before it; a queue that keeps a message it
+    /// accepted (Kafka, until its delivery timeout, which must not exceed the publish
+    /// timeout) may store it up to one more publish timeout later. So at least twice
+    /// the publish timeout plus a second (enforced). Default 21 s.
     pub rebuild_grace: Duration,
     /// How long a rebuild waits for the queue to drain when the queue cannot tell
     /// ([`IssueQueue::mark`] is `None`). Default 30 s.
@@ -40,7 +43,7 @@ impl Default for IssuerConfig {
         Self {
             sold_out_ttl: Duration::from_millis(500),
             publish_timeout: Duration::from_secs(10),
-            rebuild_grace: Duration::from_secs(12),
+            rebuild_grace: Duration::from_secs(21),
             drain_fallback: Duration::from_secs(30),
         }
     }
@@ -139,10 +142,14 @@ impl CouponIssuer {
         store: Arc<dyn CouponStore>,
         config: IssuerConfig,
     ) -> Self {
-        // The grace must outlast every publish of an admission made before a loss.
-        let grace = config
-            .rebuild_grace
-            .max(config.publish_timeout + Duration::from_secs(1));
+        // The grace must outlast every publish of an admission made before a loss: the
+        // issuer's and the settler's, each perhaps kept by the queue one timeout more.
+        let longest = config.publish_timeout.max(crate::settler::PUBLISH_TIMEOUT);
+        let grace = config.rebuild_grace.max(
+            longest
+                .saturating_mul(2)
+                .saturating_add(Duration::from_secs(1)),
+        );
         Self {
             fence: Arc::new(Fence::new(
                 counter.clone(),
@@ -226,7 +233,10 @@ impl CouponIssuer {
         let releasing = AtomicBool::new(false);
         // Every publish of this admission, here or on behalf of a caller that went
         // away, ends by this deadline: what a counter rebuild's grace period waits out.
-        let deadline = tokio::time::Instant::now() + self.hand_off.publish_timeout;
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(self.hand_off.publish_timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
         let guard = AbandonGuard {
             hand_off: &self.hand_off,
             ticket: Some(&ticket),

@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Longest wait for the queue to take a republished ticket (as the issuer's default).
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A held slot's identity: user, slot, rank.
 type SlotKey = (UserId, u32, u64);

@@ -47,6 +47,8 @@ pub(crate) struct ServerFacts {
     pub(crate) maxmemory_policy: Option<String>,
     /// `connected_slaves`: replicas attached when the connection opened.
     pub(crate) replicas: u64,
+    /// Whether this is Redis Cluster.
+    pub(crate) is_cluster: bool,
 }
 
 /// A live connection to one server process.
@@ -55,8 +57,18 @@ struct Live {
     connection: MultiplexedConnection,
     identity: Arc<str>,
     generation: u64,
-    replicas: u64,
+    replicas: Arc<Replicas>,
     confirmer: Arc<Confirmer>,
+}
+
+/// How often the replicas attached to the primary are counted again: a failover, a
+/// replica lost or added changes whether admissions can be confirmed.
+const REPLICAS_REFRESH: Duration = Duration::from_secs(5);
+
+/// The replicas attached to a connection's server, as last read.
+struct Replicas {
+    count: std::sync::atomic::AtomicU64,
+    read_at: Mutex<Instant>,
 }
 
 /// Where a single-server connection goes.
@@ -113,6 +125,7 @@ impl Connection {
                 identity: Arc::from(CLUSTER_IDENTITY),
                 maxmemory_policy: policies.max_by_key(|policy| policy != "noeviction"),
                 replicas: 0,
+                is_cluster: true,
             };
             return Ok((Self::Cluster(connection), facts));
         }
@@ -223,6 +236,7 @@ impl Single {
             identity: identity.clone(),
             maxmemory_policy: info.get("maxmemory_policy"),
             replicas: info.get("connected_slaves").unwrap_or(0),
+            is_cluster: false,
         };
         let generation = {
             let mut generation = lock(&self.generation);
@@ -233,7 +247,10 @@ impl Single {
             connection,
             identity,
             generation,
-            replicas: facts.replicas,
+            replicas: Arc::new(Replicas {
+                count: std::sync::atomic::AtomicU64::new(facts.replicas),
+                read_at: Mutex::new(Instant::now()),
+            }),
             confirmer: Arc::new(Confirmer::new()),
         };
         *lock(&self.live) = Some(live.clone());
@@ -296,14 +313,35 @@ impl Session {
         &self.identity
     }
 
-    /// Replicas attached to this session's server when its connection opened (0 on
+    /// Replicas attached to this session's server, read again every few seconds (0 on
     /// Cluster, where confirmation is not offered).
-    pub(crate) fn replicas(&self) -> u64 {
-        match &self.kind {
-            SessionKind::Single { live, .. } => live.replicas,
-            #[cfg(feature = "cluster")]
-            SessionKind::Cluster(_) => 0,
+    pub(crate) async fn replicas(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        let SessionKind::Single { live, .. } = &self.kind else {
+            return 0;
+        };
+        let stale = {
+            let mut read_at = lock(&live.replicas.read_at);
+            let stale = read_at.elapsed() >= REPLICAS_REFRESH;
+            if stale {
+                // One caller reads; the others go on with the last count.
+                *read_at = Instant::now();
+            }
+            stale
+        };
+        if stale {
+            let info: RedisResult<InfoDict> = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut live.connection.clone())
+                .await;
+            if let Some(count) = info
+                .ok()
+                .and_then(|info| info.get::<u64>("connected_slaves"))
+            {
+                live.replicas.count.store(count, Ordering::Relaxed);
+            }
         }
+        live.replicas.count.load(Ordering::Relaxed)
     }
 
     /// Whether `replicas` replicas acknowledged every write this session's connection

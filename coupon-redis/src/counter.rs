@@ -94,6 +94,7 @@ impl RedisCounter {
             .await
             .map_err(|e| classify(e, || format!("connecting to {config:?}")))?;
         check_eviction(&facts, config.allow_eviction)?;
+        check_confirm(&config, &facts)?;
         Ok(Self {
             connection,
             prefix: config.key_prefix,
@@ -115,7 +116,7 @@ impl RedisCounter {
     async fn confirmed(&self, session: &Session, keys: &CampaignKeys) -> Result<()> {
         let replicas = match self.confirm {
             Confirm::Off => return Ok(()),
-            Confirm::Auto if session.replicas() == 0 => return Ok(()),
+            Confirm::Auto if session.replicas().await == 0 => return Ok(()),
             Confirm::Auto => 1,
             Confirm::Replicas(replicas) => u64::from(replicas),
         };
@@ -483,6 +484,34 @@ fn request_token() -> String {
     static NEXT: LazyLock<AtomicU64> =
         LazyLock::new(|| AtomicU64::new(uuid::Uuid::new_v4().as_u64_pair().0));
     format!("{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Refuses confirmation settings that cannot work: a `WAIT` holds up every command
+/// pipelined behind it, so it must end before the response timeout; and Cluster
+/// offers no confirmation.
+fn check_confirm(config: &RedisCounterConfig, facts: &ServerFacts) -> Result<()> {
+    if config.confirm == Confirm::Off {
+        return Ok(());
+    }
+    if config.confirm_timeout >= config.response_timeout {
+        return Err(Error::backend(
+            BACKEND,
+            format!(
+                "invalid settings: the confirm timeout ({:?}) must be below the response \
+                 timeout ({:?}): a WAIT holds up the commands behind it",
+                config.confirm_timeout, config.response_timeout
+            ),
+            None,
+        ));
+    }
+    if matches!(config.confirm, Confirm::Replicas(_)) && facts.is_cluster {
+        return Err(Error::backend(
+            BACKEND,
+            "invalid settings: replica confirmation is not offered on Redis Cluster",
+            None,
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a server that may evict a campaign's keys: an evicted count or holder list

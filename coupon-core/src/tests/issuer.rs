@@ -595,7 +595,7 @@ async fn a_counter_not_ready_is_rebuilt_from_the_store_after_the_queue_drained()
             "{refused:?}"
         );
     }
-    tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
     let rebuilt = rebuilt.lock().unwrap();
     assert_eq!(rebuilt.len(), 1, "one rebuild for many refused applies");
     assert_eq!(rebuilt[0].1, vec![stored]);

@@ -111,9 +111,9 @@ pub struct Config {
     pub redis_confirm_timeout_ms: u64,
     /// After the counter is found to have lost a campaign's state, how long (ms) to wait
     /// for publishes already under way before waiting for the queue to drain and
-    /// rebuilding the counter from the database. Must exceed the longest publish
-    /// (Kafka's delivery timeout is 10 s).
-    #[arg(long, env = "REBUILD_GRACE_MS", default_value_t = 12_000)]
+    /// rebuilding the counter from the database: at least twice the longest publish
+    /// (10 s) plus a second, which is enforced.
+    #[arg(long, env = "REBUILD_GRACE_MS", default_value_t = 21_000)]
     pub rebuild_grace_ms: u64,
     /// How often (ms) the settler passes over every campaign.
     #[arg(long, env = "SETTLE_INTERVAL_MS", default_value_t = 10_000)]
