@@ -35,7 +35,12 @@ const CLUSTER_IDENTITY: &str = "cluster";
 pub(crate) enum Connection {
     Single(Arc<Single>),
     #[cfg(feature = "cluster")]
-    Cluster(redis::cluster_async::ClusterConnection),
+    Cluster {
+        /// Follows redirections and resends after a dropped connection.
+        retrying: redis::cluster_async::ClusterConnection,
+        /// Never resends: for the scripts that must not run twice (`release`).
+        once: redis::cluster_async::ClusterConnection,
+    },
 }
 
 /// What the counter learns about a server when it connects.
@@ -110,11 +115,17 @@ impl Connection {
         let nodes = config.nodes();
         #[cfg(feature = "cluster")]
         if nodes.len() > 1 && config.sentinel().is_none() {
-            let client = redis::cluster::ClusterClient::builder(nodes)
-                .response_timeout(config.response_timeout)
-                .connection_timeout(config.connection_timeout)
-                .build()?;
-            let mut connection = client.get_async_connection().await?;
+            let client = |retries: Option<u32>| {
+                let builder = redis::cluster::ClusterClient::builder(nodes.clone())
+                    .response_timeout(config.response_timeout)
+                    .connection_timeout(config.connection_timeout);
+                match retries {
+                    Some(retries) => builder.retries(retries).build(),
+                    None => builder.build(),
+                }
+            };
+            let once = client(Some(0))?.get_async_connection().await?;
+            let mut connection = client(None)?.get_async_connection().await?;
             // INFO goes to every primary; the policy that may evict, if any, wins.
             let infos: std::collections::HashMap<String, InfoDict> =
                 redis::cmd("INFO").query_async(&mut connection).await?;
@@ -127,7 +138,13 @@ impl Connection {
                 replicas: 0,
                 is_cluster: true,
             };
-            return Ok((Self::Cluster(connection), facts));
+            return Ok((
+                Self::Cluster {
+                    retrying: connection,
+                    once,
+                },
+                facts,
+            ));
         }
         let url = match nodes.as_slice() {
             [url] => *url,
@@ -160,6 +177,17 @@ impl Connection {
 
     /// A connection for one operation, with the identity of the server it reaches.
     pub(crate) async fn session(&self) -> RedisResult<Session> {
+        self.session_with(false).await
+    }
+
+    /// A connection that never resends a command (on Cluster, redirections fail too
+    /// and the caller tries again): for scripts that must not run twice.
+    pub(crate) async fn session_once(&self) -> RedisResult<Session> {
+        self.session_with(true).await
+    }
+
+    async fn session_with(&self, once: bool) -> RedisResult<Session> {
+        let _ = once;
         match self {
             Self::Single(single) => {
                 let live = single.live().await?;
@@ -172,9 +200,16 @@ impl Connection {
                 })
             }
             #[cfg(feature = "cluster")]
-            Self::Cluster(connection) => Ok(Session {
+            Self::Cluster {
+                retrying,
+                once: no_resend,
+            } => Ok(Session {
                 identity: Arc::from(CLUSTER_IDENTITY),
-                kind: SessionKind::Cluster(connection.clone()),
+                kind: SessionKind::Cluster(if once {
+                    no_resend.clone()
+                } else {
+                    retrying.clone()
+                }),
             }),
         }
     }
@@ -317,8 +352,10 @@ impl Session {
     /// Cluster, where confirmation is not offered).
     pub(crate) async fn replicas(&self) -> u64 {
         use std::sync::atomic::Ordering;
-        let SessionKind::Single { live, .. } = &self.kind else {
-            return 0;
+        let live = match &self.kind {
+            SessionKind::Single { live, .. } => live,
+            #[cfg(feature = "cluster")]
+            SessionKind::Cluster(_) => return 0,
         };
         let stale = {
             let mut read_at = lock(&live.replicas.read_at);

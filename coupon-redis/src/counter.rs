@@ -238,7 +238,12 @@ impl CouponCounter for RedisCounter {
 
     async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release> {
         let keys = self.keys(campaign);
-        let mut session = self.session().await?;
+        // Never resent: a release run twice could free a slot its user took again.
+        let mut session = self
+            .connection
+            .session_once()
+            .await
+            .map_err(|e| classify(e, || "connecting".to_owned()))?;
         let released: i64 = RELEASE
             .key(&keys.count)
             .key(&keys.users)
