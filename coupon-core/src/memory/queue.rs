@@ -1,4 +1,5 @@
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -6,7 +7,7 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
 use super::lock;
-use crate::{Batch, Error, IssueQueue, IssueSource, IssueTicket, Result};
+use crate::{Batch, Error, IssueQueue, IssueSource, IssueTicket, QueueMark, Result};
 
 const BACKEND: &str = "memory queue";
 
@@ -32,6 +33,10 @@ struct Shared {
     redelivered: Notify,
     send_timeout: Duration,
     capacity: usize,
+    /// Tickets enqueued, and tickets acked (each at most once: a redelivered ticket is
+    /// acked only in the batch that carries it last), for [`IssueQueue::drained`].
+    published: AtomicU64,
+    acked: AtomicU64,
 }
 
 /// Travels inside a [`Batch`]; gives its tickets back to the queue unless acked.
@@ -71,6 +76,8 @@ impl MemoryQueue {
                 redelivered: Notify::new(),
                 send_timeout,
                 capacity,
+                published: AtomicU64::new(0),
+                acked: AtomicU64::new(0),
             }),
         }
     }
@@ -142,7 +149,10 @@ impl IssueQueue for MemoryQueue {
         };
         // `send` enqueues nothing if it is cancelled, so a timeout is a definite refusal.
         match tokio::time::timeout(self.shared.send_timeout, sender.send(ticket.clone())).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.shared.published.fetch_add(1, Ordering::AcqRel);
+                Ok(())
+            }
             Ok(Err(_)) => Err(Error::PublishRefused {
                 backend: BACKEND,
                 source: "the consumer side is gone".into(),
@@ -152,6 +162,21 @@ impl IssueQueue for MemoryQueue {
                 source: format!("queue full for {:?}", self.shared.send_timeout).into(),
             }),
         }
+    }
+
+    /// The number of tickets enqueued so far.
+    async fn mark(&self) -> Result<Option<QueueMark>> {
+        let published = self.shared.published.load(Ordering::Acquire);
+        Ok(Some(QueueMark {
+            positions: vec![i64::try_from(published).unwrap_or(i64::MAX)],
+        }))
+    }
+
+    /// Every ticket enqueued so far is acked (stronger than the mark asks, and exact:
+    /// the queue cannot tell which ones an ack covered, only how many).
+    async fn drained(&self, _mark: &QueueMark) -> Result<bool> {
+        let acked = self.shared.acked.load(Ordering::Acquire);
+        Ok(acked >= self.shared.published.load(Ordering::Acquire))
     }
 }
 
@@ -167,7 +192,9 @@ impl IssueSource for MemoryQueue {
             let mut receiver = self.shared.receiver.lock().await;
             // Both branches are cancel-safe; nothing is taken off the channel unless
             // `recv` completes, and the rest of the batch is taken without awaiting.
+            // Biased, so that a seeded simulation replays exactly.
             let first = tokio::select! {
+                biased;
                 first = receiver.recv() => first,
                 () = self.shared.redelivered.notified() => continue,
             };
@@ -191,7 +218,8 @@ impl IssueSource for MemoryQueue {
     async fn ack(&self, batch: Batch) -> Result<()> {
         match batch.into_receipt::<Receipt>() {
             Ok(mut receipt) => {
-                receipt.unacked = None;
+                let done = receipt.unacked.take().map_or(0, |tickets| tickets.len());
+                self.shared.acked.fetch_add(done as u64, Ordering::AcqRel);
                 Ok(())
             }
             Err(_) => Err(Error::backend(
@@ -204,5 +232,34 @@ impl IssueSource for MemoryQueue {
 
     async fn lag(&self) -> Result<Option<u64>> {
         Ok(Some(MemoryQueue::lag(self) as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CampaignId, UserId};
+
+    /// Drained once every ticket enqueued is acked; a batch dropped unacked does not
+    /// count, and neither does a ticket enqueued after the mark while it waits.
+    #[tokio::test]
+    async fn drained_only_once_everything_enqueued_is_acked() {
+        let queue = MemoryQueue::new(16);
+        for user in 1..=3 {
+            let ticket = IssueTicket::new(CampaignId(1), UserId(user), 1, user);
+            queue.publish(&ticket).await.expect("publish");
+        }
+        let mark = queue.mark().await.expect("mark").expect("a mark");
+        assert!(!queue.drained(&mark).await.expect("drained"));
+        let dropped = queue.next_batch(10).await.expect("batch").expect("tickets");
+        drop(dropped);
+        assert!(
+            !queue.drained(&mark).await.expect("drained"),
+            "dropped, not acked"
+        );
+        let batch = queue.next_batch(10).await.expect("batch").expect("tickets");
+        assert_eq!(batch.len(), 3);
+        queue.ack(batch).await.expect("ack");
+        assert!(queue.drained(&mark).await.expect("drained"));
     }
 }

@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod queue;
 pub mod services;
+pub mod sim;
 pub mod store;
 
 use uuid::Uuid;
