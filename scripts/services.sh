@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Private test services for firstcome: Redis, PostgreSQL and a Kafka-protocol broker
+# Private test services for firstcome: Redis, PostgreSQL, MariaDB and a Kafka-protocol broker
 # (tansu), each on a free loopback port with its state under one directory, so that
 # fault tests may kill and restart them without touching anything else on the machine.
 #
@@ -17,9 +17,9 @@
 # (quorum 2, a primary down after 1 s) and writes DIR/sentinel/url, a
 # redis+sentinel:// URL for REDIS_URL; `kill sentinel DIR` kills the current primary.
 #
-# DIR/env holds `export` lines: REDIS_URL, DATABASE_URL, KAFKA_BROKERS, MYSQL_URL when a
-# MariaDB/MySQL server answers on 127.0.0.1:3306, and FIRSTCOME_SERVICES_DIR/_SCRIPT for
-# tests that kill and restart a service.
+# DIR/env holds `export` lines: REDIS_URL, DATABASE_URL, KAFKA_BROKERS, MYSQL_URL (a
+# private MariaDB), and FIRSTCOME_SERVICES_DIR/_SCRIPT for tests that kill and restart a
+# service. Nothing already running on the machine is used.
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
@@ -64,6 +64,10 @@ pg_bin() {
   [ -n "$dir" ] && echo "$dir"
 }
 
+mariadbd_bin() {
+  command -v mariadbd 2>/dev/null || { [ -x /usr/sbin/mariadbd ] && echo /usr/sbin/mariadbd; } || true
+}
+
 tansu_bin() {
   command -v tansu 2>/dev/null || { [ -x "$HOME/.cargo/bin/tansu" ] && echo "$HOME/.cargo/bin/tansu"; }
 }
@@ -85,6 +89,8 @@ ensure_installed() {
   command -v redis-server >/dev/null || apt_install redis-server
   command -v redis-cli >/dev/null || apt_install redis-tools
   [ -n "$(pg_bin)" ] || apt_install postgresql
+  { [ -n "$(mariadbd_bin)" ] && command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null; } \
+    || apt_install mariadb-server mariadb-client
   if [ -z "$(tansu_bin)" ]; then
     log "installing tansu $TANSU_VERSION with cargo (about 12 minutes, once per machine)"
     cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore,libsql >&2
@@ -176,6 +182,34 @@ stop_sentinel_set() {
   done
 }
 
+# A MariaDB server of our own (no grant tables: a private test server on loopback),
+# with an empty database firstcome_test.
+start_mariadb() {
+  local dir=$1 port bin user=()
+  bin=$(mariadbd_bin)
+  [ -n "$bin" ] || die "mariadbd not found: run scripts/services.sh install"
+  mkdir -p "$dir/mariadb"
+  port=$(cat "$dir/mariadb/port" 2>/dev/null || free_port)
+  echo "$port" >"$dir/mariadb/port"
+  if [ "$(id -u)" = 0 ]; then user=(--user=root); fi
+  if [ ! -d "$dir/mariadb/data/mysql" ]; then
+    mariadb-install-db --no-defaults --datadir="$dir/mariadb/data" "${user[@]}" \
+      --skip-test-db --auth-root-authentication-method=normal >"$dir/mariadb/install.log" 2>&1 \
+      || die "mariadb-install-db failed: see $dir/mariadb/install.log"
+  fi
+  "$bin" --no-defaults --datadir="$dir/mariadb/data" "${user[@]}" --bind-address=127.0.0.1 \
+    --port="$port" --socket="$dir/mariadb/mariadb.sock" --pid-file="$dir/mariadb/mariadb.pid" \
+    --skip-grant-tables --skip-name-resolve --skip-log-bin --innodb-buffer-pool-size=64M \
+    --log-error="$dir/mariadb/error.log" >/dev/null 2>&1 &
+  echo $! >"$dir/mariadb/pid"
+  wait_port "$port" mariadb
+  for _ in $(seq 1 100); do
+    mariadb -h 127.0.0.1 -P "$port" -u root -e 'CREATE DATABASE IF NOT EXISTS firstcome_test' 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "mariadb on port $port does not answer"
+}
+
 start_postgres() {
   local dir=$1 bin port
   bin=$(pg_bin)
@@ -211,26 +245,14 @@ start_kafka() {
   wait_port "$port" "kafka (tansu)"
 }
 
-mysql_url() {
-  # MariaDB is optional: used when the machine runs one on its standard port. Tests
-  # create databases named firstcome_*; drop those an earlier run left behind.
-  local stale db
-  command -v mariadb >/dev/null || return 0
-  stale=$(mariadb -h 127.0.0.1 -P 3306 -u root -N -e "SHOW DATABASES LIKE 'firstcome\\_%'" 2>/dev/null) || return 0
-  for db in $stale; do mariadb -h 127.0.0.1 -P 3306 -u root -e "DROP DATABASE \`$db\`" 2>/dev/null || true; done
-  if mariadb -h 127.0.0.1 -P 3306 -u root -e 'CREATE DATABASE IF NOT EXISTS firstcome_test' 2>/dev/null; then
-    echo "mysql://root@127.0.0.1:3306/firstcome_test"
-  fi
-}
 
 write_env() {
-  local dir=$1 mysql
+  local dir=$1
   {
     echo "export REDIS_URL=redis://127.0.0.1:$(cat "$dir/redis/port")/"
     echo "export DATABASE_URL=postgres://postgres@127.0.0.1:$(cat "$dir/postgres.port")/postgres"
     echo "export KAFKA_BROKERS=127.0.0.1:$(cat "$dir/kafka/port")"
-    mysql=$(mysql_url)
-    if [ -n "$mysql" ]; then echo "export MYSQL_URL=$mysql"; fi
+    echo "export MYSQL_URL=mysql://root@127.0.0.1:$(cat "$dir/mariadb/port")/firstcome_test"
     echo "export FIRSTCOME_SERVICES_DIR=$dir"
     echo "export FIRSTCOME_SERVICES_SCRIPT=$script"
   } >"$dir/env"
@@ -239,7 +261,7 @@ write_env() {
 kill_one() {
   local name=$1 dir=$2 pid
   case $name in
-    redis|kafka)
+    redis|kafka|mariadb)
       pid=$(cat "$dir/$name/pid" 2>/dev/null || true)
       if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then
         while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
@@ -254,7 +276,7 @@ kill_one() {
         while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
       fi ;;
     sentinel) kill_sentinel_primary "$dir" ;;
-    *) die "unknown service $name (redis | postgres | kafka | sentinel)" ;;
+    *) die "unknown service $name (redis | postgres | kafka | mariadb | sentinel)" ;;
   esac
 }
 
@@ -263,8 +285,9 @@ start_one() {
     redis) start_redis "$2" ;;
     postgres) start_postgres "$2" ;;
     kafka) start_kafka "$2" ;;
+    mariadb) start_mariadb "$2" ;;
     sentinel) start_sentinel_set "$2" ;;
-    *) die "unknown service $1 (redis | postgres | kafka | sentinel)" ;;
+    *) die "unknown service $1 (redis | postgres | kafka | mariadb | sentinel)" ;;
   esac
 }
 
@@ -273,6 +296,7 @@ stop_all() {
   [ -d "$dir" ] || return 0
   kill_one kafka "$dir"
   kill_one redis "$dir"
+  kill_one mariadb "$dir"
   stop_sentinel_set "$dir"
   bin=$(pg_bin)
   if [ -n "$bin" ] && [ -f "$dir/postgres/data/postmaster.pid" ]; then
@@ -290,6 +314,7 @@ main() {
       ensure_installed
       start_redis "$dir"
       start_postgres "$dir"
+      start_mariadb "$dir"
       start_kafka "$dir"
       write_env "$dir"
       log "running: $(tr '\n' ' ' <"$dir/env" | sed 's/export //g')" ;;

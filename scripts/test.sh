@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite against real services: starts private Redis, PostgreSQL and
+# The whole test suite against real services: starts private Redis, PostgreSQL, MariaDB and
 # Kafka-protocol (tansu) instances on free loopback ports (installing what is missing),
 # runs every test of the workspace, then stops the services, pass or fail.
 #
