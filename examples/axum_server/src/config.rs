@@ -160,6 +160,22 @@ impl Config {
         }
     }
 
+    /// The settings with every empty optional value unset: `REDIS_URL=` (as shells and
+    /// compose files write an unset variable) means no Redis, not a URL that does not
+    /// parse.
+    pub fn without_empty_values(mut self) -> Self {
+        for value in [
+            &mut self.admin_token,
+            &mut self.redis_url,
+            &mut self.kafka_brokers,
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *value = None;
+            }
+        }
+        self
+    }
+
     /// The issuer's settings.
     pub fn issuer(&self) -> IssuerConfig {
         let defaults = IssuerConfig::default();
@@ -196,5 +212,29 @@ fn parse_confirm(value: &str) -> Result<Confirm, String> {
             .parse()
             .map(Confirm::Replicas)
             .map_err(|_| format!("{number:?}: expected auto, off or a number of replicas")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn empty_values_mean_unset() {
+        let config = Config::parse_from(["axum_server", "--redis-url", "", "--kafka-brokers", " "])
+            .without_empty_values();
+        assert_eq!((config.redis_url, config.kafka_brokers), (None, None));
+        let kept = Config::parse_from(["axum_server", "--redis-url", "redis://h:1/"])
+            .without_empty_values();
+        assert_eq!(kept.redis_url.as_deref(), Some("redis://h:1/"));
+    }
+
+    #[test]
+    fn confirm_values_parse() {
+        assert_eq!(parse_confirm("auto"), Ok(Confirm::Auto));
+        assert_eq!(parse_confirm("off"), Ok(Confirm::Off));
+        assert_eq!(parse_confirm("2"), Ok(Confirm::Replicas(2)));
+        assert!(parse_confirm("many").is_err());
     }
 }

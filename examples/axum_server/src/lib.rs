@@ -44,6 +44,7 @@ pub async fn serve(
     listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    let config = config.without_empty_values();
     let backends = backends::build(&config).await?;
     let metrics = Arc::new(Metrics::new());
 
@@ -160,6 +161,7 @@ pub async fn serve(
 
 /// Runs an operator task once and prints its result as JSON.
 pub async fn run_command(config: Config, command: Command) -> Result<(), String> {
+    let config = config.without_empty_values();
     let print = |value: serde_json::Value| {
         println!(
             "{}",
