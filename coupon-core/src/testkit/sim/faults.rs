@@ -59,6 +59,8 @@ pub(crate) struct Injector {
     enabled: std::sync::atomic::AtomicBool,
     trace: Mutex<Vec<String>>,
     counts: Mutex<BTreeMap<&'static str, u64>>,
+    /// When the counter lost its memory (virtual time).
+    losses: Mutex<Vec<tokio::time::Instant>>,
 }
 
 impl Injector {
@@ -70,6 +72,7 @@ impl Injector {
             enabled: std::sync::atomic::AtomicBool::new(true),
             trace: Mutex::new(Vec::new()),
             counts: Mutex::new(BTreeMap::new()),
+            losses: Mutex::new(Vec::new()),
         }
     }
 
@@ -131,6 +134,11 @@ impl Injector {
         self.roll(self.rates.after, "error after", || what.to_owned())
     }
 
+    /// Every moment the counter lost its memory.
+    pub(crate) fn losses(&self) -> Vec<tokio::time::Instant> {
+        lock(&self.losses).clone()
+    }
+
     pub(crate) fn trace(&self) -> Vec<String> {
         lock(&self.trace).clone()
     }
@@ -177,12 +185,19 @@ impl CouponCounter for SimCounter {
             })
         {
             *self.inner.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(MemoryCounter::new());
+            lock(&self.faults.losses).push(tokio::time::Instant::now());
         }
         let what = format!("try_acquire user {user}");
         self.faults.maybe_delay(&what).await;
         self.faults.before(&what)?;
         let admission = self.inner().try_acquire(campaign, user).await?;
-        if self.faults.after(&format!("{what} -> {admission:?}")) {
+        // Named without the admission time, which is the wall clock's: the trace must
+        // depend on the seed alone.
+        let answer = match admission {
+            Admission::Granted { rank, slot, .. } => format!("granted rank {rank} slot {slot}"),
+            other => format!("{other:?}"),
+        };
+        if self.faults.after(&format!("{what} -> {answer}")) {
             return Err(unknown(&what));
         }
         Ok(admission)
