@@ -12,7 +12,7 @@ use crate::memory::lock;
 use crate::sold_out::SoldOutMemo;
 use crate::{
     Admission, ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, HeldSlot,
-    IssueQueue, IssueTicket, NewCampaign, Rebuild, Release, Result, UserId, WindowState,
+    IssueQueue, IssueTicket, NewCampaign, Release, Result, UserId, WindowState,
 };
 
 /// Settings of a [`CouponIssuer`].
@@ -176,8 +176,7 @@ impl CouponIssuer {
     pub async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
         let campaign = self.store.create_campaign(new).await?;
         match self.hand_off.counter.rebuild(&campaign, &[]).await {
-            Ok(Rebuild::Built(_) | Rebuild::AlreadyReady) => {}
-            Ok(Rebuild::Busy) => {}
+            Ok(_) => {}
             Err(error) => {
                 tracing::warn!(campaign = %campaign.id, %error, "counter not built at creation; the first apply rebuilds it");
             }
@@ -290,20 +289,9 @@ impl CouponIssuer {
 }
 
 impl HandOff {
-    /// Publishes by `deadline` (the admission's time plus the publish timeout), so that
-    /// every publish of an admission ends within a bound a counter rebuild can wait out.
+    /// Publishes by `deadline`: the admission's time plus the publish timeout.
     async fn publish(&self, ticket: &IssueTicket, deadline: tokio::time::Instant) -> Result<()> {
-        match tokio::time::timeout_at(deadline, self.queue.publish(ticket)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::PublishUnknown {
-                backend: "issuer",
-                source: format!(
-                    "no answer from the queue within the publish timeout ({:?})",
-                    self.publish_timeout
-                )
-                .into(),
-            }),
-        }
+        crate::queue::publish_by(self.queue.as_ref(), ticket, deadline, "issuer").await
     }
 
     /// Publishes the ticket of a slot just granted; on a definite refusal gives the slot

@@ -50,6 +50,24 @@ pub trait IssueQueue: Send + Sync + 'static {
     }
 }
 
+/// Publishes `ticket` on `queue` by `deadline`; a queue that has not answered by then
+/// is an unknown outcome (`who` names the caller). Every publish of an admission is
+/// bounded this way, so that a counter rebuild's grace period can wait all of them out.
+pub(crate) async fn publish_by(
+    queue: &dyn IssueQueue,
+    ticket: &IssueTicket,
+    deadline: tokio::time::Instant,
+    who: &'static str,
+) -> Result<()> {
+    match tokio::time::timeout_at(deadline, queue.publish(ticket)).await {
+        Ok(result) => result,
+        Err(_) => Err(crate::Error::PublishUnknown {
+            backend: who,
+            source: "no answer from the queue by the publish deadline".into(),
+        }),
+    }
+}
+
 /// A position in a queue (per partition, where it has partitions), from
 /// [`IssueQueue::mark`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::memory::lock;
 use crate::{
-    Campaign, CampaignId, CampaignSummary, CouponCounter, CouponStore, Error, HeldSlot, IssueQueue,
+    Campaign, CampaignId, CampaignSummary, CouponCounter, CouponStore, HeldSlot, IssueQueue,
     IssueTicket, Result, TicketId, UserId,
 };
 
@@ -315,15 +315,8 @@ impl Settler {
                 break;
             }
             let ticket = IssueTicket::for_slot(campaign.id, &slot);
-            let published = tokio::time::timeout_at(deadline, self.queue.publish(&ticket))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::PublishUnknown {
-                        backend: "settler",
-                        source: format!("no answer from the queue in {PUBLISH_TIMEOUT:?}").into(),
-                    })
-                });
-            match published {
+            match crate::queue::publish_by(self.queue.as_ref(), &ticket, deadline, "settler").await
+            {
                 Ok(()) => {
                     report.republished += 1;
                     self.republished.fetch_add(1, Ordering::Relaxed);

@@ -3,38 +3,8 @@
 
 mod support;
 
-use std::collections::HashSet;
-use std::time::Duration;
-
 use coupon_core::testkit::service_url;
-use support::{Heard, Process, Rush, free_port};
-
-/// Checks the promises once the campaign has settled: exactly `cap` coupons, and each
-/// applicant told yes among the holders. (A holder whose first answer was lost in the
-/// crash hears "already applied", or "sold out", when trying again.)
-async fn assert_settled(
-    api: &support::Api,
-    campaign: u64,
-    cap: u64,
-    applicants: u64,
-    heard: &Heard,
-) {
-    let issued = api
-        .wait_for_issued(campaign, cap, Duration::from_secs(120))
-        .await;
-    let told_yes = heard.told_yes();
-    let holders = api
-        .holders(campaign, &(1..=applicants).collect::<HashSet<u64>>())
-        .await;
-    assert_eq!(issued, cap, "{:?}", heard.others);
-    let empty_handed = told_yes.difference(&holders).count();
-    assert_eq!(
-        empty_handed, 0,
-        "applicants who heard 202 and hold no coupon"
-    );
-    assert_eq!(holders.len() as u64, cap);
-    assert!(told_yes.len() as u64 <= cap, "{} told yes", told_yes.len());
-}
+use support::{Process, Rush, free_port};
 
 /// The embedded default (memory counter, database queue, SQLite file): 20,000
 /// applicants on cap 8,000, the process killed with kill -9 a third of the way in and
@@ -60,7 +30,9 @@ async fn embedded_default_killed_mid_rush_keeps_every_promise() {
     first.kill();
     let second = Process::start(port, &[], &env).await;
     let heard = rush.finish().await;
-    assert_settled(&second.api, campaign, 8_000, 20_000, &heard).await;
+    heard
+        .assert_promises_kept(&second.api, campaign, 8_000, 20_000, false)
+        .await;
 }
 
 /// PostgreSQL, one API process (memory counter) and two worker processes on the
@@ -84,7 +56,9 @@ async fn a_worker_killed_mid_rush_leaves_its_batch_to_the_other() {
     rush.wait_for(1_500).await;
     doomed.kill();
     let heard = rush.finish().await;
-    assert_settled(&api.api, campaign, 3_000, 8_000, &heard).await;
+    heard
+        .assert_promises_kept(&api.api, campaign, 3_000, 8_000, false)
+        .await;
 }
 
 /// Two API processes sharing a Redis counter, two workers, one PostgreSQL queue and
@@ -111,5 +85,7 @@ async fn two_apis_and_two_workers_on_one_database_queue() {
     let right = Rush::start(&second.api, campaign, 3_001..=6_000, 32);
     let mut heard = left.finish().await;
     heard.merge(right.finish().await);
-    assert_settled(&second.api, campaign, 2_000, 6_000, &heard).await;
+    heard
+        .assert_promises_kept(&second.api, campaign, 2_000, 6_000, false)
+        .await;
 }

@@ -235,6 +235,42 @@ impl Heard {
         self.accepted.union(&self.pending).copied().collect()
     }
 
+    /// The promises after a rush of `applicants` on `cap`: exactly `cap` issued and held,
+    /// every applicant told yes among the holders, and no more than `cap` told yes
+    /// (exactly `cap` when `exact`; after a crash, an applicant whose first answer was
+    /// lost with the process hears "already applied" or "sold out" when trying again).
+    pub async fn assert_promises_kept(
+        &self,
+        api: &Api,
+        campaign: u64,
+        cap: u64,
+        applicants: u64,
+        exact: bool,
+    ) {
+        let issued = api
+            .wait_for_issued(campaign, cap, Duration::from_secs(120))
+            .await;
+        let told_yes = self.told_yes();
+        let holders = api.holders(campaign, &(1..=applicants).collect()).await;
+        assert_eq!(issued, cap, "{self:?}");
+        let empty_handed = told_yes.difference(&holders).count();
+        assert_eq!(
+            empty_handed, 0,
+            "applicants who heard 202 and hold no coupon"
+        );
+        assert_eq!(holders.len() as u64, cap);
+        if exact {
+            assert_eq!(
+                told_yes.len() as u64,
+                cap,
+                "exactly cap told yes: {:?}",
+                self.others
+            );
+        } else {
+            assert!(told_yes.len() as u64 <= cap, "{} told yes", told_yes.len());
+        }
+    }
+
     /// Adds what another rush over other users heard.
     pub fn merge(&mut self, other: Heard) {
         self.accepted.extend(other.accepted);
