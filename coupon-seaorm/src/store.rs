@@ -34,6 +34,11 @@ pub struct SeaOrmStoreConfig {
     /// Run the migrations on connect (default true). Without it, `connect` only checks
     /// that the schema is there.
     pub migrate: bool,
+    /// How long one store call may wait for the database's answer (default 10 s): a
+    /// call past it fails with a retryable error (a write with
+    /// [`Error::OutcomeUnknown`]: it may have committed) and its connection is closed,
+    /// so a network that swallows answers cannot hold a caller, or the pool, forever.
+    pub operation_timeout: Duration,
 }
 
 impl SeaOrmStoreConfig {
@@ -44,7 +49,14 @@ impl SeaOrmStoreConfig {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             migrate: true,
+            operation_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Sets [`SeaOrmStoreConfig::operation_timeout`].
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
     }
 
     /// Sets [`SeaOrmStoreConfig::migrate`].
@@ -67,6 +79,7 @@ impl fmt::Debug for SeaOrmStoreConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("migrate", &self.migrate)
+            .field("operation_timeout", &self.operation_timeout)
             .finish()
     }
 }
@@ -95,6 +108,7 @@ impl fmt::Debug for SeaOrmStoreConfig {
 #[derive(Debug, Clone)]
 pub struct SeaOrmStore {
     db: DatabaseConnection,
+    operation_timeout: Duration,
 }
 
 /// What each table must offer for the store to run on it.
@@ -129,13 +143,19 @@ impl SeaOrmStore {
         let db = Database::connect(options)
             .await
             .map_err(|e| classify(e, || format!("connecting to {config:?}")))?;
-        Self::from_connection(db, config.migrate).await
+        let mut store = Self::from_connection(db, config.migrate).await?;
+        store.operation_timeout = config.operation_timeout;
+        Ok(store)
     }
 
     /// Wraps an existing connection: runs the migrations if `migrate`, then checks the
-    /// schema ([`Error::SchemaMismatch`] when a table or column is missing).
+    /// schema ([`Error::SchemaMismatch`] when a table or column is missing). Calls wait
+    /// at most the default [`SeaOrmStoreConfig::operation_timeout`] for an answer.
     pub async fn from_connection(db: DatabaseConnection, migrate: bool) -> Result<Self> {
-        let store = Self { db };
+        let store = Self {
+            db,
+            operation_timeout: SeaOrmStoreConfig::new("").operation_timeout,
+        };
         if migrate {
             store.migrate().await?;
         }
@@ -179,6 +199,22 @@ impl SeaOrmStore {
         Ok(())
     }
 
+    /// Runs one store call, failing it when the database has not answered within the
+    /// operation timeout. Dropping the call drops its connection mid-exchange, which
+    /// closes it rather than returning it to the pool.
+    async fn bounded<T>(&self, call: Call, work: impl Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(self.operation_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => {
+                let message = format!("no answer within {:?}", self.operation_timeout);
+                Err(match call {
+                    Call::Read => Error::unavailable(BACKEND, message),
+                    Call::Write => Error::outcome_unknown(BACKEND, message),
+                })
+            }
+        }
+    }
+
     async fn campaign_row(&self, id: CampaignId) -> Result<campaign::Model> {
         let unknown = Error::UnknownCampaign { campaign: id };
         let Ok(key) = i64::try_from(id.get()) else {
@@ -190,6 +226,13 @@ impl SeaOrmStore {
             .map_err(|e| classify(e, || format!("reading campaign {id}")))?
             .ok_or(unknown)
     }
+}
+
+/// Whether a call that timed out may have changed something.
+#[derive(Clone, Copy)]
+enum Call {
+    Read,
+    Write,
 }
 
 fn to_campaign(row: campaign::Model) -> Result<Campaign> {
@@ -240,64 +283,82 @@ fn to_failure(row: issue_failure::Model) -> Result<IssueFailure> {
 #[async_trait]
 impl CouponStore for SeaOrmStore {
     async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
-        new.validate()?;
-        let row = campaign::ActiveModel {
-            name: Set(new.name.clone()),
-            cap: Set(new.cap as i64),
-            per_user_limit: Set(new.per_user_limit as i32),
-            opens_at: Set(new.opens_at),
-            closes_at: Set(new.closes_at),
-            issued: Set(0),
-            ..Default::default()
-        }
-        .insert(&self.db)
+        self.bounded(Call::Write, async {
+            new.validate()?;
+            let row = campaign::ActiveModel {
+                name: Set(new.name.clone()),
+                cap: Set(new.cap as i64),
+                per_user_limit: Set(new.per_user_limit as i32),
+                opens_at: Set(new.opens_at),
+                closes_at: Set(new.closes_at),
+                issued: Set(0),
+                ..Default::default()
+            }
+            .insert(&self.db)
+            .await
+            .map_err(|e| classify(e, || format!("creating campaign {:?}", new.name)))?;
+            Ok(Campaign::from_new(CampaignId(row.id as u64), new))
+        })
         .await
-        .map_err(|e| classify(e, || format!("creating campaign {:?}", new.name)))?;
-        Ok(Campaign::from_new(CampaignId(row.id as u64), new))
     }
 
     async fn campaign(&self, id: CampaignId) -> Result<Campaign> {
-        to_campaign(self.campaign_row(id).await?)
+        self.bounded(Call::Read, async {
+            to_campaign(self.campaign_row(id).await?)
+        })
+        .await
     }
 
     async fn campaigns(&self) -> Result<Vec<CampaignSummary>> {
-        campaign::Entity::find()
-            .order_by_asc(campaign::Column::Id)
-            .all(&self.db)
-            .await
-            .map_err(|e| classify(e, || "listing campaigns".to_owned()))?
-            .into_iter()
-            .map(|row| {
-                let issued = u64::try_from(row.issued).unwrap_or(0);
-                Ok(CampaignSummary::new(to_campaign(row)?, issued))
-            })
-            .collect()
+        self.bounded(Call::Read, async {
+            campaign::Entity::find()
+                .order_by_asc(campaign::Column::Id)
+                .all(&self.db)
+                .await
+                .map_err(|e| classify(e, || "listing campaigns".to_owned()))?
+                .into_iter()
+                .map(|row| {
+                    let issued = u64::try_from(row.issued).unwrap_or(0);
+                    Ok(CampaignSummary::new(to_campaign(row)?, issued))
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn issue_batch(&self, tickets: &[IssueTicket]) -> Result<Vec<IssueOutcome>> {
-        issue::issue_batch(&self.db, tickets).await
+        self.bounded(Call::Write, async {
+            issue::issue_batch(&self.db, tickets).await
+        })
+        .await
     }
 
     async fn issued_count(&self, campaign: CampaignId) -> Result<u64> {
-        Ok(self.campaign_row(campaign).await?.issued as u64)
+        self.bounded(Call::Read, async {
+            Ok(self.campaign_row(campaign).await?.issued as u64)
+        })
+        .await
     }
 
     async fn coupons_of(&self, campaign: CampaignId, user: UserId) -> Result<Vec<Coupon>> {
-        let row = self.campaign_row(campaign).await?;
-        coupon::Entity::find()
-            .filter(coupon::Column::CampaignId.eq(row.id))
-            .filter(coupon::Column::UserId.eq(user.get() as i64))
-            .order_by_asc(coupon::Column::Rank)
-            .all(&self.db)
-            .await
-            .map_err(|e| {
-                classify(e, || {
-                    format!("reading coupons of user {user} in campaign {campaign}")
-                })
-            })?
-            .into_iter()
-            .map(to_coupon)
-            .collect()
+        self.bounded(Call::Read, async {
+            let row = self.campaign_row(campaign).await?;
+            coupon::Entity::find()
+                .filter(coupon::Column::CampaignId.eq(row.id))
+                .filter(coupon::Column::UserId.eq(user.get() as i64))
+                .order_by_asc(coupon::Column::Rank)
+                .all(&self.db)
+                .await
+                .map_err(|e| {
+                    classify(e, || {
+                        format!("reading coupons of user {user} in campaign {campaign}")
+                    })
+                })?
+                .into_iter()
+                .map(to_coupon)
+                .collect()
+        })
+        .await
     }
 
     async fn coupons_of_users(
@@ -305,138 +366,157 @@ impl CouponStore for SeaOrmStore {
         campaign: CampaignId,
         users: &[UserId],
     ) -> Result<Vec<Coupon>> {
-        let row = self.campaign_row(campaign).await?;
-        let mut keys: Vec<i64> = users.iter().map(|user| user.get() as i64).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let mut coupons = Vec::new();
-        for chunk in keys.chunks(issue::CHUNK) {
-            // By user alone, the unique key's leading column; the campaign is checked on
-            // the rows (see `issue::holdings` for why).
-            let rows = coupon::Entity::find()
-                .filter(coupon::Column::UserId.is_in(chunk.iter().copied()))
-                .all(&self.db)
-                .await
-                .map_err(|e| {
-                    classify(e, || {
-                        format!("reading coupons of users in campaign {campaign}")
-                    })
-                })?;
-            for found in rows {
-                if found.campaign_id == row.id {
-                    coupons.push(to_coupon(found)?);
+        self.bounded(Call::Read, async {
+            let row = self.campaign_row(campaign).await?;
+            let mut keys: Vec<i64> = users.iter().map(|user| user.get() as i64).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let mut coupons = Vec::new();
+            for chunk in keys.chunks(issue::CHUNK) {
+                // By user alone, the unique key's leading column; the campaign is checked on
+                // the rows (see `issue::holdings` for why).
+                let rows = coupon::Entity::find()
+                    .filter(coupon::Column::UserId.is_in(chunk.iter().copied()))
+                    .all(&self.db)
+                    .await
+                    .map_err(|e| {
+                        classify(e, || {
+                            format!("reading coupons of users in campaign {campaign}")
+                        })
+                    })?;
+                for found in rows {
+                    if found.campaign_id == row.id {
+                        coupons.push(to_coupon(found)?);
+                    }
                 }
             }
-        }
-        Ok(coupons)
+            Ok(coupons)
+        })
+        .await
     }
 
     async fn holders(&self, campaign: CampaignId) -> Result<Vec<UserId>> {
-        let row = self.campaign_row(campaign).await?;
-        let users: Vec<i64> = coupon::Entity::find()
-            .select_only()
-            .column(coupon::Column::UserId)
-            .filter(coupon::Column::CampaignId.eq(row.id))
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .map_err(|e| classify(e, || format!("reading holders of campaign {campaign}")))?;
-        Ok(users.into_iter().map(|user| UserId(user as u64)).collect())
+        self.bounded(Call::Read, async {
+            let row = self.campaign_row(campaign).await?;
+            let users: Vec<i64> = coupon::Entity::find()
+                .select_only()
+                .column(coupon::Column::UserId)
+                .filter(coupon::Column::CampaignId.eq(row.id))
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(|e| classify(e, || format!("reading holders of campaign {campaign}")))?;
+            Ok(users.into_iter().map(|user| UserId(user as u64)).collect())
+        })
+        .await
     }
 
     async fn coupon_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
-        let row = self.campaign_row(campaign).await?;
-        let coupons = coupon::Entity::find()
-            .filter(coupon::Column::CampaignId.eq(row.id))
-            .all(&self.db)
-            .await
-            .map_err(|e| classify(e, || format!("reading coupons of campaign {campaign}")))?;
-        coupons
-            .into_iter()
-            .map(|row| {
-                let position = u32::try_from(row.user_slot).unwrap_or(1);
-                Ok(coupon_slot(&to_coupon(row)?, position))
-            })
-            .collect()
+        self.bounded(Call::Read, async {
+            let row = self.campaign_row(campaign).await?;
+            let coupons = coupon::Entity::find()
+                .filter(coupon::Column::CampaignId.eq(row.id))
+                .all(&self.db)
+                .await
+                .map_err(|e| classify(e, || format!("reading coupons of campaign {campaign}")))?;
+            coupons
+                .into_iter()
+                .map(|row| {
+                    let position = u32::try_from(row.user_slot).unwrap_or(1);
+                    Ok(coupon_slot(&to_coupon(row)?, position))
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn record_failure(&self, failure: &IssueFailure) -> Result<()> {
-        let key = failure.ticket.ticket_id.to_string();
-        let what = || format!("recording the failure of ticket {key}");
-        let ticket = serde_json::to_string(&failure.ticket)
-            .map_err(|e| Error::backend(BACKEND, what(), Some(e.into())))?;
-        // Two attempts: a concurrent first insert of the same ticket makes the first one
-        // fail on the unique key, and the second then finds the row to update.
-        for attempt in 0..2 {
-            let existing = issue_failure::Entity::find()
-                .filter(issue_failure::Column::TicketId.eq(key.clone()))
-                .one(&self.db)
-                .await
-                .map_err(|e| classify(e, what))?;
-            let written = match existing {
-                Some(row) => {
-                    let attempts = row.attempts.saturating_add(failure.attempts as i32);
-                    let mut row: issue_failure::ActiveModel = row.into();
-                    row.error = Set(failure.error.clone());
-                    row.attempts = Set(attempts);
-                    row.last_seen = Set(failure.last_seen);
-                    row.replayed_at = Set(None);
-                    row.update(&self.db).await.map(|_| ())
+        self.bounded(Call::Write, async {
+            let key = failure.ticket.ticket_id.to_string();
+            let what = || format!("recording the failure of ticket {key}");
+            let ticket = serde_json::to_string(&failure.ticket)
+                .map_err(|e| Error::backend(BACKEND, what(), Some(e.into())))?;
+            // Two attempts: a concurrent first insert of the same ticket makes the first one
+            // fail on the unique key, and the second then finds the row to update.
+            for attempt in 0..2 {
+                let existing = issue_failure::Entity::find()
+                    .filter(issue_failure::Column::TicketId.eq(key.clone()))
+                    .one(&self.db)
+                    .await
+                    .map_err(|e| classify(e, what))?;
+                let written = match existing {
+                    Some(row) => {
+                        let attempts = row.attempts.saturating_add(failure.attempts as i32);
+                        let mut row: issue_failure::ActiveModel = row.into();
+                        row.error = Set(failure.error.clone());
+                        row.attempts = Set(attempts);
+                        row.last_seen = Set(failure.last_seen);
+                        row.replayed_at = Set(None);
+                        row.update(&self.db).await.map(|_| ())
+                    }
+                    None => issue_failure::ActiveModel {
+                        ticket_id: Set(key.clone()),
+                        campaign_id: Set(failure.ticket.campaign.get() as i64),
+                        ticket: Set(ticket.clone()),
+                        error: Set(failure.error.clone()),
+                        attempts: Set(failure.attempts as i32),
+                        first_seen: Set(failure.first_seen),
+                        last_seen: Set(failure.last_seen),
+                        replayed_at: Set(None),
+                        ..Default::default()
+                    }
+                    .insert(&self.db)
+                    .await
+                    .map(|_| ()),
+                };
+                match written {
+                    Ok(()) => return Ok(()),
+                    Err(error) if attempt == 0 && error.sql_err().is_some() => continue,
+                    Err(error) => return Err(classify(error, what)),
                 }
-                None => issue_failure::ActiveModel {
-                    ticket_id: Set(key.clone()),
-                    campaign_id: Set(failure.ticket.campaign.get() as i64),
-                    ticket: Set(ticket.clone()),
-                    error: Set(failure.error.clone()),
-                    attempts: Set(failure.attempts as i32),
-                    first_seen: Set(failure.first_seen),
-                    last_seen: Set(failure.last_seen),
-                    replayed_at: Set(None),
-                    ..Default::default()
-                }
-                .insert(&self.db)
-                .await
-                .map(|_| ()),
-            };
-            match written {
-                Ok(()) => return Ok(()),
-                Err(error) if attempt == 0 && error.sql_err().is_some() => continue,
-                Err(error) => return Err(classify(error, what)),
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn failures(&self, campaign: Option<CampaignId>) -> Result<Vec<IssueFailure>> {
-        let mut query = issue_failure::Entity::find();
-        if let Some(campaign) = campaign {
-            query = query.filter(issue_failure::Column::CampaignId.eq(campaign.get() as i64));
-        }
-        query
-            .order_by_asc(issue_failure::Column::FirstSeen)
-            .order_by_asc(issue_failure::Column::Id)
-            .all(&self.db)
-            .await
-            .map_err(|e| classify(e, || format!("reading failures of campaign {campaign:?}")))?
-            .into_iter()
-            .map(to_failure)
-            .collect()
+        self.bounded(Call::Read, async {
+            let mut query = issue_failure::Entity::find();
+            if let Some(campaign) = campaign {
+                query = query.filter(issue_failure::Column::CampaignId.eq(campaign.get() as i64));
+            }
+            query
+                .order_by_asc(issue_failure::Column::FirstSeen)
+                .order_by_asc(issue_failure::Column::Id)
+                .all(&self.db)
+                .await
+                .map_err(|e| classify(e, || format!("reading failures of campaign {campaign:?}")))?
+                .into_iter()
+                .map(to_failure)
+                .collect()
+        })
+        .await
     }
 
     async fn mark_replayed(&self, tickets: &[TicketId], at: DateTime<Utc>) -> Result<u64> {
-        let mut changed = 0;
-        for chunk in tickets.chunks(issue::CHUNK) {
-            let result = issue_failure::Entity::update_many()
-                .col_expr(issue_failure::Column::ReplayedAt, Expr::value(Some(at)))
-                .filter(
-                    issue_failure::Column::TicketId.is_in(chunk.iter().map(ToString::to_string)),
-                )
-                .filter(issue_failure::Column::LastSeen.lte(at))
-                .exec(&self.db)
-                .await
-                .map_err(|e| classify(e, || "marking failures replayed".to_owned()))?;
-            changed += result.rows_affected;
-        }
-        Ok(changed)
+        self.bounded(Call::Write, async {
+            let mut changed = 0;
+            for chunk in tickets.chunks(issue::CHUNK) {
+                let result = issue_failure::Entity::update_many()
+                    .col_expr(issue_failure::Column::ReplayedAt, Expr::value(Some(at)))
+                    .filter(
+                        issue_failure::Column::TicketId
+                            .is_in(chunk.iter().map(ToString::to_string)),
+                    )
+                    .filter(issue_failure::Column::LastSeen.lte(at))
+                    .exec(&self.db)
+                    .await
+                    .map_err(|e| classify(e, || "marking failures replayed".to_owned()))?;
+                changed += result.rows_affected;
+            }
+            Ok(changed)
+        })
+        .await
     }
 }
