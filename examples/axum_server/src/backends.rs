@@ -28,6 +28,40 @@ pub struct Backends {
     pub description: Vec<(&'static str, String)>,
 }
 
+/// Why the parts could not be connected, and whether trying again may help (a backend
+/// not answering yet) or not (a setting that cannot work).
+#[derive(Debug)]
+pub struct StartError {
+    /// What failed.
+    pub message: String,
+    /// Whether the same settings may work later.
+    pub retryable: bool,
+}
+
+impl From<String> for StartError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            retryable: false,
+        }
+    }
+}
+
+impl From<&str> for StartError {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
+/// Turns a backend's error into a [`StartError`] prefixed with `what`, retryable as the
+/// error says.
+fn failed(what: impl std::fmt::Display) -> impl FnOnce(coupon_core::Error) -> StartError {
+    move |error| StartError {
+        message: format!("{what}: {error}"),
+        retryable: error.is_retryable(),
+    }
+}
+
 /// The hand-off of this process.
 struct HandOff {
     queue: Option<Arc<dyn IssueQueue>>,
@@ -37,20 +71,24 @@ struct HandOff {
 }
 
 /// Connects every part `config` asks for.
-pub async fn build(config: &Config) -> Result<Backends, String> {
+pub async fn build(config: &Config) -> Result<Backends, StartError> {
     let kind = config.queue_kind();
     if config.role != Role::All && kind == QueueKind::Memory {
         return Err(format!(
             "--role {:?} needs a queue other processes share (the database's, or Kafka): the in-process queue cannot link two processes",
             config.role
         )
-        .to_lowercase());
+        .to_lowercase()
+        .into());
     }
     let mut description = Vec::new();
 
     let store = SeaOrmStore::connect(SeaOrmStoreConfig::new(&config.database_url))
         .await
-        .map_err(|e| format!("database {}: {e}", redact_url(&config.database_url)))?;
+        .map_err(failed(format!(
+            "database {}",
+            redact_url(&config.database_url)
+        )))?;
     description.push((
         "store",
         format!("SeaORM on {}", redact_url(&config.database_url)),
@@ -70,7 +108,7 @@ pub async fn build(config: &Config) -> Result<Backends, String> {
                     ),
             )
             .await
-            .map_err(|e| format!("redis {}: {e}", redact_url(url)))?;
+            .map_err(failed(format!("redis {}", redact_url(url))))?;
             description.push((
                 "counter",
                 format!(
@@ -112,7 +150,7 @@ async fn hand_off(
     kind: QueueKind,
     store: &SeaOrmStore,
     description: &mut Vec<(&'static str, String)>,
-) -> Result<HandOff, String> {
+) -> Result<HandOff, StartError> {
     let runs_api = config.role != Role::Worker;
     let runs_worker = config.role != Role::Api;
     match kind {
@@ -129,7 +167,7 @@ async fn hand_off(
             let queue: Option<Arc<dyn IssueQueue>> = if runs_api {
                 let queue = KafkaIssueQueue::connect(kafka.clone())
                     .await
-                    .map_err(|e| format!("kafka: {e}"))?;
+                    .map_err(failed("kafka"))?;
                 Some(Arc::new(queue))
             } else {
                 None
@@ -137,7 +175,7 @@ async fn hand_off(
             let source: Option<Arc<dyn IssueSource>> = if runs_worker {
                 let source = KafkaIssueSource::connect(kafka)
                     .await
-                    .map_err(|e| format!("kafka: {e}"))?;
+                    .map_err(failed("kafka"))?;
                 Some(Arc::new(source))
             } else {
                 None
@@ -202,21 +240,27 @@ async fn restore_from_store(
     counter: &MemoryCounter,
     store: &SeaOrmStore,
     hand_off: &HandOff,
-) -> Result<usize, String> {
+) -> Result<usize, StartError> {
     if hand_off.sql.is_none() && hand_off.memory.is_none() {
         return Ok(0);
     }
     let campaigns = store
         .campaigns()
         .await
-        .map_err(|e| format!("listing campaigns: {e}"))?;
+        .map_err(failed("listing campaigns"))?;
     for summary in &campaigns {
         let id = summary.campaign.id;
         let queued = match &hand_off.sql {
-            Some(queue) => queue.queued_slots(id).await.map_err(|e| e.to_string())?,
+            Some(queue) => queue
+                .queued_slots(id)
+                .await
+                .map_err(failed("reading the queue"))?,
             None => Vec::new(),
         };
-        let mut held = store.coupon_slots(id).await.map_err(|e| e.to_string())?;
+        let mut held = store
+            .coupon_slots(id)
+            .await
+            .map_err(failed("reading the coupons"))?;
         // A queued ticket whose coupon exists (a duplicate) is one slot, not two.
         let stored: HashSet<_> = held.iter().map(|slot| (slot.user, slot.slot)).collect();
         held.extend(
@@ -227,7 +271,7 @@ async fn restore_from_store(
         counter
             .rebuild(&summary.campaign, &held)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(failed("restoring the counter"))?;
     }
     Ok(campaigns.len())
 }

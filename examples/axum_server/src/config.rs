@@ -118,6 +118,11 @@ pub struct Config {
     /// How often (ms) the settler passes over every campaign.
     #[arg(long, env = "SETTLE_INTERVAL_MS", default_value_t = 10_000)]
     pub settle_interval_ms: u64,
+    /// How long (ms) start-up keeps trying to reach a backend that does not answer yet
+    /// (restarting, or started after this process) before giving up; a setting that
+    /// cannot work (a malformed URL) fails at once.
+    #[arg(long, env = "STARTUP_PATIENCE_MS", default_value_t = 60_000)]
+    pub startup_patience_ms: u64,
 }
 
 /// Operator tasks, run once against the configured backends.

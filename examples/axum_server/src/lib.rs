@@ -45,7 +45,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let config = config.without_empty_values();
-    let backends = backends::build(&config).await?;
+    let mut shutdown = Box::pin(shutdown);
+    let Some(backends) = connect(&config, shutdown.as_mut()).await? else {
+        return Ok(()); // asked to stop while a backend was still away
+    };
     let metrics = Arc::new(Metrics::new());
 
     println!(
@@ -107,7 +110,6 @@ pub async fn serve(
         })
     });
 
-    let mut shutdown = Box::pin(shutdown);
     if let (Some(queue), Some(settler), Some(listener)) =
         (backends.queue.clone(), settler, listener)
     {
@@ -233,7 +235,35 @@ async fn shared_backends(config: &Config, task: &str) -> Result<backends::Backen
     }
     let mut config = config.clone();
     config.role = Role::Api;
-    backends::build(&config).await
+    backends::build(&config)
+        .await
+        .map_err(|error| error.message)
+}
+
+/// Connects the backends, trying again with a capped backoff while a backend does not
+/// answer yet (a process started during a restart or an outage waits it out instead of
+/// exiting), for up to `--startup-patience-ms`. `None` when `shutdown` completed first.
+async fn connect(
+    config: &Config,
+    mut shutdown: std::pin::Pin<&mut (impl Future<Output = ()> + Send)>,
+) -> Result<Option<backends::Backends>, String> {
+    let patience = std::time::Duration::from_millis(config.startup_patience_ms);
+    let began = std::time::Instant::now();
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        match backends::build(config).await {
+            Ok(backends) => return Ok(Some(backends)),
+            Err(error) if error.retryable && began.elapsed() + backoff < patience => {
+                tracing::warn!(error = %error.message, retry_in = ?backoff, "a backend is not answering yet");
+            }
+            Err(error) => return Err(error.message),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.as_mut() => return Ok(None),
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.
