@@ -68,6 +68,9 @@ async fn swallowed_answers_time_out_and_the_store_recovers() {
             break;
         }
     }
-    assert!(outcome.is_some(), "the store did not recover once the network passed");
+    assert!(
+        outcome.is_some(),
+        "the store did not recover once the network passed"
+    );
     assert_eq!(store.issued_count(campaign.id).await.expect("count"), 1);
 }

@@ -89,3 +89,25 @@ async fn two_apis_and_two_workers_on_one_database_queue() {
         .assert_promises_kept(&second.api, campaign, 2_000, 6_000, false)
         .await;
 }
+
+/// A process started while its database is down (a restart, an outage) waits for it
+/// instead of exiting, and serves once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_process_started_while_the_database_is_down_waits_for_it() {
+    let pg = coupon_core::testkit::services::PrivateService::start("postgres");
+    let database = support::fresh_postgres_on(pg.port()).await;
+    pg.kill();
+    let restart = std::thread::spawn(move || {
+        // Longer than the pool's own connection retries (its acquire timeout, 5 s).
+        std::thread::sleep(std::time::Duration::from_secs(12));
+        pg.restart();
+        pg
+    });
+    let env = [("DATABASE_URL", database.as_str())];
+    // Waits for /healthz up to 60 s; a process that gave up at start never answers.
+    let service = Process::start(free_port(), &[], &env).await;
+    let _pg = restart.join().expect("restarting PostgreSQL");
+    let campaign = service.api.create_campaign(10).await;
+    let (status, _) = service.api.apply(campaign, 1).await.expect("apply");
+    assert_eq!(status, axum::http::StatusCode::ACCEPTED);
+}
