@@ -16,6 +16,7 @@ pub mod counter;
 pub mod pipeline;
 pub mod proxy;
 pub mod queue;
+pub mod rng;
 pub mod services;
 pub mod sim;
 pub mod store;

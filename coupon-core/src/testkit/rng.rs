@@ -1,17 +1,20 @@
-//! A small seeded random number generator (SplitMix64): the same seed, the same faults.
+//! A small seeded random number generator (SplitMix64): the same seed, the same faults
+//! (the simulation's and the chaos tool's schedules alike).
 
 /// SplitMix64: fast, tiny, and good enough to draw faults from.
 #[derive(Debug, Clone)]
-pub(crate) struct Rng {
+pub struct Rng {
     state: u64,
 }
 
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
+    /// A generator whose numbers follow from `seed` alone.
+    pub fn new(seed: u64) -> Self {
         Self { state: seed }
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -20,13 +23,13 @@ impl Rng {
     }
 
     /// True with probability `p` (0.0..=1.0).
-    pub(crate) fn chance(&mut self, p: f64) -> bool {
+    pub fn chance(&mut self, p: f64) -> bool {
         let unit = (self.next_u64() >> 11) as f64 / ((1u64 << 53) as f64);
         p > 0.0 && unit < p
     }
 
     /// A number in `0..n` (0 when `n` is 0).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next_u64() % n }
     }
 }

@@ -7,8 +7,6 @@ use std::process::Command;
 
 use uuid::Uuid;
 
-use super::service_url;
-
 /// One service (`postgres`, `kafka` or `redis`) under a temporary directory of its own;
 /// stopped and removed when dropped.
 #[derive(Debug)]
@@ -19,7 +17,7 @@ pub struct PrivateService {
 }
 
 impl PrivateService {
-    /// Starts `name` on a free loopback port. Panics if the harness script is unknown or
+    /// Starts `name` on a free loopback port. Panics if the harness script
     /// fails, naming it.
     pub fn start(name: &'static str) -> Self {
         let service = Self::unstarted(name);
@@ -42,7 +40,7 @@ impl PrivateService {
     fn unstarted(name: &'static str) -> Self {
         Self {
             name,
-            script: service_url("FIRSTCOME_SERVICES_SCRIPT"),
+            script: harness_script(),
             dir: std::env::temp_dir().join(format!("firstcome-{name}-{}", Uuid::new_v4().simple())),
         }
     }
@@ -59,6 +57,11 @@ impl PrivateService {
             "services.sh {command} {} failed",
             self.name
         );
+    }
+
+    /// Its state directory (`port` files, logs).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// `kill -9`: gone at once, storage left as it was.
@@ -90,5 +93,15 @@ impl Drop for PrivateService {
             .arg(&self.dir)
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The harness script: `FIRSTCOME_SERVICES_SCRIPT` when set (as `scripts/test.sh`
+/// exports it), else this workspace's `scripts/services.sh`, so that tools run outside
+/// the test harness (the chaos tool) start services the same way.
+fn harness_script() -> String {
+    match std::env::var("FIRSTCOME_SERVICES_SCRIPT") {
+        Ok(script) if !script.trim().is_empty() => script,
+        _ => concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services.sh").to_owned(),
     }
 }

@@ -65,9 +65,13 @@ pub struct Report {
     pub ok: bool,
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The HTTP client the load tool (and the chaos tool) send with.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-async fn call(
+/// One request to `url`, with `token` as a bearer credential and `body` as JSON: the
+/// status and the JSON answer (`Value::Null` when the answer is not JSON); a transport
+/// error is `Err`.
+pub async fn call(
     client: &HttpClient,
     method: Method,
     url: &str,

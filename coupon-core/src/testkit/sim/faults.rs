@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::rng::Rng;
 use crate::memory::{MemoryCounter, MemoryQueue, MemoryStore, lock};
+use crate::testkit::rng::Rng;
 use crate::{
     Admission, Batch, Campaign, CampaignId, CampaignSummary, CounterStatus, Coupon, CouponCounter,
     CouponStore, Error, HeldSlot, IssueFailure, IssueOutcome, IssueQueue, IssueSource, IssueTicket,

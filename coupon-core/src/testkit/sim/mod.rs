@@ -23,7 +23,6 @@
 //! ```
 
 mod faults;
-mod rng;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
