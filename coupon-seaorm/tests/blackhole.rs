@@ -22,7 +22,7 @@ async fn swallowed_answers_time_out_and_the_store_recovers() {
     let through_proxy = database.replacen(&upstream, &proxy.address(), 1);
     let store = SeaOrmStore::connect(
         SeaOrmStoreConfig::new(&through_proxy)
-            .with_max_connections(2)
+            .with_max_connections(1)
             .with_operation_timeout(Duration::from_secs(1)),
     )
     .await
