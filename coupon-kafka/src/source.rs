@@ -71,6 +71,19 @@ impl ClientContext for Context {}
 
 impl ConsumerContext for Context {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                let partitions: Vec<i32> =
+                    assigned.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "partitions assigned to this worker");
+            }
+            Rebalance::Revoke(revoked) => {
+                let partitions: Vec<i32> =
+                    revoked.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(?partitions, "partitions revoked from this worker");
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+        }
         if let Rebalance::Revoke(revoked) = rebalance {
             self.revoked
                 .fetch_add(revoked.count() as u64, Ordering::Relaxed);
