@@ -35,7 +35,7 @@ impl Processes {
         self.apis
             .iter_mut()
             .chain(self.workers.iter_mut())
-            .filter_map(ServerProcess::exited)
+            .flat_map(ServerProcess::unplanned_exits)
             .collect()
     }
 }

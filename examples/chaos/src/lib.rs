@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod availability;
 pub mod check;
 pub mod inject;
 pub mod report;
@@ -216,6 +217,9 @@ pub async fn run_seed(args: &ChaosArgs, seed: u64) -> Result<SeedReport, String>
             Duration::from_secs(args.settle_secs),
         )
         .await;
+        // Tickets still queued behind the last coupon (duplicates, or ones the store
+        // would refuse) land or dead-letter now, before the checks read the store.
+        tokio::time::sleep(Duration::from_secs(5)).await;
         finished.store(true, std::sync::atomic::Ordering::Relaxed);
         (injected, settled)
     };
@@ -276,10 +280,11 @@ async fn repair_broker(
         tokio::time::sleep(Duration::from_millis(500)).await;
         let panics = backends.broker_panics();
         if panics > seen {
-            seen = panics;
-            repairs += 1;
             eprintln!("[chaos {seed}] the test broker panicked (a tansu defect): restarting it");
-            let _ = tokio::task::block_in_place(|| backends.restart(schedule::Backend::Broker));
+            if tokio::task::block_in_place(|| backends.restart(schedule::Backend::Broker)).is_ok() {
+                seen = panics;
+                repairs += 1;
+            }
         }
     }
     repairs

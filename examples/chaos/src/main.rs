@@ -29,10 +29,17 @@ async fn main() -> ExitCode {
     }
     let (mut kept, mut broke) = (Vec::new(), Vec::new());
     for seed in args.from..args.from.saturating_add(args.seeds) {
-        let report = match chaos::run_seed(&args, seed).await {
-            Ok(report) => report,
-            Err(error) => {
-                eprintln!("error: seed {seed}: {error}");
+        // Ctrl-C drops the run, which kills its processes and stops its services.
+        let report = tokio::select! {
+            result = chaos::run_seed(&args, seed) => match result {
+                Ok(report) => report,
+                Err(error) => {
+                    eprintln!("error: seed {seed}: {error}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("interrupted during seed {seed}");
                 return ExitCode::FAILURE;
             }
         };

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::availability::{self, Window};
 use crate::check::{Check, Found};
 use crate::inject::Injected;
 use crate::rush::Heard;
@@ -31,6 +32,9 @@ pub struct SeedReport {
     pub faults: BTreeMap<String, u64>,
     /// Every fault as carried out, in order.
     pub injected: Vec<Injected>,
+    /// What each kind of fault did to the attempts sent while it was on (and 2 s
+    /// after), beside `no fault`.
+    pub availability: BTreeMap<String, Window>,
     /// Each promise.
     pub checks: Vec<Check>,
     /// Figures the checks read.
@@ -111,6 +115,7 @@ impl SeedReport {
             ("already_applied", parts.heard.already.len() as u64),
             ("still trying at the end", parts.heard.still_trying),
         ]);
+        let availability = availability::by_fault(&parts.heard.attempts, &parts.injected);
         Self {
             seed: parts.seed,
             cap: parts.cap,
@@ -120,6 +125,7 @@ impl SeedReport {
             told,
             faults,
             injected: parts.injected,
+            availability,
             checks,
             found: parts.found,
             settle_secs: parts.time_to_settle.map(|took| took.as_secs_f64()),
@@ -163,6 +169,22 @@ impl fmt::Display for SeedReport {
                 f,
                 "    {:>8}  test broker panics (tansu), restarted by the tool",
                 self.broker_repairs
+            )?;
+        }
+        writeln!(
+            f,
+            "  attempts sent during each kind of fault (and 2 s after): answered / 503 / failed, p50 / p99 of the answered:"
+        )?;
+        for (kind, window) in &self.availability {
+            writeln!(
+                f,
+                "    {:>8}  {kind:<22} {:>5.1}% / {:>5.1}% / {:>5.1}%  {:>7.1} / {:>7.1} ms",
+                window.attempts,
+                window.answered * 100.0,
+                window.unavailable * 100.0,
+                window.failed * 100.0,
+                window.p50_ms,
+                window.p99_ms
             )?;
         }
         writeln!(f, "  promises:")?;

@@ -51,6 +51,30 @@ pub struct Heard {
     pub answers: BTreeMap<String, u64>,
     /// Applicants still trying (after errors, not after "sold out") when the run ended.
     pub still_trying: u64,
+    /// Every attempt with an HTTP answer or an error, in the order they ended.
+    pub attempts: Vec<Attempt>,
+}
+
+/// One attempt, for availability and latency over time.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    /// When it was sent, since the rush began.
+    pub sent: Duration,
+    /// How long until its answer (or its error).
+    pub took: Duration,
+    /// What it came to.
+    pub ended: Ended,
+}
+
+/// What an attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// An answer that ends or pauses the applicant's try: 202, 409, another 4xx.
+    Answered,
+    /// 503: the service says "not now" (a backend is away or the counter rebuilding).
+    Unavailable,
+    /// Another 5xx, a dropped connection, or no answer within the client's timeout.
+    Failed,
 }
 
 impl Heard {
@@ -185,19 +209,31 @@ impl Applicant {
         let url = format!("{api}/campaigns/{}/apply", self.settings.campaign);
         let body = json!({ "user_id": self.user });
         let call = load::call(&self.client, Method::POST, &url, None, Some(body));
-        let (status, body) = match tokio::time::timeout(self.settings.request_timeout, call).await {
+        let sent = Instant::now();
+        let answer = tokio::time::timeout(self.settings.request_timeout, call).await;
+        let mut heard = lock(&self.heard);
+        let ended = match &answer {
+            Ok(Ok((StatusCode::SERVICE_UNAVAILABLE, _))) => Ended::Unavailable,
+            Ok(Ok((status, _))) if !status.is_server_error() => Ended::Answered,
+            _ => Ended::Failed,
+        };
+        heard.attempts.push(Attempt {
+            sent: sent.duration_since(self.started),
+            took: sent.elapsed(),
+            ended,
+        });
+        let (status, body) = match answer {
             Err(_) => {
-                lock(&self.heard).count("timeout");
+                heard.count("timeout");
                 return Answer::TryAgain;
             }
             Ok(Err(_)) => {
-                lock(&self.heard).count("connection error");
+                heard.count("connection error");
                 return Answer::TryAgain;
             }
             Ok(Ok(answer)) => answer,
         };
         let code = body["error"].as_str().unwrap_or_default().to_owned();
-        let mut heard = lock(&self.heard);
         match status {
             StatusCode::ACCEPTED => {
                 if let Some(rank) = body["rank"].as_u64() {
