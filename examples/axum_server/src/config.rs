@@ -119,8 +119,9 @@ pub struct Config {
     #[arg(long, env = "SETTLE_INTERVAL_MS", default_value_t = 10_000)]
     pub settle_interval_ms: u64,
     /// How long (ms) start-up keeps trying to reach a backend that does not answer yet
-    /// (restarting, or started after this process) before giving up; a setting that
-    /// cannot work (a malformed URL) fails at once.
+    /// (restarting, or started after this process) before giving up. Errors a backend
+    /// reports as permanent, and a missing setting, fail at once; a failed connection
+    /// (including a wrong password or an unknown database) is retried, each try logged.
     #[arg(long, env = "STARTUP_PATIENCE_MS", default_value_t = 60_000)]
     pub startup_patience_ms: u64,
 }

@@ -251,7 +251,11 @@ async fn connect(
     let began = std::time::Instant::now();
     let mut backoff = std::time::Duration::from_millis(200);
     loop {
-        match backends::build(config).await {
+        let built = tokio::select! {
+            built = backends::build(config) => built,
+            () = shutdown.as_mut() => return Ok(None),
+        };
+        match built {
             Ok(backends) => return Ok(Some(backends)),
             Err(error) if error.retryable && began.elapsed() + backoff < patience => {
                 tracing::warn!(error = %error.message, retry_in = ?backoff, "a backend is not answering yet");
