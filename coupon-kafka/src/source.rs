@@ -71,29 +71,26 @@ impl ClientContext for Context {}
 
 impl ConsumerContext for Context {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = |list: &rdkafka::TopicPartitionList| -> Vec<i32> {
+            list.elements().iter().map(|e| e.partition()).collect()
+        };
         match rebalance {
             Rebalance::Assign(assigned) => {
-                let partitions: Vec<i32> =
-                    assigned.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(?partitions, "partitions assigned to this worker");
+                tracing::info!(partitions = ?partitions(assigned), "partitions assigned to this worker");
             }
             Rebalance::Revoke(revoked) => {
-                let partitions: Vec<i32> =
-                    revoked.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(?partitions, "partitions revoked from this worker");
+                tracing::info!(partitions = ?partitions(revoked), "partitions revoked from this worker");
+                self.revoked
+                    .fetch_add(revoked.count() as u64, Ordering::Relaxed);
+                let mut state = lock(&self.state);
+                for element in revoked.elements() {
+                    let partition = element.partition();
+                    state.offsets.forget(partition);
+                    state.buffer.retain(|p| p.partition() != partition);
+                    state.redelivery.retain(|p| p.partition() != partition);
+                }
             }
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
-        }
-        if let Rebalance::Revoke(revoked) = rebalance {
-            self.revoked
-                .fetch_add(revoked.count() as u64, Ordering::Relaxed);
-            let mut state = lock(&self.state);
-            for element in revoked.elements() {
-                let partition = element.partition();
-                state.offsets.forget(partition);
-                state.buffer.retain(|p| p.partition() != partition);
-                state.redelivery.retain(|p| p.partition() != partition);
-            }
         }
     }
 }

@@ -46,13 +46,7 @@ impl Window {
             .map(|a| a.took)
             .collect();
         answered.sort_unstable();
-        let percentile = |p: f64| {
-            if answered.is_empty() {
-                return 0.0;
-            }
-            let index = ((answered.len() as f64 * p).ceil() as usize).clamp(1, answered.len()) - 1;
-            answered[index].as_secs_f64() * 1_000.0
-        };
+        let percentile = |p: f64| load::percentile(&answered, p).as_secs_f64() * 1_000.0;
         Self {
             attempts: attempts.len() as u64,
             answered: share(Ended::Answered),

@@ -133,16 +133,11 @@ impl Rush {
         Self { stop, heard, tasks }
     }
 
-    /// What was heard so far.
-    pub fn heard(&self) -> Heard {
-        lock(&self.heard).clone()
-    }
-
     /// Stops every applicant still trying and returns what they all heard.
     pub async fn stop(mut self) -> Heard {
         self.stop.store(true, Ordering::Relaxed);
         while self.tasks.join_next().await.is_some() {}
-        lock(&self.heard).clone()
+        std::mem::take(&mut *lock(&self.heard))
     }
 }
 

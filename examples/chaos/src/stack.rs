@@ -282,11 +282,6 @@ impl ServerProcess {
         exits.extend(self.exited());
         exits
     }
-
-    /// Its name (`api-0`, `worker-1`).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
 }
 
 impl Drop for ServerProcess {
