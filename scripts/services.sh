@@ -18,7 +18,7 @@
 # redis+sentinel:// URL for REDIS_URL; `kill sentinel DIR` kills the current primary.
 #
 # DIR/env holds `export` lines: REDIS_URL, DATABASE_URL, KAFKA_BROKERS, MYSQL_URL (a
-# private MariaDB), and FIRSTCOME_SERVICES_DIR/_SCRIPT for tests that kill and restart a
+# private MariaDB), and FIRSTCOME_SERVICES_SCRIPT for tests that kill and restart a
 # service. Nothing already running on the machine is used.
 set -euo pipefail
 
@@ -68,8 +68,44 @@ mariadbd_bin() {
   command -v mariadbd 2>/dev/null || { [ -x /usr/sbin/mariadbd ] && echo /usr/sbin/mariadbd; } || true
 }
 
+# Our build of tansu: the published release with scripts/tansu/*.patch applied, named after
+# both, so a plain `tansu` on the machine (without the fixes) is never picked up. Bump
+# TANSU_PATCH_LEVEL when a patch changes.
+TANSU_PATCH_LEVEL=1
 tansu_bin() {
-  command -v tansu 2>/dev/null || { [ -x "$HOME/.cargo/bin/tansu" ] && echo "$HOME/.cargo/bin/tansu"; }
+  local bin="${XDG_CACHE_HOME:-$HOME/.cache}/firstcome/tansu-$TANSU_VERSION-p$TANSU_PATCH_LEVEL/tansu"
+  if [ -x "$bin" ]; then echo "$bin"; fi
+}
+
+# Builds tansu $TANSU_VERSION from its published sources, fetched by cargo from the
+# configured registry, with our patches to tansu-broker, and the versions its Cargo.lock
+# pins (as `cargo install --locked` would).
+install_tansu() {
+  local cargo_home=${CARGO_HOME:-$HOME/.cargo} work bin p
+  bin="${XDG_CACHE_HOME:-$HOME/.cache}/firstcome/tansu-$TANSU_VERSION-p$TANSU_PATCH_LEVEL/tansu"
+  work=$(mktemp -d "${TMPDIR:-/tmp}/firstcome-tansu.XXXXXX")
+  crate_file() { ls "$cargo_home"/registry/cache/*/"$1-$TANSU_VERSION.crate" 2>/dev/null | head -n 1; }
+  mkdir -p "$work/fetch/src"
+  : >"$work/fetch/src/lib.rs"
+  printf '%s\n' '[package]' 'name = "fetch-tansu"' 'version = "0.0.0"' 'edition = "2021"' \
+    '[dependencies]' "tansu = { version = \"=$TANSU_VERSION\", default-features = false }" \
+    '[workspace]' >"$work/fetch/Cargo.toml"
+  cargo fetch --quiet --manifest-path "$work/fetch/Cargo.toml" >&2
+  [ -n "$(crate_file tansu)" ] || die "cargo fetched tansu $TANSU_VERSION but its .crate is not under $cargo_home/registry/cache"
+  tar -xzf "$(crate_file tansu)" -C "$work"
+  cargo fetch --quiet --locked --manifest-path "$work/tansu-$TANSU_VERSION/Cargo.toml" >&2
+  tar -xzf "$(crate_file tansu-broker)" -C "$work"
+  for p in "$(dirname "$script")"/tansu/*.patch; do
+    patch --quiet -d "$work/tansu-broker-$TANSU_VERSION" -p1 <"$p" || die "patch $p did not apply"
+  done
+  printf '%s\n' '[patch.crates-io]' "tansu-broker = { path = \"../tansu-broker-$TANSU_VERSION\" }" \
+    >>"$work/tansu-$TANSU_VERSION/Cargo.toml"
+  # Not --locked: the lock file changes for the patched crate only.
+  cargo build --release --features dynostore,libsql \
+    --manifest-path "$work/tansu-$TANSU_VERSION/Cargo.toml" --target-dir "$work/target" >&2
+  mkdir -p "$(dirname "$bin")"
+  install -m 0755 "$work/target/release/tansu" "$bin"
+  rm -rf "$work"
 }
 
 # Headers and tools the workspace's C dependencies build with: rdkafka-sys builds the
@@ -92,8 +128,8 @@ ensure_installed() {
   { [ -n "$(mariadbd_bin)" ] && command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null; } \
     || apt_install mariadb-server mariadb-client
   if [ -z "$(tansu_bin)" ]; then
-    log "installing tansu $TANSU_VERSION with cargo (about 12 minutes, once per machine)"
-    cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore,libsql >&2
+    log "building tansu $TANSU_VERSION with scripts/tansu/*.patch (about 12 minutes, once per machine)"
+    install_tansu
   fi
 }
 
@@ -231,6 +267,7 @@ start_postgres() {
 start_kafka() {
   local dir=$1 port advertised tansu
   tansu=$(tansu_bin)
+  [ -n "$tansu" ] || die "tansu is not built: run scripts/services.sh install"
   mkdir -p "$dir/kafka"
   port=$(cat "$dir/kafka/port" 2>/dev/null || free_port)
   echo "$port" >"$dir/kafka/port"
@@ -253,7 +290,6 @@ write_env() {
     echo "export DATABASE_URL=postgres://postgres@127.0.0.1:$(cat "$dir/postgres.port")/postgres"
     echo "export KAFKA_BROKERS=127.0.0.1:$(cat "$dir/kafka/port")"
     echo "export MYSQL_URL=mysql://root@127.0.0.1:$(cat "$dir/mariadb/port")/firstcome_test"
-    echo "export FIRSTCOME_SERVICES_DIR=$dir"
     echo "export FIRSTCOME_SERVICES_SCRIPT=$script"
   } >"$dir/env"
 }
@@ -331,7 +367,8 @@ main() {
       [ "${2:-}" != sentinel ] || die "restart is not for the sentinel set: stop DIR, then start-one sentinel DIR"
       kill_one "${2:?service}" "${3:?usage: services.sh restart NAME DIR}"
       start_one "$2" "$3" ;;
-    *) sed -n '2,20p' "$script" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    # The comment block at the top of this file, whole.
+    *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$script"; exit 2 ;;
   esac
 }
 

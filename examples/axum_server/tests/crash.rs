@@ -1,5 +1,6 @@
-//! The service binary killed with kill -9 mid-rush and started again, on the database's
-//! queue: every applicant who heard 202 ends with a coupon, never more than the cap.
+//! The service binary killed with kill -9 mid-rush (and started again, or not), on the
+//! database's queue and on Kafka: every applicant who heard 202 ends with a coupon, never
+//! more than the cap.
 
 mod support;
 
@@ -56,6 +57,46 @@ async fn a_worker_killed_mid_rush_leaves_its_batch_to_the_other() {
     rush.wait_for(1_500).await;
     doomed.kill();
     let heard = rush.finish().await;
+    heard
+        .assert_promises_kept(&api.api, campaign, 3_000, 8_000, false)
+        .await;
+}
+
+/// Redis, Kafka and PostgreSQL, one API process and two workers in one consumer group;
+/// one worker is killed with kill -9 mid-rush and never comes back. The group's
+/// coordinator must drop it when its session ends and give its partitions to the
+/// survivor: tickets on them are issued, not left with a member that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_for_good_leaves_its_partitions_to_the_other() {
+    let database = coupon_seaorm::testkit::fresh_postgres().await;
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("SETTLE_GRACE_MS", "5000"),
+        ("SETTLE_INTERVAL_MS", "1000"),
+    ];
+    let backends = support::shared_backend_args();
+    let args = |role: &'static str| -> Vec<&str> {
+        let mut args = vec!["--role", role];
+        args.extend(backends.iter().map(String::as_str));
+        args
+    };
+    let api = Process::start(free_port(), &args("api"), &env).await;
+    let mut doomed = Process::start(free_port(), &args("worker"), &env).await;
+    let _survivor = Process::start(free_port(), &args("worker"), &env).await;
+    let campaign = api.api.create_campaign(3_000).await;
+    // Both workers in the group, each owning partitions, before the rush.
+    let (status, _) = api.api.apply(campaign, 1).await.expect("first apply");
+    assert_eq!(status, axum::http::StatusCode::ACCEPTED);
+    api.api
+        .wait_for_issued(campaign, 1, std::time::Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+
+    let rush = Rush::start(&api.api, campaign, 2..=8_000, 64);
+    rush.wait_for(1_500).await;
+    doomed.kill();
+    let mut heard = rush.finish().await;
+    heard.accepted.insert(1);
     heard
         .assert_promises_kept(&api.api, campaign, 3_000, 8_000, false)
         .await;
