@@ -1,5 +1,5 @@
-//! The seed story, told with numbers. N applications from U users race for K coupons,
-//! three ways, and one table compares them:
+//! The race this project exists for, told with numbers. N applications from U users race
+//! for K coupons, three ways, and one table compares them:
 //!
 //! - naive: `SELECT count(*)`, then `INSERT` if below the cap, in a real database with
 //!   a pool of connections (over-issues);
