@@ -96,7 +96,10 @@ install_tansu() {
   cargo fetch --quiet --locked --manifest-path "$work/tansu-$TANSU_VERSION/Cargo.toml" >&2
   tar -xzf "$(crate_file tansu-broker)" -C "$work"
   for p in "$(dirname "$script")"/tansu/*.patch; do
-    patch --quiet -d "$work/tansu-broker-$TANSU_VERSION" -p1 <"$p" || die "patch $p did not apply"
+    # git rather than patch(1), which a fresh Debian may lack; kept from looking for a
+    # repository above, `git apply` patches the working directory.
+    (cd "$work/tansu-broker-$TANSU_VERSION" && GIT_CEILING_DIRECTORIES="$work" git apply -p1 "$p") \
+      || die "$p did not apply"
   done
   printf '%s\n' '[patch.crates-io]' "tansu-broker = { path = \"../tansu-broker-$TANSU_VERSION\" }" \
     >>"$work/tansu-$TANSU_VERSION/Cargo.toml"
