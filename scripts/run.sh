@@ -3,8 +3,8 @@
 # KAFKA_BROKERS or DATABASE_URL say otherwise. Installs what building needs first
 # (cmake and headers for the bundled librdkafka), then builds and runs in release mode.
 #
-#   scripts/run.sh [axum_server flags, see --help]
+#   scripts/run.sh [firstcome-server flags, see --help]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh build-deps
-exec cargo run --release -p axum_server -- "$@"
+exec cargo run --release -p firstcome-server -- "$@"

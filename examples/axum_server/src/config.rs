@@ -36,7 +36,7 @@ pub enum QueueKind {
 /// default: an in-memory counter, the hand-off as a table, and the coupons, all in one
 /// SQLite file.
 #[derive(Clone, Parser)]
-#[command(name = "axum_server", version)]
+#[command(name = "firstcome-server", version)]
 pub struct Config {
     /// An operator task to run once instead of the service; it uses the same settings.
     #[command(subcommand)]
@@ -228,10 +228,16 @@ mod tests {
 
     #[test]
     fn empty_values_mean_unset() {
-        let config = Config::parse_from(["axum_server", "--redis-url", "", "--kafka-brokers", " "])
-            .without_empty_values();
+        let config = Config::parse_from([
+            "firstcome-server",
+            "--redis-url",
+            "",
+            "--kafka-brokers",
+            " ",
+        ])
+        .without_empty_values();
         assert_eq!((config.redis_url, config.kafka_brokers), (None, None));
-        let kept = Config::parse_from(["axum_server", "--redis-url", "redis://h:1/"])
+        let kept = Config::parse_from(["firstcome-server", "--redis-url", "redis://h:1/"])
             .without_empty_values();
         assert_eq!(kept.redis_url.as_deref(), Some("redis://h:1/"));
     }

@@ -1,6 +1,6 @@
 //! The firstcome HTTP service, as a library so that tests can drive its router.
 //!
-//! `cargo run -p axum_server` serves on the embedded default; see `--help` and
+//! `cargo run -p firstcome-server` serves on the embedded default; see `--help` and
 //! docs/operations.md for every setting.
 
 pub mod api;

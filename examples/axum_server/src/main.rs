@@ -1,9 +1,9 @@
-//! `cargo run -p axum_server -- --help`
+//! `cargo run -p firstcome-server -- --help`
 
 use std::process::ExitCode;
 
-use axum_server::config::Config;
 use clap::Parser;
+use firstcome_server::config::Config;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -15,8 +15,8 @@ async fn main() -> ExitCode {
         .init();
     let config = Config::parse();
     let result = match config.command.clone() {
-        Some(command) => axum_server::run_command(config, command).await,
-        None => axum_server::run(config, axum_server::shutdown_signal()).await,
+        Some(command) => firstcome_server::run_command(config, command).await,
+        None => firstcome_server::run(config, firstcome_server::shutdown_signal()).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 async fn run(seed: u64) {
-    let binary = env!("CARGO_BIN_EXE_axum_server").into();
+    let binary = env!("CARGO_BIN_EXE_firstcome-server").into();
     let args = chaos::ChaosArgs::for_seed(seed, Duration::from_secs(60), binary);
     let report = chaos::run_seed(&args, seed)
         .await

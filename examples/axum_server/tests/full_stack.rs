@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use axum_server::api::{AppState, router};
-use axum_server::backends;
-use axum_server::config::Config;
 use clap::Parser;
 use coupon_core::testkit::service_url;
 use coupon_core::{CampaignId, IssueWorker};
+use firstcome_server::api::{AppState, router};
+use firstcome_server::backends;
+use firstcome_server::config::Config;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -50,7 +50,7 @@ async fn call(
 async fn two_thousand_applies_on_cap_five_hundred() {
     let id = Uuid::new_v4().simple().to_string();
     let config = Config::parse_from([
-        "axum_server",
+        "firstcome-server",
         "--redis-url",
         &service_url("REDIS_URL"),
         "--redis-key-prefix",

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use axum_server::api::{AppState, router};
 use coupon_core::memory::{MemoryQueue, MemoryStore};
 use coupon_core::testkit::proxy::{FaultProxy, ProxyMode};
 use coupon_core::testkit::service_url;
@@ -18,6 +17,7 @@ use coupon_core::{
 };
 use coupon_kafka::{KafkaConfig, KafkaIssueSource};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
+use firstcome_server::api::{AppState, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -181,20 +181,20 @@ async fn counter_call_lost_after_the_script_ran(fault: ProxyMode) {
     );
 }
 
-/// Runs `axum_server settle` (the binary) with `env`; returns its JSON report.
+/// Runs `firstcome-server settle` (the binary) with `env`; returns its JSON report.
 async fn settle_in_a_process(env: Vec<(String, String)>) -> Value {
     operator_task(&["settle"], env).await
 }
 
 /// Runs the binary with the subcommand `args` and `env`; returns the JSON it printed.
 async fn operator_task(args: &[&str], env: Vec<(String, String)>) -> Value {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_axum_server"))
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_firstcome-server"))
         .args(args)
         .envs(env)
         .env("RUST_LOG", "warn")
         .output()
         .await
-        .expect("run axum_server settle");
+        .expect("run firstcome-server settle");
     assert!(
         output.status.success(),
         "{args:?} failed: {}",
@@ -312,7 +312,7 @@ async fn dead_letters_are_listed_and_replayed_by_the_operator_commands() {
 }
 
 /// 300 admissions whose process died before publishing anything, on Redis, Kafka and
-/// PostgreSQL. Two `axum_server settle` processes run at once: together they publish
+/// PostgreSQL. Two `firstcome-server settle` processes run at once: together they publish
 /// each admission's ticket exactly once (claims), and a worker turns them into exactly
 /// 300 coupons with no duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

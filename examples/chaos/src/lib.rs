@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), String> {
-//! let args = chaos::ChaosArgs::for_seed(7, std::time::Duration::from_secs(60), "target/debug/axum_server".into());
+//! let args = chaos::ChaosArgs::for_seed(7, std::time::Duration::from_secs(60), "target/debug/firstcome-server".into());
 //! let report = chaos::run_seed(&args, 7).await?;
 //! assert!(report.kept_every_promise(), "{report}");
 //! # Ok(()) }
@@ -69,7 +69,7 @@ pub struct ChaosArgs {
     /// How long to wait after the schedule for every coupon to be issued, in seconds.
     #[arg(long, default_value_t = 180)]
     pub settle_secs: u64,
-    /// The service's binary; by default `axum_server` beside this tool's own.
+    /// The service's binary; by default `firstcome-server` beside this tool's own.
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
     /// Writes every seed's report as JSON lines to this file.
@@ -100,12 +100,12 @@ impl ChaosArgs {
         }
         let beside = std::env::current_exe()
             .map_err(|e| e.to_string())?
-            .with_file_name("axum_server");
+            .with_file_name("firstcome-server");
         if beside.exists() {
             Ok(beside)
         } else {
             Err(format!(
-                "{} does not exist: build it first (`cargo build --release -p axum_server -p chaos`) or pass --server-bin",
+                "{} does not exist: build it first (`cargo build --release -p firstcome-server -p chaos`) or pass --server-bin",
                 beside.display()
             ))
         }

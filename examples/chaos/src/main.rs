@@ -1,4 +1,4 @@
-//! `cargo build --release -p axum_server -p chaos && target/release/chaos --seeds 20
+//! `cargo build --release -p firstcome-server -p chaos && target/release/chaos --seeds 20
 //! --duration-secs 180` runs 20 seeds of three minutes of faults against the real stack
 //! and exits non-zero if any broke a promise; `--from SEED --seeds 1` replays one.
 

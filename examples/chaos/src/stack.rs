@@ -21,7 +21,7 @@ pub const ADMIN_TOKEN: &str = "chaos-tool-admin-token";
 /// How the service's processes are started.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    /// The service's binary (`axum_server`).
+    /// The service's binary (`firstcome-server`).
     pub binary: PathBuf,
     /// API processes (`--role api`).
     pub apis: usize,
@@ -220,7 +220,7 @@ impl ServerProcess {
             .stderr(log);
         let child = command.spawn().map_err(|e| {
             format!(
-                "starting {} ({}): {e}; build it with `cargo build -p axum_server` or pass --server-bin",
+                "starting {} ({}): {e}; build it with `cargo build -p firstcome-server` or pass --server-bin",
                 self.name,
                 self.settings.binary.display()
             )

@@ -1,15 +1,15 @@
 //! The load tool against a real server on loopback, embedded default and full stack.
 
-use axum_server::config::Config;
 use clap::Parser;
 use coupon_core::testkit::service_url;
+use firstcome_server::config::Config;
 use load::LoadArgs;
 use uuid::Uuid;
 
 /// Starts the service on a free port; returns its base URL and the shutdown trigger.
 /// Backends not named in `args` are the embedded ones, whatever the environment says.
 async fn start(mut args: Vec<String>) -> (String, tokio::sync::oneshot::Sender<()>) {
-    args.insert(0, "axum_server".into());
+    args.insert(0, "firstcome-server".into());
     args.extend(["--admin-token".into(), "load-test".into()]);
     let mut config = Config::parse_from(&args);
     if !args.iter().any(|a| a == "--redis-url") {
@@ -27,7 +27,7 @@ async fn start(mut args: Vec<String>) -> (String, tokio::sync::oneshot::Sender<(
         let shutdown = async move {
             let _ = stopped.await;
         };
-        axum_server::serve(config, Some(listener), shutdown)
+        firstcome_server::serve(config, Some(listener), shutdown)
             .await
             .expect("server");
     });

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{Method, Request, StatusCode, header};
-use axum_server::config::Config;
+use firstcome_server::config::Config;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -37,10 +37,10 @@ pub struct Api {
 }
 
 impl Service {
-    /// Starts `axum_server` with `args`. Backends not named in `args` are the embedded
+    /// Starts `firstcome-server` with `args`. Backends not named in `args` are the embedded
     /// ones, whatever the environment says.
     pub async fn start(args: &[&str]) -> Self {
-        let mut argv = vec!["axum_server", "--admin-token", TOKEN];
+        let mut argv = vec!["firstcome-server", "--admin-token", TOKEN];
         argv.extend_from_slice(args);
         let mut config = Config::parse_from(&argv);
         if !args.contains(&"--redis-url") {
@@ -58,7 +58,7 @@ impl Service {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            axum_server::serve(config, Some(listener), shutdown).await
+            firstcome_server::serve(config, Some(listener), shutdown).await
         });
         let client = Client::builder(TokioExecutor::new()).build_http();
         Self {
@@ -373,11 +373,11 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `axum_server` with `args` and `env` on `port` (the shared services of the
+    /// Starts `firstcome-server` with `args` and `env` on `port` (the shared services of the
     /// harness are not inherited: each process gets only what `env` names), and waits
     /// until it answers `/healthz` (API roles) or has printed its banner (workers).
     pub async fn start(port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_axum_server"));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_firstcome-server"));
         for name in [
             "REDIS_URL",
             "KAFKA_BROKERS",
@@ -396,7 +396,7 @@ impl Process {
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit());
-        let child = command.spawn().expect("start axum_server");
+        let child = command.spawn().expect("start firstcome-server");
         let api = Api {
             url: format!("http://127.0.0.1:{port}"),
             client: Client::builder(TokioExecutor::new()).build_http(),
