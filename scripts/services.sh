@@ -69,29 +69,37 @@ mariadbd_bin() {
 }
 
 # Our build of tansu: the published release with scripts/tansu/*.patch applied, named after
-# both, so a plain `tansu` on the machine (without the fixes) is never picked up. Bump
-# TANSU_PATCH_LEVEL when a patch changes.
-TANSU_PATCH_LEVEL=1
+# both (the patches by their checksum), so neither a plain `tansu` on the machine nor a
+# build with older patches is ever picked up.
+tansu_dir() {
+  local patches
+  patches=$(cat "$(dirname "$script")"/tansu/*.patch | sha256sum | cut -c 1-12)
+  echo "${XDG_CACHE_HOME:-$HOME/.cache}/firstcome/tansu-$TANSU_VERSION-$patches"
+}
 tansu_bin() {
-  local bin="${XDG_CACHE_HOME:-$HOME/.cache}/firstcome/tansu-$TANSU_VERSION-p$TANSU_PATCH_LEVEL/tansu"
-  if [ -x "$bin" ]; then echo "$bin"; fi
+  if [ -x "$(tansu_dir)/tansu" ]; then echo "$(tansu_dir)/tansu"; fi
 }
 
 # Builds tansu $TANSU_VERSION from its published sources, fetched by cargo from the
 # configured registry, with our patches to tansu-broker, and the versions its Cargo.lock
-# pins (as `cargo install --locked` would).
+# pins (as `cargo install --locked` would). It builds beside the cache rather than in
+# /tmp, which may be a small tmpfs; a build cut short is started afresh next time.
 install_tansu() {
-  local cargo_home=${CARGO_HOME:-$HOME/.cargo} work bin p
-  bin="${XDG_CACHE_HOME:-$HOME/.cache}/firstcome/tansu-$TANSU_VERSION-p$TANSU_PATCH_LEVEL/tansu"
-  work=$(mktemp -d "${TMPDIR:-/tmp}/firstcome-tansu.XXXXXX")
-  crate_file() { ls "$cargo_home"/registry/cache/*/"$1-$TANSU_VERSION.crate" 2>/dev/null | head -n 1; }
+  local cargo_home=${CARGO_HOME:-$HOME/.cargo} work bin p crate
+  bin="$(tansu_dir)/tansu"
+  work="$(tansu_dir).build"
+  rm -rf "$work"
   mkdir -p "$work/fetch/src"
+  crate_file() {
+    crate=$(ls "$cargo_home"/registry/cache/*/"$1-$TANSU_VERSION.crate" 2>/dev/null | head -n 1)
+    [ -n "$crate" ] || die "cargo fetched $1 $TANSU_VERSION but its .crate is not under $cargo_home/registry/cache"
+    echo "$crate"
+  }
   : >"$work/fetch/src/lib.rs"
   printf '%s\n' '[package]' 'name = "fetch-tansu"' 'version = "0.0.0"' 'edition = "2021"' \
     '[dependencies]' "tansu = { version = \"=$TANSU_VERSION\", default-features = false }" \
     '[workspace]' >"$work/fetch/Cargo.toml"
   cargo fetch --quiet --manifest-path "$work/fetch/Cargo.toml" >&2
-  [ -n "$(crate_file tansu)" ] || die "cargo fetched tansu $TANSU_VERSION but its .crate is not under $cargo_home/registry/cache"
   tar -xzf "$(crate_file tansu)" -C "$work"
   cargo fetch --quiet --locked --manifest-path "$work/tansu-$TANSU_VERSION/Cargo.toml" >&2
   tar -xzf "$(crate_file tansu-broker)" -C "$work"
@@ -99,15 +107,17 @@ install_tansu() {
     # git rather than patch(1), which a fresh Debian may lack; kept from looking for a
     # repository above, `git apply` patches the working directory.
     (cd "$work/tansu-broker-$TANSU_VERSION" && GIT_CEILING_DIRECTORIES="$work" git apply -p1 "$p") \
-      || die "$p did not apply"
+      || die "$p did not apply to tansu-broker $TANSU_VERSION"
   done
   printf '%s\n' '[patch.crates-io]' "tansu-broker = { path = \"../tansu-broker-$TANSU_VERSION\" }" \
     >>"$work/tansu-$TANSU_VERSION/Cargo.toml"
   # Not --locked: the lock file changes for the patched crate only.
   cargo build --release --features dynostore,libsql \
     --manifest-path "$work/tansu-$TANSU_VERSION/Cargo.toml" --target-dir "$work/target" >&2
+  # Into place in one step: an interrupted copy never passes for a build.
   mkdir -p "$(dirname "$bin")"
-  install -m 0755 "$work/target/release/tansu" "$bin"
+  install -m 0755 "$work/target/release/tansu" "$bin.partial"
+  mv "$bin.partial" "$bin"
   rm -rf "$work"
 }
 
@@ -120,6 +130,7 @@ ensure_build_deps() {
   [ -f /usr/include/curl/curl.h ] || [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
   [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
   command -v c++ >/dev/null || missing+=(g++)
+  command -v git >/dev/null || missing+=(git)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

@@ -81,16 +81,25 @@ async fn a_worker_killed_for_good_leaves_its_partitions_to_the_other() {
         args
     };
     let api = Process::start(free_port(), &args("api"), &env).await;
-    let mut doomed = Process::start(free_port(), &args("worker"), &env).await;
-    let _survivor = Process::start(free_port(), &args("worker"), &env).await;
     let campaign = api.api.create_campaign(3_000).await;
-    // Both workers in the group, each owning partitions, before the rush.
+    // The doomed worker first, alone: it takes every partition and issues a coupon.
+    let logs =
+        std::env::temp_dir().join(format!("firstcome-crash-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&logs).expect("a folder for the workers' logs");
+    let (doomed_log, survivor_log) = (logs.join("doomed.log"), logs.join("survivor.log"));
+    let mut doomed = Process::start_logged(free_port(), &args("worker"), &env, &doomed_log).await;
     let (status, _) = api.api.apply(campaign, 1).await.expect("first apply");
     assert_eq!(status, axum::http::StatusCode::ACCEPTED);
-    api.api
-        .wait_for_issued(campaign, 1, std::time::Duration::from_secs(60))
-        .await;
-    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        api.api
+            .wait_for_issued(campaign, 1, std::time::Duration::from_secs(60))
+            .await,
+        1
+    );
+    // Then the survivor, and a formed group of both: each owns partitions (three over
+    // two) when the rush starts, so the kill leaves some with the dead worker.
+    let _survivor = Process::start_logged(free_port(), &args("worker"), &env, &survivor_log).await;
+    wait_until_each_owns_partitions(&[&doomed_log, &survivor_log]).await;
 
     let rush = Rush::start(&api.api, campaign, 2..=8_000, 64);
     rush.wait_for(1_500).await;
@@ -100,6 +109,49 @@ async fn a_worker_killed_for_good_leaves_its_partitions_to_the_other() {
     heard
         .assert_promises_kept(&api.api, campaign, 3_000, 8_000, false)
         .await;
+    let _ = std::fs::remove_dir_all(&logs);
+}
+
+/// Waits up to 60 s until the workers logging to `logs` each own partitions and
+/// together all three, as their latest "partitions assigned" lines say.
+async fn wait_until_each_owns_partitions(logs: &[&std::path::Path]) {
+    use std::time::{Duration, Instant};
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let owned: Vec<Vec<i32>> = logs.iter().map(|log| latest_assignment(log)).collect();
+        let mut all: Vec<i32> = owned.concat();
+        all.sort_unstable();
+        if owned.iter().all(|partitions| !partitions.is_empty()) && all == [0, 1, 2] {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the workers did not share the partitions within 60 s: {owned:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The partitions of the last "partitions assigned to this worker" line in a worker's
+/// log (none before the first).
+fn latest_assignment(log: &std::path::Path) -> Vec<i32> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let Some(line) = text
+        .lines()
+        .rev()
+        .find(|line| line.contains("partitions assigned to this worker"))
+    else {
+        return Vec::new();
+    };
+    // The list after "partitions=", between the colour codes of the log's field.
+    let list = line.rsplit('[').next().unwrap_or_default();
+    list.split(']')
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|partition| partition.trim().parse().ok())
+        .collect()
 }
 
 /// Two API processes sharing a Redis counter, two workers, one PostgreSQL queue and

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{Method, Request, StatusCode, header};
-use firstcome_server::config::Config;
 use clap::Parser;
+use firstcome_server::config::Config;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -377,6 +377,26 @@ impl Process {
     /// harness are not inherited: each process gets only what `env` names), and waits
     /// until it answers `/healthz` (API roles) or has printed its banner (workers).
     pub async fn start(port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(port, args, env, None).await
+    }
+
+    /// [`Process::start`] with the process's output and log, at `info`, written to `log`.
+    pub async fn start_logged(
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Self {
+        let file = std::fs::File::create(log).expect("create the process's log file");
+        Self::spawn(port, args, env, Some(file)).await
+    }
+
+    async fn spawn(
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: Option<std::fs::File>,
+    ) -> Self {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_firstcome-server"));
         for name in [
             "REDIS_URL",
@@ -393,9 +413,16 @@ impl Process {
             .envs(env.iter().copied())
             .env("BIND", format!("127.0.0.1:{port}"))
             .env("ADMIN_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit());
+            .env("RUST_LOG", if log.is_some() { "info" } else { "warn" });
+        match log {
+            Some(file) => {
+                let copy = file.try_clone().expect("share the log file");
+                command.stdout(copy).stderr(file)
+            }
+            None => command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::inherit()),
+        };
         let child = command.spawn().expect("start firstcome-server");
         let api = Api {
             url: format!("http://127.0.0.1:{port}"),
