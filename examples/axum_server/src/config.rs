@@ -44,9 +44,9 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// Bearer token that `POST /campaigns` requires; a random one is generated and
-    /// printed when unset.
-    #[arg(long, env = "ADMIN_TOKEN")]
+    /// Bearer token that `POST /campaigns` and the admin routes require, at least 16
+    /// characters; a random one is generated and printed when unset.
+    #[arg(long, env = "ADMIN_TOKEN", value_parser = parse_admin_token)]
     pub admin_token: Option<String>,
     /// Redis for admission (`redis://host:port/`); in-memory when unset.
     #[arg(long, env = "REDIS_URL")]
@@ -209,6 +209,23 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// The fewest characters an admin token may have: a short one can be guessed.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// An admin token of at least [`MIN_ADMIN_TOKEN_LEN`] characters, or an empty value
+/// (unset, as [`Config::without_empty_values`] reads it).
+fn parse_admin_token(value: &str) -> Result<String, String> {
+    let length = value.trim().chars().count();
+    if length == 0 || length >= MIN_ADMIN_TOKEN_LEN {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{length} characters: an admin token needs at least {MIN_ADMIN_TOKEN_LEN} \
+             (or leave it unset for a generated one)"
+        ))
+    }
+}
+
 /// `auto`, `off` or a number of replicas.
 fn parse_confirm(value: &str) -> Result<Confirm, String> {
     match value.trim() {
@@ -225,6 +242,22 @@ fn parse_confirm(value: &str) -> Result<Confirm, String> {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn a_short_admin_token_is_refused_at_start() {
+        let short =
+            Config::try_parse_from(["firstcome-server", "--admin-token", "fifteen-chars!!"])
+                .expect_err("15 characters");
+        assert!(short.to_string().contains("at least 16"), "{short}");
+        let long =
+            Config::try_parse_from(["firstcome-server", "--admin-token", "sixteen-chars!!!"])
+                .expect("16 characters");
+        assert_eq!(long.admin_token.as_deref(), Some("sixteen-chars!!!"));
+        let unset = Config::try_parse_from(["firstcome-server", "--admin-token", ""])
+            .expect("empty")
+            .without_empty_values();
+        assert_eq!(unset.admin_token, None);
+    }
 
     #[test]
     fn empty_values_mean_unset() {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 /// Backends not named in `args` are the embedded ones, whatever the environment says.
 async fn start(mut args: Vec<String>) -> (String, tokio::sync::oneshot::Sender<()>) {
     args.insert(0, "firstcome-server".into());
-    args.extend(["--admin-token".into(), "load-test".into()]);
+    args.extend(["--admin-token".into(), "load-test-admin-token".into()]);
     let mut config = Config::parse_from(&args);
     if !args.iter().any(|a| a == "--redis-url") {
         config.redis_url = None;
@@ -37,7 +37,7 @@ async fn start(mut args: Vec<String>) -> (String, tokio::sync::oneshot::Sender<(
 fn load_args(url: String, database_url: Option<String>) -> LoadArgs {
     LoadArgs {
         url,
-        admin_token: "load-test".into(),
+        admin_token: "load-test-admin-token".into(),
         cap: 300,
         users: 800,
         requests: 2_000,
