@@ -4,32 +4,15 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coupon_core::memory::MemoryQueue;
 use coupon_core::testkit::services::PrivateService;
+use coupon_core::testkit::wait_for_issued;
 use coupon_core::{
     CouponStore, IssueQueue, IssueTicket, IssueWorker, NewCampaign, UserId, WorkerReport,
 };
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
-
-/// Polls `issued_count` until it reaches `expected` (retrying while the database is
-/// away), for at most `patience`.
-async fn wait_for_issued(
-    store: &SeaOrmStore,
-    campaign: coupon_core::CampaignId,
-    expected: u64,
-    patience: Duration,
-) -> u64 {
-    let deadline = Instant::now() + patience;
-    loop {
-        let issued = store.issued_count(campaign).await.unwrap_or(0);
-        if issued >= expected || Instant::now() > deadline {
-            return issued;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 async fn publish(queue: &MemoryQueue, tickets: &[IssueTicket]) {
     for ticket in tickets {
@@ -69,7 +52,7 @@ async fn a_minute_without_the_database_drops_no_ticket() {
             .await
     });
     assert_eq!(
-        wait_for_issued(&store, campaign.id, 1_000, Duration::from_secs(30)).await,
+        wait_for_issued(store.as_ref(), campaign.id, 1_000, Duration::from_secs(30)).await,
         1_000
     );
 
@@ -79,7 +62,7 @@ async fn a_minute_without_the_database_drops_no_ticket() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     pg.restart();
 
-    let issued = wait_for_issued(&store, campaign.id, 3_000, Duration::from_secs(60)).await;
+    let issued = wait_for_issued(store.as_ref(), campaign.id, 3_000, Duration::from_secs(60)).await;
     let _ = stop.send(());
     let report: WorkerReport = running.await.expect("worker task").expect("worker");
     assert_eq!(issued, 3_000, "every accepted ticket persisted");

@@ -21,9 +21,11 @@ pub mod services;
 pub mod sim;
 pub mod store;
 
+use std::time::Duration;
+
 use uuid::Uuid;
 
-use crate::{Campaign, CampaignId, CouponCounter, NewCampaign, Rebuild};
+use crate::{Campaign, CampaignId, CouponCounter, CouponStore, NewCampaign, Rebuild};
 
 /// A campaign that no other scenario uses: a random 48-bit id, so keys never collide
 /// on a shared Redis and ids stay exact in JSON.
@@ -67,5 +69,32 @@ pub fn service_url(name: &str) -> String {
              PostgreSQL and a Kafka broker and exports their addresses (or start them with \
              `scripts/services.sh start DIR` and `source DIR/env`)"
         ),
+    }
+}
+
+/// Polls `store` until it holds at least `expected` coupons of `campaign`, for at most
+/// `patience`; returns the last count seen (an error, e.g. while the database is away,
+/// counts as none yet). The caller asserts on it, so a shortfall names the figure.
+///
+/// ```no_run
+/// # async fn demo(store: &dyn coupon_core::CouponStore, campaign: coupon_core::CampaignId) {
+/// use std::time::Duration;
+/// let issued = coupon_core::testkit::wait_for_issued(store, campaign, 100, Duration::from_secs(60)).await;
+/// assert_eq!(issued, 100);
+/// # }
+/// ```
+pub async fn wait_for_issued(
+    store: &dyn CouponStore,
+    campaign: CampaignId,
+    expected: u64,
+    patience: Duration,
+) -> u64 {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let issued = store.issued_count(campaign).await.unwrap_or(0);
+        if issued >= expected || tokio::time::Instant::now() >= deadline {
+            return issued;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

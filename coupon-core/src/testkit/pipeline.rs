@@ -68,18 +68,13 @@ pub async fn stampede_issues_exactly_cap(pipeline: Pipeline) {
     let ranks: BTreeSet<u64> = accepted.values().copied().collect();
     assert_eq!(ranks, (1..=100).collect());
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let issued = pipeline
-            .store
-            .issued_count(campaign.id)
-            .await
-            .expect("count");
-        if issued >= 100 || tokio::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    super::wait_for_issued(
+        pipeline.store.as_ref(),
+        campaign.id,
+        100,
+        Duration::from_secs(60),
+    )
+    .await;
     let _ = stop.send(());
     let report = worker
         .await

@@ -21,7 +21,7 @@ pub fn config_on(brokers: &str, partitions: i32) -> KafkaConfig {
 }
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coupon_core::{CampaignId, CouponStore, IssueQueue, IssueTicket, NewCampaign, UserId};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
@@ -67,18 +67,13 @@ pub async fn publish_all(queue: Arc<dyn IssueQueue>, tickets: &[IssueTicket]) {
 
 /// Waits until the store holds `count` coupons of `campaign` (panics after 120 s).
 pub async fn wait_for(store: &dyn CouponStore, campaign: CampaignId, count: u64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let issued = store.issued_count(campaign).await.expect("count");
-        if issued >= count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {issued} of {count} coupons after 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let issued =
+        coupon_core::testkit::wait_for_issued(store, campaign, count, Duration::from_secs(120))
+            .await;
+    assert!(
+        issued >= count,
+        "only {issued} of {count} coupons after 120 s"
+    );
 }
 
 /// Exactly `count` coupons, for `count` distinct users.

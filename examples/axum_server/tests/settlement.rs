@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use coupon_core::memory::{MemoryQueue, MemoryStore};
 use coupon_core::testkit::proxy::{FaultProxy, ProxyMode};
-use coupon_core::testkit::service_url;
+use coupon_core::testkit::{service_url, wait_for_issued};
 use coupon_core::{
     CouponCounter, CouponStore, IssueWorker, NewCampaign, Settler, SettlerConfig, UserId,
 };
@@ -293,14 +293,8 @@ async fn dead_letters_are_listed_and_replayed_by_the_operator_commands() {
     assert_eq!(again["replayed"], json!([]), "{again}");
 
     let (stop, working) = worker_on(&id, store.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while store.issued_count(campaign.id).await.expect("count") < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the replayed ticket never landed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let issued = wait_for_issued(store.as_ref(), campaign.id, 1, Duration::from_secs(60)).await;
+    assert_eq!(issued, 1, "the replayed ticket never landed");
     let _ = stop.send(());
     let report = working.await.expect("worker task").expect("worker");
     assert_eq!(report.issued, 1);
@@ -358,14 +352,8 @@ async fn two_settler_processes_publish_each_admission_once() {
     );
 
     let (stop, working) = worker_on(&id, store.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while store.issued_count(campaign.id).await.expect("count") < 300 {
-        assert!(
-            Instant::now() < deadline,
-            "the republished tickets never all landed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let issued = wait_for_issued(store.as_ref(), campaign.id, 300, Duration::from_secs(60)).await;
+    assert_eq!(issued, 300, "the republished tickets never all landed");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = stop.send(());
     let report = working.await.expect("worker task").expect("worker");
