@@ -166,6 +166,25 @@ impl Config {
         }
     }
 
+    /// The settings from the command line and the environment, as the binary reads
+    /// them: a variable set to nothing (`SETTLE_GRACE_MS=`, as shells and compose
+    /// files write one they mean to leave unset) counts as unset, so the flag's
+    /// default applies instead of a value that does not parse. Exits with clap's
+    /// message on a bad value.
+    pub fn from_command_line() -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+
+        let command = Self::command().mut_args(|arg| {
+            let empty = arg.get_env().is_some_and(|name| {
+                std::env::var_os(name)
+                    .is_some_and(|value| value.to_str().is_some_and(|v| v.trim().is_empty()))
+            });
+            if empty { arg.env(None) } else { arg }
+        });
+        let matches = command.get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
+
     /// The settings with every empty optional value unset: `REDIS_URL=` (as shells and
     /// compose files write an unset variable) means no Redis, not a URL that does not
     /// parse.

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use firstcome_server::config::Config;
 
 #[tokio::main]
@@ -13,7 +12,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,sqlx=warn,rdkafka=warn".into()),
         )
         .init();
-    let config = Config::parse();
+    let config = Config::from_command_line();
     let result = match config.command.clone() {
         Some(command) => firstcome_server::run_command(config, command).await,
         None => firstcome_server::run(config, firstcome_server::shutdown_signal()).await,
