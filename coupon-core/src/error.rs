@@ -190,23 +190,42 @@ impl Error {
         self.class() != ErrorClass::Permanent
     }
 
-    /// A retryable error for `backend` carrying its source.
-    pub fn unavailable(backend: &'static str, source: impl Into<BoxError>) -> Self {
-        let source = source.into();
+    /// A retryable error for `backend`, with a message naming what was involved.
+    ///
+    /// ```
+    /// use coupon_core::Error;
+    /// let error = Error::unavailable("redis", "GET {coupon:1}:count: timed out", None);
+    /// assert!(error.is_retryable() && !error.is_outcome_unknown());
+    /// ```
+    pub fn unavailable(
+        backend: &'static str,
+        message: impl Into<String>,
+        source: impl Into<Option<BoxError>>,
+    ) -> Self {
         Error::Unavailable {
             backend,
-            message: source.to_string(),
-            source: Some(source),
+            message: message.into(),
+            source: source.into(),
         }
     }
 
-    /// An error of unknown outcome for `backend` carrying its source.
-    pub fn outcome_unknown(backend: &'static str, source: impl Into<BoxError>) -> Self {
-        let source = source.into();
+    /// An error of unknown outcome for `backend` (the call may have taken effect), with
+    /// a message naming what was involved.
+    ///
+    /// ```
+    /// use coupon_core::Error;
+    /// let error = Error::outcome_unknown("postgres", "COMMIT: connection reset", None);
+    /// assert!(error.is_outcome_unknown());
+    /// ```
+    pub fn outcome_unknown(
+        backend: &'static str,
+        message: impl Into<String>,
+        source: impl Into<Option<BoxError>>,
+    ) -> Self {
         Error::OutcomeUnknown {
             backend,
-            message: source.to_string(),
-            source: Some(source),
+            message: message.into(),
+            source: source.into(),
         }
     }
 

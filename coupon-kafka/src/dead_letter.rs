@@ -6,7 +6,7 @@ use coupon_core::{IssueTicket, Result};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::util::Timeout;
 
-use crate::error::kafka;
+use crate::error::classify;
 use crate::producer::ReplaceableProducer;
 use crate::{KafkaConfig, codec};
 
@@ -29,7 +29,7 @@ pub(crate) struct DeadLetters {
 impl DeadLetters {
     pub(crate) fn new(config: &KafkaConfig) -> Result<Self> {
         let producer = ReplaceableProducer::new(config.producer(), &config.dead_letter_topic)
-            .map_err(|e| kafka(e, || "creating the dead-letter producer".into()))?;
+            .map_err(|e| classify(e, || "creating the dead-letter producer".into()))?;
         Ok(Self {
             producer: Arc::new(producer),
             topic: config.dead_letter_topic.clone(),
@@ -85,6 +85,6 @@ impl DeadLetters {
         self.producer
             .send(key, payload, Some(headers), Timeout::Never)
             .await
-            .map_err(|error| kafka(error, || format!("dead-lettering to {:?}", self.topic)))
+            .map_err(|error| classify(error, || format!("dead-lettering to {:?}", self.topic)))
     }
 }

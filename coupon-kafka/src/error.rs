@@ -45,7 +45,7 @@ pub(crate) fn publish_failed(error: KafkaError) -> Error {
 
 /// A non-publish Kafka error: configuration errors are permanent, the rest (broker
 /// down, timeouts, rebalances, coordinator moves) retryable.
-pub(crate) fn kafka(error: KafkaError, what: impl FnOnce() -> String) -> Error {
+pub(crate) fn classify(error: KafkaError, what: impl FnOnce() -> String) -> Error {
     let permanent = matches!(
         error,
         KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)
@@ -53,11 +53,7 @@ pub(crate) fn kafka(error: KafkaError, what: impl FnOnce() -> String) -> Error {
     if permanent {
         Error::backend(BACKEND, format!("{}: {error}", what()), Some(error.into()))
     } else {
-        Error::Unavailable {
-            backend: BACKEND,
-            message: format!("{}: {error}", what()),
-            source: Some(error.into()),
-        }
+        Error::unavailable(BACKEND, format!("{}: {error}", what()), Some(error.into()))
     }
 }
 

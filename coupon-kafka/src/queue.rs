@@ -10,7 +10,7 @@ use rdkafka::producer::Producer;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::error::{kafka, publish_failed};
+use crate::error::{classify, publish_failed};
 use crate::producer::ReplaceableProducer;
 use crate::{KafkaConfig, codec, topics};
 
@@ -56,11 +56,11 @@ impl KafkaIssueQueue {
     pub async fn connect(config: KafkaConfig) -> Result<Self> {
         topics::ensure_topics(&config).await?;
         let producer = ReplaceableProducer::new(config.producer(), &config.topic)
-            .map_err(|e| kafka(e, || "creating the producer".into()))?;
+            .map_err(|e| classify(e, || "creating the producer".into()))?;
         let offsets: BaseConsumer = config
             .consumer()
             .create()
-            .map_err(|e| kafka(e, || "creating the offsets client".into()))?;
+            .map_err(|e| classify(e, || "creating the offsets client".into()))?;
         Ok(Self {
             producer: Arc::new(producer),
             offsets: Arc::new(offsets),
@@ -89,7 +89,7 @@ const OFFSETS_TIMEOUT: Duration = Duration::from_secs(5);
 fn partitions(client: &BaseConsumer, topic: &str) -> Result<i32> {
     let metadata = client
         .fetch_metadata(Some(topic), OFFSETS_TIMEOUT)
-        .map_err(|e| kafka(e, || format!("reading metadata of {topic:?}")))?;
+        .map_err(|e| classify(e, || format!("reading metadata of {topic:?}")))?;
     let count = metadata
         .topics()
         .iter()
@@ -97,11 +97,11 @@ fn partitions(client: &BaseConsumer, topic: &str) -> Result<i32> {
         .map_or(0, |t| t.partitions().len());
     if count == 0 {
         // An empty mark would count as drained at once.
-        return Err(Error::Unavailable {
-            backend: crate::error::BACKEND,
-            message: format!("the metadata of {topic:?} lists no partition"),
-            source: None,
-        });
+        return Err(Error::unavailable(
+            crate::error::BACKEND,
+            format!("the metadata of {topic:?} lists no partition"),
+            None,
+        ));
     }
     i32::try_from(count)
         .map_err(|_| Error::backend(crate::error::BACKEND, "too many partitions", None))
@@ -118,7 +118,7 @@ impl IssueQueue for KafkaIssueQueue {
                 .client()
                 .fetch_metadata(Some(&topic), Duration::from_secs(2))
                 .map(|_| ())
-                .map_err(|e| kafka(e, || format!("reading metadata of {topic:?}")))
+                .map_err(|e| classify(e, || format!("reading metadata of {topic:?}")))
         })
         .await
         .map_err(|e| {
@@ -137,7 +137,7 @@ impl IssueQueue for KafkaIssueQueue {
             for partition in 0..partitions(client, topic)? {
                 let (_, high) = client
                     .fetch_watermarks(topic, partition, OFFSETS_TIMEOUT)
-                    .map_err(|e| kafka(e, || format!("reading watermarks of {topic:?}")))?;
+                    .map_err(|e| classify(e, || format!("reading watermarks of {topic:?}")))?;
                 positions.push(high);
             }
             Ok(Some(QueueMark { positions }))
@@ -155,11 +155,11 @@ impl IssueQueue for KafkaIssueQueue {
                 let partition = i32::try_from(partition).unwrap_or(i32::MAX);
                 wanted
                     .add_partition_offset(topic, partition, Offset::Invalid)
-                    .map_err(|e| kafka(e, || "listing partitions".into()))?;
+                    .map_err(|e| classify(e, || "listing partitions".into()))?;
             }
             let committed = client
                 .committed_offsets(wanted, OFFSETS_TIMEOUT)
-                .map_err(|e| kafka(e, || format!("reading the group's offsets on {topic:?}")))?;
+                .map_err(|e| classify(e, || format!("reading the group's offsets on {topic:?}")))?;
             for (partition, &end) in mark.iter().enumerate() {
                 let partition = i32::try_from(partition).unwrap_or(i32::MAX);
                 let done = match committed
@@ -171,7 +171,9 @@ impl IssueQueue for KafkaIssueQueue {
                     _ => {
                         client
                             .fetch_watermarks(topic, partition, OFFSETS_TIMEOUT)
-                            .map_err(|e| kafka(e, || format!("reading watermarks of {topic:?}")))?
+                            .map_err(|e| {
+                                classify(e, || format!("reading watermarks of {topic:?}"))
+                            })?
                             .0
                     }
                 };

@@ -16,7 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
 use crate::dead_letter::DeadLetters;
-use crate::error::{BACKEND, kafka};
+use crate::error::{BACKEND, classify};
 use crate::offsets::OffsetTracker;
 use crate::{KafkaConfig, codec, topics};
 
@@ -164,10 +164,10 @@ impl KafkaIssueSource {
                 state: state.clone(),
                 revoked: revoked.clone(),
             })
-            .map_err(|e| kafka(e, || "creating the consumer".into()))?;
+            .map_err(|e| classify(e, || "creating the consumer".into()))?;
         consumer
             .subscribe(&[&config.topic])
-            .map_err(|e| kafka(e, || format!("subscribing to {:?}", config.topic)))?;
+            .map_err(|e| classify(e, || format!("subscribing to {:?}", config.topic)))?;
         Ok(Self {
             consumer: Arc::new(consumer),
             paused: AtomicBool::new(false),
@@ -268,10 +268,10 @@ impl KafkaIssueSource {
             let assignment = self
                 .consumer
                 .assignment()
-                .map_err(|e| kafka(e, || "reading the assignment".into()))?;
+                .map_err(|e| classify(e, || "reading the assignment".into()))?;
             self.consumer
                 .resume(&assignment)
-                .map_err(|e| kafka(e, || format!("resuming {assignment:?}")))?;
+                .map_err(|e| classify(e, || format!("resuming {assignment:?}")))?;
         }
         Ok(())
     }
@@ -284,12 +284,12 @@ impl KafkaIssueSource {
         let assigned = self
             .consumer
             .assignment()
-            .map_err(|e| kafka(e, || "reading the assignment".into()))?;
+            .map_err(|e| classify(e, || "reading the assignment".into()))?;
         let mut list = TopicPartitionList::new();
         for &(partition, next) in &commits {
             if assigned.find_partition(&self.topic, partition).is_some() {
                 list.add_partition_offset(&self.topic, partition, Offset::Offset(next))
-                    .map_err(|e| kafka(e, || "building the commit".into()))?;
+                    .map_err(|e| classify(e, || "building the commit".into()))?;
             }
         }
         if list.count() == 0 {
@@ -300,7 +300,7 @@ impl KafkaIssueSource {
         // duplicates; it can never commit past a ticket that is not done.
         self.consumer
             .commit(&list, CommitMode::Async)
-            .map_err(|e| kafka(e, || format!("committing {list:?}")))?;
+            .map_err(|e| classify(e, || format!("committing {list:?}")))?;
         let mut state = lock(&self.state);
         for element in list.elements() {
             if let Offset::Offset(next) = element.offset() {
@@ -328,7 +328,7 @@ impl IssueSource for KafkaIssueSource {
                 match received {
                     Some(Ok(message)) => self.accept(&message),
                     Some(Err(error)) => {
-                        return Err(kafka(error, || format!("consuming {:?}", self.topic)));
+                        return Err(classify(error, || format!("consuming {:?}", self.topic)));
                     }
                     None => continue,
                 }
@@ -393,11 +393,11 @@ impl IssueSource for KafkaIssueSource {
         let assignment = self
             .consumer
             .assignment()
-            .map_err(|e| kafka(e, || "reading the assignment".into()))?;
+            .map_err(|e| classify(e, || "reading the assignment".into()))?;
         if assignment.count() > 0 {
             self.consumer
                 .pause(&assignment)
-                .map_err(|e| kafka(e, || format!("pausing {assignment:?}")))?;
+                .map_err(|e| classify(e, || format!("pausing {assignment:?}")))?;
             self.paused.store(true, Ordering::SeqCst);
         }
         // One poll tells librdkafka the application is alive and serves rebalances. A
@@ -417,12 +417,12 @@ impl IssueSource for KafkaIssueSource {
         tokio::task::spawn_blocking(move || {
             let positions = consumer
                 .position()
-                .map_err(|e| kafka(e, || "reading positions".into()))?;
+                .map_err(|e| classify(e, || "reading positions".into()))?;
             let mut lag = 0u64;
             for element in positions.elements_for_topic(&topic) {
                 let (_, high) = consumer
                     .fetch_watermarks(&topic, element.partition(), Duration::from_secs(5))
-                    .map_err(|e| kafka(e, || format!("reading watermarks of {topic:?}")))?;
+                    .map_err(|e| classify(e, || format!("reading watermarks of {topic:?}")))?;
                 let position = match element.offset() {
                     Offset::Offset(position) => position,
                     // Nothing consumed yet here: the whole partition is waiting.

@@ -9,7 +9,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::KafkaConfig;
-use crate::error::{BACKEND, kafka};
+use crate::error::{BACKEND, classify};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -59,12 +59,12 @@ async fn partitions_of(config: &KafkaConfig, topic: &str) -> Result<Option<i32>>
     let client: BaseConsumer = config
         .client()
         .create()
-        .map_err(|e| kafka(e, || "creating a metadata client".into()))?;
+        .map_err(|e| classify(e, || "creating a metadata client".into()))?;
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         let metadata = client
             .fetch_metadata(None, METADATA_TIMEOUT)
-            .map_err(|e| kafka(e, || format!("reading metadata for topic {topic:?}")))?;
+            .map_err(|e| classify(e, || format!("reading metadata for topic {topic:?}")))?;
         Ok(metadata
             .topics()
             .iter()
@@ -79,7 +79,7 @@ async fn create(config: &KafkaConfig, topics: &[(&str, i32)]) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = config
         .client()
         .create()
-        .map_err(|e| kafka(e, || "creating an admin client".into()))?;
+        .map_err(|e| classify(e, || "creating an admin client".into()))?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|&(name, partitions)| NewTopic::new(name, partitions, TopicReplication::Fixed(-1)))
@@ -88,7 +88,7 @@ async fn create(config: &KafkaConfig, topics: &[(&str, i32)]) -> Result<()> {
     let results = admin
         .create_topics(new.iter(), &options)
         .await
-        .map_err(|e| kafka(e, || format!("creating topics {topics:?}")))?;
+        .map_err(|e| classify(e, || format!("creating topics {topics:?}")))?;
     for result in results {
         match result {
             Ok(name) => tracing::info!(topic = %name, "created topic"),

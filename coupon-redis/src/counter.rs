@@ -123,14 +123,14 @@ impl RedisCounter {
         if replicas == 0 || session.confirm(replicas, self.confirm_timeout).await {
             return Ok(());
         }
-        Err(Error::OutcomeUnknown {
-            backend: BACKEND,
-            message: format!(
+        Err(Error::outcome_unknown(
+            BACKEND,
+            format!(
                 "try_acquire on {keys:?}: admitted, but not acknowledged by {replicas} replica(s) within {:?}",
                 self.confirm_timeout
             ),
-            source: None,
-        })
+            None,
+        ))
     }
 
     /// The keys this counter uses for `campaign`.
@@ -469,11 +469,11 @@ impl RedisCounter {
             .await
             .map_err(|e| classify(e, || format!("sealing {keys:?}")))?;
         if sealed != 1 {
-            return Err(Error::Unavailable {
-                backend: BACKEND,
-                message: format!("rebuilding {keys:?}: the lock expired before the end"),
-                source: None,
-            });
+            return Err(Error::unavailable(
+                BACKEND,
+                format!("rebuilding {keys:?}: the lock expired before the end"),
+                None,
+            ));
         }
         tracing::info!(campaign = %campaign.id, added, admitted = slots.len(), free = free.len(), server = identity, "counter rebuilt from the store");
         Ok(Rebuild::Built(RestoreReport::new(

@@ -43,16 +43,8 @@ pub(crate) fn classify(error: RedisError, what: impl FnOnce() -> String) -> Erro
     let kind = class(&error);
     let source = Some(error.into());
     match kind {
-        ErrorClass::Retryable => Error::Unavailable {
-            backend: BACKEND,
-            message,
-            source,
-        },
-        ErrorClass::OutcomeUnknown => Error::OutcomeUnknown {
-            backend: BACKEND,
-            message,
-            source,
-        },
+        ErrorClass::Retryable => Error::unavailable(BACKEND, message, source),
+        ErrorClass::OutcomeUnknown => Error::outcome_unknown(BACKEND, message, source),
         ErrorClass::Permanent => Error::backend(BACKEND, message, source),
     }
 }

@@ -121,11 +121,7 @@ fn database_error_is_retryable(error: &dyn sea_orm::sqlx::error::DatabaseError) 
 /// failed, so a retryable failure there is an unknown outcome.
 pub(crate) fn classify_commit(error: DbErr, what: impl FnOnce() -> String) -> Error {
     if is_retryable(&error) {
-        Error::OutcomeUnknown {
-            backend: BACKEND,
-            message: format!("{}: {error}", what()),
-            source: Some(error.into()),
-        }
+        Error::outcome_unknown(BACKEND, format!("{}: {error}", what()), Some(error.into()))
     } else {
         classify(error, what)
     }
@@ -134,11 +130,7 @@ pub(crate) fn classify_commit(error: DbErr, what: impl FnOnce() -> String) -> Er
 /// Converts `error`, naming `what` (the operation and its tables) in the message.
 pub(crate) fn classify(error: DbErr, what: impl FnOnce() -> String) -> Error {
     if is_retryable(&error) {
-        Error::Unavailable {
-            backend: BACKEND,
-            message: format!("{}: {error}", what()),
-            source: Some(error.into()),
-        }
+        Error::unavailable(BACKEND, format!("{}: {error}", what()), Some(error.into()))
     } else {
         Error::backend(BACKEND, format!("{}: {error}", what()), Some(error.into()))
     }

@@ -229,14 +229,14 @@ async fn insert(
         // Under the campaign lock every row was checked new; a skipped one means a writer
         // that does not take the lock. Roll back (by dropping the transaction) and let
         // the worker retry against what is now stored.
-        return Err(Error::Unavailable {
-            backend: BACKEND,
-            message: format!(
+        return Err(Error::unavailable(
+            BACKEND,
+            format!(
                 "campaign {campaign}: inserted {inserted} of {} coupons; another writer bypassed the campaign lock",
                 rows.len()
             ),
-            source: None,
-        });
+            None,
+        ));
     }
     Ok(())
 }

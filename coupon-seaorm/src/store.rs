@@ -209,8 +209,8 @@ impl SeaOrmStore {
             Err(_) => {
                 let message = format!("no answer within {:?}", self.operation_timeout);
                 Err(match call {
-                    Call::Read => Error::unavailable(BACKEND, message),
-                    Call::Write => Error::outcome_unknown(BACKEND, message),
+                    Call::Read => Error::unavailable(BACKEND, message, None),
+                    Call::Write => Error::outcome_unknown(BACKEND, message, None),
                 })
             }
         }

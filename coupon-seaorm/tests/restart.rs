@@ -112,7 +112,7 @@ async fn restart_mid_batch_is_retryable_leaves_nothing_and_the_retry_lands_once(
         async move {
             count(&db, "SELECT COUNT(*) FROM coupon")
                 .await
-                .map_err(|e| coupon_core::Error::unavailable("test", e))
+                .map_err(|e| coupon_core::Error::unavailable("test", e.to_string(), Some(e.into())))
         }
     })
     .await;

@@ -10,9 +10,5 @@ fn campaign(cap: u64) -> Campaign {
 }
 
 fn unavailable() -> Error {
-    Error::Unavailable {
-        backend: "mock",
-        message: "down".into(),
-        source: None,
-    }
+    Error::unavailable("mock", "down", None)
 }

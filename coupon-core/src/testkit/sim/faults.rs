@@ -121,11 +121,11 @@ impl Injector {
 
     fn before(&self, what: &str) -> Result<()> {
         if self.roll(self.rates.before, "error before", || what.to_owned()) {
-            return Err(Error::Unavailable {
-                backend: "sim",
-                message: format!("injected before {what}"),
-                source: None,
-            });
+            return Err(Error::unavailable(
+                "sim",
+                format!("injected before {what}"),
+                None,
+            ));
         }
         Ok(())
     }
@@ -149,11 +149,7 @@ impl Injector {
 }
 
 fn unknown(what: &str) -> Error {
-    Error::OutcomeUnknown {
-        backend: "sim",
-        message: format!("injected after {what}"),
-        source: None,
-    }
+    Error::outcome_unknown("sim", format!("injected after {what}"), None)
 }
 
 /// A [`MemoryCounter`] that fails around its calls and may lose every campaign.
