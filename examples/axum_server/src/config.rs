@@ -169,21 +169,39 @@ impl Config {
     /// The settings from the command line and the environment, as the binary reads
     /// them: a variable set to nothing (`SETTLE_GRACE_MS=`, as shells and compose
     /// files write one they mean to leave unset) counts as unset, so the flag's
-    /// default applies instead of a value that does not parse. Exits with clap's
-    /// message on a bad value.
+    /// default applies instead of a value that does not parse. Not for the names of
+    /// shared state ([`Config::SHARED_STATE_VARIABLES`]): there an empty value is a
+    /// mistake (an unresolved `${...}`), and the default would quietly give this
+    /// process a database, key prefix, topic or group of its own; it stays empty and
+    /// the start fails. Exits with clap's message on a bad value.
     pub fn from_command_line() -> Self {
         use clap::{CommandFactory, FromArgMatches};
 
         let command = Self::command().mut_args(|arg| {
             let empty = arg.get_env().is_some_and(|name| {
-                std::env::var_os(name)
-                    .is_some_and(|value| value.to_str().is_some_and(|v| v.trim().is_empty()))
+                !Self::SHARED_STATE_VARIABLES
+                    .iter()
+                    .any(|shared| name == *shared)
+                    && std::env::var_os(name)
+                        .is_some_and(|value| value.to_str().is_some_and(|v| v.trim().is_empty()))
             });
             if empty { arg.env(None) } else { arg }
         });
         let matches = command.get_matches();
-        Self::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+        Self::from_arg_matches(&matches)
+            .map_err(|error| error.format(&mut Self::command()))
+            .unwrap_or_else(|error| error.exit())
     }
+
+    /// Variables that name state other processes share; [`Config::from_command_line`]
+    /// never replaces an empty one by its default.
+    pub const SHARED_STATE_VARIABLES: [&'static str; 5] = [
+        "DATABASE_URL",
+        "REDIS_KEY_PREFIX",
+        "KAFKA_TOPIC",
+        "KAFKA_DLQ_TOPIC",
+        "KAFKA_GROUP",
+    ];
 
     /// The settings with every empty optional value unset: `REDIS_URL=` (as shells and
     /// compose files write an unset variable) means no Redis, not a URL that does not
