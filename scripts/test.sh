@@ -9,6 +9,18 @@ cd "$(dirname "$0")/.."
 
 services=$(mktemp -d "${TMPDIR:-/tmp}/firstcome-services.XXXXXX")
 cleanup() {
+  local status=$?
+  if [ "$status" -ne 0 ]; then
+    # What the shared services saw: a failing test's cause may be there (a broker that
+    # panicked, a database that refused connections), and the directory goes next.
+    for log in "$services"/kafka/tansu.log "$services"/redis/redis.log \
+      "$services"/postgres/postgres.log "$services"/mariadb/error.log; do
+      [ -f "$log" ] || continue
+      echo "[test] ${log#"$services"/}: panics and errors, then its last lines" >&2
+      grep -a -i -E 'panicked|FATAL|ERROR' "$log" | tail -n 20 >&2 || true
+      tail -n 15 "$log" >&2
+    done
+  fi
   scripts/services.sh stop "$services" || true
   rm -rf "$services"
 }

@@ -6,7 +6,10 @@ use firstcome_server::config::Config;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The log goes to stderr: stdout is for what a command prints (the JSON reports of
+    // `settle`, `dead-letters`...), which a warning must not corrupt.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn,rdkafka=warn".into()),

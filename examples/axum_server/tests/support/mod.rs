@@ -36,10 +36,23 @@ pub struct Api {
     client: HttpClient,
 }
 
+/// Sends the in-process service's log to the test's output (shown by nextest for a
+/// failing test only): what the service saw is what tells a failure's cause. `RUST_LOG`
+/// overrides the default level.
+pub fn log_to_test_output() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,rdkafka=warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 impl Service {
     /// Starts `firstcome-server` with `args`. Backends not named in `args` are the embedded
     /// ones, whatever the environment says.
     pub async fn start(args: &[&str]) -> Self {
+        log_to_test_output();
         let mut argv = vec!["firstcome-server", "--admin-token", TOKEN];
         argv.extend_from_slice(args);
         let mut config = Config::parse_from(&argv);
