@@ -68,12 +68,13 @@ mariadbd_bin() {
   command -v mariadbd 2>/dev/null || { [ -x /usr/sbin/mariadbd ] && echo /usr/sbin/mariadbd; } || true
 }
 
-# Our build of tansu: the published release with scripts/tansu/*.patch applied, named after
-# both (the patches by their checksum), so neither a plain `tansu` on the machine nor a
-# build with older patches is ever picked up.
+# Our build of tansu: the published release with scripts/tansu/<crate>/*.patch applied to
+# each of its crates named there, named after both (the patches by their checksum), so
+# neither a plain `tansu` on the machine nor a build with older patches is ever picked up.
 tansu_dir() {
   local patches
-  patches=$(cat "$(dirname "$script")"/tansu/*.patch | sha256sum | cut -c 1-12)
+  patches=$(cd "$(dirname "$script")"/tansu && for p in */*.patch; do echo "$p"; cat "$p"; done \
+    | sha256sum | cut -c 1-12)
   echo "${XDG_CACHE_HOME:-$HOME/.cache}/firstcome/tansu-$TANSU_VERSION-$patches"
 }
 tansu_bin() {
@@ -81,11 +82,11 @@ tansu_bin() {
 }
 
 # Builds tansu $TANSU_VERSION from its published sources, fetched by cargo from the
-# configured registry, with our patches to tansu-broker, and the versions its Cargo.lock
+# configured registry, with our patches to its crates, and the versions its Cargo.lock
 # pins (as `cargo install --locked` would). It builds beside the cache rather than in
 # /tmp, which may be a small tmpfs; a build cut short is started afresh next time.
 install_tansu() {
-  local cargo_home=${CARGO_HOME:-$HOME/.cargo} work bin p crate
+  local cargo_home=${CARGO_HOME:-$HOME/.cargo} work bin p crate patched name
   bin="$(tansu_dir)/tansu"
   work="$(tansu_dir).build"
   rm -rf "$work"
@@ -102,15 +103,18 @@ install_tansu() {
   cargo fetch --quiet --manifest-path "$work/fetch/Cargo.toml" >&2
   tar -xzf "$(crate_file tansu)" -C "$work"
   cargo fetch --quiet --locked --manifest-path "$work/tansu-$TANSU_VERSION/Cargo.toml" >&2
-  tar -xzf "$(crate_file tansu-broker)" -C "$work"
-  for p in "$(dirname "$script")"/tansu/*.patch; do
-    # git rather than patch(1), which a fresh Debian may lack; kept from looking for a
-    # repository above, `git apply` patches the working directory.
-    (cd "$work/tansu-broker-$TANSU_VERSION" && GIT_CEILING_DIRECTORIES="$work" git apply -p1 "$p") \
-      || die "$p did not apply to tansu-broker $TANSU_VERSION"
+  echo '[patch.crates-io]' >>"$work/tansu-$TANSU_VERSION/Cargo.toml"
+  for patched in "$(dirname "$script")"/tansu/*/; do
+    name=$(basename "$patched")
+    tar -xzf "$(crate_file "$name")" -C "$work"
+    for p in "$patched"*.patch; do
+      # git rather than patch(1), which a fresh Debian may lack; kept from looking for a
+      # repository above, `git apply` patches the working directory.
+      (cd "$work/$name-$TANSU_VERSION" && GIT_CEILING_DIRECTORIES="$work" git apply -p1 "$p") \
+        || die "$p did not apply to $name $TANSU_VERSION"
+    done
+    echo "$name = { path = \"../$name-$TANSU_VERSION\" }" >>"$work/tansu-$TANSU_VERSION/Cargo.toml"
   done
-  printf '%s\n' '[patch.crates-io]' "tansu-broker = { path = \"../tansu-broker-$TANSU_VERSION\" }" \
-    >>"$work/tansu-$TANSU_VERSION/Cargo.toml"
   # Not --locked: the lock file changes for the patched crate only.
   cargo build --release --features dynostore,libsql \
     --manifest-path "$work/tansu-$TANSU_VERSION/Cargo.toml" --target-dir "$work/target" >&2
@@ -142,7 +146,7 @@ ensure_installed() {
   { [ -n "$(mariadbd_bin)" ] && command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null; } \
     || apt_install mariadb-server mariadb-client
   if [ -z "$(tansu_bin)" ]; then
-    log "building tansu $TANSU_VERSION with scripts/tansu/*.patch (about 12 minutes, once per machine)"
+    log "building tansu $TANSU_VERSION with scripts/tansu/*/*.patch (about 12 minutes, once per machine)"
     install_tansu
   fi
 }

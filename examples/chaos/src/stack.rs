@@ -130,10 +130,11 @@ impl Backends {
         self.proxy(backend).set(ProxyMode::Pass);
     }
 
-    /// How often the test broker (tansu) has panicked so far, by its log. Its storage
-    /// task can panic under concurrent idempotent producers ("more or less than one
-    /// row", tansu 0.6), after which it refuses every request until restarted: a defect
-    /// of the test broker, repaired by the tool, not a fault of the schedule.
+    /// How often the test broker (tansu) has panicked so far, by its log. Unpatched,
+    /// tansu 0.6's storage panicked ("more or less than one row") when an idempotent
+    /// producer bumped its own epoch, and refused every request until restarted: a
+    /// defect of the test broker (fixed by `scripts/tansu/tansu-storage/`), which the
+    /// tool still repairs and counts, since it is not a fault of the schedule.
     pub fn broker_panics(&self) -> usize {
         let log = self.broker.dir().join("kafka").join("tansu.log");
         // Only the known defect: any other panic stays a failure of the run.
