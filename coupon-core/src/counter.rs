@@ -52,6 +52,10 @@ pub trait CouponCounter: Send + Sync + 'static {
     /// with the store.
     async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>>;
 
+    /// The slots `user` holds in `campaign`, by slot: what an apply answered
+    /// "already applied" records as pending while their coupons are not stored yet.
+    async fn slots_of(&self, campaign: &Campaign, user: UserId) -> Result<Vec<HeldSlot>>;
+
     /// Claims slots for settlement: atomically per slot, marks each one of `slots` that
     /// is still held with the same rank and was not claimed in the last
     /// `reclaim_after`, and returns those. The caller then publishes their tickets.

@@ -89,7 +89,8 @@ impl Fence {
     /// The rebuild itself. Every admission made before the loss was published, or
     /// gave up publishing, within the grace period; the queue's mark taken after it
     /// covers all of them, and once the queue has drained past it their coupons are in
-    /// the store, which is then the whole truth.
+    /// the store, which is then the whole truth with the tickets recorded as pending
+    /// (each recorded by the same deadline as the publish it follows).
     async fn rebuild(&self, campaign: &Campaign) -> Result<Rebuild> {
         tracing::warn!(campaign = %campaign.id, grace = ?self.grace, "counter not ready: rebuilding it from the store once the queue has drained");
         tokio::time::sleep(self.grace).await;
@@ -101,7 +102,7 @@ impl Fence {
             }
             None => tokio::time::sleep(self.drain_fallback).await,
         }
-        let held = self.store.coupon_slots(campaign.id).await?;
+        let held = crate::admitted_slots(self.store.as_ref(), campaign.id).await?;
         self.counter.rebuild(campaign, &held).await
     }
 }

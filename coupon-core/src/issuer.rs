@@ -12,7 +12,7 @@ use crate::memory::lock;
 use crate::sold_out::SoldOutMemo;
 use crate::{
     Admission, ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, HeldSlot,
-    IssueQueue, IssueTicket, NewCampaign, Release, Result, UserId, WindowState,
+    IssueQueue, IssueTicket, NewCampaign, Release, Result, TicketId, UserId, WindowState,
 };
 
 /// Settings of a [`CouponIssuer`].
@@ -116,10 +116,12 @@ pub struct CouponIssuer {
     fence: Arc<Fence>,
 }
 
-/// The two ports a hand-off needs, shared with the task that finishes an abandoned one.
+/// The ports a hand-off needs, shared with the task that finishes an abandoned one.
 struct HandOff {
     counter: Arc<dyn CouponCounter>,
     queue: Arc<dyn IssueQueue>,
+    /// Where a ticket whose publish has no known outcome is recorded before `Pending`.
+    store: Arc<dyn CouponStore>,
     publish_timeout: Duration,
 }
 
@@ -161,6 +163,7 @@ impl CouponIssuer {
             hand_off: Arc::new(HandOff {
                 counter,
                 queue,
+                store: store.clone(),
                 publish_timeout: config.publish_timeout,
             }),
             store,
@@ -222,7 +225,7 @@ impl CouponIssuer {
                 rank,
                 admitted_at: Some(admitted_at),
             },
-            Admission::AlreadyApplied => return Ok(self.already_applied(&campaign, user).await),
+            Admission::AlreadyApplied => return self.already_applied(&campaign, user).await,
             Admission::SoldOut => {
                 self.sold_out.mark(campaign.id, Instant::now());
                 return Ok(ApplyOutcome::SoldOut);
@@ -263,28 +266,68 @@ impl CouponIssuer {
     }
 
     /// The counter says the user holds every slot they may: `AlreadyApplied` once the
-    /// store holds that many coupons, `Pending` until then. A store that cannot tell
-    /// now gets `Pending` too: the admission is certain, its coupon is not yet.
-    async fn already_applied(&self, campaign: &Campaign, user: UserId) -> ApplyOutcome {
+    /// store holds that many coupons, `Pending` until then, once the tickets of the
+    /// slots without a coupon are recorded in the store (the earlier apply that took
+    /// them may have ended in an error, a timeout or a client gone away, leaving them
+    /// only in the counter). A store that cannot tell now is a retryable error.
+    async fn already_applied(&self, campaign: &Campaign, user: UserId) -> Result<ApplyOutcome> {
         let key = (campaign.id, user);
         if lock(&self.holders).contains(&key) {
-            return ApplyOutcome::AlreadyApplied;
+            return Ok(ApplyOutcome::AlreadyApplied);
         }
-        match self.store.coupons_of(campaign.id, user).await {
-            Ok(coupons) if coupons.len() >= campaign.per_user_limit as usize => {
-                let mut holders = lock(&self.holders);
-                if holders.len() >= HOLDERS_MEMO_LIMIT {
-                    holders.clear();
-                }
-                holders.insert(key);
-                ApplyOutcome::AlreadyApplied
+        let coupons = self.store.coupons_of(campaign.id, user).await?;
+        if coupons.len() >= campaign.per_user_limit as usize {
+            let mut holders = lock(&self.holders);
+            if holders.len() >= HOLDERS_MEMO_LIMIT {
+                holders.clear();
             }
-            Ok(_) => ApplyOutcome::Pending,
-            Err(error) => {
-                tracing::debug!(campaign = %campaign.id, %user, %error, "store unreadable; answering pending");
-                ApplyOutcome::Pending
-            }
+            holders.insert(key);
+            return Ok(ApplyOutcome::AlreadyApplied);
         }
+        let stored: HashSet<TicketId> = coupons.iter().map(|coupon| coupon.ticket_id).collect();
+        let waiting: Vec<HeldSlot> = self
+            .hand_off
+            .counter
+            .slots_of(campaign, user)
+            .await?
+            .into_iter()
+            .filter(|slot| !stored.contains(&TicketId::for_admission(campaign.id, user, slot.slot)))
+            .collect();
+        // Claimed, a slot is never given back (a hand-off of it refused at this very
+        // moment keeps it): its ticket may be published from the store from now on.
+        let claimed = self
+            .hand_off
+            .counter
+            .claim(campaign.id, &waiting, Duration::ZERO)
+            .await?;
+        if claimed.len() < waiting.len() {
+            // A slot was given back meanwhile (its hand-off was refused): nothing to
+            // promise; applying again tells what holds now.
+            return Err(Error::unavailable(
+                "issuer",
+                format!(
+                    "user {user}'s admission to campaign {} changed while answering",
+                    campaign.id
+                ),
+                None,
+            ));
+        }
+        for slot in &claimed {
+            let ticket = IssueTicket::for_slot(campaign.id, slot);
+            tokio::time::timeout(
+                self.hand_off.publish_timeout,
+                self.store.record_pending(&ticket),
+            )
+            .await
+            .map_err(|_| {
+                Error::outcome_unknown(
+                    "issuer",
+                    format!("recording pending ticket {} timed out", ticket.ticket_id),
+                    None,
+                )
+            })??;
+        }
+        Ok(ApplyOutcome::Pending)
     }
 }
 
@@ -312,10 +355,7 @@ impl HandOff {
             // Only a definite refusal proves the ticket exists nowhere; any other failure
             // might have stored it, and releasing then could let cap + 1 tickets exist.
             Err(error @ Error::PublishRefused { .. }) => error,
-            Err(error) => {
-                tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, ticket = %ticket.ticket_id, %error, "hand-off outcome unknown; the settler will roll it forward");
-                return Ok(ApplyOutcome::Pending);
-            }
+            Err(error) => return self.keep_pending(ticket, error).await,
         };
         releasing.store(true, Ordering::Relaxed);
         match self
@@ -328,13 +368,44 @@ impl HandOff {
                 user: ticket.user,
                 source: Box::new(error),
             }),
-            Ok(Release::Settling) => Ok(ApplyOutcome::Pending),
+            // Claimed meanwhile (by a settler, or a repeated apply answering pending):
+            // its ticket may be published from now on, so it is pending, and recorded.
+            Ok(Release::Settling) => self.keep_pending(ticket, error).await,
             // The release may or may not have run: the slot is either free or held
             // without a ticket (which the settler will publish). Neither is a promise
             // yet, so the caller hears a retryable error; applying again tells which.
             Err(release_error) => {
                 tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, %error, %release_error, "hand-off refused and giving the slot back failed");
                 Err(release_error)
+            }
+        }
+    }
+
+    /// The publish of `ticket` has no known outcome: records the ticket in the store
+    /// before answering `Pending`, so that the admission outlives the counter (a counter
+    /// that loses its memory is rebuilt with it, and the settler publishes it from the
+    /// store). When the store cannot take it either, the caller hears the publish's
+    /// error instead (retryable; the slot stays held for the settler): `Pending` is a
+    /// promise only once it is durable.
+    ///
+    /// Bounded by the publish timeout: the record lands by the admission's time plus
+    /// twice the publish timeout, inside the grace period a counter rebuild waits
+    /// before it reads the store.
+    async fn keep_pending(&self, ticket: &IssueTicket, error: Error) -> Result<ApplyOutcome> {
+        let recorded =
+            tokio::time::timeout(self.publish_timeout, self.store.record_pending(ticket)).await;
+        match recorded {
+            Ok(Ok(())) => {
+                tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, ticket = %ticket.ticket_id, %error, "hand-off outcome unknown; ticket recorded as pending, the settler will roll it forward");
+                Ok(ApplyOutcome::Pending)
+            }
+            Ok(Err(record_error)) => {
+                tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, ticket = %ticket.ticket_id, %error, %record_error, "hand-off outcome unknown and the pending ticket not recorded; the settler will roll the slot forward");
+                Err(error)
+            }
+            Err(_) => {
+                tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, ticket = %ticket.ticket_id, %error, "hand-off outcome unknown and recording the pending ticket timed out; the settler will roll the slot forward");
+                Err(error)
             }
         }
     }

@@ -73,7 +73,7 @@ pub use queue::{Batch, IssueQueue, IssueSource, QueueMark};
 pub use redact::redact_url;
 pub use replay::{ReplayReport, replay_failures};
 pub use settler::{SettleReport, Settler, SettlerConfig};
-pub use store::{CampaignSummary, CouponStore, IssueFailure, coupon_slot};
+pub use store::{CampaignSummary, CouponStore, IssueFailure, admitted_slots, coupon_slot};
 pub use ticket::IssueTicket;
 pub use worker::{IssueWorker, WorkerConfig, WorkerReport};
 

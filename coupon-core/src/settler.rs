@@ -95,7 +95,9 @@ impl SettleReport {
 
 /// Rolls admissions forward: for each campaign, every slot the counter holds that is
 /// older than the grace period and has no coupon in the store gets its ticket published
-/// again (the same ticket, so the store keeps one coupon).
+/// again (the same ticket, so the store keeps one coupon), and so does every ticket the
+/// store recorded as pending ([`CouponStore::record_pending`]: its applicant heard
+/// `Pending`), whether or not the counter still remembers the admission.
 ///
 /// Safe to run from many processes at once and at any time: a slot is claimed in the
 /// counter before its ticket is published ([`CouponCounter::claim`]), so at most one
@@ -135,6 +137,9 @@ pub struct Settler {
     first_seen: Mutex<HashMap<CampaignId, HashMap<SlotKey, DateTime<Utc>>>>,
     /// Closed campaigns found fully settled: nothing can be admitted to them any more.
     finished: Mutex<HashSet<CampaignId>>,
+    /// When this settler last published each recorded pending ticket: once per grace
+    /// period, like a claimed slot.
+    recorded_published: Mutex<HashMap<CampaignId, HashMap<TicketId, DateTime<Utc>>>>,
     republished: AtomicU64,
     last: Mutex<Option<SettleReport>>,
 }
@@ -155,6 +160,7 @@ impl Settler {
             confirmed: Mutex::new(HashMap::new()),
             first_seen: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashSet::new()),
+            recorded_published: Mutex::new(HashMap::new()),
             republished: AtomicU64::new(0),
             last: Mutex::new(None),
         }
@@ -229,8 +235,13 @@ impl Settler {
         if summary.issued >= campaign.cap {
             // Full: no admission left to settle, whatever the counter holds.
             self.forget(campaign);
+            lock(&self.recorded_published).remove(&campaign.id);
+            self.store.forget_settled_pending(campaign.id).await?;
             return Ok(report);
         }
+        // First the tickets recorded as pending, which need no counter: after a loss of
+        // the counter's memory they are the only trace of their admissions.
+        let recorded = self.settle_recorded(campaign, &mut report).await?;
         let admitted = self.counter.status(campaign.id).await?.admitted;
         report.in_flight = admitted.saturating_sub(summary.issued);
         if admitted <= summary.issued {
@@ -280,11 +291,11 @@ impl Settler {
             // A user holding as many coupons as slots is settled whatever the tickets'
             // ids (coupons stored before ids were derived carry random ones).
             let held = held_per_user.get(&slot.user).copied().unwrap_or(1);
-            let settled = coupons >= held
-                || stored.contains(&TicketId::for_admission(campaign.id, slot.user, slot.slot));
+            let ticket = TicketId::for_admission(campaign.id, slot.user, slot.slot);
+            let settled = coupons >= held || stored.contains(&ticket);
             if settled {
                 confirmed_now.push(key(&slot));
-            } else {
+            } else if !recorded.contains(&ticket) {
                 unsettled.push(slot);
             }
         }
@@ -293,12 +304,13 @@ impl Settler {
             .or_default()
             .extend(confirmed_now);
 
-        report.unsettled = unsettled.len() as u64;
+        report.unsettled += unsettled.len() as u64;
         report.oldest_unsettled_ms = unsettled
             .iter()
             .filter_map(|slot| age(slot).to_std().ok())
             .max()
-            .map(|age| age.as_millis() as u64);
+            .map(|age| age.as_millis() as u64)
+            .max(report.oldest_unsettled_ms);
         if unsettled.is_empty() {
             return Ok(report);
         }
@@ -330,6 +342,67 @@ impl Settler {
             }
         }
         Ok(report)
+    }
+
+    /// Publishes again the recorded pending tickets of `campaign` older than the grace
+    /// period (each at most once per grace period from this settler; a duplicate is
+    /// harmless), after forgetting those whose coupon exists. Returns the ids of every
+    /// recorded ticket still without a coupon: the counter's pass leaves them alone.
+    async fn settle_recorded(
+        &self,
+        campaign: &Campaign,
+        report: &mut SettleReport,
+    ) -> Result<HashSet<TicketId>> {
+        self.store.forget_settled_pending(campaign.id).await?;
+        let pending = self.store.pending_tickets(campaign.id).await?;
+        let now = Utc::now();
+        let grace = chrono::Duration::from_std(self.config.grace).unwrap_or(chrono::Duration::MAX);
+        let due: Vec<&IssueTicket> = {
+            let mut published = lock(&self.recorded_published);
+            let published = published.entry(campaign.id).or_default();
+            // Forget the tickets settled since.
+            let ids: HashSet<TicketId> = pending.iter().map(|ticket| ticket.ticket_id).collect();
+            published.retain(|id, _| ids.contains(id));
+            pending
+                .iter()
+                .filter(|ticket| now - ticket.admitted_at >= grace)
+                .filter(|ticket| {
+                    published
+                        .get(&ticket.ticket_id)
+                        .is_none_or(|&at| now - at >= grace)
+                })
+                .collect()
+        };
+        let stale = pending
+            .iter()
+            .filter(|ticket| now - ticket.admitted_at >= grace);
+        report.unsettled += stale.clone().count() as u64;
+        report.oldest_unsettled_ms = stale
+            .filter_map(|ticket| (now - ticket.admitted_at).to_std().ok())
+            .max()
+            .map(|age| age.as_millis() as u64)
+            .max(report.oldest_unsettled_ms);
+        let deadline = tokio::time::Instant::now() + PUBLISH_TIMEOUT;
+        for ticket in due {
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            lock(&self.recorded_published)
+                .entry(campaign.id)
+                .or_default()
+                .insert(ticket.ticket_id, now);
+            match crate::queue::publish_by(self.queue.as_ref(), ticket, deadline, "settler").await {
+                Ok(()) => {
+                    report.republished += 1;
+                    self.republished.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(campaign = %campaign.id, user = %ticket.user, ticket = %ticket.ticket_id, "published a recorded pending ticket again");
+                }
+                Err(error) => {
+                    tracing::warn!(campaign = %campaign.id, ticket = %ticket.ticket_id, %error, "could not publish a recorded pending ticket again");
+                }
+            }
+        }
+        Ok(pending.iter().map(|ticket| ticket.ticket_id).collect())
     }
 
     /// Since when each of `held` counts as admitted: its admission time where the

@@ -58,6 +58,21 @@ pub trait CouponStore: Send + Sync + 'static {
     /// coupon's position among its holder's.
     async fn coupon_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>>;
 
+    /// Records the ticket of an admission whose hand-off has no known outcome, before
+    /// its applicant hears [`ApplyOutcome::Pending`](crate::ApplyOutcome::Pending): from
+    /// then on the admission outlives the counter (a counter rebuilt from the store counts
+    /// it, [`admitted_slots`]) and the [`Settler`](crate::Settler) publishes its ticket
+    /// until the coupon exists. Idempotent by ticket id; durable when it returns.
+    async fn record_pending(&self, ticket: &IssueTicket) -> Result<()>;
+
+    /// The recorded pending tickets of `campaign` whose coupon the store does not hold
+    /// (no coupon with that ticket id), oldest admission first.
+    async fn pending_tickets(&self, campaign: CampaignId) -> Result<Vec<IssueTicket>>;
+
+    /// Forgets the recorded pending tickets of `campaign` whose coupon the store holds;
+    /// returns how many.
+    async fn forget_settled_pending(&self, campaign: CampaignId) -> Result<u64>;
+
     /// Records a ticket that could not be persisted (upserting by ticket id, so a
     /// repeated failure bumps `attempts` and `last_seen` and reopens a replayed record).
     /// Must be durable when it returns: the worker acks the ticket afterwards.
@@ -142,4 +157,40 @@ pub fn coupon_slot(coupon: &Coupon, position: u32) -> HeldSlot {
         rank: coupon.rank,
         admitted_at: None,
     }
+}
+
+/// Every slot of `campaign` the store knows was admitted: one per coupon
+/// ([`CouponStore::coupon_slots`]) and one per recorded pending ticket without a coupon
+/// ([`CouponStore::pending_tickets`]). What a counter that lost its memory is rebuilt
+/// from, so that no admission whose applicant heard `Pending` is given to someone else.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
+/// use coupon_core::memory::MemoryStore;
+/// use coupon_core::{CouponStore, IssueTicket, NewCampaign, UserId, admitted_slots};
+///
+/// let store = MemoryStore::new();
+/// let campaign = store.create_campaign(NewCampaign::new("drop", 10)).await?;
+/// store.issue_batch(&[IssueTicket::new(campaign.id, UserId(1), 1, 1)]).await?;
+/// store.record_pending(&IssueTicket::new(campaign.id, UserId(2), 1, 2)).await?;
+/// assert_eq!(admitted_slots(&store, campaign.id).await?.len(), 2);
+/// # Ok(()) }
+/// ```
+pub async fn admitted_slots(
+    store: &(impl CouponStore + ?Sized),
+    campaign: CampaignId,
+) -> Result<Vec<HeldSlot>> {
+    let pending = store.pending_tickets(campaign).await?;
+    let mut slots = store.coupon_slots(campaign).await?;
+    // Read after the pending tickets: one whose coupon was stored in between is in the
+    // coupons, and counted once.
+    let stored: std::collections::HashSet<(UserId, u32)> =
+        slots.iter().map(|slot| (slot.user, slot.slot)).collect();
+    slots.extend(
+        pending
+            .iter()
+            .map(IssueTicket::held_slot)
+            .filter(|slot| !stored.contains(&(slot.user, slot.slot))),
+    );
+    Ok(slots)
 }

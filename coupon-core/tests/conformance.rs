@@ -112,3 +112,58 @@ async fn settler_republishes_only_admissions_missing_from_the_store() {
     let settled = settler.settle(campaign.id).await.unwrap();
     assert_eq!((settled.in_flight, settled.unsettled), (0, 0));
 }
+
+/// An admission answered Pending lives on in the store: with the counter emptied (a
+/// Redis restarted empty), the settler publishes the recorded ticket once per grace
+/// period, the coupon arrives at the rank the admission took, a counter rebuilt from
+/// the store counts the slot, and the record is forgotten once settled.
+#[tokio::test]
+async fn recorded_pending_tickets_outlive_a_counter_that_lost_its_memory() {
+    use std::time::Duration;
+
+    use coupon_core::{
+        CouponCounter, CouponStore, IssueTicket, IssueWorker, NewCampaign, Settler, SettlerConfig,
+        UserId, admitted_slots,
+    };
+
+    let store = Arc::new(MemoryStore::new());
+    let queue = Arc::new(MemoryQueue::new(100));
+    let campaign = store
+        .create_campaign(NewCampaign::new("pending", 3))
+        .await
+        .unwrap();
+    let pending = IssueTicket::new(campaign.id, UserId(7), 1, 2);
+    store.record_pending(&pending).await.unwrap();
+    // A counter that lost its memory: the campaign is not built on it.
+    let counter = Arc::new(MemoryCounter::new());
+
+    let settler = Settler::new(
+        counter.clone(),
+        queue.clone(),
+        store.clone(),
+        SettlerConfig::default().with_grace(Duration::from_millis(50)),
+    );
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let report = settler.settle(campaign.id).await.unwrap();
+    assert_eq!((report.unsettled, report.republished), (1, 1));
+    let again = settler.settle(campaign.id).await.unwrap();
+    assert_eq!(again.republished, 0, "once per grace period");
+
+    let rebuilt = admitted_slots(store.as_ref(), campaign.id).await.unwrap();
+    assert_eq!(rebuilt, vec![pending.held_slot()]);
+    counter.rebuild(&campaign, &rebuilt).await.unwrap();
+    assert_eq!(counter.status(campaign.id).await.unwrap().admitted, 1);
+
+    queue.close();
+    let worker = IssueWorker::new(queue.clone(), store.clone());
+    assert_eq!(worker.run(std::future::pending()).await.unwrap().issued, 1);
+    let coupons = store.coupons_of(campaign.id, UserId(7)).await.unwrap();
+    assert_eq!(coupons[0].rank, 2, "the rank the admission took");
+    settler.settle(campaign.id).await.unwrap();
+    assert!(store.pending_tickets(campaign.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.forget_settled_pending(campaign.id).await.unwrap(),
+        0,
+        "forgotten by the pass"
+    );
+}

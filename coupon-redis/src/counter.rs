@@ -297,6 +297,32 @@ impl CouponCounter for RedisCounter {
         self.scan_held(campaign).await
     }
 
+    async fn slots_of(&self, campaign: &Campaign, user: UserId) -> Result<Vec<HeldSlot>> {
+        let keys = self.keys(campaign.id);
+        // Slot 1 is the field "<user>", slot k above it "<user>:<k>".
+        let fields: Vec<String> = (1..=campaign.per_user_limit.max(1))
+            .map(|slot| match slot {
+                1 => user.get().to_string(),
+                slot => format!("{user}:{slot}", user = user.get()),
+            })
+            .collect();
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&keys.users)
+            .arg(&fields)
+            .query_async(&mut self.session().await?)
+            .await
+            .map_err(|e| classify(e, || format!("HMGET {} for user {user}", keys.users)))?;
+        let mut held = Vec::new();
+        for (field, value) in fields.iter().zip(values) {
+            if let Some(value) = value {
+                held.push(parse_held(field, &value).ok_or_else(|| {
+                    unexpected_reply(format!("{} holds {field:?} = {value:?}", keys.users))
+                })?);
+            }
+        }
+        Ok(held)
+    }
+
     async fn claim(
         &self,
         campaign: CampaignId,

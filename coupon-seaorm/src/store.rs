@@ -1,5 +1,6 @@
 //! [`CouponStore`] on a SeaORM connection.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-use crate::entity::{campaign, coupon, issue_failure};
+use crate::entity::{campaign, coupon, issue_failure, pending_ticket};
 use crate::error::{BACKEND, classify};
 use crate::{Migrator, issue};
 
@@ -126,6 +127,10 @@ const SCHEMA: &[(&str, &str)] = &[
         "id, ticket_id, campaign_id, ticket, error, attempts, first_seen, last_seen, replayed_at",
     ),
     (
+        "pending_ticket",
+        "id, ticket_id, campaign_id, ticket, recorded_at",
+    ),
+    (
         "issue_queue",
         "id, ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries, dead_reason",
     ),
@@ -216,6 +221,34 @@ impl SeaOrmStore {
         }
     }
 
+    /// The pending rows of `campaign`, with the ticket ids among them that have a coupon.
+    async fn pending_rows(
+        &self,
+        campaign: CampaignId,
+    ) -> Result<(Vec<pending_ticket::Model>, HashSet<String>)> {
+        let key = i64::try_from(campaign.get()).map_err(|_| Error::UnknownCampaign { campaign })?;
+        let what = || format!("reading pending tickets of campaign {campaign}");
+        let rows = pending_ticket::Entity::find()
+            .filter(pending_ticket::Column::CampaignId.eq(key))
+            .all(&self.db)
+            .await
+            .map_err(|e| classify(e, what))?;
+        let mut issued = HashSet::new();
+        let ids: Vec<String> = rows.iter().map(|row| row.ticket_id.clone()).collect();
+        for chunk in ids.chunks(issue::CHUNK) {
+            let found: Vec<String> = coupon::Entity::find()
+                .select_only()
+                .column(coupon::Column::TicketId)
+                .filter(coupon::Column::TicketId.is_in(chunk.iter().cloned()))
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(|e| classify(e, what))?;
+            issued.extend(found);
+        }
+        Ok((rows, issued))
+    }
+
     async fn campaign_row(&self, id: CampaignId) -> Result<campaign::Model> {
         let unknown = Error::UnknownCampaign { campaign: id };
         let Ok(key) = i64::try_from(id.get()) else {
@@ -294,6 +327,16 @@ fn to_coupon(row: coupon::Model) -> Result<Coupon> {
         ticket_id(&row.ticket_id, "coupon")?,
         row.issued_at,
     ))
+}
+
+fn to_pending(row: pending_ticket::Model) -> Result<IssueTicket> {
+    serde_json::from_str(&row.ticket).map_err(|e| {
+        Error::backend(
+            BACKEND,
+            format!("pending_ticket {} holds an unreadable ticket", row.id),
+            Some(e.into()),
+        )
+    })
 }
 
 fn to_failure(row: issue_failure::Model) -> Result<IssueFailure> {
@@ -458,6 +501,71 @@ impl CouponStore for SeaOrmStore {
                     Ok(coupon_slot(&to_coupon(row)?, position))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn record_pending(&self, ticket: &IssueTicket) -> Result<()> {
+        self.bounded(Call::Write, async {
+            let key = ticket.ticket_id.to_string();
+            let what = || format!("recording pending ticket {key}");
+            let json = serde_json::to_string(ticket)
+                .map_err(|e| Error::backend(BACKEND, what(), Some(e.into())))?;
+            let row = pending_ticket::ActiveModel {
+                ticket_id: Set(key.clone()),
+                campaign_id: Set(ticket.campaign.get() as i64),
+                ticket: Set(json),
+                recorded_at: Set(Utc::now()),
+                ..Default::default()
+            };
+            // Recorded before (a repeated answer, or a concurrent one): the same ticket.
+            pending_ticket::Entity::insert(row)
+                .on_conflict_do_nothing_on([pending_ticket::Column::TicketId])
+                .exec_without_returning(&self.db)
+                .await
+                .map_err(|e| classify(e, what))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn pending_tickets(&self, campaign: CampaignId) -> Result<Vec<IssueTicket>> {
+        self.bounded(Call::Read, async {
+            let (rows, issued) = self.pending_rows(campaign).await?;
+            let mut pending = Vec::with_capacity(rows.len());
+            for row in rows {
+                if !issued.contains(&row.ticket_id) {
+                    pending.push(to_pending(row)?);
+                }
+            }
+            pending.sort_by_key(|ticket| (ticket.admitted_at, ticket.ticket_id));
+            Ok(pending)
+        })
+        .await
+    }
+
+    async fn forget_settled_pending(&self, campaign: CampaignId) -> Result<u64> {
+        self.bounded(Call::Write, async {
+            let (rows, issued) = self.pending_rows(campaign).await?;
+            let settled: Vec<i64> = rows
+                .iter()
+                .filter(|row| issued.contains(&row.ticket_id))
+                .map(|row| row.id)
+                .collect();
+            let mut forgotten = 0;
+            for chunk in settled.chunks(issue::CHUNK) {
+                forgotten += pending_ticket::Entity::delete_many()
+                    .filter(pending_ticket::Column::Id.is_in(chunk.iter().copied()))
+                    .exec(&self.db)
+                    .await
+                    .map_err(|e| {
+                        classify(e, || {
+                            format!("forgetting settled pending tickets of campaign {campaign}")
+                        })
+                    })?
+                    .rows_affected;
+            }
+            Ok(forgotten)
         })
         .await
     }

@@ -224,6 +224,29 @@ impl CouponCounter for MemoryCounter {
         Ok(CounterStatus::new(admitted))
     }
 
+    async fn slots_of(&self, campaign: &Campaign, user: UserId) -> Result<Vec<HeldSlot>> {
+        let slots = self.slots(campaign.id);
+        let slots = lock(&slots);
+        let mut held: Vec<HeldSlot> = slots
+            .holders
+            .get(&user)
+            .map(|holding| {
+                holding
+                    .slots()
+                    .iter()
+                    .map(|granted| HeldSlot {
+                        user,
+                        slot: granted.slot,
+                        rank: granted.rank,
+                        admitted_at: DateTime::from_timestamp_millis(granted.at_ms),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        held.sort_by_key(|slot| slot.slot);
+        Ok(held)
+    }
+
     async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
         let slots = self.slots(campaign);
         let slots = lock(&slots);

@@ -19,6 +19,7 @@ pub struct MemoryStore {
     next_id: AtomicU64,
     campaigns: RwLock<HashMap<CampaignId, Arc<Mutex<Ledger>>>>,
     failures: Mutex<Vec<IssueFailure>>,
+    pending: Mutex<HashMap<TicketId, IssueTicket>>,
 }
 
 #[derive(Debug)]
@@ -64,6 +65,7 @@ impl MemoryStore {
             next_id: AtomicU64::new(1),
             campaigns: RwLock::new(HashMap::new()),
             failures: Mutex::new(Vec::new()),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
@@ -175,6 +177,38 @@ impl CouponStore for MemoryStore {
         let ledger = self.ledger(campaign)?;
         let ledger = lock(&ledger);
         Ok(ledger.coupons.iter().map(|coupon| coupon.user).collect())
+    }
+
+    async fn record_pending(&self, ticket: &IssueTicket) -> Result<()> {
+        lock(&self.pending)
+            .entry(ticket.ticket_id)
+            .or_insert_with(|| ticket.clone());
+        Ok(())
+    }
+
+    async fn pending_tickets(&self, campaign: CampaignId) -> Result<Vec<IssueTicket>> {
+        let ledger = self.ledger(campaign)?;
+        let recorded: Vec<IssueTicket> = lock(&self.pending)
+            .values()
+            .filter(|ticket| ticket.campaign == campaign)
+            .cloned()
+            .collect();
+        let ledger = lock(&ledger);
+        let mut pending: Vec<IssueTicket> = recorded
+            .into_iter()
+            .filter(|ticket| !ledger.tickets.contains(&ticket.ticket_id))
+            .collect();
+        pending.sort_by_key(|ticket| (ticket.admitted_at, ticket.ticket_id));
+        Ok(pending)
+    }
+
+    async fn forget_settled_pending(&self, campaign: CampaignId) -> Result<u64> {
+        let ledger = self.ledger(campaign)?;
+        let ledger = lock(&ledger);
+        let mut pending = lock(&self.pending);
+        let before = pending.len();
+        pending.retain(|id, ticket| ticket.campaign != campaign || !ledger.tickets.contains(id));
+        Ok((before - pending.len()) as u64)
     }
 
     async fn record_failure(&self, failure: &IssueFailure) -> Result<()> {

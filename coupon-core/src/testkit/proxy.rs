@@ -23,6 +23,9 @@ pub enum ProxyMode {
     /// Forward both ways, each answer this long after it arrived (a slow network: the
     /// client may time out although the service acted).
     DelayAnswers(std::time::Duration),
+    /// Drop requests and answers alike; connections stay open (a partition: the service
+    /// never hears what was sent meanwhile, and the client hears nothing).
+    Blackhole,
 }
 
 /// A proxy on a loopback port of its own, forwarding to `upstream`; stops when dropped.
@@ -112,6 +115,7 @@ async fn relay(client: TcpStream, server: TcpStream, mode: watch::Receiver<Proxy
         loop {
             match client_read.read(&mut buffer).await {
                 Ok(0) | Err(_) => return,
+                Ok(_) if current(&mode) == ProxyMode::Blackhole => {}
                 Ok(n) => {
                     if server_write.write_all(&buffer[..n]).await.is_err() {
                         return;
@@ -131,7 +135,7 @@ async fn relay(client: TcpStream, server: TcpStream, mode: watch::Receiver<Proxy
                             return;
                         }
                     }
-                    ProxyMode::SwallowAnswers => {}
+                    ProxyMode::SwallowAnswers | ProxyMode::Blackhole => {}
                     ProxyMode::CutAfterAnswer => return,
                     ProxyMode::DelayAnswers(delay) => {
                         tokio::time::sleep(delay).await;

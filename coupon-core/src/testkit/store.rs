@@ -23,6 +23,7 @@ pub async fn all(store: Arc<dyn CouponStore>) {
     records_failures_once_per_ticket(store.as_ref()).await;
     replayed_failures_close_and_reopen(store.as_ref()).await;
     lists_campaigns_and_coupons_of_users(store.as_ref()).await;
+    pending_tickets_are_kept_until_their_coupon_exists(store.as_ref()).await;
     concurrent_batches_never_pass_the_cap(store).await;
 }
 
@@ -307,6 +308,81 @@ pub async fn lists_campaigns_and_coupons_of_users(store: &dyn CouponStore) {
     assert_eq!(
         coupons[0].ticket_id,
         crate::TicketId::for_admission(first.id, UserId(1), 1)
+    );
+}
+
+/// A ticket recorded as pending is listed (once, however often recorded, and only in
+/// its campaign) until its coupon exists, counts among the campaign's admitted slots
+/// beside the coupons without being counted twice, and is forgotten once settled.
+pub async fn pending_tickets_are_kept_until_their_coupon_exists(store: &dyn CouponStore) {
+    let campaign = create(store, 10).await;
+    let other = create(store, 10).await;
+    let early = IssueTicket::new(campaign.id, UserId(1), 1, 1);
+    let mut late = IssueTicket::new(campaign.id, UserId(2), 1, 2);
+    late.admitted_at = early.admitted_at + Duration::milliseconds(5);
+    let elsewhere = IssueTicket::new(other.id, UserId(1), 1, 1);
+    for ticket in [&late, &early, &late, &elsewhere] {
+        store.record_pending(ticket).await.expect("record_pending");
+    }
+    store
+        .issue_batch(&[IssueTicket::new(campaign.id, UserId(3), 1, 3)])
+        .await
+        .expect("issue_batch");
+
+    let ids = |tickets: Vec<IssueTicket>| -> Vec<crate::TicketId> {
+        tickets.into_iter().map(|ticket| ticket.ticket_id).collect()
+    };
+    let pending = store.pending_tickets(campaign.id).await.expect("pending");
+    assert_eq!(pending[0], early, "the ticket as recorded");
+    assert_eq!(
+        ids(pending),
+        vec![early.ticket_id, late.ticket_id],
+        "oldest first, once each"
+    );
+    let mut slots: Vec<(UserId, u64)> = crate::admitted_slots(store, campaign.id)
+        .await
+        .expect("admitted_slots")
+        .iter()
+        .map(|slot| (slot.user, slot.rank))
+        .collect();
+    slots.sort_unstable();
+    assert_eq!(slots, vec![(UserId(1), 1), (UserId(2), 2), (UserId(3), 3)]);
+
+    // The first one's coupon arrives: it is listed no more, counted once, then forgotten.
+    store
+        .issue_batch(std::slice::from_ref(&early))
+        .await
+        .expect("issue_batch");
+    assert_eq!(
+        ids(store.pending_tickets(campaign.id).await.expect("pending")),
+        vec![late.ticket_id]
+    );
+    let slots = crate::admitted_slots(store, campaign.id)
+        .await
+        .expect("slots");
+    assert_eq!(
+        slots.len(),
+        3,
+        "a pending ticket with its coupon is one slot"
+    );
+    assert_eq!(
+        store
+            .forget_settled_pending(campaign.id)
+            .await
+            .expect("forget"),
+        1
+    );
+    assert_eq!(
+        store
+            .forget_settled_pending(campaign.id)
+            .await
+            .expect("forget"),
+        0
+    );
+    assert_eq!(
+        ids(store.pending_tickets(other.id).await.expect("pending")),
+        vec![elsewhere.ticket_id],
+        "other campaigns keep theirs"
     );
 }
 

@@ -42,6 +42,14 @@ fn granting(rank: u64) -> MockCouponCounter {
     counter
 }
 
+/// Records every pending ticket into `sink`, as a store that takes them.
+fn recording_pending(store: &mut MockCouponStore, sink: Arc<Mutex<Vec<IssueTicket>>>) {
+    store.expect_record_pending().returning(move |ticket| {
+        sink.lock().unwrap().push(ticket.clone());
+        Ok(())
+    });
+}
+
 fn refused() -> Error {
     Error::PublishRefused {
         backend: "mock",
@@ -126,10 +134,20 @@ async fn refused_publish_of_a_claimed_slot_is_pending() {
         .expect_publish()
         .times(1)
         .returning(|_| Err(refused()));
-    let issuer = issuer(counter, queue, store_with(campaign(10)));
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let mut store = store_with(campaign(10));
+    recording_pending(&mut store, recorded.clone());
+    let issuer = issuer(counter, queue, store);
 
     let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
     assert_eq!(outcome, ApplyOutcome::Pending);
+    let recorded = recorded.lock().unwrap();
+    assert_eq!(
+        recorded.len(),
+        1,
+        "a claimed slot's ticket is recorded before Pending"
+    );
+    assert_eq!((recorded[0].user, recorded[0].rank), (USER, 3));
 }
 
 #[tokio::test]
@@ -143,7 +161,10 @@ async fn unknown_publish_outcome_keeps_the_slot_reserved() {
             source: "timed out".into(),
         })
     });
-    let issuer = issuer(counter, queue, store_with(campaign(10)));
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let mut store = store_with(campaign(10));
+    recording_pending(&mut store, recorded.clone());
+    let issuer = issuer(counter, queue, store);
 
     let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
     assert_eq!(
@@ -151,6 +172,38 @@ async fn unknown_publish_outcome_keeps_the_slot_reserved() {
         ApplyOutcome::Pending,
         "the settler rolls it forward"
     );
+    let recorded = recorded.lock().unwrap();
+    assert_eq!(
+        recorded.iter().map(|t| t.ticket_id).collect::<Vec<_>>(),
+        vec![TicketId::for_admission(CampaignId(1), USER, 1)],
+        "recorded in the store before the answer"
+    );
+}
+
+/// Pending is a promise only once the ticket is durable: with the store refusing the
+/// record too, the caller hears the publish's error (retryable) and the slot stays
+/// held for the settler, never released.
+#[tokio::test]
+async fn unknown_publish_outcome_without_a_record_is_a_retryable_error() {
+    let mut counter = granting(3);
+    counter.expect_release().times(0);
+    let mut queue = MockIssueQueue::new();
+    queue.expect_publish().times(1).returning(|_| {
+        Err(Error::PublishUnknown {
+            backend: "mock",
+            source: "timed out".into(),
+        })
+    });
+    let mut store = store_with(campaign(10));
+    store
+        .expect_record_pending()
+        .times(1)
+        .returning(|_| Err(unavailable()));
+    let issuer = issuer(counter, queue, store);
+
+    let error = issuer.apply(CampaignId(1), USER).await.unwrap_err();
+    assert!(matches!(error, Error::PublishUnknown { .. }), "{error:?}");
+    assert!(error.is_retryable());
 }
 
 #[tokio::test]
@@ -162,7 +215,9 @@ async fn unclassified_publish_error_is_treated_as_unknown() {
         .expect_publish()
         .times(1)
         .returning(|_| Err(unavailable()));
-    let issuer = issuer(counter, queue, store_with(campaign(10)));
+    let mut store = store_with(campaign(10));
+    recording_pending(&mut store, Arc::default());
+    let issuer = issuer(counter, queue, store);
 
     let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
     assert_eq!(outcome, ApplyOutcome::Pending);
@@ -266,25 +321,75 @@ async fn already_applied_publishes_nothing_and_is_remembered_once_stored() {
     }
 }
 
+fn earlier_slot() -> HeldSlot {
+    HeldSlot {
+        user: USER,
+        slot: 1,
+        rank: 5,
+        admitted_at: Some(Utc::now()),
+    }
+}
+
+/// The earlier apply may have ended in an error, leaving the slot only in the counter:
+/// the slot is claimed (never given back from then on) and its ticket recorded before
+/// the answer, each time.
 #[tokio::test]
-async fn applying_again_before_the_coupon_is_stored_is_pending() {
-    let issuer = issuer(already_applied(2), MockIssueQueue::new(), holding(0));
+async fn applying_again_before_the_coupon_is_stored_records_the_slot_and_is_pending() {
+    let mut counter = already_applied(2);
+    counter
+        .expect_slots_of()
+        .times(2)
+        .returning(|_, _| Ok(vec![earlier_slot()]));
+    counter
+        .expect_claim()
+        .times(2)
+        .returning(|_, slots, reclaim_after| {
+            assert_eq!(reclaim_after, std::time::Duration::ZERO);
+            Ok(slots.to_vec())
+        });
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let mut store = holding(0);
+    recording_pending(&mut store, recorded.clone());
+    let issuer = issuer(counter, MockIssueQueue::new(), store);
     for _ in 0..2 {
         let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
         assert_eq!(outcome, ApplyOutcome::Pending);
     }
+    let recorded = recorded.lock().unwrap();
+    assert_eq!(recorded.len(), 2);
+    assert!(
+        recorded
+            .iter()
+            .all(|ticket| ticket.rank == 5 && ticket.user == USER)
+    );
+}
+
+/// A slot given back between the counter's answer and the claim (its hand-off was
+/// refused) promises nothing: a retryable error, nothing recorded.
+#[tokio::test]
+async fn applying_again_while_the_slot_is_given_back_is_a_retryable_error() {
+    let mut counter = already_applied(1);
+    counter
+        .expect_slots_of()
+        .returning(|_, _| Ok(vec![earlier_slot()]));
+    counter.expect_claim().returning(|_, _, _| Ok(Vec::new()));
+    let mut store = holding(0);
+    store.expect_record_pending().times(0);
+    let issuer = issuer(counter, MockIssueQueue::new(), store);
+    let error = issuer.apply(CampaignId(1), USER).await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
 }
 
 #[tokio::test]
-async fn applying_again_while_the_store_is_down_is_pending() {
+async fn applying_again_while_the_store_is_down_is_a_retryable_error() {
     let mut store = store_with(campaign(10));
     store
         .expect_coupons_of()
         .times(1)
         .returning(|_, _| Err(unavailable()));
     let issuer = issuer(already_applied(1), MockIssueQueue::new(), store);
-    let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
-    assert_eq!(outcome, ApplyOutcome::Pending);
+    let error = issuer.apply(CampaignId(1), USER).await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
 }
 
 /// A queue whose first publish never answers (the caller is dropped while waiting on
@@ -483,6 +588,9 @@ impl crate::CouponCounter for StallingRelease {
     async fn held_slots(&self, campaign: CampaignId) -> crate::Result<Vec<HeldSlot>> {
         self.inner.held_slots(campaign).await
     }
+    async fn slots_of(&self, campaign: &Campaign, user: UserId) -> crate::Result<Vec<HeldSlot>> {
+        self.inner.slots_of(campaign, user).await
+    }
     async fn claim(
         &self,
         campaign: CampaignId,
@@ -585,6 +693,13 @@ async fn a_counter_not_ready_is_rebuilt_from_the_store_after_the_queue_drained()
         .expect_coupon_slots()
         .times(1)
         .returning(move |_| Ok(vec![stored]));
+    // An admission answered Pending before the loss: its ticket is in the store only.
+    let pending = IssueTicket::new(CampaignId(1), UserId(8), 1, 2);
+    let recorded = pending.clone();
+    store
+        .expect_pending_tickets()
+        .times(1)
+        .returning(move |_| Ok(vec![recorded.clone()]));
     let issuer = issuer(counter, queue, store);
     let started = tokio::time::Instant::now();
 
@@ -598,7 +713,11 @@ async fn a_counter_not_ready_is_rebuilt_from_the_store_after_the_queue_drained()
     tokio::time::sleep(std::time::Duration::from_secs(30)).await;
     let rebuilt = rebuilt.lock().unwrap();
     assert_eq!(rebuilt.len(), 1, "one rebuild for many refused applies");
-    assert_eq!(rebuilt[0].1, vec![stored]);
+    assert_eq!(
+        rebuilt[0].1,
+        vec![stored, pending.held_slot()],
+        "the coupons' slots and the recorded pending ones"
+    );
     assert!(
         rebuilt[0].0 - started >= crate::IssuerConfig::default().rebuild_grace,
         "rebuilt before the grace period ended"

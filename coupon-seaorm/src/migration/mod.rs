@@ -4,6 +4,7 @@
 mod m20261125_000001_create_tables;
 mod m20261126_000001_failure_replays;
 mod m20261126_000002_issue_queue;
+mod m20261127_000001_pending_ticket;
 
 use sea_orm_migration::prelude::*;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_tables::Migration),
             Box::new(m20261126_000001_failure_replays::Migration),
             Box::new(m20261126_000002_issue_queue::Migration),
+            Box::new(m20261127_000001_pending_ticket::Migration),
         ]
     }
 }

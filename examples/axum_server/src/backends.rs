@@ -232,7 +232,7 @@ async fn hand_off(
 
 /// An in-memory counter starts with no campaign built. With the database's queue (or
 /// the in-process one, empty at start) every campaign is rebuilt now from the tickets
-/// still queued and the coupons the database holds, read in that order so that a ticket
+/// still queued and the coupons and pending tickets the database holds, read in that order so that a ticket
 /// a worker elsewhere moves from one to the other meanwhile is counted. With Kafka the
 /// queued tickets cannot be read: each campaign is left to the fence, which rebuilds it
 /// at its first apply once the workers drained the topic.
@@ -257,8 +257,7 @@ async fn restore_from_store(
                 .map_err(failed("reading the queue"))?,
             None => Vec::new(),
         };
-        let mut held = store
-            .coupon_slots(id)
+        let mut held = coupon_core::admitted_slots(store, id)
             .await
             .map_err(failed("reading the coupons"))?;
         // A queued ticket whose coupon exists (a duplicate) is one slot, not two.

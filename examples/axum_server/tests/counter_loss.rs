@@ -1,13 +1,15 @@
 //! The service when Redis forgets mid-rush, on the full stack (Redis + Kafka +
 //! PostgreSQL) over real HTTP: Redis killed with kill -9 and started again empty, and a
 //! live campaign's keys deleted by hand. Before the counter was fenced, a restart gave
-//! 2,729 applicants 202 on a cap of 2,000, and 729 of them held no coupon.
+//! 2,729 applicants 202 on a cap of 2,000, and 729 of them held no coupon. And Redis
+//! restarted empty while admissions answered `202 pending` were known to nobody else.
 
 mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
+use coupon_core::testkit::proxy::{FaultProxy, ProxyMode};
 use coupon_core::testkit::services::PrivateService;
 use support::{Rush, Service};
 
@@ -89,4 +91,74 @@ async fn the_count_key_deleted_mid_rush() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_holders_key_deleted_mid_rush() {
     redis_forgets_mid_rush(Fault::DeleteKey("users")).await;
+}
+
+/// Ten applicants hear `202 pending` while the network to the broker swallows everything
+/// (their tickets reach no broker), then Redis is killed and started again empty before
+/// anything could publish them, and only then does the broker come back. Their
+/// admissions live on in the database: the rebuilt counter counts them, the settler
+/// publishes their tickets, and each of them holds a coupon, the campaign ending at
+/// exactly its cap. Before a pending ticket was recorded, the rebuilt counter gave
+/// their ten slots to others and they held nothing (the chaos tool's seed 4 found it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn applicants_told_pending_keep_their_slot_when_redis_restarts_empty() {
+    let redis = PrivateService::start("redis");
+    let proxy = FaultProxy::start("127.0.0.1:1").await;
+    let broker = PrivateService::start_kafka_advertising(proxy.port());
+    proxy.set_upstream(format!("127.0.0.1:{}", broker.port()));
+    let database = coupon_seaorm::testkit::fresh_postgres().await;
+    let mut args = support::shared_backend_args();
+    for pair in args.chunks_mut(2) {
+        match pair[0].as_str() {
+            "--redis-url" => pair[1] = format!("redis://127.0.0.1:{}/", redis.port()),
+            "--kafka-brokers" => pair[1] = proxy.address(),
+            _ => {}
+        }
+    }
+    args.extend([
+        "--database-url".into(),
+        database,
+        "--settle-grace-ms".into(),
+        "2000".into(),
+        "--settle-interval-ms".into(),
+        "500".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let service = Service::start(&args).await;
+    let campaign = service.api.create_campaign(40).await;
+
+    let mut heard = Rush::start(&service.api, campaign, 1..=20, 8)
+        .finish()
+        .await;
+    assert_eq!(heard.accepted.len(), 20, "{heard:?}");
+
+    proxy.set(ProxyMode::Blackhole);
+    let stalled = Rush::start(&service.api, campaign, 21..=30, 10)
+        .finish()
+        .await;
+    assert_eq!(
+        stalled.pending.len(),
+        10,
+        "each waits out the publish timeout: {stalled:?}"
+    );
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+    proxy.set(ProxyMode::Pass);
+
+    let rest = Rush::start(&service.api, campaign, 31..=100, 16)
+        .finish()
+        .await;
+    heard.merge(stalled);
+    heard.merge(rest);
+    heard
+        .assert_promises_kept(&service.api, campaign, 40, 100, true)
+        .await;
+    let held = service.api.holders(campaign, &(21..=30).collect()).await;
+    assert_eq!(
+        held.len(),
+        10,
+        "every applicant told pending holds a coupon"
+    );
+    service.stop().await;
 }

@@ -218,6 +218,11 @@ impl CouponCounter for SimCounter {
     }
 
     /// Sorted, so that the settler's order (and the faults drawn for it) replays.
+    async fn slots_of(&self, campaign: &Campaign, user: UserId) -> Result<Vec<HeldSlot>> {
+        self.faults.before("slots_of")?;
+        self.inner().slots_of(campaign, user).await
+    }
+
     async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
         self.faults.before("held_slots")?;
         let mut held = self.inner().held_slots(campaign).await?;
@@ -398,6 +403,26 @@ impl CouponStore for SimStore {
     async fn coupon_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
         self.faults.before("coupon_slots")?;
         self.inner.coupon_slots(campaign).await
+    }
+
+    async fn record_pending(&self, ticket: &IssueTicket) -> Result<()> {
+        let what = format!("record_pending of {}", ticket.ticket_id);
+        self.faults.before(&what)?;
+        self.inner.record_pending(ticket).await?;
+        if self.faults.after(&what) {
+            return Err(unknown(&what));
+        }
+        Ok(())
+    }
+
+    async fn pending_tickets(&self, campaign: CampaignId) -> Result<Vec<IssueTicket>> {
+        self.faults.before("pending_tickets")?;
+        self.inner.pending_tickets(campaign).await
+    }
+
+    async fn forget_settled_pending(&self, campaign: CampaignId) -> Result<u64> {
+        self.faults.before("forget_settled_pending")?;
+        self.inner.forget_settled_pending(campaign).await
     }
 
     async fn record_failure(&self, failure: &IssueFailure) -> Result<()> {
