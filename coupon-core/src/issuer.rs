@@ -284,14 +284,25 @@ impl CouponIssuer {
             holders.insert(key);
             return Ok(ApplyOutcome::AlreadyApplied);
         }
+        let changed = || {
+            // A slot was given back since the counter answered (its hand-off was
+            // refused), or the counter lost it: nothing to promise; applying again
+            // tells what holds now.
+            Error::unavailable(
+                "issuer",
+                format!(
+                    "user {user}'s admission to campaign {} changed while answering",
+                    campaign.id
+                ),
+                None,
+            )
+        };
+        let held = self.hand_off.counter.slots_of(campaign, user).await?;
         let stored: HashSet<TicketId> = coupons.iter().map(|coupon| coupon.ticket_id).collect();
-        let waiting: Vec<HeldSlot> = self
-            .hand_off
-            .counter
-            .slots_of(campaign, user)
-            .await?
-            .into_iter()
+        let waiting: Vec<HeldSlot> = held
+            .iter()
             .filter(|slot| !stored.contains(&TicketId::for_admission(campaign.id, user, slot.slot)))
+            .copied()
             .collect();
         // Claimed, a slot is never given back (a hand-off of it refused at this very
         // moment keeps it): its ticket may be published from the store from now on.
@@ -300,33 +311,32 @@ impl CouponIssuer {
             .counter
             .claim(campaign.id, &waiting, Duration::ZERO)
             .await?;
-        if claimed.len() < waiting.len() {
-            // A slot was given back meanwhile (its hand-off was refused): nothing to
-            // promise; applying again tells what holds now.
-            return Err(Error::unavailable(
-                "issuer",
-                format!(
-                    "user {user}'s admission to campaign {} changed while answering",
-                    campaign.id
-                ),
-                None,
-            ));
+        // Every slot the user may hold must be a coupon or claimed now; one missing was
+        // released or lost since the counter answered, and `Pending` would promise it.
+        if claimed.len() < waiting.len()
+            || coupons.len() + claimed.len() < campaign.per_user_limit as usize
+        {
+            return Err(changed());
         }
-        for slot in &claimed {
-            let ticket = IssueTicket::for_slot(campaign.id, slot);
-            tokio::time::timeout(
-                self.hand_off.publish_timeout,
-                self.store.record_pending(&ticket),
-            )
+        // One deadline for every record, like a single hand-off's: each lands inside
+        // the grace period a counter rebuild waits before it reads the store.
+        let record_all = async {
+            for slot in &claimed {
+                self.store
+                    .record_pending(&IssueTicket::for_slot(campaign.id, slot))
+                    .await?;
+            }
+            Ok::<(), Error>(())
+        };
+        tokio::time::timeout(self.hand_off.publish_timeout, record_all)
             .await
             .map_err(|_| {
                 Error::outcome_unknown(
                     "issuer",
-                    format!("recording pending ticket {} timed out", ticket.ticket_id),
+                    format!("recording the pending tickets of user {user} timed out"),
                     None,
                 )
             })??;
-        }
         Ok(ApplyOutcome::Pending)
     }
 }

@@ -245,7 +245,12 @@ impl Settler {
         let admitted = self.counter.status(campaign.id).await?.admitted;
         report.in_flight = admitted.saturating_sub(summary.issued);
         if admitted <= summary.issued {
-            self.forget(campaign);
+            // Settled as far as the counter knows; not while a recorded ticket still
+            // waits for its coupon (a counter that lost its memory counts nothing, and a
+            // campaign forgotten for good would never publish it).
+            if recorded.is_empty() {
+                self.forget(campaign);
+            }
             return Ok(report);
         }
         report.campaigns = 1;

@@ -380,6 +380,21 @@ async fn applying_again_while_the_slot_is_given_back_is_a_retryable_error() {
     assert!(error.is_retryable(), "{error:?}");
 }
 
+/// The slot went (released by its own refused hand-off, or lost with the counter)
+/// between the counter's "already applied" and the lookup of the user's slots: nothing
+/// to record, so no `Pending` either.
+#[tokio::test]
+async fn applying_again_when_the_slot_is_gone_is_a_retryable_error() {
+    let mut counter = already_applied(1);
+    counter.expect_slots_of().returning(|_, _| Ok(Vec::new()));
+    counter.expect_claim().returning(|_, _, _| Ok(Vec::new()));
+    let mut store = holding(0);
+    store.expect_record_pending().times(0);
+    let issuer = issuer(counter, MockIssueQueue::new(), store);
+    let error = issuer.apply(CampaignId(1), USER).await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+}
+
 #[tokio::test]
 async fn applying_again_while_the_store_is_down_is_a_retryable_error() {
     let mut store = store_with(campaign(10));
