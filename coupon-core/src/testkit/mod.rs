@@ -73,8 +73,9 @@ pub fn service_url(name: &str) -> String {
 }
 
 /// Polls `store` until it holds at least `expected` coupons of `campaign`, for at most
-/// `patience`; returns the last count seen (an error, e.g. while the database is away,
-/// counts as none yet). The caller asserts on it, so a shortfall names the figure.
+/// `patience`; returns the last count the store gave (an error, e.g. while the database
+/// is away, is asked again; if the last answer was one, it is printed to stderr). The
+/// caller asserts on the count, so a shortfall names the figure.
 ///
 /// ```no_run
 /// # async fn demo(store: &dyn coupon_core::CouponStore, campaign: coupon_core::CampaignId) {
@@ -90,9 +91,21 @@ pub async fn wait_for_issued(
     patience: Duration,
 ) -> u64 {
     let deadline = tokio::time::Instant::now() + patience;
+    let mut issued = 0;
     loop {
-        let issued = store.issued_count(campaign).await.unwrap_or(0);
+        // A store that cannot answer now (an outage the test itself caused) is asked
+        // again; the count is the last one it gave.
+        let error = match store.issued_count(campaign).await {
+            Ok(count) => {
+                issued = count;
+                None
+            }
+            Err(error) => Some(error),
+        };
         if issued >= expected || tokio::time::Instant::now() >= deadline {
+            if let Some(error) = error.filter(|_| issued < expected) {
+                eprintln!("wait_for_issued: the store's last answer was an error: {error}");
+            }
             return issued;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
