@@ -141,6 +141,11 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("allow.auto.create.topics", "false")
             .set("session.timeout.ms", "10000")
+            // librdkafka waits this plus 3 s for the answer to a JoinGroup: at the default
+            // (300 s) a join whose answer the network lost left the worker idle for five
+            // minutes (the chaos tool's seed 15). The worker polls well within it, and
+            // keeps polling while it waits out a store outage (`keep_alive`).
+            .set("max.poll.interval.ms", "30000")
             // Bounds what librdkafka prefetches: when the worker is slow, fetching stops.
             .set("queued.max.messages.kbytes", "16384");
         self.apply_extra(&mut config);
