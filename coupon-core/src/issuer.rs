@@ -320,23 +320,11 @@ impl CouponIssuer {
         }
         // One deadline for every record, like a single hand-off's: each lands inside
         // the grace period a counter rebuild waits before it reads the store.
-        let record_all = async {
-            for slot in &claimed {
-                self.store
-                    .record_pending(&IssueTicket::for_slot(campaign.id, slot))
-                    .await?;
-            }
-            Ok::<(), Error>(())
-        };
-        tokio::time::timeout(self.hand_off.publish_timeout, record_all)
-            .await
-            .map_err(|_| {
-                Error::outcome_unknown(
-                    "issuer",
-                    format!("recording the pending tickets of user {user} timed out"),
-                    None,
-                )
-            })??;
+        let tickets: Vec<IssueTicket> = claimed
+            .iter()
+            .map(|slot| IssueTicket::for_slot(campaign.id, slot))
+            .collect();
+        self.hand_off.record_pending(&tickets).await?;
         Ok(ApplyOutcome::Pending)
     }
 }
@@ -402,22 +390,37 @@ impl HandOff {
     /// twice the publish timeout, inside the grace period a counter rebuild waits
     /// before it reads the store.
     async fn keep_pending(&self, ticket: &IssueTicket, error: Error) -> Result<ApplyOutcome> {
-        let recorded =
-            tokio::time::timeout(self.publish_timeout, self.store.record_pending(ticket)).await;
-        match recorded {
-            Ok(Ok(())) => {
+        match self.record_pending(std::slice::from_ref(ticket)).await {
+            Ok(()) => {
                 tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, ticket = %ticket.ticket_id, %error, "hand-off outcome unknown; ticket recorded as pending, the settler will roll it forward");
                 Ok(ApplyOutcome::Pending)
             }
-            Ok(Err(record_error)) => {
+            Err(record_error) => {
                 tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, ticket = %ticket.ticket_id, %error, %record_error, "hand-off outcome unknown and the pending ticket not recorded; the settler will roll the slot forward");
                 Err(error)
             }
-            Err(_) => {
-                tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, ticket = %ticket.ticket_id, %error, "hand-off outcome unknown and recording the pending ticket timed out; the settler will roll the slot forward");
-                Err(error)
-            }
         }
+    }
+
+    /// Records `tickets` as pending, all within one publish timeout: every `Pending`
+    /// answer's record lands inside the grace period a counter rebuild waits before it
+    /// reads the store.
+    async fn record_pending(&self, tickets: &[IssueTicket]) -> Result<()> {
+        let record_all = async {
+            for ticket in tickets {
+                self.store.record_pending(ticket).await?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.publish_timeout, record_all)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::outcome_unknown(
+                    "issuer",
+                    format!("recording {} pending ticket(s) timed out", tickets.len()),
+                    None,
+                ))
+            })
     }
 
     /// Publishes the ticket of an admission whose caller went away mid-publish. Never

@@ -329,24 +329,23 @@ fn to_coupon(row: coupon::Model) -> Result<Coupon> {
     ))
 }
 
-fn to_pending(row: pending_ticket::Model) -> Result<IssueTicket> {
-    serde_json::from_str(&row.ticket).map_err(|e| {
+/// A ticket kept as JSON in `table`'s row `id`.
+fn stored_ticket(json: &str, table: &str, id: i64) -> Result<IssueTicket> {
+    serde_json::from_str(json).map_err(|e| {
         Error::backend(
             BACKEND,
-            format!("pending_ticket {} holds an unreadable ticket", row.id),
+            format!("{table} {id} holds an unreadable ticket"),
             Some(e.into()),
         )
     })
 }
 
+fn to_pending(row: pending_ticket::Model) -> Result<IssueTicket> {
+    stored_ticket(&row.ticket, "pending_ticket", row.id)
+}
+
 fn to_failure(row: issue_failure::Model) -> Result<IssueFailure> {
-    let ticket: IssueTicket = serde_json::from_str(&row.ticket).map_err(|e| {
-        Error::backend(
-            BACKEND,
-            format!("issue_failure {} holds an unreadable ticket", row.id),
-            Some(e.into()),
-        )
-    })?;
+    let ticket = stored_ticket(&row.ticket, "issue_failure", row.id)?;
     let mut failure =
         IssueFailure::new(ticket, row.error, u32::try_from(row.attempts).unwrap_or(0));
     failure.first_seen = row.first_seen;
