@@ -48,6 +48,31 @@ impl Campaign {
         }
     }
 
+    /// The same campaign with the window `opens_at..closes_at`, validated as a new
+    /// campaign would be: what a store saves when an operator closes or reopens it.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use coupon_core::{Campaign, CampaignId, NewCampaign, WindowState};
+    /// let campaign = Campaign::from_new(CampaignId(1), NewCampaign::new("launch", 10));
+    /// let now = Utc::now();
+    /// let closed = campaign.with_window(None, Some(now)).unwrap();
+    /// assert_eq!(closed.window_state(now), WindowState::Closed);
+    /// assert!(campaign.with_window(Some(now), Some(now - Duration::hours(1))).is_err());
+    /// ```
+    pub fn with_window(
+        &self,
+        opens_at: Option<DateTime<Utc>>,
+        closes_at: Option<DateTime<Utc>>,
+    ) -> Result<Campaign> {
+        let mut new =
+            NewCampaign::new(self.name.clone(), self.cap).per_user_limit(self.per_user_limit);
+        new.opens_at = opens_at;
+        new.closes_at = closes_at;
+        new.validate()?;
+        Ok(Campaign::from_new(self.id, new))
+    }
+
     /// Where `now` falls relative to the window.
     ///
     /// ```

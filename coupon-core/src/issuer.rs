@@ -36,6 +36,11 @@ pub struct IssuerConfig {
     /// How long a rebuild waits for the queue to drain when the queue cannot tell
     /// ([`IssueQueue::mark`] is `None`). Default 30 s.
     pub drain_fallback: Duration,
+    /// How long a cached campaign definition is used before it is read again, so that
+    /// a window an operator changed ([`CouponStore::set_window`]) takes effect in every
+    /// process. A store that cannot answer then leaves the cached one in use. Default
+    /// 1 s.
+    pub campaign_refresh: Duration,
 }
 
 impl Default for IssuerConfig {
@@ -45,6 +50,7 @@ impl Default for IssuerConfig {
             publish_timeout: Duration::from_secs(10),
             rebuild_grace: Duration::from_secs(21),
             drain_fallback: Duration::from_secs(30),
+            campaign_refresh: Duration::from_secs(1),
         }
     }
 }
@@ -59,6 +65,12 @@ impl IssuerConfig {
     /// Sets [`IssuerConfig::publish_timeout`].
     pub fn with_publish_timeout(mut self, timeout: Duration) -> Self {
         self.publish_timeout = timeout;
+        self
+    }
+
+    /// Sets [`IssuerConfig::campaign_refresh`].
+    pub fn with_campaign_refresh(mut self, refresh: Duration) -> Self {
+        self.campaign_refresh = refresh;
         self
     }
 
@@ -110,10 +122,18 @@ const HOLDERS_MEMO_LIMIT: usize = 1_000_000;
 pub struct CouponIssuer {
     hand_off: Arc<HandOff>,
     store: Arc<dyn CouponStore>,
-    campaigns: RwLock<HashMap<CampaignId, Arc<Campaign>>>,
+    campaigns: RwLock<HashMap<CampaignId, Cached>>,
+    campaign_refresh: Duration,
     sold_out: SoldOutMemo,
     holders: Mutex<HashSet<(CampaignId, UserId)>>,
     fence: Arc<Fence>,
+}
+
+/// A campaign definition and when it was read from the store.
+#[derive(Clone)]
+struct Cached {
+    campaign: Arc<Campaign>,
+    read_at: Instant,
 }
 
 /// The ports a hand-off needs, shared with the task that finishes an abandoned one.
@@ -168,6 +188,7 @@ impl CouponIssuer {
             }),
             store,
             campaigns: RwLock::new(HashMap::new()),
+            campaign_refresh: config.campaign_refresh,
             sold_out: SoldOutMemo::new(config.sold_out_ttl),
             holders: Mutex::new(HashSet::new()),
         }
@@ -250,19 +271,95 @@ impl CouponIssuer {
         outcome
     }
 
-    /// The campaign definition, from the cache or the store.
+    /// The campaign definition, from the cache or the store. A cached one older than
+    /// the refresh period is read again by one caller while the others use it; if the
+    /// store cannot answer, the cached one stays in use.
     pub async fn campaign(&self, id: CampaignId) -> Result<Arc<Campaign>> {
-        if let Some(campaign) = self.cached(id) {
+        let now = Instant::now();
+        let Some(cached) = self.cached(id) else {
+            let campaign = Arc::new(self.store.campaign(id).await?);
+            self.remember(id, campaign.clone());
             return Ok(campaign);
+        };
+        if now.saturating_duration_since(cached.read_at) < self.campaign_refresh
+            || !self.claim_refresh(id, now)
+        {
+            return Ok(cached.campaign);
         }
-        let campaign = Arc::new(self.store.campaign(id).await?);
-        let mut campaigns = self.campaigns.write().unwrap_or_else(|e| e.into_inner());
-        Ok(campaigns.entry(id).or_insert(campaign).clone())
+        match self.store.campaign(id).await {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                self.replace(id, &cached.campaign, fresh.clone());
+                Ok(fresh)
+            }
+            Err(error) => {
+                tracing::debug!(campaign = %id, %error, "campaign not read again; the cached one stays");
+                Ok(cached.campaign)
+            }
+        }
     }
 
-    fn cached(&self, id: CampaignId) -> Option<Arc<Campaign>> {
+    /// Closes campaign `id` to applications now (one not open yet never opens) and
+    /// returns it as stored; this issuer answers `Closed` from its next apply, others
+    /// within their refresh period.
+    pub async fn close(&self, id: CampaignId) -> Result<Campaign> {
+        let closed = crate::close_campaign(self.store.as_ref(), id).await?;
+        self.remember(id, Arc::new(closed.clone()));
+        Ok(closed)
+    }
+
+    /// Opens campaign `id` again until `closes_at` (for good when `None`) and returns it
+    /// as stored. Admissions resume where the counter stands: at most `cap` in all.
+    pub async fn reopen(
+        &self,
+        id: CampaignId,
+        closes_at: Option<chrono::DateTime<Utc>>,
+    ) -> Result<Campaign> {
+        let reopened = crate::reopen_campaign(self.store.as_ref(), id, closes_at).await?;
+        self.remember(id, Arc::new(reopened.clone()));
+        Ok(reopened)
+    }
+
+    fn cached(&self, id: CampaignId) -> Option<Cached> {
         let campaigns = self.campaigns.read().unwrap_or_else(|e| e.into_inner());
         campaigns.get(&id).cloned()
+    }
+
+    fn remember(&self, id: CampaignId, campaign: Arc<Campaign>) {
+        let mut campaigns = self.campaigns.write().unwrap_or_else(|e| e.into_inner());
+        campaigns.insert(
+            id,
+            Cached {
+                campaign,
+                read_at: Instant::now(),
+            },
+        );
+    }
+
+    /// Caches `fresh` unless the entry changed from `read` meanwhile (a close or reopen
+    /// in this process, newer than this read).
+    fn replace(&self, id: CampaignId, read: &Arc<Campaign>, fresh: Arc<Campaign>) {
+        let mut campaigns = self.campaigns.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = campaigns.get_mut(&id)
+            && Arc::ptr_eq(&cached.campaign, read)
+        {
+            cached.campaign = fresh;
+        }
+    }
+
+    /// Whether this caller reads `id` again: the first to find it stale does, and
+    /// marks it fresh meanwhile so the others keep using it.
+    fn claim_refresh(&self, id: CampaignId, now: Instant) -> bool {
+        let mut campaigns = self.campaigns.write().unwrap_or_else(|e| e.into_inner());
+        match campaigns.get_mut(&id) {
+            Some(cached)
+                if now.saturating_duration_since(cached.read_at) >= self.campaign_refresh =>
+            {
+                cached.read_at = now;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The counter says the user holds every slot they may: `AlreadyApplied` once the

@@ -73,7 +73,10 @@ pub use queue::{Batch, IssueQueue, IssueSource, QueueMark};
 pub use redact::redact_url;
 pub use replay::{ReplayReport, replay_failures};
 pub use settler::{SettleReport, Settler, SettlerConfig};
-pub use store::{CampaignSummary, CouponStore, IssueFailure, admitted_slots, coupon_slot};
+pub use store::{
+    CampaignSummary, CouponStore, IssueFailure, admitted_slots, close_campaign, coupon_slot,
+    reopen_campaign,
+};
 pub use ticket::IssueTicket;
 pub use worker::{IssueWorker, WorkerConfig, WorkerReport};
 

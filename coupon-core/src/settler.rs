@@ -187,8 +187,15 @@ impl Settler {
         let mut report = SettleReport::default();
         for summary in self.store.campaigns().await? {
             let id = summary.campaign.id;
-            if lock(&self.finished).contains(&id) {
-                continue;
+            {
+                let mut finished = lock(&self.finished);
+                if finished.contains(&id) {
+                    if self.long_closed(&summary.campaign) {
+                        continue;
+                    }
+                    // Reopened since: its new admissions need settling like any.
+                    finished.remove(&id);
+                }
             }
             match self.settle_summary(&summary).await {
                 Ok(settled) => report.add(settled),
@@ -445,13 +452,18 @@ impl Settler {
     fn forget(&self, campaign: &Campaign) {
         lock(&self.confirmed).remove(&campaign.id);
         lock(&self.first_seen).remove(&campaign.id);
-        let grace = chrono::Duration::from_std(self.config.grace).unwrap_or(chrono::Duration::MAX);
-        let long_closed = campaign
-            .closes_at
-            .and_then(|closes| closes.checked_add_signed(grace))
-            .is_some_and(|settled_by| Utc::now() >= settled_by);
-        if long_closed {
+        if self.long_closed(campaign) {
             lock(&self.finished).insert(campaign.id);
         }
+    }
+
+    /// Whether `campaign` closed longer than the grace period ago (as stored now: an
+    /// operator may reopen it).
+    fn long_closed(&self, campaign: &Campaign) -> bool {
+        let grace = chrono::Duration::from_std(self.config.grace).unwrap_or(chrono::Duration::MAX);
+        campaign
+            .closes_at
+            .and_then(|closes| closes.checked_add_signed(grace))
+            .is_some_and(|settled_by| Utc::now() >= settled_by)
     }
 }

@@ -25,6 +25,17 @@ pub trait CouponStore: Send + Sync + 'static {
     /// Every campaign with its issued count, by id.
     async fn campaigns(&self) -> Result<Vec<CampaignSummary>>;
 
+    /// Replaces the window of campaign `id` (validated by [`Campaign::with_window`]):
+    /// how an operator closes a campaign early or reopens it. Returns the campaign as
+    /// stored now. Issuers see the change within their
+    /// [`campaign_refresh`](crate::IssuerConfig::campaign_refresh).
+    async fn set_window(
+        &self,
+        id: CampaignId,
+        opens_at: Option<DateTime<Utc>>,
+        closes_at: Option<DateTime<Utc>>,
+    ) -> Result<Campaign>;
+
     /// Persists a batch of tickets atomically and idempotently, answering one outcome per
     /// ticket, in order.
     ///
@@ -193,4 +204,39 @@ pub async fn admitted_slots(
             .filter(|slot| !stored.contains(&(slot.user, slot.slot))),
     );
     Ok(slots)
+}
+
+/// Closes campaign `id` in `store` to applications from now on (one not open yet never
+/// opens); returns it as stored. [`CouponIssuer::close`](crate::CouponIssuer::close)
+/// does this and updates its own cache at once.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
+/// use chrono::Utc;
+/// use coupon_core::memory::MemoryStore;
+/// use coupon_core::{CouponStore, NewCampaign, WindowState, close_campaign, reopen_campaign};
+/// let store = MemoryStore::new();
+/// let campaign = store.create_campaign(NewCampaign::new("launch", 10)).await?;
+/// let closed = close_campaign(&store, campaign.id).await?;
+/// assert_eq!(closed.window_state(Utc::now()), WindowState::Closed);
+/// let reopened = reopen_campaign(&store, campaign.id, None).await?;
+/// assert_eq!(reopened.window_state(Utc::now()), WindowState::Open);
+/// # Ok(()) }
+/// ```
+pub async fn close_campaign(store: &dyn CouponStore, id: CampaignId) -> Result<Campaign> {
+    let campaign = store.campaign(id).await?;
+    let now = Utc::now();
+    let opens_at = campaign.opens_at.filter(|opens| *opens < now);
+    store.set_window(id, opens_at, Some(now)).await
+}
+
+/// Opens campaign `id` in `store` again until `closes_at` (for good when `None`);
+/// returns it as stored. Admissions resume where the counter stands: at most `cap`.
+pub async fn reopen_campaign(
+    store: &dyn CouponStore,
+    id: CampaignId,
+    closes_at: Option<DateTime<Utc>>,
+) -> Result<Campaign> {
+    let campaign = store.campaign(id).await?;
+    store.set_window(id, campaign.opens_at, closes_at).await
 }

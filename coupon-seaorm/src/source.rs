@@ -117,7 +117,10 @@ impl SqlIssueSource {
             .map(row)
             .collect::<std::result::Result<Vec<_>, _>>()?;
         if taken.is_empty() {
-            return Ok(taken); // dropping the transaction rolls it back
+            // Ended here, not by drop: a dropped transaction's rollback is only queued,
+            // and on SQLite this one holds the write lock other processes wait for.
+            txn.rollback().await?;
+            return Ok(taken);
         }
         let mut lease = SqlBuilder::new(backend, "UPDATE issue_queue SET available_at = ");
         lease

@@ -400,6 +400,27 @@ impl CouponStore for SeaOrmStore {
         .await
     }
 
+    async fn set_window(
+        &self,
+        id: CampaignId,
+        opens_at: Option<DateTime<Utc>>,
+        closes_at: Option<DateTime<Utc>>,
+    ) -> Result<Campaign> {
+        self.bounded(Call::Write, async {
+            let row = self.campaign_row(id).await?;
+            let changed = to_campaign(row.clone())?.with_window(opens_at, closes_at)?;
+            let mut active: campaign::ActiveModel = row.into();
+            active.opens_at = Set(changed.opens_at);
+            active.closes_at = Set(changed.closes_at);
+            active
+                .update(&self.db)
+                .await
+                .map_err(|e| classify(e, || format!("changing campaign {id}'s window")))?;
+            Ok(changed)
+        })
+        .await
+    }
+
     async fn issue_batch(&self, tickets: &[IssueTicket]) -> Result<Vec<IssueOutcome>> {
         self.bounded(Call::Write, async {
             issue::issue_batch(&self.db, tickets).await

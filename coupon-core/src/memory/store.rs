@@ -122,6 +122,18 @@ impl CouponStore for MemoryStore {
         Ok(summaries)
     }
 
+    async fn set_window(
+        &self,
+        id: CampaignId,
+        opens_at: Option<DateTime<Utc>>,
+        closes_at: Option<DateTime<Utc>>,
+    ) -> Result<Campaign> {
+        let ledger = self.ledger(id)?;
+        let mut ledger = lock(&ledger);
+        ledger.campaign = ledger.campaign.with_window(opens_at, closes_at)?;
+        Ok(ledger.campaign.clone())
+    }
+
     async fn issue_batch(&self, tickets: &[IssueTicket]) -> Result<Vec<IssueOutcome>> {
         Ok(tickets
             .iter()

@@ -23,6 +23,7 @@ pub async fn all(store: Arc<dyn CouponStore>) {
     records_failures_once_per_ticket(store.as_ref()).await;
     replayed_failures_close_and_reopen(store.as_ref()).await;
     lists_campaigns_and_coupons_of_users(store.as_ref()).await;
+    windows_change_and_invalid_ones_change_nothing(store.as_ref()).await;
     pending_tickets_are_kept_until_their_coupon_exists(store.as_ref()).await;
     concurrent_batches_never_pass_the_cap(store).await;
 }
@@ -106,6 +107,49 @@ pub async fn unknown_campaign_is_a_typed_error(store: &dyn CouponStore) {
     assert_eq!(outcomes[0], IssueOutcome::UnknownCampaign);
     assert!(matches!(outcomes[1], IssueOutcome::Issued(_)));
     assert_eq!(store.issued_count(campaign.id).await.expect("count"), 1);
+}
+
+/// An operator's window change is stored and read back; an invalid one is refused with
+/// the field named and changes nothing; an unknown campaign is a typed error.
+pub async fn windows_change_and_invalid_ones_change_nothing(store: &dyn CouponStore) {
+    let campaign = create(store, 3).await;
+    let now = Utc::now();
+    // Stores keep microseconds at best.
+    let closes = chrono::DateTime::from_timestamp(now.timestamp(), 0).expect("in range");
+    let opens = closes - Duration::hours(1);
+    let changed = store
+        .set_window(campaign.id, Some(opens), Some(closes))
+        .await
+        .expect("set_window failed");
+    assert_eq!(
+        (changed.opens_at, changed.closes_at),
+        (Some(opens), Some(closes))
+    );
+    let read = store.campaign(campaign.id).await.expect("campaign");
+    assert_eq!(read, changed);
+    for (opens_at, closes_at, field) in [
+        (Some(closes), Some(opens), "closes_at"),
+        (
+            None,
+            Some(crate::NewCampaign::LATEST + Duration::seconds(1)),
+            "closes_at",
+        ),
+    ] {
+        match store.set_window(campaign.id, opens_at, closes_at).await {
+            Err(Error::InvalidCampaign { field: named, .. }) => assert_eq!(named, field),
+            other => panic!("an invalid window was not refused: {other:?}"),
+        }
+    }
+    assert_eq!(store.campaign(campaign.id).await.expect("campaign"), read);
+    let reopened = store
+        .set_window(campaign.id, None, None)
+        .await
+        .expect("set_window failed");
+    assert_eq!((reopened.opens_at, reopened.closes_at), (None, None));
+    assert!(matches!(
+        store.set_window(UNKNOWN, None, None).await,
+        Err(Error::UnknownCampaign { campaign: UNKNOWN })
+    ));
 }
 
 /// The same ticket in one batch, and again in a later batch, gives one coupon.

@@ -367,6 +367,16 @@ impl CouponStore for SimStore {
         self.inner.campaigns().await
     }
 
+    async fn set_window(
+        &self,
+        id: CampaignId,
+        opens_at: Option<DateTime<Utc>>,
+        closes_at: Option<DateTime<Utc>>,
+    ) -> Result<Campaign> {
+        self.faults.before("set_window")?;
+        self.inner.set_window(id, opens_at, closes_at).await
+    }
+
     async fn issue_batch(&self, tickets: &[IssueTicket]) -> Result<Vec<IssueOutcome>> {
         let what = format!("issue_batch of {}", tickets.len());
         self.faults.maybe_delay(&what).await;
