@@ -18,11 +18,14 @@
 # redis+sentinel:// URL for REDIS_URL; `kill sentinel DIR` kills the current primary.
 #
 # DIR/env holds `export` lines: REDIS_URL, DATABASE_URL, KAFKA_BROKERS, MYSQL_URL (a
-# private MariaDB), and FIRSTCOME_SERVICES_SCRIPT for tests that kill and restart a
-# service. Nothing already running on the machine is used.
+# private MariaDB), FIRSTCOME_SERVICES_SCRIPT for tests that kill and restart a
+# service, and SCHEMATHESIS (the API fuzzer from PyPI, in a virtualenv of its own, that
+# tests run against the service's OpenAPI document). Nothing already running on the
+# machine is used.
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
+SCHEMATHESIS_VERSION=4.32.5
 script=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -138,6 +141,20 @@ ensure_build_deps() {
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
+schemathesis_bin() {
+  echo "$HOME/.cache/firstcome/schemathesis-$SCHEMATHESIS_VERSION/bin/schemathesis"
+}
+
+install_schemathesis() {
+  local venv
+  venv=$(dirname "$(dirname "$(schemathesis_bin)")")
+  python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
+    || apt_install python3-venv
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
 ensure_installed() {
   ensure_build_deps
   command -v redis-server >/dev/null || apt_install redis-server
@@ -145,6 +162,10 @@ ensure_installed() {
   [ -n "$(pg_bin)" ] || apt_install postgresql
   { [ -n "$(mariadbd_bin)" ] && command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null; } \
     || apt_install mariadb-server mariadb-client
+  if [ ! -x "$(schemathesis_bin)" ]; then
+    log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI (about 30 s)"
+    install_schemathesis
+  fi
   if [ -z "$(tansu_bin)" ]; then
     log "building tansu $TANSU_VERSION with scripts/tansu/*/*.patch (about 12 minutes, once per machine)"
     install_tansu
@@ -309,6 +330,7 @@ write_env() {
     echo "export KAFKA_BROKERS=127.0.0.1:$(cat "$dir/kafka/port")"
     echo "export MYSQL_URL=mysql://root@127.0.0.1:$(cat "$dir/mariadb/port")/firstcome_test"
     echo "export FIRSTCOME_SERVICES_SCRIPT=$script"
+    echo "export SCHEMATHESIS=$(schemathesis_bin)"
   } >"$dir/env"
 }
 

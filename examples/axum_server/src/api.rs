@@ -1,26 +1,40 @@
 //! The HTTP API: routes, request bodies, answers.
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use axum::body::{Body, HttpBody};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use coupon_core::{
     ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponIssuer, CouponStore, Error,
-    IssueQueue, IssueSource, IssuerConfig, NewCampaign, Settler, SettlerConfig, TicketId, UserId,
+    IssueQueue, IssueSource, IssuerConfig, NewCampaign, Settler, SettlerConfig, UserId,
     WindowState, replay_failures,
 };
+use http_body::{Frame, SizeHint};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::auth::{Caller, Identity, JwtVerifier, is_admin};
 use crate::error::ApiError;
+use crate::limits::{Limiter, RateLimits};
+use crate::listen::peer_address;
 use crate::metrics::Metrics;
+use crate::wire::{
+    AdminCampaign, Admitted, ApplyAnswer, ApplyRequest, CampaignList, CampaignState,
+    CampaignStatus, CampaignView, CouponView, CreateCampaign, ErrorBody, Health, Pending,
+    ReopenRequest, ReplayRequest,
+};
 
 /// Request bodies above this are refused with 413 before they are parsed.
 pub const BODY_LIMIT: usize = 4 * 1024;
@@ -43,12 +57,22 @@ pub struct AppState {
     pub source: Option<Arc<dyn IssueSource>>,
     /// The settler this process runs, for `POST /admin/settle` and its metrics.
     pub settler: Arc<Settler>,
+    /// How a request's user is known.
+    pub identity: Identity,
+    /// Per-user and per-address rate limits.
+    pub limiter: Limiter,
+    /// How long a request may take before it is answered 503.
+    pub request_timeout: Duration,
 }
+
+/// The default of [`AppState::request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl AppState {
     /// The state of a service admitting through `counter`, handing off to `queue` and
-    /// persisting in `store`, with fresh metrics, no worker in the process, and a
-    /// settler with the default settings.
+    /// persisting in `store`, with fresh metrics, no worker in the process, a settler
+    /// with the default settings, no rate limit, and JWTs without a key to verify them:
+    /// no user is accepted until [`AppState::with_identity`] says how users are known.
     pub fn new(
         counter: Arc<dyn CouponCounter>,
         queue: Arc<dyn IssueQueue>,
@@ -70,7 +94,28 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             source: None,
             settler: Arc::new(settler),
+            identity: nobody(),
+            limiter: Limiter::new(RateLimits::default()),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
+    }
+
+    /// Learns the user of a request as `identity` says.
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// Enforces `limits`.
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.limiter = Limiter::new(limits);
+        self
+    }
+
+    /// Answers 503 to a request that takes longer than `timeout`.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// Reports the lag of the worker's `source` in this process.
@@ -103,24 +148,34 @@ impl AppState {
     }
 }
 
+/// JWTs no key verifies: nobody gets in.
+fn nobody() -> Identity {
+    Identity::Jwt(JwtVerifier::refusing_everyone())
+}
+
 type Shared = State<Arc<AppState>>;
 
 /// The service's routes over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let limited = Router::new()
         .route("/campaigns", post(create_campaign))
         .route("/campaigns/{id}", get(get_campaign))
         .route("/campaigns/{id}/apply", post(apply))
         .route("/campaigns/{id}/coupons/{user_id}", get(get_coupon))
+        .route("/admin/campaigns", get(list_campaigns))
+        .route("/admin/campaigns/{id}/close", post(close_campaign))
+        .route("/admin/campaigns/{id}/reopen", post(reopen_campaign))
         .route("/admin/settle", post(settle))
         .route("/admin/dead-letters", get(dead_letters))
         .route("/admin/dead-letters/replay", post(replay))
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
+        .route_layer(from_fn_with_state(state.clone(), limit_address));
+    // Probes and metrics stay outside the address limit: a monitor must always get in.
+    Router::new()
+        .merge(limited)
+        .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -129,8 +184,92 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "method not allowed on this route",
             )
         })
+        .layer(from_fn_with_state(state.clone(), time_limit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Answers a request that outlasts [`AppState::request_timeout`]: 408 when its body had
+/// not all arrived (the client is slow), else 503 (we are). An apply cut short this way
+/// is finished by the issuer (or rolled forward by the settler): the client hears an
+/// error, and the coupon route tells the truth.
+async fn time_limit(State(state): Shared, request: Request, next: Next) -> Response {
+    let (request, body_read) = watch_body(request);
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) if !body_read.load(Ordering::Relaxed) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the request's body did not arrive within {:?}",
+                state.request_timeout
+            ),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {:?}; try again",
+                state.request_timeout
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// `request` with a body that records when it has been read to its end.
+fn watch_body(request: Request) -> (Request, Arc<AtomicBool>) {
+    let read = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| {
+        read.store(body.is_end_stream(), Ordering::Relaxed);
+        Body::new(WatchedBody {
+            inner: body,
+            read: read.clone(),
+        })
+    });
+    (request, read)
+}
+
+/// A body that sets `read` once its last frame has been taken.
+struct WatchedBody {
+    inner: Body,
+    read: Arc<AtomicBool>,
+}
+
+impl HttpBody for WatchedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Refuses a request over its client address's rate with 429.
+async fn limit_address(State(state): Shared, request: Request, next: Next) -> Response {
+    if let Some(peer) = peer_address(&request)
+        && let Err(refusal) = state.limiter.check_address(peer.ip())
+    {
+        state.metrics.request("any", "rate_limited");
+        return refusal.into_response();
+    }
+    next.run(request).await
 }
 
 /// `Json` whose rejections are JSON errors too.
@@ -144,6 +283,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Ok(Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// An optional JSON body: an empty one or `null` is `None`; anything else must be the
+/// JSON of `T`.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is over {BODY_LIMIT} bytes"),
+            )
+        })?;
+        if bytes.trim_ascii().is_empty() {
+            return Ok(Self(None));
+        }
+        let request = Request::from_parts(parts, Body::from(bytes));
+        let ApiJson(value) = ApiJson::<Option<T>>::from_request(request, state).await?;
+        Ok(Self(value))
     }
 }
 
@@ -173,51 +337,13 @@ fn campaign_id(text: &str) -> Result<CampaignId, ApiError> {
     })
 }
 
-fn campaign_json(campaign: &Campaign) -> Value {
-    json!({
-        "id": campaign.id,
-        "name": campaign.name,
-        "cap": campaign.cap,
-        "per_user_limit": campaign.per_user_limit,
-        "opens_at": campaign.opens_at,
-        "closes_at": campaign.closes_at,
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateCampaign {
-    name: String,
-    cap: u64,
-    per_user_limit: Option<u32>,
-    opens_at: Option<DateTime<Utc>>,
-    closes_at: Option<DateTime<Utc>>,
-}
-
-fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    // Compare every byte whatever the first mismatch, so timing reveals nothing.
-    given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0
-}
-
 /// Refuses a request without the admin token, counting it against `route`.
 fn require_admin(
     state: &AppState,
     headers: &HeaderMap,
     route: &'static str,
 ) -> Result<(), ApiError> {
-    if authorized(headers, &state.admin_token) {
+    if is_admin(headers, &state.admin_token) {
         return Ok(());
     }
     state.metrics.request(route, "unauthorized");
@@ -228,6 +354,18 @@ fn require_admin(
     ))
 }
 
+#[utoipa::path(post, path = "/campaigns", tag = "admin",
+    request_body = CreateCampaign, security(("admin" = [])),
+    responses(
+        (status = 201, description = "created", body = CampaignView),
+        (status = 401, description = "no admin token (`unauthorized`)", body = ErrorBody),
+        (status = 422, description = "an invalid definition (`invalid_campaign`) or body", body = ErrorBody),
+        (status = 408, description = "the body did not arrive within the request timeout (`timeout`)", body = ErrorBody),
+        (status = 413, description = "body over 4 KiB", body = ErrorBody),
+        (status = 415, description = "not a JSON body", body = ErrorBody),
+        (status = 429, description = "over a rate limit (`rate_limited`); `Retry-After`", body = ErrorBody),
+        (status = 503, description = "a backend is unavailable (nothing was done, or the outcome is unknown: retrying tells); `Retry-After`", body = ErrorBody)
+    ))]
 async fn create_campaign(
     State(state): Shared,
     headers: HeaderMap,
@@ -241,46 +379,149 @@ async fn create_campaign(
     new.closes_at = body.closes_at;
     let campaign = state.issuer.create_campaign(new).await?;
     state.metrics.request("create_campaign", "created");
-    Ok((StatusCode::CREATED, Json(campaign_json(&campaign))).into_response())
+    Ok((StatusCode::CREATED, Json(CampaignView::from(&campaign))).into_response())
 }
 
+#[utoipa::path(get, path = "/campaigns/{id}", tag = "applicants", params(("id" = u64, Path, description = "campaign id")),
+    responses(
+        (status = 200, description = "the campaign's counts", body = CampaignStatus),
+        (status = 404, description = "no such campaign (`unknown_campaign`)", body = ErrorBody),
+        (status = 429, description = "over a rate limit (`rate_limited`); `Retry-After`", body = ErrorBody),
+        (status = 503, description = "a backend is unavailable (nothing was done, or the outcome is unknown: retrying tells); `Retry-After`", body = ErrorBody)
+    ))]
 async fn get_campaign(
     State(state): Shared,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CampaignStatus>, ApiError> {
     let campaign = state.issuer.campaign(campaign_id(&id)?).await?;
-    let admitted = state.counter.status(campaign.id).await?.admitted;
     let issued = state.store.issued_count(campaign.id).await?;
-    let state_name = match campaign.window_state(Utc::now()) {
-        WindowState::NotOpen => "not_open",
-        WindowState::Closed => "closed",
-        WindowState::Open if admitted >= campaign.cap => "sold_out",
-        WindowState::Open => "open",
+    Ok(Json(campaign_status(&state, &campaign, issued).await?))
+}
+
+/// A campaign's counts and state, as `GET /campaigns/{id}` and the admin list show it.
+async fn campaign_status(
+    state: &AppState,
+    campaign: &Campaign,
+    issued: u64,
+) -> Result<CampaignStatus, ApiError> {
+    let admitted = state.counter.status(campaign.id).await?.admitted;
+    let state = match campaign.window_state(Utc::now()) {
+        WindowState::NotOpen => CampaignState::NotOpen,
+        WindowState::Closed => CampaignState::Closed,
+        WindowState::Open if admitted >= campaign.cap => CampaignState::SoldOut,
+        WindowState::Open => CampaignState::Open,
     };
-    Ok(Json(json!({
-        "id": campaign.id,
-        "name": campaign.name,
-        "cap": campaign.cap,
-        "admitted": admitted,
-        "issued": issued,
-        "remaining": campaign.cap.saturating_sub(admitted),
-        "state": state_name,
-    })))
+    Ok(CampaignStatus {
+        id: campaign.id.0,
+        name: campaign.name.clone(),
+        cap: campaign.cap,
+        admitted,
+        issued,
+        remaining: campaign.cap.saturating_sub(admitted),
+        state,
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApplyRequest {
-    user_id: u64,
+/// `GET /admin/campaigns`: every campaign with its window, counts and state.
+#[utoipa::path(get, path = "/admin/campaigns", tag = "admin", security(("admin" = [])),
+    responses(
+        (status = 200, description = "every campaign", body = CampaignList),
+        (status = 401, description = "no admin token (`unauthorized`)", body = ErrorBody),
+        (status = 429, description = "over a rate limit (`rate_limited`); `Retry-After`", body = ErrorBody),
+        (status = 503, description = "a backend is unavailable (nothing was done, or the outcome is unknown: retrying tells); `Retry-After`", body = ErrorBody)
+    ))]
+async fn list_campaigns(State(state): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_admin(&state, &headers, "list_campaigns")?;
+    let mut campaigns = Vec::new();
+    for summary in state.store.campaigns().await? {
+        let campaign = &summary.campaign;
+        campaigns.push(AdminCampaign {
+            status: campaign_status(&state, campaign, summary.issued).await?,
+            per_user_limit: campaign.per_user_limit,
+            opens_at: campaign.opens_at,
+            closes_at: campaign.closes_at,
+        });
+    }
+    Ok(Json(CampaignList { campaigns }).into_response())
 }
 
+/// `POST /admin/campaigns/{id}/close`: no application is admitted from now on (by
+/// every process within a second); those admitted before are still issued.
+#[utoipa::path(post, path = "/admin/campaigns/{id}/close", tag = "admin", params(("id" = u64, Path, description = "campaign id")),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "closed from now", body = CampaignView),
+        (status = 401, description = "no admin token (`unauthorized`)", body = ErrorBody),
+        (status = 404, description = "no such campaign (`unknown_campaign`)", body = ErrorBody),
+        (status = 422, description = "a body or parameter we cannot act on", body = ErrorBody),
+        (status = 429, description = "over a rate limit (`rate_limited`); `Retry-After`", body = ErrorBody),
+        (status = 503, description = "a backend is unavailable (nothing was done, or the outcome is unknown: retrying tells); `Retry-After`", body = ErrorBody)
+    ))]
+async fn close_campaign(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers, "close_campaign")?;
+    let campaign = state.issuer.close(campaign_id(&id)?).await?;
+    state.metrics.request("close_campaign", "closed");
+    Ok(Json(CampaignView::from(&campaign)).into_response())
+}
+
+/// `POST /admin/campaigns/{id}/reopen`: open again, until `closes_at` if given.
+#[utoipa::path(post, path = "/admin/campaigns/{id}/reopen", tag = "admin", params(("id" = u64, Path, description = "campaign id")),
+    request_body(content = Option<ReopenRequest>, description = "optional"),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "open again", body = CampaignView),
+        (status = 401, description = "no admin token (`unauthorized`)", body = ErrorBody),
+        (status = 404, description = "no such campaign (`unknown_campaign`)", body = ErrorBody),
+        (status = 422, description = "a body or parameter we cannot act on", body = ErrorBody),
+        (status = 408, description = "the body did not arrive within the request timeout (`timeout`)", body = ErrorBody),
+        (status = 413, description = "body over 4 KiB", body = ErrorBody),
+        (status = 415, description = "not a JSON body", body = ErrorBody),
+        (status = 429, description = "over a rate limit (`rate_limited`); `Retry-After`", body = ErrorBody),
+        (status = 503, description = "a backend is unavailable (nothing was done, or the outcome is unknown: retrying tells); `Retry-After`", body = ErrorBody)
+    ))]
+async fn reopen_campaign(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<OptionalJson<ReopenRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &headers, "reopen_campaign")?;
+    let campaign = campaign_id(&id)?;
+    let OptionalJson(request) = body?;
+    let closes_at = request.and_then(|request| request.closes_at);
+    let campaign = state.issuer.reopen(campaign, closes_at).await?;
+    state.metrics.request("reopen_campaign", "reopened");
+    Ok(Json(CampaignView::from(&campaign)).into_response())
+}
+
+#[utoipa::path(post, path = "/campaigns/{id}/apply", tag = "applicants", params(("id" = u64, Path, description = "campaign id")),
+    request_body(content = Option<ApplyRequest>, description = "none with credentials; `user_id` from trusted clients"),
+    security(("user" = []), ("user_header" = []), ()),
+    responses(
+        (status = 202, description = "admitted: a rank, or `pending` (the coupon will come; the coupon route tells when)", body = ApplyAnswer),
+        (status = 401, description = "missing or invalid credentials (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "`not_open`, `closed`, or `forbidden` (the body names another user)", body = ErrorBody),
+        (status = 404, description = "no such campaign (`unknown_campaign`)", body = ErrorBody),
+        (status = 409, description = "`sold_out` or `already_applied`", body = ErrorBody),
+        (status = 422, description = "a body or parameter we cannot act on", body = ErrorBody),
+        (status = 408, description = "the body did not arrive within the request timeout (`timeout`)", body = ErrorBody),
+        (status = 413, description = "body over 4 KiB", body = ErrorBody),
+        (status = 415, description = "not a JSON body", body = ErrorBody),
+        (status = 429, description = "over a rate limit (`rate_limited`); `Retry-After`", body = ErrorBody),
+        (status = 503, description = "a backend is unavailable (nothing was done, or the outcome is unknown: retrying tells); `Retry-After`", body = ErrorBody)
+    ))]
 async fn apply(
     State(state): Shared,
     Path(id): Path<String>,
-    body: Result<ApiJson<ApplyRequest>, ApiError>,
+    headers: HeaderMap,
+    body: Result<OptionalJson<ApplyRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let answer = apply_inner(&state, &id, body).await;
+    let answer = apply_inner(&state, &id, &headers, body).await;
     state.metrics.apply_latency(started.elapsed());
     let outcome = match &answer {
         Ok((_, outcome)) => *outcome,
@@ -293,24 +534,45 @@ async fn apply(
 async fn apply_inner(
     state: &AppState,
     id: &str,
-    body: Result<ApiJson<ApplyRequest>, ApiError>,
+    headers: &HeaderMap,
+    body: Result<OptionalJson<ApplyRequest>, ApiError>,
 ) -> Result<(Response, &'static str), ApiError> {
+    let caller = state.identity.caller(headers)?;
     let campaign = campaign_id(id)?;
-    let ApiJson(request) = body?;
+    let OptionalJson(request) = body?;
+    let named = request.and_then(|request| request.user_id);
+    let user = match (caller, named) {
+        (Caller::Trusted, Some(user)) => UserId(user),
+        (Caller::Trusted, None) => {
+            return Err(ApiError::invalid(
+                "user_id is required: this service takes the user from the body (trusted clients)",
+            ));
+        }
+        (Caller::User(user), None) => user,
+        (Caller::User(user), Some(named)) if named == user.0 => user,
+        (Caller::User(_), Some(_)) => {
+            return Err(forbidden("a user may apply only as themselves"));
+        }
+    };
+    state.limiter.check_user(user)?;
     let refusal = |status, code: &'static str, message: &str| {
         Ok((ApiError::new(status, code, message).into_response(), code))
     };
-    match state.issuer.apply(campaign, UserId(request.user_id)).await {
+    match state.issuer.apply(campaign, user).await {
         Ok(ApplyOutcome::Accepted { rank, ticket_id }) => Ok((
             (
                 StatusCode::ACCEPTED,
-                Json(json!({ "rank": rank, "ticket_id": ticket_id })),
+                Json(ApplyAnswer::Admitted(Admitted { rank, ticket_id })),
             )
                 .into_response(),
             "accepted",
         )),
         Ok(ApplyOutcome::Pending) => Ok((
-            (StatusCode::ACCEPTED, Json(json!({ "status": "pending" }))).into_response(),
+            (
+                StatusCode::ACCEPTED,
+                Json(ApplyAnswer::Pending(Pending::ANSWER)),
+            )
+                .into_response(),
             "pending",
         )),
         Ok(ApplyOutcome::SoldOut) => {
@@ -333,28 +595,62 @@ async fn apply_inner(
     }
 }
 
+fn forbidden(message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+/// `GET /campaigns/{id}/coupons/{user_id}`: the owner (`me` or their own id) or the
+/// admin may read a coupon; trusted clients may read any.
+#[utoipa::path(get, path = "/campaigns/{id}/coupons/{user_id}", tag = "applicants",
+    params(("id" = u64, Path, description = "campaign id"), ("user_id" = String, Path, pattern = "^(me|[0-9]{1,20})$", description = "a user id, or `me`")),
+    security(("user" = []), ("user_header" = []), ("admin" = []), ()),
+    responses(
+        (status = 200, description = "the user's coupon", body = CouponView),
+        (status = 202, description = "admitted, the coupon not persisted yet", body = Pending),
+        (status = 401, description = "missing or invalid credentials (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "another user's coupon (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "`unknown_campaign` or `no_coupon`", body = ErrorBody),
+        (status = 422, description = "a body or parameter we cannot act on", body = ErrorBody),
+        (status = 429, description = "over a rate limit (`rate_limited`); `Retry-After`", body = ErrorBody),
+        (status = 503, description = "a backend is unavailable (nothing was done, or the outcome is unknown: retrying tells); `Retry-After`", body = ErrorBody)
+    ))]
 async fn get_coupon(
     State(state): Shared,
     Path((id, user)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let caller = if is_admin(&headers, &state.admin_token) {
+        None
+    } else {
+        Some(state.identity.caller(&headers)?)
+    };
     let campaign = campaign_id(&id)?;
-    let user: u64 = user
-        .parse()
-        .map_err(|_| ApiError::invalid(format!("user id {user:?} is not a whole number")))?;
-    let coupons = state.store.coupons_of(campaign, UserId(user)).await?;
+    let named = || {
+        user.parse::<u64>()
+            .map(UserId)
+            .map_err(|_| ApiError::invalid(format!("user id {user:?} is not a whole number")))
+    };
+    let user = match caller {
+        Some(Caller::User(me)) => {
+            state.limiter.check_user(me)?;
+            if user != "me" && named()? != me {
+                return Err(forbidden("a coupon is readable only by its owner"));
+            }
+            me
+        }
+        _ if user == "me" => {
+            return Err(ApiError::invalid(
+                "`me` needs a user's credentials; name the user id",
+            ));
+        }
+        _ => named()?,
+    };
+    let coupons = state.store.coupons_of(campaign, user).await?;
     if let Some(coupon) = coupons.first() {
-        return Ok(Json(json!({
-            "campaign_id": coupon.campaign,
-            "user_id": coupon.user,
-            "rank": coupon.rank,
-            "code": coupon.code.as_str(),
-            "issued_at": coupon.issued_at,
-            "coupons": coupons.len(),
-        }))
-        .into_response());
+        return Ok(Json(CouponView::of(coupon, coupons.len())).into_response());
     }
-    if state.counter.is_admitted(campaign, UserId(user)).await? {
-        return Ok((StatusCode::ACCEPTED, Json(json!({ "status": "pending" }))).into_response());
+    if state.counter.is_admitted(campaign, user).await? {
+        return Ok((StatusCode::ACCEPTED, Json(Pending::ANSWER)).into_response());
     }
     Err(ApiError::new(
         StatusCode::NOT_FOUND,
@@ -363,6 +659,20 @@ async fn get_coupon(
     ))
 }
 
+/// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "probes",
+    responses((status = 200, description = "alive", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "probes",
+    responses(
+        (status = 200, description = "every backend answers", body = Health),
+        (status = 503, description = "a backend does not answer (`not_ready`)", body = ErrorBody)
+    ))]
 async fn ready(State(state): Shared) -> Response {
     let mut failures = Vec::new();
     if let Err(error) = state.counter.status(CampaignId(0)).await {
@@ -376,7 +686,10 @@ async fn ready(State(state): Shared) -> Response {
         Err(error) => failures.push(format!("store: {error}")),
     }
     if failures.is_empty() {
-        Json(json!({ "status": "ready" })).into_response()
+        Json(Health {
+            status: "ready".into(),
+        })
+        .into_response()
     } else {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -387,6 +700,9 @@ async fn ready(State(state): Shared) -> Response {
     }
 }
 
+/// `GET /metrics`: Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): Shared) -> Response {
     let lag = match &state.source {
         Some(source) => source.lag().await.ok().flatten(),
@@ -395,6 +711,15 @@ async fn metrics(State(state): Shared) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(lag, &state.settler),
+    )
+        .into_response()
+}
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document of these routes.
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document_json(),
     )
         .into_response()
 }
@@ -413,6 +738,17 @@ fn campaign_filter(
     Ok(filter.campaign.map(CampaignId))
 }
 
+#[utoipa::path(post, path = "/admin/settle", tag = "admin",
+    params(("campaign" = Option<u64>, Query, maximum = 9_223_372_036_854_775_807_u64, description = "only this campaign")),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "the settlement report", body = Object),
+        (status = 401, description = "no admin token (`unauthorized`)", body = ErrorBody),
+        (status = 404, description = "no such campaign (`unknown_campaign`)", body = ErrorBody),
+        (status = 422, description = "a body or parameter we cannot act on", body = ErrorBody),
+        (status = 429, description = "over a rate limit (`rate_limited`); `Retry-After`", body = ErrorBody),
+        (status = 503, description = "a backend is unavailable (nothing was done, or the outcome is unknown: retrying tells); `Retry-After`", body = ErrorBody)
+    ))]
 async fn settle(
     State(state): Shared,
     headers: HeaderMap,
@@ -427,6 +763,16 @@ async fn settle(
     Ok(Json(report).into_response())
 }
 
+#[utoipa::path(get, path = "/admin/dead-letters", tag = "admin",
+    params(("campaign" = Option<u64>, Query, maximum = 9_223_372_036_854_775_807_u64, description = "only this campaign")),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "`{\"dead_letters\": [...]}`", body = Object),
+        (status = 401, description = "no admin token (`unauthorized`)", body = ErrorBody),
+        (status = 422, description = "a body or parameter we cannot act on", body = ErrorBody),
+        (status = 429, description = "over a rate limit (`rate_limited`); `Retry-After`", body = ErrorBody),
+        (status = 503, description = "a backend is unavailable (nothing was done, or the outcome is unknown: retrying tells); `Retry-After`", body = ErrorBody)
+    ))]
 async fn dead_letters(
     State(state): Shared,
     headers: HeaderMap,
@@ -437,14 +783,19 @@ async fn dead_letters(
     Ok(Json(json!({ "dead_letters": failures })).into_response())
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ReplayRequest {
-    campaign: Option<u64>,
-    #[serde(default)]
-    ticket_ids: Vec<TicketId>,
-}
-
+#[utoipa::path(post, path = "/admin/dead-letters/replay", tag = "admin",
+    request_body = ReplayRequest, security(("admin" = [])),
+    responses(
+        (status = 200, description = "`{replayed, failed}`", body = Object),
+        (status = 401, description = "no admin token (`unauthorized`)", body = ErrorBody),
+        (status = 404, description = "no such campaign (`unknown_campaign`)", body = ErrorBody),
+        (status = 422, description = "a body or parameter we cannot act on", body = ErrorBody),
+        (status = 408, description = "the body did not arrive within the request timeout (`timeout`)", body = ErrorBody),
+        (status = 413, description = "body over 4 KiB", body = ErrorBody),
+        (status = 415, description = "not a JSON body", body = ErrorBody),
+        (status = 429, description = "over a rate limit (`rate_limited`); `Retry-After`", body = ErrorBody),
+        (status = 503, description = "a backend is unavailable (nothing was done, or the outcome is unknown: retrying tells); `Retry-After`", body = ErrorBody)
+    ))]
 async fn replay(
     State(state): Shared,
     headers: HeaderMap,

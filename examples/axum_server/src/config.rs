@@ -1,11 +1,17 @@
 //! Command-line flags and environment variables.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use clap::{Parser, Subcommand, ValueEnum};
 use coupon_core::{IssuerConfig, SettlerConfig, TicketId};
 use coupon_redis::Confirm;
+use jsonwebtoken::Algorithm;
+
+use crate::auth::{Identity, JwtRules, JwtVerifier, read_key_file};
+use crate::limits::{Rate, RateLimits};
 
 /// Which parts of the service this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -16,6 +22,30 @@ pub enum Role {
     Worker,
     /// Both, in one process.
     All,
+}
+
+/// How the service learns which user a request acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IdentityKind {
+    /// A JWT bearer token whose `sub` is the user id (`--jwt-secret`, `--jwt-public-key`
+    /// or `--jwt-jwks`; a secret is generated and printed when none is set).
+    Jwt,
+    /// The header `--user-header`, set by a gateway that authenticated the user: only
+    /// where clients cannot reach the service except through that gateway.
+    Header,
+    /// The body's `user_id`, unchecked, and no rate limit: demos and load tests only.
+    TrustedClients,
+}
+
+/// The algorithm of `--jwt-public-key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PublicKeyAlgorithm {
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    #[value(name = "RS256", alias = "rs256")]
+    Rs256,
+    /// ECDSA on P-256 with SHA-256.
+    #[value(name = "ES256", alias = "es256")]
+    Es256,
 }
 
 /// Where admitted tickets wait for the worker.
@@ -48,6 +78,55 @@ pub struct Config {
     /// characters; a random one is generated and printed when unset.
     #[arg(long, env = "ADMIN_TOKEN", value_parser = parse_admin_token)]
     pub admin_token: Option<String>,
+    /// How the service learns who applies and who reads a coupon.
+    #[arg(long, env = "IDENTITY", value_enum, default_value = "jwt")]
+    pub identity: IdentityKind,
+    /// HS256 secret of the users' JWTs, at least 32 bytes.
+    #[arg(long, env = "JWT_SECRET")]
+    pub jwt_secret: Option<String>,
+    /// PEM file of the public key that verifies the users' JWTs (`--jwt-algorithm`).
+    #[arg(long, env = "JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Algorithm of `--jwt-public-key`.
+    #[arg(long, env = "JWT_ALGORITHM", value_enum, default_value = "RS256")]
+    pub jwt_algorithm: PublicKeyAlgorithm,
+    /// JWKS file (RSA and P-256 keys) that verifies the users' JWTs.
+    #[arg(long, env = "JWT_JWKS")]
+    pub jwt_jwks: Option<PathBuf>,
+    /// The `iss` every JWT must carry.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every JWT must carry.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew (seconds) tolerated on a JWT's `exp` and `nbf`.
+    #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+    /// The header that names the user with `--identity header`.
+    #[arg(long, env = "USER_HEADER", default_value = "x-user-id")]
+    pub user_header: String,
+    /// Applies and coupon reads per second one user may make (0: no limit).
+    #[arg(long, env = "RATE_LIMIT_USER_PER_SEC", default_value_t = 5)]
+    pub rate_limit_user_per_sec: u32,
+    /// Burst above the per-user rate.
+    #[arg(long, env = "RATE_LIMIT_USER_BURST", default_value_t = 10)]
+    pub rate_limit_user_burst: u32,
+    /// Requests per second one client address may make (0: no limit).
+    #[arg(long, env = "RATE_LIMIT_ADDRESS_PER_SEC", default_value_t = 200)]
+    pub rate_limit_address_per_sec: u32,
+    /// Burst above the per-address rate.
+    #[arg(long, env = "RATE_LIMIT_ADDRESS_BURST", default_value_t = 400)]
+    pub rate_limit_address_burst: u32,
+    /// How long (ms) a client may take to send a request's headers.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 5_000)]
+    pub header_read_timeout_ms: u64,
+    /// How long (ms) a request may take, body included, before it is answered 503.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+    /// How long (ms) a graceful shutdown waits for requests in flight before it closes
+    /// their connections (the worker then finishes its batch).
+    #[arg(long, env = "SHUTDOWN_DEADLINE_MS", default_value_t = 30_000)]
+    pub shutdown_deadline_ms: u64,
     /// Redis for admission (`redis://host:port/`); in-memory when unset.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
@@ -154,6 +233,35 @@ pub enum Command {
         #[arg(long = "ticket")]
         tickets: Vec<TicketId>,
     },
+    /// List every campaign with its window and issued count as JSON (admitted counts:
+    /// `GET /admin/campaigns` on the service, whose counter may live in its process).
+    Campaigns,
+    /// Close a campaign to applications now; those admitted before are still issued.
+    /// Running services see it within a second.
+    Close {
+        /// The campaign.
+        #[arg(long)]
+        campaign: u64,
+    },
+    /// Open a closed campaign again, until `--closes-at` if given.
+    Reopen {
+        /// The campaign.
+        #[arg(long)]
+        campaign: u64,
+        /// The new end of the window (RFC 3339).
+        #[arg(long)]
+        closes_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Print an HS256 token for a user, signed with JWT_SECRET (with JWT_ISSUER and
+    /// JWT_AUDIENCE when set): for trying the service and for tests.
+    MintToken {
+        /// The user id (`sub`).
+        #[arg(long)]
+        user: u64,
+        /// Seconds the token stays valid.
+        #[arg(long, default_value_t = 3_600)]
+        ttl_secs: u64,
+    },
 }
 
 impl Config {
@@ -211,12 +319,89 @@ impl Config {
             &mut self.admin_token,
             &mut self.redis_url,
             &mut self.kafka_brokers,
+            &mut self.jwt_secret,
+            &mut self.jwt_issuer,
+            &mut self.jwt_audience,
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;
             }
         }
+        for path in [&mut self.jwt_public_key, &mut self.jwt_jwks] {
+            if path.as_deref().is_some_and(|p| p.as_os_str().is_empty()) {
+                *path = None;
+            }
+        }
         self
+    }
+
+    /// What a JWT must carry besides its signature.
+    pub fn jwt_rules(&self) -> JwtRules {
+        JwtRules {
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway_secs: self.jwt_leeway_secs,
+        }
+    }
+
+    /// How the service learns the user, and the HS256 secret it generated when the
+    /// JWT mode has no key configured (to be printed, so tokens can be minted).
+    pub fn identity(&self) -> Result<(Identity, Option<String>), String> {
+        let rules = self.jwt_rules();
+        match self.identity {
+            IdentityKind::TrustedClients => Ok((Identity::TrustedClients, None)),
+            IdentityKind::Header => {
+                let name = HeaderName::try_from(self.user_header.trim())
+                    .map_err(|_| format!("{:?} is not a header name", self.user_header))?;
+                Ok((Identity::Header(name), None))
+            }
+            IdentityKind::Jwt => {
+                let configured = [
+                    self.jwt_secret.is_some(),
+                    self.jwt_public_key.is_some(),
+                    self.jwt_jwks.is_some(),
+                ];
+                if configured.iter().filter(|set| **set).count() > 1 {
+                    return Err("set one of --jwt-secret, --jwt-public-key and --jwt-jwks".into());
+                }
+                let verifier = if let Some(secret) = &self.jwt_secret {
+                    JwtVerifier::hs256(secret.as_bytes(), &rules)?
+                } else if let Some(path) = &self.jwt_public_key {
+                    let algorithm = match self.jwt_algorithm {
+                        PublicKeyAlgorithm::Rs256 => Algorithm::RS256,
+                        PublicKeyAlgorithm::Es256 => Algorithm::ES256,
+                    };
+                    JwtVerifier::public_key(&read_key_file(path)?, algorithm, &rules)?
+                } else if let Some(path) = &self.jwt_jwks {
+                    let json = String::from_utf8(read_key_file(path)?)
+                        .map_err(|_| format!("{} is not UTF-8", path.display()))?;
+                    JwtVerifier::jwks(&json, &rules)?
+                } else {
+                    let secret = format!(
+                        "{}{}",
+                        uuid::Uuid::new_v4().simple(),
+                        uuid::Uuid::new_v4().simple()
+                    );
+                    let verifier = JwtVerifier::hs256(secret.as_bytes(), &rules)?;
+                    return Ok((Identity::Jwt(verifier), Some(secret)));
+                };
+                Ok((Identity::Jwt(verifier), None))
+            }
+        }
+    }
+
+    /// The rate limits: none for trusted clients (the load tool's mode).
+    pub fn rate_limits(&self) -> RateLimits {
+        if self.identity == IdentityKind::TrustedClients {
+            return RateLimits::default();
+        }
+        RateLimits {
+            per_user: Rate::new(self.rate_limit_user_per_sec, self.rate_limit_user_burst),
+            per_address: Rate::new(
+                self.rate_limit_address_per_sec,
+                self.rate_limit_address_burst,
+            ),
+        }
     }
 
     /// The issuer's settings.
@@ -241,6 +426,8 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("bind", &self.bind)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("identity", &self.identity)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("role", &self.role)
             .finish_non_exhaustive()
     }
@@ -254,7 +441,8 @@ pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 fn parse_admin_token(value: &str) -> Result<String, String> {
     let length = value.trim().chars().count();
     if length == 0 || length >= MIN_ADMIN_TOKEN_LEN {
-        Ok(value.to_owned())
+        // Trimmed as a bearer token is when it arrives, or it could never match.
+        Ok(value.trim().to_owned())
     } else {
         Err(format!(
             "{length} characters: an admin token needs at least {MIN_ADMIN_TOKEN_LEN} \

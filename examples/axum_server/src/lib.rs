@@ -4,15 +4,23 @@
 //! docs/operations.md for every setting.
 
 pub mod api;
+pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod error;
+pub mod limits;
+pub mod listen;
 pub mod metrics;
+pub mod openapi;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use coupon_core::{CampaignId, CouponStore, IssueWorker, Settler, WorkerConfig, replay_failures};
+use coupon_core::{
+    CampaignId, CouponStore, IssueWorker, Settler, WorkerConfig, close_campaign, reopen_campaign,
+    replay_failures,
+};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
 use tokio::sync::watch;
 
@@ -45,6 +53,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let config = config.without_empty_values();
+    // Settings that cannot work fail before any backend is waited for.
+    let (identity, generated_secret) = config.identity()?;
     let mut shutdown = Box::pin(shutdown);
     let Some(backends) = connect(&config, shutdown.as_mut()).await? else {
         return Ok(()); // asked to stop while a backend was still away
@@ -118,6 +128,13 @@ pub async fn serve(
             println!("  admin token (generated; set ADMIN_TOKEN to choose one): {token}");
             token
         });
+        println!("  identity: {identity:?}");
+        if let Some(secret) = generated_secret {
+            println!(
+                "  JWT secret (generated; set JWT_SECRET to choose one, \
+                 `firstcome-server mint-token` signs with it): {secret}"
+            );
+        }
         let mut state = AppState::new(
             backends.counter.clone(),
             queue,
@@ -126,7 +143,10 @@ pub async fn serve(
         )
         .with_metrics(metrics)
         .with_settler(settler)
-        .with_issuer_config(config.issuer());
+        .with_issuer_config(config.issuer())
+        .with_identity(identity)
+        .with_rate_limits(config.rate_limits())
+        .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms));
         if let Some(source) = backends.source.clone() {
             state = state.with_source(source);
         }
@@ -134,10 +154,11 @@ pub async fn serve(
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         println!("listening on http://{address}");
         let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| format!("serving: {e}"))?;
+        let limits = listen::HttpLimits {
+            header_read: std::time::Duration::from_millis(config.header_read_timeout_ms),
+            shutdown_deadline: std::time::Duration::from_millis(config.shutdown_deadline_ms),
+        };
+        listen::serve_http(listener, app, limits, shutdown).await;
     } else {
         shutdown.as_mut().await;
     }
@@ -170,11 +191,37 @@ pub async fn run_command(config: Config, command: Command) -> Result<(), String>
             serde_json::to_string_pretty(&value).unwrap_or_default()
         );
     };
+    let store = || async {
+        SeaOrmStore::connect(SeaOrmStoreConfig::new(&config.database_url))
+            .await
+            .map_err(|e| format!("database: {e}"))
+    };
     match command {
-        Command::DeadLetters { campaign } => {
-            let store = SeaOrmStore::connect(SeaOrmStoreConfig::new(&config.database_url))
+        Command::Campaigns => {
+            let campaigns = store()
+                .await?
+                .campaigns()
                 .await
-                .map_err(|e| format!("database: {e}"))?;
+                .map_err(|e| e.to_string())?;
+            print(serde_json::json!({ "campaigns": campaigns }));
+        }
+        Command::Close { campaign } => {
+            let closed = close_campaign(&store().await?, CampaignId(campaign))
+                .await
+                .map_err(|e| e.to_string())?;
+            print(serde_json::to_value(closed).unwrap_or_default());
+        }
+        Command::Reopen {
+            campaign,
+            closes_at,
+        } => {
+            let reopened = reopen_campaign(&store().await?, CampaignId(campaign), closes_at)
+                .await
+                .map_err(|e| e.to_string())?;
+            print(serde_json::to_value(reopened).unwrap_or_default());
+        }
+        Command::DeadLetters { campaign } => {
+            let store = store().await?;
             let failures = store
                 .failures(campaign.map(CampaignId))
                 .await
@@ -195,6 +242,21 @@ pub async fn run_command(config: Config, command: Command) -> Result<(), String>
             }
             .map_err(|e| e.to_string())?;
             print(serde_json::to_value(report).unwrap_or_default());
+        }
+        Command::MintToken { user, ttl_secs } => {
+            let secret = config.jwt_secret.as_deref().ok_or(
+                "mint-token signs with JWT_SECRET (or --jwt-secret): the secret the service \
+                 verifies with",
+            )?;
+            // Refuse a secret the service would refuse too.
+            auth::JwtVerifier::hs256(secret.as_bytes(), &config.jwt_rules())?;
+            let token = auth::mint_hs256(
+                secret.as_bytes(),
+                coupon_core::UserId(user),
+                ttl_secs,
+                &config.jwt_rules(),
+            )?;
+            println!("{token}");
         }
         Command::Replay { campaign, tickets } => {
             let backends = shared_backends(&config, "replay").await?;

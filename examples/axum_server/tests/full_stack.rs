@@ -9,6 +9,7 @@ use clap::Parser;
 use coupon_core::testkit::service_url;
 use coupon_core::{CampaignId, IssueWorker};
 use firstcome_server::api::{AppState, router};
+use firstcome_server::auth::Identity;
 use firstcome_server::backends;
 use firstcome_server::config::Config;
 use http_body_util::BodyExt;
@@ -70,12 +71,15 @@ async fn two_thousand_applies_on_cap_five_hundred() {
     let parts = backends::build(&config).await.expect("backends");
     let worker = IssueWorker::new(parts.source.clone().expect("a source"), parts.store.clone());
     let running = tokio::spawn(async move { worker.run(std::future::pending()).await });
-    let state = Arc::new(AppState::new(
-        parts.counter.clone(),
-        parts.queue.clone().expect("a queue"),
-        parts.store.clone(),
-        "full-stack",
-    ));
+    let state = Arc::new(
+        AppState::new(
+            parts.counter.clone(),
+            parts.queue.clone().expect("a queue"),
+            parts.store.clone(),
+            "full-stack",
+        )
+        .with_identity(Identity::TrustedClients),
+    );
     let app = router(state);
     let (status, _) = call(&app, "GET", "/readyz", None).await;
     assert_eq!(

@@ -10,6 +10,7 @@ use chrono::Utc;
 use coupon_core::IssueWorker;
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
 use firstcome_server::api::{AppState, BODY_LIMIT, router};
+use firstcome_server::auth::Identity;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -27,7 +28,9 @@ fn service() -> Service {
     let queue = Arc::new(MemoryQueue::new(1_000));
     let counter = Arc::new(MemoryCounter::new());
     let state = Arc::new(
-        AppState::new(counter, queue.clone(), store.clone(), TOKEN).with_source(queue.clone()),
+        AppState::new(counter, queue.clone(), store.clone(), TOKEN)
+            .with_source(queue.clone())
+            .with_identity(Identity::TrustedClients),
     );
     Service {
         app: router(state),
@@ -225,7 +228,9 @@ async fn admin_routes_need_the_token_and_settle_list_and_replay() {
         coupon_core::SettlerConfig::default().with_grace(Duration::ZERO),
     ));
     let app = router(Arc::new(
-        AppState::new(counter.clone(), queue.clone(), store.clone(), TOKEN).with_settler(settler),
+        AppState::new(counter.clone(), queue.clone(), store.clone(), TOKEN)
+            .with_settler(settler)
+            .with_identity(Identity::TrustedClients),
     ));
     for (method, uri) in [
         ("POST", "/admin/settle"),

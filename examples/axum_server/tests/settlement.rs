@@ -18,6 +18,7 @@ use coupon_core::{
 use coupon_kafka::{KafkaConfig, KafkaIssueSource};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
 use firstcome_server::api::{AppState, router};
+use firstcome_server::auth::Identity;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -105,7 +106,8 @@ async fn counter_call_lost_after_the_script_ran(fault: ProxyMode) {
             store.clone(),
             support::TOKEN,
         )
-        .with_settler(settler.clone()),
+        .with_settler(settler.clone())
+        .with_identity(Identity::TrustedClients),
     ));
     let worker = IssueWorker::new(queue.clone(), store.clone());
     let working = tokio::spawn(async move { worker.run(std::future::pending()).await });

@@ -42,6 +42,14 @@ pub struct LoadArgs {
     /// Connections sending at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Apply as each user with an HS256 token signed with this secret (the service's
+    /// `JWT_SECRET`), minted before the run; without it the body names the user, which
+    /// needs a service in `--identity trusted-clients` mode.
+    #[arg(long, env = "JWT_SECRET")]
+    pub jwt_secret: Option<String>,
+    /// Connections checking holders at once after the run.
+    #[arg(long, default_value_t = 32)]
+    pub verify_concurrency: usize,
     /// The service's database, to count coupons per user there too.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
@@ -137,6 +145,7 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
         ));
     }
     let campaign = created["id"].as_u64().ok_or("no campaign id")?;
+    let tokens = Arc::new(mint_tokens(&args)?);
     println!(
         "campaign {campaign}: cap {}, {} requests from {} users over {} connections",
         args.cap, args.requests, args.users, args.concurrency
@@ -158,13 +167,14 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
     let started = Instant::now();
     let mut connections = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency {
-        let (client, next, samples, applied, winners, progress) = (
+        let (client, next, samples, applied, winners, progress, tokens) = (
             client.clone(),
             next.clone(),
             samples.clone(),
             applied.clone(),
             winners.clone(),
             progress.clone(),
+            tokens.clone(),
         );
         let (url, requests, users) = (
             format!("{base}/campaigns/{campaign}/apply"),
@@ -179,15 +189,13 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
                 }
                 // Spread a user's repeated applications over the run.
                 let user = 1 + (i.wrapping_mul(2_654_435_761) % users);
+                // With tokens the credentials name the user, else the body does.
+                let (token, body) = match tokens.get((user - 1) as usize) {
+                    Some(token) => (Some(token.as_str()), None),
+                    None => (None, Some(json!({ "user_id": user }))),
+                };
                 let sent = Instant::now();
-                let answer = call(
-                    &client,
-                    Method::POST,
-                    &url,
-                    None,
-                    Some(json!({ "user_id": user })),
-                )
-                .await;
+                let answer = call(&client, Method::POST, &url, token, body).await;
                 let elapsed = sent.elapsed();
                 let outcome = match answer {
                     // 202 with a rank: told yes. 202 pending: admitted, hand-off not yet
@@ -273,8 +281,28 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
     })
 }
 
-/// Waits for the worker to drain, then reads issued, the holders among `applied`, and
-/// whether nobody holds two.
+/// One token per user (user `n` at index `n - 1`) when the run has a JWT secret, valid
+/// for a day.
+fn mint_tokens(args: &LoadArgs) -> Result<Vec<String>, String> {
+    let Some(secret) = &args.jwt_secret else {
+        return Ok(Vec::new());
+    };
+    let rules = firstcome_server::auth::JwtRules::default();
+    (1..=args.users)
+        .map(|user| {
+            firstcome_server::auth::mint_hs256(
+                secret.as_bytes(),
+                coupon_core::UserId(user),
+                86_400,
+                &rules,
+            )
+        })
+        .collect()
+}
+
+/// Waits for the worker to drain, then reads issued, the holders among `applied`
+/// (`verify_concurrency` at once, as the admin: that reads anyone's coupon in every
+/// identity mode), and whether nobody holds two.
 async fn verify(
     client: &HttpClient,
     base: &str,
@@ -301,12 +329,30 @@ async fn verify(
     };
     let mut holders = HashSet::new();
     let mut single = true;
-    for &user in applied {
-        let url = format!("{base}/campaigns/{campaign}/coupons/{user}");
-        let (status, body) = call(client, Method::GET, &url, None, None).await?;
-        if status == StatusCode::OK {
+    let users: Vec<u64> = applied.iter().copied().collect();
+    let chunk = users.len().div_ceil(args.verify_concurrency.max(1)).max(1);
+    let mut checks = tokio::task::JoinSet::new();
+    for part in users.chunks(chunk) {
+        let (part, client) = (part.to_vec(), client.clone());
+        let (base, admin) = (base.to_owned(), args.admin_token.clone());
+        checks.spawn(async move {
+            let mut found = Vec::new();
+            for user in part {
+                let url = format!("{base}/campaigns/{campaign}/coupons/{user}");
+                let (status, body) = call(&client, Method::GET, &url, Some(&admin), None).await?;
+                match status {
+                    StatusCode::OK => found.push((user, body["coupons"].as_u64() == Some(1))),
+                    StatusCode::ACCEPTED | StatusCode::NOT_FOUND => {}
+                    other => return Err(format!("coupon of user {user}: {other} {body}")),
+                }
+            }
+            Ok::<_, String>(found)
+        });
+    }
+    while let Some(joined) = checks.join_next().await {
+        for (user, one) in joined.map_err(|e| e.to_string())?? {
             holders.insert(user);
-            single &= body["coupons"].as_u64() == Some(1);
+            single &= one;
         }
     }
     if let Some(url) = &args.database_url {

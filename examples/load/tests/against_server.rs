@@ -34,8 +34,13 @@ async fn start(mut args: Vec<String>) -> (String, tokio::sync::oneshot::Sender<(
     (url, stop)
 }
 
+/// The secret of the run that applies with tokens.
+const JWT_SECRET: &str = "load-test-jwt-secret-of-32-bytes!!";
+
 fn load_args(url: String, database_url: Option<String>) -> LoadArgs {
     LoadArgs {
+        jwt_secret: None,
+        verify_concurrency: 16,
         url,
         admin_token: "load-test-admin-token".into(),
         cap: 300,
@@ -51,7 +56,13 @@ fn load_args(url: String, database_url: Option<String>) -> LoadArgs {
 async fn verification_passes_on_the_embedded_default() {
     let path = std::env::temp_dir().join(format!("firstcome-load-{}.db", Uuid::new_v4().simple()));
     let database = format!("sqlite://{}?mode=rwc", path.display());
-    let (url, stop) = start(vec!["--database-url".into(), database.clone()]).await;
+    let (url, stop) = start(vec![
+        "--identity".into(),
+        "trusted-clients".into(),
+        "--database-url".into(),
+        database.clone(),
+    ])
+    .await;
     let report = load::run(load_args(url, Some(database)))
         .await
         .expect("a run");
@@ -65,7 +76,12 @@ async fn verification_passes_on_the_embedded_default() {
 async fn verification_passes_on_redis_kafka_and_postgres() {
     let id = Uuid::new_v4().simple().to_string();
     let database = coupon_seaorm::testkit::fresh_postgres().await;
+    // Users apply with JWTs here; the load comes from one address, so no address limit.
     let (url, stop) = start(vec![
+        "--jwt-secret".into(),
+        JWT_SECRET.into(),
+        "--rate-limit-address-per-sec".into(),
+        "0".into(),
         "--redis-url".into(),
         service_url("REDIS_URL"),
         "--redis-key-prefix".into(),
@@ -83,9 +99,9 @@ async fn verification_passes_on_redis_kafka_and_postgres() {
         database.clone(),
     ])
     .await;
-    let report = load::run(load_args(url, Some(database)))
-        .await
-        .expect("a run");
+    let mut args = load_args(url, Some(database));
+    args.jwt_secret = Some(JWT_SECRET.into());
+    let report = load::run(args).await.expect("a run");
     assert!(report.ok, "{report:?}");
     assert_eq!((report.issued, report.holders), (300, 300));
     let _ = stop.send(());

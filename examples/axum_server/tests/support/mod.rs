@@ -54,6 +54,10 @@ impl Service {
     pub async fn start(args: &[&str]) -> Self {
         log_to_test_output();
         let mut argv = vec!["firstcome-server", "--admin-token", TOKEN];
+        if !args.contains(&"--identity") {
+            // The scenarios name users in the body; identity has tests of its own.
+            argv.extend(["--identity", "trusted-clients"]);
+        }
         argv.extend_from_slice(args);
         let mut config = Config::parse_from(&argv);
         if !args.contains(&"--redis-url") {
@@ -86,21 +90,49 @@ impl Service {
         let _ = self.stop.send(());
         self.task.await.expect("service task").expect("service");
     }
+
+    /// Asks it to stop gracefully; the task that ends when it has.
+    pub fn begin_stop(self) -> tokio::task::JoinHandle<Result<(), String>> {
+        let _ = self.stop.send(());
+        self.task
+    }
 }
 
 impl Api {
-    /// One request; the status and the JSON body (a JSON string if it is not JSON). A transport error is `Err`.
+    /// One request as the admin; the status and the JSON body (a JSON string if it is
+    /// not JSON). A transport error is `Err`.
     pub async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<(StatusCode, Value), String> {
-        let request = Request::builder()
+        let admin = format!("Bearer {TOKEN}");
+        let (status, _, body) = self
+            .request(method, path, body, &[("authorization", &admin)])
+            .await?;
+        Ok((status, body))
+    }
+
+    /// One request with exactly `headers` (and a JSON content type when there is a
+    /// body); the status, the headers and the JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<(StatusCode, axum::http::HeaderMap, Value), String> {
+        let mut request = Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.url))
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .uri(format!("{}{path}", self.url));
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
             .body(Full::new(Bytes::from(
                 body.map(|b| b.to_string()).unwrap_or_default(),
             )))
@@ -111,6 +143,7 @@ impl Api {
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response
             .into_body()
             .collect()
@@ -119,7 +152,7 @@ impl Api {
             .to_bytes();
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok((status, body))
+        Ok((status, headers, body))
     }
 
     /// Creates a campaign of `cap`; returns its id.
@@ -423,6 +456,8 @@ impl Process {
         }
         command
             .args(args)
+            // The scenarios name users in the body; identity has tests of its own.
+            .env("IDENTITY", "trusted-clients")
             .envs(env.iter().copied())
             .env("BIND", format!("127.0.0.1:{port}"))
             .env("ADMIN_TOKEN", TOKEN)

@@ -1,0 +1,82 @@
+//! The OpenAPI 3.1 document of the service, generated from the handlers' annotations
+//! and the body types of [`crate::wire`]; served at `GET /openapi.json`.
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::api;
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "firstcome",
+        description = "First-come-first-served coupon campaigns: a campaign capped at N never \
+                       issues N+1 coupons, and every applicant told yes gets one."
+    ),
+    paths(
+        api::create_campaign,
+        api::get_campaign,
+        api::apply,
+        api::get_coupon,
+        api::list_campaigns,
+        api::close_campaign,
+        api::reopen_campaign,
+        api::settle,
+        api::dead_letters,
+        api::replay,
+        api::healthz,
+        api::ready,
+        api::metrics,
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "applicants", description = "applying, and reading one's coupon"),
+        (name = "admin", description = "the admin token's routes"),
+        (name = "probes", description = "health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// How callers identify themselves: a user's JWT or gateway header, the admin token.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "user",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("a JWT whose `sub` is the user id (--identity jwt)"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "user_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-User-Id",
+                "set by an authenticating gateway (--identity header)",
+            ))),
+        );
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("the admin token"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as JSON, built once.
+pub fn document_json() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+}

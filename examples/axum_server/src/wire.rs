@@ -1,0 +1,242 @@
+//! The JSON bodies of the API, in and out. The handlers build their answers from these
+//! types and the OpenAPI document (`/openapi.json`) is generated from them, so the two
+//! cannot drift apart.
+
+use chrono::{DateTime, Utc};
+use coupon_core::{Campaign, Coupon, TicketId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `POST /campaigns`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCampaign {
+    /// 1 to 255 characters, not all blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
+    pub name: String,
+    /// The most coupons to issue: at least 1.
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
+    pub cap: u64,
+    /// The most coupons one user may hold; 1 when absent.
+    #[schema(minimum = 1, maximum = 2_147_483_647)]
+    pub per_user_limit: Option<u32>,
+    /// Applications before this instant are answered `not_open`; between
+    /// 1970-01-01T00:00:01Z and 2038-01-19T03:14:07Z (what every store holds).
+    pub opens_at: Option<DateTime<Utc>>,
+    /// Applications from this instant on are answered `closed`; after `opens_at`, in the
+    /// same range.
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /campaigns/{id}/apply`: no body with credentials; trusted clients name the
+/// user here.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// The applicant: required from trusted clients; with credentials it must be the
+    /// caller's own id, or absent.
+    pub user_id: Option<u64>,
+}
+
+/// `POST /admin/campaigns/{id}/reopen`, optional.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReopenRequest {
+    /// The new end of the window; open for good when absent.
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /admin/dead-letters/replay`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Only this campaign's dead letters.
+    #[schema(maximum = 9_223_372_036_854_775_807_u64)]
+    pub campaign: Option<u64>,
+    /// Only these tickets.
+    #[serde(default)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
+    pub ticket_ids: Vec<TicketId>,
+}
+
+/// A campaign's definition.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignView {
+    /// Its id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// The most coupons it issues.
+    pub cap: u64,
+    /// The most coupons one user may hold.
+    pub per_user_limit: u32,
+    /// Start of the window, if any.
+    pub opens_at: Option<DateTime<Utc>>,
+    /// End of the window (exclusive), if any.
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Campaign> for CampaignView {
+    fn from(campaign: &Campaign) -> Self {
+        Self {
+            id: campaign.id.0,
+            name: campaign.name.clone(),
+            cap: campaign.cap,
+            per_user_limit: campaign.per_user_limit,
+            opens_at: campaign.opens_at,
+            closes_at: campaign.closes_at,
+        }
+    }
+}
+
+/// Where a campaign stands for applicants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignState {
+    /// Before its window.
+    NotOpen,
+    /// Admitting.
+    Open,
+    /// Every slot admitted.
+    SoldOut,
+    /// After its window (or closed early).
+    Closed,
+}
+
+/// `GET /campaigns/{id}`: a campaign's counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignStatus {
+    /// Its id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// The most coupons it issues.
+    pub cap: u64,
+    /// Applicants admitted so far.
+    pub admitted: u64,
+    /// Coupons persisted so far.
+    pub issued: u64,
+    /// Slots left to admit.
+    pub remaining: u64,
+    /// Where it stands.
+    pub state: CampaignState,
+}
+
+/// One campaign of `GET /admin/campaigns`: its counts and its definition.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminCampaign {
+    /// Counts and state.
+    #[serde(flatten)]
+    pub status: CampaignStatus,
+    /// The most coupons one user may hold.
+    pub per_user_limit: u32,
+    /// Start of the window, if any.
+    pub opens_at: Option<DateTime<Utc>>,
+    /// End of the window (exclusive), if any.
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /admin/campaigns`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignList {
+    /// Every campaign, by id.
+    pub campaigns: Vec<AdminCampaign>,
+}
+
+/// 202 to an apply: admitted and handed off, with the first-come rank.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Admitted {
+    /// The applicant's place, 1 to the cap.
+    pub rank: u64,
+    /// The ticket the coupon will be issued from.
+    #[schema(value_type = uuid::Uuid)]
+    pub ticket_id: TicketId,
+}
+
+/// The only value of [`Pending::status`].
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingStatus {
+    /// Admitted; the coupon will come.
+    Pending,
+}
+
+/// 202 with no rank: admitted, the hand-off not confirmed yet; the coupon will come,
+/// and the coupon route tells when.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pending {
+    /// Always `pending`.
+    pub status: PendingStatus,
+}
+
+impl Pending {
+    /// The pending answer.
+    pub const ANSWER: Self = Self {
+        status: PendingStatus::Pending,
+    };
+}
+
+/// What a 202 to an apply holds.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ApplyAnswer {
+    /// Admitted with a rank.
+    Admitted(Admitted),
+    /// Admitted, hand-off not confirmed yet.
+    Pending(Pending),
+}
+
+/// `GET /campaigns/{id}/coupons/{user_id}`: the user's coupon.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CouponView {
+    /// The campaign.
+    pub campaign_id: u64,
+    /// The owner.
+    pub user_id: u64,
+    /// The owner's first-come rank.
+    pub rank: u64,
+    /// The code to redeem: a secret of its owner.
+    pub code: String,
+    /// When it was persisted.
+    pub issued_at: DateTime<Utc>,
+    /// Coupons the user holds in this campaign (up to its per-user limit).
+    pub coupons: usize,
+}
+
+impl CouponView {
+    /// The first of `coupons` (the user's coupons in one campaign, at least one).
+    pub fn of(coupon: &Coupon, coupons: usize) -> Self {
+        Self {
+            campaign_id: coupon.campaign.0,
+            user_id: coupon.user.0,
+            rank: coupon.rank,
+            code: coupon.code.as_str().to_owned(),
+            issued_at: coupon.issued_at,
+            coupons,
+        }
+    }
+}
+
+/// Every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: `invalid_request`, `invalid_campaign`, `unknown_campaign`,
+    /// `no_coupon`, `sold_out`, `already_applied`, `not_open`, `closed`,
+    /// `unauthorized`, `forbidden`, `rate_limited`, `body_too_large`,
+    /// `unsupported_media_type`, `not_found`, `method_not_allowed`, `unavailable`,
+    /// `timeout`, `not_ready`, `internal`.
+    pub error: String,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// `GET /healthz` and `GET /readyz` when all is well.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` (alive) or `ready` (every backend answers).
+    pub status: String,
+}

@@ -1,0 +1,174 @@
+//! The API's rules on real backends, with exact status codes: identity and the rate
+//! limit on Redis + Kafka + PostgreSQL, and campaign definitions no store can hold
+//! answered 422 (never a 5xx) on PostgreSQL and on MariaDB.
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::{Method, StatusCode};
+use coupon_core::testkit::service_url;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+const SECRET: &str = "rules-tests-jwt-secret-of-32-bytes!";
+
+fn token(user: u64, expires_in: i64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({ "sub": user.to_string(), "exp": now + expires_in }),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+async fn as_user(
+    api: &support::Api,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .as_deref()
+        .map(|b| vec![("authorization", b)])
+        .unwrap_or_default();
+    let (status, _, body) = api
+        .request(method, path, None, &headers)
+        .await
+        .expect("an answer");
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_and_the_user_rate_limit_hold_on_redis_kafka_and_postgres() {
+    let mut args = support::shared_backend_args();
+    args.extend([
+        "--database-url".into(),
+        coupon_seaorm::testkit::fresh_postgres().await,
+        "--identity".into(),
+        "jwt".into(),
+        "--jwt-secret".into(),
+        SECRET.into(),
+        "--rate-limit-user-per-sec".into(),
+        "1".into(),
+        "--rate-limit-user-burst".into(),
+        "3".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let service = support::Service::start(&args).await;
+    let api = &service.api;
+    let campaign = api.create_campaign(5).await;
+    let apply = format!("/campaigns/{campaign}/apply");
+    let (alice, bob) = (token(1, 3_600), token(2, 3_600));
+
+    assert_eq!(
+        as_user(api, Method::POST, &apply, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let expired = token(3, -3_600);
+    assert_eq!(
+        as_user(api, Method::POST, &apply, Some(&expired)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = as_user(api, Method::POST, &apply, Some(&alice)).await;
+    assert_eq!(
+        (status, &body["rank"]),
+        (StatusCode::ACCEPTED, &json!(1)),
+        "{body}"
+    );
+    assert_eq!(
+        api.wait_for_issued(campaign, 1, Duration::from_secs(60))
+            .await,
+        1
+    );
+
+    let alices = format!("/campaigns/{campaign}/coupons/1");
+    let (status, coupon) = as_user(api, Method::GET, &alices, Some(&alice)).await;
+    assert_eq!(status, StatusCode::OK, "{coupon}");
+    assert_eq!(coupon["user_id"], 1);
+    let (status, body) = as_user(api, Method::GET, &alices, Some(&bob)).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::FORBIDDEN, &json!("forbidden"))
+    );
+    let (status, body) = as_user(api, Method::POST, &apply, Some(&alice)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // A full budget (a burst of 3 at 1 a second), then four reads at once: the fourth
+    // is over it, and a second later there is room again.
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    for _ in 0..3 {
+        assert_eq!(
+            as_user(api, Method::GET, &alices, Some(&alice)).await.0,
+            StatusCode::OK
+        );
+    }
+    let (status, body) = as_user(api, Method::GET, &alices, Some(&alice)).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::TOO_MANY_REQUESTS, &json!("rate_limited"))
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        as_user(api, Method::GET, &alices, Some(&alice)).await.0,
+        StatusCode::OK
+    );
+    let (_, status_body) = api
+        .call(Method::GET, &format!("/campaigns/{campaign}"), None)
+        .await
+        .expect("status");
+    assert_eq!(
+        (
+            status_body["admitted"].as_u64(),
+            status_body["issued"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    service.stop().await;
+}
+
+async fn bad_definitions_are_422(database: String) {
+    let service = support::Service::start(&["--database-url", &database]).await;
+    let cases = [
+        json!({ "name": "x".repeat(256), "cap": 10 }),
+        json!({ "name": "nul\u{0}inside", "cap": 10 }),
+        json!({ "name": "far", "cap": 10, "closes_at": "2038-01-19T03:14:08Z" }),
+        json!({ "name": "ancient", "cap": 10, "opens_at": "1970-01-01T00:00:00Z" }),
+        json!({ "name": "huge", "cap": 9_223_372_036_854_775_808_u64 }),
+        json!({ "name": "limit", "cap": 10, "per_user_limit": 0 }),
+    ];
+    for case in cases {
+        let (status, body) = service
+            .api
+            .call(Method::POST, "/campaigns", Some(case.clone()))
+            .await
+            .expect("an answer");
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{case}: {body}");
+        assert_eq!(body["error"], "invalid_campaign", "{case}: {body}");
+    }
+    let (status, listed) = service
+        .api
+        .call(Method::GET, "/admin/campaigns", None)
+        .await
+        .expect("an answer");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["campaigns"], json!([]), "nothing was stored");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn definitions_postgres_cannot_hold_are_422() {
+    bad_definitions_are_422(coupon_seaorm::testkit::fresh_postgres().await).await;
+}
+
+#[tokio::test]
+async fn definitions_mariadb_cannot_hold_are_422() {
+    bad_definitions_are_422(
+        coupon_seaorm::testkit::fresh_database(&service_url("MYSQL_URL")).await,
+    )
+    .await;
+}

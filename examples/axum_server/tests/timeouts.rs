@@ -1,0 +1,130 @@
+//! The connection limits against the service on a loopback port: a client that is slow
+//! to send its headers is cut off, a request whose body does not arrive in time is answered
+//! 408, and a
+//! graceful shutdown does not wait past its deadline for a client that never finishes.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn address(service: &support::Service) -> String {
+    service.api.url.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the server closes the connection or `patience` runs out; what it sent.
+async fn read_until_closed(stream: &mut TcpStream, patience: Duration) -> Option<String> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&received).into()),
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_slow_to_send_its_headers_is_disconnected() {
+    let service = support::Service::start(&[
+        "--header-read-timeout-ms",
+        "300",
+        "--database-url",
+        "sqlite::memory:",
+    ])
+    .await;
+    let mut stream = TcpStream::connect(address(&service))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("half the headers");
+    let began = Instant::now();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("the server closes the connection");
+    assert!(
+        !answer.contains("200 OK"),
+        "no answer to half a request: {answer}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_arrives_is_answered_408_in_time() {
+    let service = support::Service::start(&[
+        "--request-timeout-ms",
+        "400",
+        "--database-url",
+        "sqlite::memory:",
+    ])
+    .await;
+    let mut stream = TcpStream::connect(address(&service))
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /campaigns/1/apply HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"user_id\":",
+        )
+        .await
+        .expect("a partial body");
+    let answer = read_until_closed(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("an answer and a close");
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "the client's fault, not ours: {answer}"
+    );
+    assert!(answer.contains("\"error\":\"timeout\""), "{answer}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_stops_waiting_for_a_stuck_client_at_its_deadline() {
+    let service = support::Service::start(&[
+        "--shutdown-deadline-ms",
+        "500",
+        "--request-timeout-ms",
+        "60000",
+        "--database-url",
+        "sqlite::memory:",
+    ])
+    .await;
+    let mut stream = TcpStream::connect(address(&service))
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /campaigns/1/apply HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{",
+        )
+        .await
+        .expect("a request in flight");
+    // Let the server take the request in before the stop.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let began = Instant::now();
+    let stopped = service.begin_stop();
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("the service stops by its deadline")
+        .expect("service task")
+        .expect("a clean stop");
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(450),
+        "it waited for the request: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop(stream);
+}
