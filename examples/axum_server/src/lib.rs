@@ -12,6 +12,7 @@ pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod openapi;
+pub mod process_stats;
 pub mod wire;
 
 use std::future::Future;

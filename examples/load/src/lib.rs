@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{Method, Request, StatusCode, header};
 use clap::Parser;
+use firstcome_server::process_stats;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -56,6 +57,59 @@ pub struct LoadArgs {
     /// No progress bar (for logs and tests).
     #[arg(long)]
     pub quiet: bool,
+    /// Another process on this machine whose CPU time (with every process under it)
+    /// the run reports, as NAME=PID: `--pid redis=1234 --pid postgres=5678`.
+    #[arg(long = "pid", value_parser = parse_named_pid)]
+    pub pids: Vec<(String, u32)>,
+    /// Write a JSON summary of the run here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+fn parse_named_pid(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAME=PID"))?;
+    let pid = pid
+        .trim()
+        .parse()
+        .map_err(|_| format!("{pid:?} is not a pid"))?;
+    Ok((name.trim().to_owned(), pid))
+}
+
+/// CPU seconds spent so far by each measured process: `service` (from its `/metrics`,
+/// when it reports `process_cpu_seconds_total`), `load` (this tool), and each `--pid`.
+async fn cpu_now(client: &HttpClient, base: &str, args: &LoadArgs) -> BTreeMap<String, f64> {
+    let mut cpu = BTreeMap::new();
+    if let Ok(text) = metrics_text(client, base).await
+        && let Some(seconds) = process_stats::sample(&text, "process_cpu_seconds_total")
+    {
+        cpu.insert("service".to_owned(), seconds);
+    }
+    if let Some(own) = process_stats::own() {
+        cpu.insert("load".to_owned(), own.cpu_seconds);
+    }
+    for (name, pid) in &args.pids {
+        if let Some(seconds) = process_stats::tree_cpu_seconds(*pid) {
+            cpu.insert(name.clone(), seconds);
+        }
+    }
+    cpu
+}
+
+async fn metrics_text(client: &HttpClient, base: &str) -> Result<String, String> {
+    let request = Request::builder()
+        .uri(format!("{base}/metrics"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// What a run measured and found.
@@ -71,6 +125,8 @@ pub struct Report {
     pub holders: u64,
     /// Whether every check passed.
     pub ok: bool,
+    /// CPU seconds each measured process spent while the applications were sent.
+    pub cpu_seconds: BTreeMap<String, f64>,
 }
 
 /// The HTTP client the load tool (and the chaos tool) send with.
@@ -164,6 +220,7 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
     let samples: Arc<Mutex<BTreeMap<String, Vec<Duration>>>> = Arc::default();
     let applied: Arc<Mutex<HashSet<u64>>> = Arc::default();
     let winners: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let cpu_before = cpu_now(&client, &base, &args).await;
     let started = Instant::now();
     let mut connections = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency {
@@ -230,6 +287,11 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
     while connections.join_next().await.is_some() {}
     progress.finish_and_clear();
     let elapsed = started.elapsed();
+    let cpu_after = cpu_now(&client, &base, &args).await;
+    let cpu_seconds: BTreeMap<String, f64> = cpu_after
+        .iter()
+        .filter_map(|(name, after)| Some((name.clone(), after - cpu_before.get(name)?)))
+        .collect();
 
     let mut samples = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
     println!(
@@ -255,6 +317,22 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
         outcomes.insert(outcome.clone(), latencies.len() as u64);
     }
 
+    let admitted = ["accepted", "pending"]
+        .iter()
+        .filter_map(|outcome| outcomes.get(*outcome))
+        .sum::<u64>();
+    for (name, seconds) in &cpu_seconds {
+        let per_request = seconds * 1e6 / args.requests as f64;
+        let per_admitted = if admitted > 0 {
+            format!("{:.0} µs", seconds * 1e6 / admitted as f64)
+        } else {
+            "-".to_owned()
+        };
+        println!(
+            "cpu {name:<12} {seconds:>8.2} s  {per_request:>8.1} µs per request  {per_admitted:>10} per accepted apply"
+        );
+    }
+
     let applied = applied.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let winners = winners.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let expected = args.cap.min(applied.len() as u64);
@@ -272,12 +350,39 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
         holders.len(),
         if ok { "ok" } else { "FAILED" }
     );
+    if let Some(path) = &args.json {
+        let summary = json!({
+            "campaign": campaign,
+            "requests": args.requests,
+            "users": args.users,
+            "cap": args.cap,
+            "concurrency": args.concurrency,
+            "elapsed_seconds": elapsed.as_secs_f64(),
+            "requests_per_second": args.requests as f64 / elapsed.as_secs_f64(),
+            "outcomes": samples.iter().map(|(outcome, latencies)| (outcome.clone(), json!({
+                "count": latencies.len(),
+                "p50_ms": percentile(latencies, 0.50).as_secs_f64() * 1e3,
+                "p99_ms": percentile(latencies, 0.99).as_secs_f64() * 1e3,
+                "p999_ms": percentile(latencies, 0.999).as_secs_f64() * 1e3,
+            }))).collect::<serde_json::Map<_, _>>(),
+            "cpu_seconds": cpu_seconds,
+            "cpu_us_per_accepted_apply": cpu_seconds.iter().filter(|_| admitted > 0)
+                .map(|(name, seconds)| (name.clone(), json!(seconds * 1e6 / admitted as f64)))
+                .collect::<serde_json::Map<_, _>>(),
+            "issued": issued,
+            "holders": holders.len(),
+            "ok": ok,
+        });
+        let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
     Ok(Report {
         campaign,
         outcomes,
         issued,
         holders: holders.len() as u64,
         ok,
+        cpu_seconds,
     })
 }
 

@@ -41,6 +41,8 @@ fn load_args(url: String, database_url: Option<String>) -> LoadArgs {
     LoadArgs {
         jwt_secret: None,
         verify_concurrency: 16,
+        pids: Vec::new(),
+        json: None,
         url,
         admin_token: "load-test-admin-token".into(),
         cap: 300,
@@ -63,12 +65,32 @@ async fn verification_passes_on_the_embedded_default() {
         database.clone(),
     ])
     .await;
-    let report = load::run(load_args(url, Some(database)))
-        .await
-        .expect("a run");
+    let summary =
+        std::env::temp_dir().join(format!("firstcome-load-{}.json", Uuid::new_v4().simple()));
+    let mut args = load_args(url, Some(database));
+    // The service runs in this process here: its tree is this process.
+    args.pids = vec![("this-test".into(), std::process::id())];
+    args.json = Some(summary.clone());
+    let report = load::run(args).await.expect("a run");
     assert!(report.ok, "{report:?}");
     assert_eq!((report.issued, report.holders), (300, 300));
     assert_eq!(report.outcomes.get("accepted"), Some(&300));
+    for process in ["service", "load", "this-test"] {
+        let seconds = report.cpu_seconds.get(process).copied().unwrap_or_default();
+        assert!(seconds > 0.0, "{process}: {:?}", report.cpu_seconds);
+    }
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("the summary"))
+            .expect("JSON");
+    let _ = std::fs::remove_file(&summary);
+    assert_eq!(written["outcomes"]["accepted"]["count"], 300, "{written}");
+    assert_eq!(written["ok"], true);
+    assert!(
+        written["cpu_us_per_accepted_apply"]["service"]
+            .as_f64()
+            .is_some_and(|us| us > 0.0),
+        "{written}"
+    );
     let _ = stop.send(());
 }
 
