@@ -5,6 +5,8 @@
 //! then checks through the API (and the database, when given) that exactly
 //! min(cap, users who applied) coupons were issued and that nobody holds two.
 
+pub mod report;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,6 +66,10 @@ pub struct LoadArgs {
     /// Write a JSON summary of the run here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Write the run as a self-contained HTML page here: latency per outcome,
+    /// throughput and p99 over time, CPU per process.
+    #[arg(long)]
+    pub html: Option<std::path::PathBuf>,
 }
 
 fn parse_named_pid(text: &str) -> Result<(String, u32), String> {
@@ -218,12 +224,15 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
     );
     let next = Arc::new(AtomicU64::new(0));
     let samples: Arc<Mutex<BTreeMap<String, Vec<Duration>>>> = Arc::default();
+    // (finished at, since the start; latency) of every request, for the page.
+    let timeline: Arc<Mutex<Vec<(Duration, Duration)>>> = Arc::default();
     let applied: Arc<Mutex<HashSet<u64>>> = Arc::default();
     let winners: Arc<Mutex<HashSet<u64>>> = Arc::default();
     let cpu_before = cpu_now(&client, &base, &args).await;
     let started = Instant::now();
     let mut connections = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency {
+        let timeline = timeline.clone();
         let (client, next, samples, applied, winners, progress, tokens) = (
             client.clone(),
             next.clone(),
@@ -280,6 +289,10 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
                     .entry(outcome)
                     .or_default()
                     .push(elapsed);
+                timeline
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((started.elapsed(), elapsed));
                 progress.inc(1);
             }
         });
@@ -350,6 +363,25 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
         holders.len(),
         if ok { "ok" } else { "FAILED" }
     );
+    if let Some(path) = &args.html {
+        let timeline = timeline.lock().unwrap_or_else(|e| e.into_inner());
+        let page = report::html(&report::RunPage {
+            title: format!(
+                "{base}, campaign {campaign}: {} requests from {} users on cap {} over {} connections; {:.0} requests/s; check {}",
+                args.requests,
+                args.users,
+                args.cap,
+                args.concurrency,
+                args.requests as f64 / elapsed.as_secs_f64(),
+                if ok { "ok" } else { "FAILED" }
+            ),
+            latencies: &samples,
+            timeline: &timeline,
+            cpu_seconds: &cpu_seconds,
+            admitted,
+        });
+        std::fs::write(path, page).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
     if let Some(path) = &args.json {
         let summary = json!({
             "campaign": campaign,

@@ -43,6 +43,7 @@ fn load_args(url: String, database_url: Option<String>) -> LoadArgs {
         verify_concurrency: 16,
         pids: Vec::new(),
         json: None,
+        html: None,
         url,
         admin_token: "load-test-admin-token".into(),
         cap: 300,
@@ -71,6 +72,8 @@ async fn verification_passes_on_the_embedded_default() {
     // The service runs in this process here: its tree is this process.
     args.pids = vec![("this-test".into(), std::process::id())];
     args.json = Some(summary.clone());
+    let page = summary.with_extension("html");
+    args.html = Some(page.clone());
     let report = load::run(args).await.expect("a run");
     assert!(report.ok, "{report:?}");
     assert_eq!((report.issued, report.holders), (300, 300));
@@ -83,6 +86,13 @@ async fn verification_passes_on_the_embedded_default() {
         serde_json::from_str(&std::fs::read_to_string(&summary).expect("the summary"))
             .expect("JSON");
     let _ = std::fs::remove_file(&summary);
+    let html = std::fs::read_to_string(&page).expect("the page");
+    let _ = std::fs::remove_file(&page);
+    assert_eq!(html.matches("<svg").count(), 3, "three charts");
+    assert!(
+        html.contains("accepted (300)"),
+        "the latency chart counts every accepted apply"
+    );
     assert_eq!(written["outcomes"]["accepted"]["count"], 300, "{written}");
     assert_eq!(written["ok"], true);
     assert!(
