@@ -94,7 +94,8 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             source: None,
             settler: Arc::new(settler),
-            identity: nobody(),
+            // No key verifies a token: nobody gets in until told how users are known.
+            identity: Identity::Jwt(JwtVerifier::refusing_everyone()),
             limiter: Limiter::new(RateLimits::default()),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
@@ -146,11 +147,6 @@ impl AppState {
         self.settler = settler;
         self
     }
-}
-
-/// JWTs no key verifies: nobody gets in.
-fn nobody() -> Identity {
-    Identity::Jwt(JwtVerifier::refusing_everyone())
 }
 
 type Shared = State<Arc<AppState>>;

@@ -38,11 +38,6 @@ impl ApiError {
         self.retry_after
     }
 
-    /// The status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
     /// The stable code.
     pub fn code(&self) -> &'static str {
         self.code

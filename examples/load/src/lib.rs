@@ -108,14 +108,24 @@ async fn metrics_text(client: &HttpClient, base: &str) -> Result<String, String>
         .uri(format!("{base}/metrics"))
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
+    let (_, bytes) = send(client, request).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Sends `request`; the status and the whole body.
+async fn send(
+    client: &HttpClient,
+    request: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), String> {
     let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status();
     let bytes = response
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok((status, bytes))
 }
 
 /// What a run measured and found.
@@ -160,14 +170,7 @@ pub async fn call(
         None => Full::new(Bytes::new()),
     };
     let request = request.body(body).map_err(|e| e.to_string())?;
-    let response = client.request(request).await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let (status, bytes) = send(client, request).await?;
     Ok((
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
