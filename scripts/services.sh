@@ -20,8 +20,8 @@
 # DIR/env holds `export` lines: REDIS_URL, DATABASE_URL, KAFKA_BROKERS, MYSQL_URL (a
 # private MariaDB), FIRSTCOME_SERVICES_SCRIPT for tests that kill and restart a
 # service, and SCHEMATHESIS (the API fuzzer from PyPI, in a virtualenv of its own, that
-# tests run against the service's OpenAPI document). Nothing already running on the
-# machine is used.
+# tests run against the service's OpenAPI document), CHROMIUM (Debian's chromium, that
+# renders the live page headless). Nothing already running on the machine is used.
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
@@ -162,6 +162,8 @@ ensure_installed() {
   [ -n "$(pg_bin)" ] || apt_install postgresql
   { [ -n "$(mariadbd_bin)" ] && command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null; } \
     || apt_install mariadb-server mariadb-client
+  # Without recommends: a headless test needs none of the desktop extras.
+  command -v chromium >/dev/null || apt_install --no-install-recommends chromium
   if [ ! -x "$(schemathesis_bin)" ]; then
     log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI (about 30 s)"
     install_schemathesis
@@ -331,6 +333,7 @@ write_env() {
     echo "export MYSQL_URL=mysql://root@127.0.0.1:$(cat "$dir/mariadb/port")/firstcome_test"
     echo "export FIRSTCOME_SERVICES_SCRIPT=$script"
     echo "export SCHEMATHESIS=$(schemathesis_bin)"
+    echo "export CHROMIUM=$(command -v chromium)"
   } >"$dir/env"
 }
 

@@ -164,6 +164,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/settle", post(settle))
         .route("/admin/dead-letters", get(dead_letters))
         .route("/admin/dead-letters/replay", post(replay))
+        .route("/ui", get(crate::live::page))
         .route_layer(from_fn_with_state(state.clone(), limit_address));
     // Probes and metrics stay outside the address limit: a monitor must always get in.
     Router::new()

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod limits;
 pub mod listen;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod process_stats;

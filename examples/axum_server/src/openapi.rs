@@ -30,12 +30,13 @@ use crate::api;
         api::healthz,
         api::ready,
         api::metrics,
+        crate::live::page,
     ),
     modifiers(&SecuritySchemes),
     tags(
         (name = "applicants", description = "applying, and reading one's coupon"),
         (name = "admin", description = "the admin token's routes"),
-        (name = "probes", description = "health, readiness, metrics"),
+        (name = "probes", description = "health, readiness, metrics, the live page"),
     )
 )]
 pub struct ApiDoc;

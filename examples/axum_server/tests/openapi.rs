@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use axum::http::{Method, StatusCode};
 
 /// Every path the router serves (a new route must be documented, and this list grown).
-const ROUTES: [&str; 13] = [
+const ROUTES: [&str; 14] = [
     "/campaigns",
     "/campaigns/{id}",
     "/campaigns/{id}/apply",
@@ -23,6 +23,7 @@ const ROUTES: [&str; 13] = [
     "/healthz",
     "/readyz",
     "/metrics",
+    "/ui",
 ];
 
 #[tokio::test]
