@@ -32,9 +32,27 @@ pub struct KafkaConfig {
     pub delivery_timeout: Duration,
     /// Longest the consumer waits to fill a batch once it has one ticket (default 20 ms).
     pub batch_linger: Duration,
-    /// Extra librdkafka settings, applied last (security, client.id, ...).
+    /// Extra librdkafka settings, applied last (security, client.id, tuning); none of
+    /// [`RESERVED_SETTINGS`], which `connect` refuses.
     pub extra: BTreeMap<String, String>,
 }
+
+/// librdkafka settings the promises rest on, set by this crate and never from
+/// [`KafkaConfig::extra`]: the producer's idempotence and `acks=all` (a delivery report
+/// means the ticket is stored, a retry never duplicates it), the consumer committing
+/// only what the store persisted and a new group starting from the earliest ticket, and
+/// the fields that have a name of their own in [`KafkaConfig`].
+pub const RESERVED_SETTINGS: [&str; 9] = [
+    "bootstrap.servers",
+    "group.id",
+    "message.timeout.ms",
+    "enable.idempotence",
+    "acks",
+    "transactional.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+];
 
 impl KafkaConfig {
     /// Settings for `brokers` with every default.
@@ -95,10 +113,37 @@ impl KafkaConfig {
         self
     }
 
-    /// Adds one librdkafka setting.
+    /// Adds one librdkafka setting (one of [`RESERVED_SETTINGS`] makes `connect` fail).
+    ///
+    /// ```
+    /// use coupon_kafka::KafkaConfig;
+    /// let config = KafkaConfig::new("127.0.0.1:9092").with("compression.codec", "lz4");
+    /// assert!(config.check().is_ok());
+    /// assert!(config.with("acks", "1").check().is_err());
+    /// ```
     pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.extra.insert(key.into(), value.into());
         self
+    }
+
+    /// Refuses extra settings that would override one of [`RESERVED_SETTINGS`]: a
+    /// permanent error naming it.
+    pub fn check(&self) -> coupon_core::Result<()> {
+        match self
+            .extra
+            .keys()
+            .find(|key| RESERVED_SETTINGS.contains(&key.trim()))
+        {
+            Some(key) => Err(coupon_core::Error::backend(
+                crate::error::BACKEND,
+                format!(
+                    "the librdkafka setting {key:?} is set by firstcome (its promises rest on it) \
+                     and cannot be overridden; see coupon_kafka::RESERVED_SETTINGS"
+                ),
+                None,
+            )),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn client(&self) -> ClientConfig {

@@ -54,6 +54,7 @@ impl std::fmt::Debug for KafkaIssueQueue {
 impl KafkaIssueQueue {
     /// Checks (or creates) the topics, then builds the producer.
     pub async fn connect(config: KafkaConfig) -> Result<Self> {
+        config.check()?;
         topics::ensure_topics(&config).await?;
         let producer = ReplaceableProducer::new(config.producer(), &config.topic)
             .map_err(|e| classify(e, || "creating the producer".into()))?;

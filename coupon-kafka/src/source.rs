@@ -155,6 +155,7 @@ impl Drop for Receipt {
 impl KafkaIssueSource {
     /// Checks (or creates) the topics, joins the group and subscribes.
     pub async fn connect(config: KafkaConfig) -> Result<Self> {
+        config.check()?;
         topics::ensure_topics(&config).await?;
         let state = SharedState::default();
         let revoked = Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -164,6 +164,10 @@ async fn hand_off(
                 .with_group_id(&config.kafka_group)
                 .with_partitions(config.kafka_partitions)
                 .with_create_topics(config.kafka_create_topics);
+            let kafka = config
+                .kafka_options
+                .iter()
+                .fold(kafka, |kafka, (key, value)| kafka.with(key, value));
             let queue: Option<Arc<dyn IssueQueue>> = if runs_api {
                 let queue = KafkaIssueQueue::connect(kafka.clone())
                     .await

@@ -155,6 +155,13 @@ pub struct Config {
     /// Create missing topics at start-up.
     #[arg(long, env = "KAFKA_CREATE_TOPICS", default_value_t = false)]
     pub kafka_create_topics: bool,
+    /// A librdkafka setting for the producers and the consumer, `KEY=VALUE`, applied
+    /// last: security (`security.protocol=SASL_SSL`, `sasl.username=...`), `client.id`,
+    /// tuning (`linger.ms=5`, `compression.codec=lz4`). Repeat the flag, or separate
+    /// them with commas in the variable. The settings the promises rest on
+    /// (`coupon_kafka::RESERVED_SETTINGS`: idempotence, acks, commits...) are refused.
+    #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_kafka_option)]
+    pub kafka_options: Vec<(String, String)>,
     /// Database of campaigns and coupons: `sqlite://...`, `postgres://...`, `mysql://...`.
     #[arg(
         long,
@@ -463,10 +470,53 @@ fn parse_confirm(value: &str) -> Result<Confirm, String> {
     }
 }
 
+/// `KEY=VALUE`, a librdkafka setting that is not one of
+/// [`coupon_kafka::RESERVED_SETTINGS`].
+fn parse_kafka_option(value: &str) -> Result<(String, String), String> {
+    let (key, setting) = value
+        .split_once('=')
+        .ok_or_else(|| format!("{value:?}: expected KEY=VALUE"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("{value:?}: the key is empty"));
+    }
+    if coupon_kafka::RESERVED_SETTINGS.contains(&key) {
+        return Err(format!(
+            "{key:?} is set by firstcome (its promises rest on it) and cannot be overridden"
+        ));
+    }
+    Ok((key.to_owned(), setting.trim().to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn kafka_options_parse_and_reserved_ones_are_refused() {
+        let config = Config::try_parse_from([
+            "firstcome-server",
+            "--kafka-option",
+            "linger.ms=5",
+            "--kafka-option",
+            "security.protocol=SASL_SSL,sasl.username=app",
+        ])
+        .expect("tuning and security settings");
+        assert_eq!(
+            config.kafka_options,
+            [
+                ("linger.ms".to_owned(), "5".to_owned()),
+                ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
+                ("sasl.username".to_owned(), "app".to_owned()),
+            ]
+        );
+        for refused in ["acks=1", "enable.idempotence=false", "linger.ms", "=5"] {
+            let error = Config::try_parse_from(["firstcome-server", "--kafka-option", refused])
+                .expect_err(refused);
+            assert!(error.to_string().contains("kafka-option"), "{error}");
+        }
+    }
 
     #[test]
     fn a_short_admin_token_is_refused_at_start() {
