@@ -10,6 +10,7 @@ use chrono::Utc;
 use crate::fence::Fence;
 use crate::memory::lock;
 use crate::sold_out::SoldOutMemo;
+use crate::unanswered::Unanswered;
 use crate::{
     Admission, ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, HeldSlot,
     IssueQueue, IssueTicket, NewCampaign, Release, Result, TicketId, UserId, WindowState,
@@ -143,6 +144,9 @@ struct HandOff {
     /// Where a ticket whose publish has no known outcome is recorded before `Pending`.
     store: Arc<dyn CouponStore>,
     publish_timeout: Duration,
+    /// Admissions taken here whose applicant heard no yes (an error, a caller gone):
+    /// the sold-out flag does not answer them.
+    unanswered: Unanswered,
 }
 
 impl CouponIssuer {
@@ -185,6 +189,7 @@ impl CouponIssuer {
                 queue,
                 store: store.clone(),
                 publish_timeout: config.publish_timeout,
+                unanswered: Unanswered::default(),
             }),
             store,
             campaigns: RwLock::new(HashMap::new()),
@@ -224,7 +229,11 @@ impl CouponIssuer {
             WindowState::Closed => return Ok(ApplyOutcome::Closed),
             WindowState::Open => {}
         }
-        if self.sold_out.is_sold_out(campaign.id, Instant::now()) {
+        // Sold out for everyone but an applicant whose earlier apply here took a slot
+        // and told them nothing: their slot becomes a coupon, the counter says so.
+        if self.sold_out.is_sold_out(campaign.id, Instant::now())
+            && !self.hand_off.unanswered.contains(campaign.id, user)
+        {
             return Ok(ApplyOutcome::SoldOut);
         }
         let admission = match self.hand_off.counter.try_acquire(&campaign, user).await {
@@ -246,7 +255,13 @@ impl CouponIssuer {
                 rank,
                 admitted_at: Some(admitted_at),
             },
-            Admission::AlreadyApplied => return self.already_applied(&campaign, user).await,
+            Admission::AlreadyApplied => {
+                let answer = self.already_applied(&campaign, user).await;
+                if answer.is_ok() {
+                    self.hand_off.unanswered.answered(campaign.id, user);
+                }
+                return answer;
+            }
             Admission::SoldOut => {
                 self.sold_out.mark(campaign.id, Instant::now());
                 return Ok(ApplyOutcome::SoldOut);
@@ -268,6 +283,11 @@ impl CouponIssuer {
         };
         let outcome = self.hand_off.run(&ticket, &releasing, deadline).await;
         guard.disarm();
+        if outcome.is_err() {
+            // The slot may still be held (a refused hand-off gives it back; noting it
+            // then costs a retry one counter trip, nothing more).
+            self.hand_off.unanswered.note(campaign.id, user);
+        }
         outcome
     }
 
@@ -557,6 +577,7 @@ impl Drop for AbandonGuard<'_> {
         let Some(ticket) = self.ticket.take() else {
             return;
         };
+        self.hand_off.unanswered.note(ticket.campaign, ticket.user);
         if self.releasing.load(Ordering::Relaxed) {
             // Released or not, nobody heard yes: a slot still held without a ticket is
             // the settler's to publish, a free one is free.

@@ -57,6 +57,7 @@ mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod ticket;
+mod unanswered;
 mod worker;
 
 #[cfg(test)]

@@ -739,3 +739,44 @@ async fn a_counter_not_ready_is_rebuilt_from_the_store_after_the_queue_drained()
     );
     assert_eq!(*polls.lock().unwrap(), 3, "waited until the queue drained");
 }
+
+/// An applicant whose apply took a slot and ended in an error (the publish's outcome
+/// unknown, its record refused) holds a slot that becomes a coupon: trying again once
+/// the campaign is sold out, they hear where it stands, never "sold out" from the flag
+/// later applicants raised.
+#[tokio::test]
+async fn an_applicant_left_with_an_error_is_not_told_sold_out() {
+    use crate::CouponCounter;
+    let counter = Arc::new(crate::memory::MemoryCounter::new());
+    counter.rebuild(&campaign(1), &[]).await.unwrap();
+    let mut queue = MockIssueQueue::new();
+    queue.expect_publish().times(1).returning(|_| {
+        Err(Error::PublishUnknown {
+            backend: "mock",
+            source: "connection reset".into(),
+        })
+    });
+    let mut store = store_with(campaign(1));
+    let records = std::sync::atomic::AtomicU32::new(0);
+    store.expect_record_pending().returning(move |_| {
+        match records.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Err(unavailable()),
+            _ => Ok(()),
+        }
+    });
+    store.expect_coupons_of().returning(|_, _| Ok(Vec::new()));
+    let issuer = CouponIssuer::new(counter, Arc::new(queue), Arc::new(store));
+
+    let error = issuer.apply(CampaignId(1), USER).await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+    for late in 1..=3 {
+        let outcome = issuer.apply(CampaignId(1), UserId(late)).await.unwrap();
+        assert_eq!(outcome, ApplyOutcome::SoldOut);
+    }
+    let again = issuer.apply(CampaignId(1), USER).await.unwrap();
+    assert_eq!(again, ApplyOutcome::Pending, "their slot rolls forward");
+    assert_eq!(
+        issuer.apply(CampaignId(1), UserId(4)).await.unwrap(),
+        ApplyOutcome::SoldOut
+    );
+}

@@ -274,6 +274,8 @@ pub struct Heard {
     pub already: HashSet<u64>,
     /// Other answers by status code and error code, counted.
     pub others: std::collections::BTreeMap<String, u64>,
+    /// Users who heard a retryable error (503, or no answer) before their final answer.
+    pub retried: HashSet<u64>,
 }
 
 impl Heard {
@@ -325,6 +327,12 @@ impl Heard {
                 "holders told neither yes nor already applied: {unanswered:?}; others heard {:?}",
                 self.others
             );
+            // Each applies once: "already applied" is right only after an error.
+            let never_retried: Vec<_> = self.already.difference(&self.retried).collect();
+            assert!(
+                never_retried.is_empty(),
+                "told already applied on their first answer: {never_retried:?}"
+            );
         }
     }
 
@@ -333,6 +341,7 @@ impl Heard {
         self.accepted.extend(other.accepted);
         self.pending.extend(other.pending);
         self.already.extend(other.already);
+        self.retried.extend(other.retried);
         for (key, count) in other.others {
             *self.others.entry(key).or_default() += count;
         }
@@ -372,15 +381,20 @@ impl Rush {
                             if user > last {
                                 return;
                             }
+                            let mut retried = false;
                             let answer = loop {
                                 match api.apply(campaign, user).await {
                                     Ok((StatusCode::SERVICE_UNAVAILABLE, _)) | Err(_) => {
+                                        retried = true;
                                         tokio::time::sleep(Duration::from_millis(200)).await;
                                     }
                                     Ok(answer) => break answer,
                                 }
                             };
                             let mut heard = heard.lock().unwrap_or_else(|e| e.into_inner());
+                            if retried {
+                                heard.retried.insert(user);
+                            }
                             match answer {
                                 (StatusCode::ACCEPTED, body) if body["rank"].is_u64() => {
                                     heard.accepted.insert(user);
