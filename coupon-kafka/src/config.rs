@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-/// How to reach the brokers and which topics to use.
-#[derive(Debug, Clone)]
+/// How to reach the brokers and which topics to use. Its `Debug` shows the keys of
+/// [`KafkaConfig::extra`], not their values (they may hold passwords).
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port[,host:port...]`.
@@ -42,7 +43,10 @@ pub struct KafkaConfig {
 /// means the ticket is stored, a retry never duplicates it), the consumer committing
 /// only what the store persisted and a new group starting from the earliest ticket, and
 /// the fields that have a name of their own in [`KafkaConfig`].
-pub const RESERVED_SETTINGS: [&str; 9] = [
+/// librdkafka's aliases of them are refused too, with or without the `topic.` prefix
+/// librdkafka accepts on topic settings; so is `partitioner`, which keeps one user's
+/// tickets on one partition.
+pub const RESERVED_SETTINGS: [&str; 10] = [
     "bootstrap.servers",
     "group.id",
     "message.timeout.ms",
@@ -52,7 +56,46 @@ pub const RESERVED_SETTINGS: [&str; 9] = [
     "enable.auto.commit",
     "enable.auto.offset.store",
     "auto.offset.reset",
+    "partitioner",
 ];
+
+/// librdkafka's other names of [`RESERVED_SETTINGS`].
+const ALIASES: [(&str, &str); 4] = [
+    ("metadata.broker.list", "bootstrap.servers"),
+    ("delivery.timeout.ms", "message.timeout.ms"),
+    ("request.required.acks", "acks"),
+    ("auto.commit.enable", "enable.auto.commit"),
+];
+
+/// The reserved setting `key` names, if any: `key` without a `topic.` prefix, its
+/// alias resolved.
+pub fn reserved_setting(key: &str) -> Option<&'static str> {
+    let key = key.trim();
+    let key = key.strip_prefix("topic.").unwrap_or(key);
+    let key = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == key)
+        .map_or(key, |(_, name)| name);
+    RESERVED_SETTINGS.iter().copied().find(|name| *name == key)
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("group_id", &self.group_id)
+            .field("partitions", &self.partitions)
+            .field("create_topics", &self.create_topics)
+            .field("linger", &self.linger)
+            .field("batch_num_messages", &self.batch_num_messages)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .field("batch_linger", &self.batch_linger)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
 
 impl KafkaConfig {
     /// Settings for `brokers` with every default.
@@ -119,7 +162,8 @@ impl KafkaConfig {
     /// use coupon_kafka::KafkaConfig;
     /// let config = KafkaConfig::new("127.0.0.1:9092").with("compression.codec", "lz4");
     /// assert!(config.check().is_ok());
-    /// assert!(config.with("acks", "1").check().is_err());
+    /// assert!(config.clone().with("acks", "1").check().is_err());
+    /// assert!(config.with("topic.delivery.timeout.ms", "60000").check().is_err());
     /// ```
     pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.extra.insert(key.into(), value.into());
@@ -132,13 +176,13 @@ impl KafkaConfig {
         match self
             .extra
             .keys()
-            .find(|key| RESERVED_SETTINGS.contains(&key.trim()))
+            .find_map(|key| Some((key, reserved_setting(key)?)))
         {
-            Some(key) => Err(coupon_core::Error::backend(
+            Some((key, name)) => Err(coupon_core::Error::backend(
                 crate::error::BACKEND,
                 format!(
-                    "the librdkafka setting {key:?} is set by firstcome (its promises rest on it) \
-                     and cannot be overridden; see coupon_kafka::RESERVED_SETTINGS"
+                    "the librdkafka setting {key:?} ({name}) is set by firstcome (its promises \
+                     rest on it) and cannot be overridden; see coupon_kafka::RESERVED_SETTINGS"
                 ),
                 None,
             )),

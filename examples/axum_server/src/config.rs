@@ -157,10 +157,11 @@ pub struct Config {
     pub kafka_create_topics: bool,
     /// A librdkafka setting for the producers and the consumer, `KEY=VALUE`, applied
     /// last: security (`security.protocol=SASL_SSL`, `sasl.username=...`), `client.id`,
-    /// tuning (`linger.ms=5`, `compression.codec=lz4`). Repeat the flag, or separate
-    /// them with commas in the variable. The settings the promises rest on
-    /// (`coupon_kafka::RESERVED_SETTINGS`: idempotence, acks, commits...) are refused.
-    #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_kafka_option)]
+    /// tuning (`linger.ms=5`, `compression.codec=lz4`). Repeat the flag, or put one per
+    /// line in the variable (a value may hold commas and spaces). The settings the
+    /// promises rest on (`coupon_kafka::RESERVED_SETTINGS`: idempotence, acks,
+    /// commits...) are refused.
+    #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = '\n', value_parser = KafkaOptionParser)]
     pub kafka_options: Vec<(String, String)>,
     /// Database of campaigns and coupons: `sqlite://...`, `postgres://...`, `mysql://...`.
     #[arg(
@@ -470,22 +471,51 @@ fn parse_confirm(value: &str) -> Result<Confirm, String> {
     }
 }
 
+/// Parses `--kafka-option` with an error that never shows the value (clap's own
+/// message would).
+#[derive(Debug, Clone, Copy)]
+struct KafkaOptionParser;
+
+impl clap::builder::TypedValueParser for KafkaOptionParser {
+    type Value = (String, String);
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for --kafka-option: {why}\n"),
+            )
+            .with_cmd(command)
+        };
+        let option = value
+            .to_str()
+            .ok_or_else(|| refuse("not UTF-8".to_owned()))?;
+        parse_kafka_option(option).map_err(refuse)
+    }
+}
+
 /// `KEY=VALUE`, a librdkafka setting that is not one of
-/// [`coupon_kafka::RESERVED_SETTINGS`].
-fn parse_kafka_option(value: &str) -> Result<(String, String), String> {
-    let (key, setting) = value
-        .split_once('=')
-        .ok_or_else(|| format!("{value:?}: expected KEY=VALUE"))?;
+/// [`coupon_kafka::RESERVED_SETTINGS`]; the value is kept as given and never echoed in
+/// an error (it may be a password).
+fn parse_kafka_option(option: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = option.split_once('=') else {
+        return Err("expected KEY=VALUE".to_owned());
+    };
     let key = key.trim();
     if key.is_empty() {
-        return Err(format!("{value:?}: the key is empty"));
+        return Err("expected KEY=VALUE: the key is empty".to_owned());
     }
-    if coupon_kafka::RESERVED_SETTINGS.contains(&key) {
+    if let Some(name) = coupon_kafka::reserved_setting(key) {
         return Err(format!(
-            "{key:?} is set by firstcome (its promises rest on it) and cannot be overridden"
+            "{key:?} ({name}) is set by firstcome (its promises rest on it) and cannot be overridden"
         ));
     }
-    Ok((key.to_owned(), setting.trim().to_owned()))
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 #[cfg(test)]
@@ -500,7 +530,7 @@ mod tests {
             "--kafka-option",
             "linger.ms=5",
             "--kafka-option",
-            "security.protocol=SASL_SSL,sasl.username=app",
+            "security.protocol=SASL_SSL\nsasl.password=a, b ",
         ])
         .expect("tuning and security settings");
         assert_eq!(
@@ -508,14 +538,24 @@ mod tests {
             [
                 ("linger.ms".to_owned(), "5".to_owned()),
                 ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
-                ("sasl.username".to_owned(), "app".to_owned()),
+                ("sasl.password".to_owned(), "a, b ".to_owned()),
             ]
         );
-        for refused in ["acks=1", "enable.idempotence=false", "linger.ms", "=5"] {
+        for refused in [
+            "acks=1",
+            "request.required.acks=1",
+            "enable.idempotence=false",
+            "topic.delivery.timeout.ms=600000",
+            "linger.ms",
+            "=5",
+        ] {
             let error = Config::try_parse_from(["firstcome-server", "--kafka-option", refused])
                 .expect_err(refused);
             assert!(error.to_string().contains("kafka-option"), "{error}");
         }
+        let secret = Config::try_parse_from(["firstcome-server", "--kafka-option", "hunter2"])
+            .expect_err("no key");
+        assert!(!secret.to_string().contains("hunter2"), "{secret}");
     }
 
     #[test]

@@ -116,7 +116,7 @@ async fn shown(chromium: &str, url: &str, campaign: u64) -> BTreeMap<String, u64
         "firstcome-chromium-{}",
         uuid::Uuid::new_v4().simple()
     ));
-    let output = tokio::process::Command::new(chromium)
+    let run = tokio::process::Command::new(chromium)
         .args([
             "--headless",
             "--no-sandbox",
@@ -133,8 +133,10 @@ async fn shown(chromium: &str, url: &str, campaign: u64) -> BTreeMap<String, u64
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(url)
         .kill_on_drop(true)
-        .output()
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), run)
         .await
+        .unwrap_or_else(|_| panic!("{chromium} did not render the page within 60 s"))
         .unwrap_or_else(|e| panic!("run {chromium}: {e}"));
     let _ = std::fs::remove_dir_all(&profile);
     let dom = String::from_utf8_lossy(&output.stdout);
@@ -160,7 +162,16 @@ async fn shown(chromium: &str, url: &str, campaign: u64) -> BTreeMap<String, u64
             fields.insert(field, value);
         }
     }
-    for field in ["cap", "admitted", "issued", "remaining", "waiting"] {
+    // The rates need two reads a second apart: after a few refreshes each is a number.
+    for field in [
+        "cap",
+        "admitted",
+        "issued",
+        "remaining",
+        "waiting",
+        "admit_rate",
+        "issue_rate",
+    ] {
         assert!(fields.contains_key(field), "{field} not shown: {card}");
     }
     fields
