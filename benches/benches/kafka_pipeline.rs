@@ -75,7 +75,11 @@ async fn plain_publish_rate(
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("acks", "1")
-        .set("linger.ms", "2")
+        // The queue's own linger, so the two differ only in idempotence and acks.
+        .set(
+            "linger.ms",
+            KafkaConfig::new(brokers).linger.as_millis().to_string(),
+        )
         .create()
         .expect("plain producer");
     let producer = Arc::new(producer);
