@@ -4,27 +4,26 @@
 //! (the sold-out flag answers before the counter would say "already applied").
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::memory::lock;
 use crate::{CampaignId, UserId};
 
 /// Entries kept before the memo starts over: it fills only through failures (an
 /// outage, clients hanging up), one entry per applicant who has not heard yes yet.
 const LIMIT: usize = 1_000_000;
 
-/// The memo; empty, it costs the sold-out path one atomic load.
+/// The memo; empty, it costs the sold-out path one atomic load, else a shared read.
 #[derive(Debug, Default)]
 pub(crate) struct Unanswered {
     any: AtomicBool,
-    users: Mutex<HashSet<(CampaignId, UserId)>>,
+    users: RwLock<HashSet<(CampaignId, UserId)>>,
 }
 
 impl Unanswered {
     /// `user` holds a slot of `campaign` but was not told so.
     pub(crate) fn note(&self, campaign: CampaignId, user: UserId) {
-        let mut users = lock(&self.users);
+        let mut users = self.write();
         if users.len() >= LIMIT {
             users.clear();
         }
@@ -34,7 +33,7 @@ impl Unanswered {
 
     /// Whether `user` may hold a slot of `campaign` without having been told.
     pub(crate) fn contains(&self, campaign: CampaignId, user: UserId) -> bool {
-        self.any.load(Ordering::Acquire) && lock(&self.users).contains(&(campaign, user))
+        self.any.load(Ordering::Acquire) && self.read().contains(&(campaign, user))
     }
 
     /// `user` heard where their slot stands (pending, or already applied).
@@ -42,11 +41,22 @@ impl Unanswered {
         if !self.any.load(Ordering::Acquire) {
             return;
         }
-        let mut users = lock(&self.users);
+        let mut users = self.write();
         users.remove(&(campaign, user));
         if users.is_empty() {
             self.any.store(false, Ordering::Release);
         }
+    }
+}
+
+impl Unanswered {
+    // A poisoned lock only means a thread panicked mid-insert; the set is still valid.
+    fn read(&self) -> RwLockReadGuard<'_, HashSet<(CampaignId, UserId)>> {
+        self.users.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashSet<(CampaignId, UserId)>> {
+        self.users.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
