@@ -780,3 +780,41 @@ async fn an_applicant_left_with_an_error_is_not_told_sold_out() {
         ApplyOutcome::SoldOut
     );
 }
+
+/// An applicant whose caller went away mid-apply heard nothing, and their slot is
+/// handed off on a task of its own: trying again once the campaign is sold out, they
+/// hear where it stands, never "sold out" from the flag.
+#[tokio::test]
+async fn an_applicant_who_hung_up_mid_apply_is_not_told_sold_out() {
+    use crate::CouponCounter;
+    let counter = Arc::new(crate::memory::MemoryCounter::new());
+    counter.rebuild(&campaign(1), &[]).await.unwrap();
+    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+    let (published_tx, mut published) = tokio::sync::mpsc::unbounded_channel();
+    let queue = StallingQueue {
+        entered: Mutex::new(Some(entered_tx)),
+        published: published_tx,
+        calls: std::sync::atomic::AtomicU32::new(0),
+    };
+    let mut store = store_with(campaign(1));
+    store.expect_coupons_of().returning(|_, _| Ok(Vec::new()));
+    store.expect_record_pending().returning(|_| Ok(()));
+    let issuer = CouponIssuer::new(counter, Arc::new(queue), Arc::new(store));
+
+    let mut apply = Box::pin(issuer.apply(CampaignId(1), USER));
+    tokio::select! {
+        _ = &mut apply => panic!("the first publish never answers"),
+        _ = entered => {}
+    }
+    drop(apply);
+    tokio::time::timeout(std::time::Duration::from_secs(5), published.recv())
+        .await
+        .expect("the abandoned hand-off completes")
+        .expect("a ticket");
+    for late in 1..=3 {
+        let outcome = issuer.apply(CampaignId(1), UserId(late)).await.unwrap();
+        assert_eq!(outcome, ApplyOutcome::SoldOut);
+    }
+    let again = issuer.apply(CampaignId(1), USER).await.unwrap();
+    assert_eq!(again, ApplyOutcome::Pending, "their slot is on its way");
+}
