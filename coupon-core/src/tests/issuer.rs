@@ -407,6 +407,19 @@ async fn applying_again_while_the_store_is_down_is_a_retryable_error() {
     assert!(error.is_retryable(), "{error:?}");
 }
 
+/// Runs `apply` until its publish has begun (`entered`), then drops it: a caller that
+/// hangs up mid-hand-off.
+async fn hang_up_while_publishing(
+    apply: impl std::future::Future<Output = crate::Result<ApplyOutcome>>,
+    entered: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut apply = std::pin::pin!(apply);
+    tokio::select! {
+        _ = &mut apply => panic!("the first publish never answers"),
+        _ = entered => {}
+    }
+}
+
 /// A queue whose first publish never answers (the caller is dropped while waiting on
 /// it); later publishes are stored.
 struct StallingQueue {
@@ -446,12 +459,7 @@ async fn a_dropped_apply_still_hands_its_ticket_off() {
         Arc::new(store_with(campaign(10))),
     );
 
-    let mut apply = Box::pin(issuer.apply(CampaignId(1), USER));
-    tokio::select! {
-        _ = &mut apply => panic!("the first publish never answers"),
-        _ = entered => {}
-    }
-    drop(apply);
+    hang_up_while_publishing(issuer.apply(CampaignId(1), USER), entered).await;
 
     let ticket = tokio::time::timeout(std::time::Duration::from_secs(5), published.recv())
         .await
@@ -563,12 +571,7 @@ async fn an_abandoned_hand_off_never_releases() {
         Arc::new(queue),
         Arc::new(store_with(campaign(10))),
     );
-    let mut apply = Box::pin(issuer.apply(CampaignId(1), USER));
-    tokio::select! {
-        _ = &mut apply => panic!("the first publish never answers"),
-        _ = entered => {}
-    }
-    drop(apply);
+    hang_up_while_publishing(issuer.apply(CampaignId(1), USER), entered).await;
     tokio::time::timeout(std::time::Duration::from_secs(5), later.recv())
         .await
         .expect("the abandoned hand-off publishes again")
@@ -801,12 +804,7 @@ async fn an_applicant_who_hung_up_mid_apply_is_not_told_sold_out() {
     store.expect_record_pending().returning(|_| Ok(()));
     let issuer = CouponIssuer::new(counter, Arc::new(queue), Arc::new(store));
 
-    let mut apply = Box::pin(issuer.apply(CampaignId(1), USER));
-    tokio::select! {
-        _ = &mut apply => panic!("the first publish never answers"),
-        _ = entered => {}
-    }
-    drop(apply);
+    hang_up_while_publishing(issuer.apply(CampaignId(1), USER), entered).await;
     tokio::time::timeout(std::time::Duration::from_secs(5), published.recv())
         .await
         .expect("the abandoned hand-off completes")
