@@ -3,19 +3,10 @@
 use std::sync::Arc;
 
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
-use coupon_core::testkit::{counter, pipeline, queue, store};
+use coupon_core::testkit::{pipeline, queue};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn memory_counter_conformance() {
-    let counter = Arc::new(MemoryCounter::new());
-    counter::all(counter.clone()).await;
-    counter::per_user_limit_above_one(counter).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn memory_store_conformance() {
-    store::all(Arc::new(MemoryStore::new())).await;
-}
+coupon_core::counter_scenarios!(memory_counter, Arc::new(MemoryCounter::new()));
+coupon_core::store_scenarios!(memory_store, Arc::new(MemoryStore::new()));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_queue_delivers_every_ticket() {
@@ -29,8 +20,8 @@ async fn memory_queue_redelivers_dropped_batches() {
     queue::unacked_batches_are_redelivered(queue.clone(), queue, |source| async { source }).await;
 }
 
-/// The seed's scenario end to end: 1,000 concurrent applicants on cap 100 give exactly
-/// 100 persisted coupons for 100 distinct users.
+/// A stampede end to end: 1,000 concurrent applicants on cap 100 give exactly 100
+/// persisted coupons for 100 distinct users.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_pipeline_issues_exactly_cap() {
     let queue = Arc::new(MemoryQueue::new(64));

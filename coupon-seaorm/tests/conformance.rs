@@ -1,27 +1,11 @@
-//! The core store conformance suite on every backend.
+//! The core store conformance suite on every backend: one test per scenario and
+//! backend, each in a database of its own.
 
 mod support;
 
 use std::sync::Arc;
 
-use coupon_core::testkit::store;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_memory_conformance() {
-    store::all(Arc::new(support::sqlite_memory().await)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_file_conformance() {
-    store::all(Arc::new(support::sqlite_file().await)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_conformance() {
-    store::all(Arc::new(support::postgres().await)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mysql_conformance() {
-    store::all(Arc::new(support::mysql().await)).await;
-}
+coupon_core::store_scenarios!(sqlite_memory, Arc::new(support::sqlite_memory().await));
+coupon_core::store_scenarios!(sqlite_file, Arc::new(support::sqlite_file().await));
+coupon_core::store_scenarios!(postgres, Arc::new(support::postgres().await));
+coupon_core::store_scenarios!(mysql, Arc::new(support::mysql().await));

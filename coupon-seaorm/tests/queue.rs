@@ -8,41 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coupon_core::memory::MemoryCounter;
-use coupon_core::testkit::{pipeline, queue};
+use coupon_core::testkit::pipeline;
 use coupon_core::{CampaignId, IssueQueue, IssueSource, IssueTicket, TicketId, UserId};
-use coupon_seaorm::{SeaOrmStore, SqlIssueQueue, SqlQueueConfig};
+use coupon_seaorm::{SeaOrmStore, SqlIssueQueue, SqlIssueSource, SqlQueueConfig};
 use tokio::task::JoinSet;
 
-async fn conformance(store: SeaOrmStore) {
-    let sql = SqlIssueQueue::new(&store, SqlQueueConfig::default());
-    queue::delivers_every_published_ticket(Arc::new(sql.clone()), Arc::new(sql.source())).await;
-    queue::unacked_batches_are_redelivered(
-        Arc::new(sql.clone()),
-        Arc::new(sql.source()),
-        |source| async { source },
-    )
-    .await;
-    queue::drained_only_once_every_ticket_before_the_mark_is_acked(
-        Arc::new(sql.clone()),
-        Arc::new(sql.source()),
-    )
-    .await;
+/// The table's queue and source on `store`'s database.
+fn queue_and_source(store: &SeaOrmStore) -> (Arc<SqlIssueQueue>, Arc<SqlIssueSource>) {
+    let sql = SqlIssueQueue::new(store, SqlQueueConfig::default());
+    (Arc::new(sql.clone()), Arc::new(sql.source()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_queue_conformance() {
-    conformance(support::sqlite_file().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_queue_conformance() {
-    conformance(support::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mysql_queue_conformance() {
-    conformance(support::mysql().await).await;
-}
+coupon_core::queue_scenarios!(sqlite, queue_and_source(&support::sqlite_file().await));
+coupon_core::queue_scenarios!(postgres, queue_and_source(&support::postgres().await));
+coupon_core::queue_scenarios!(mysql, queue_and_source(&support::mysql().await));
 
 /// 2,000 concurrent publishes share far fewer commits, and every ticket is there once.
 async fn concurrent_publishes_share_commits(store: SeaOrmStore) {

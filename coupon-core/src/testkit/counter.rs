@@ -12,7 +12,9 @@ use crate::{
     Admission, Campaign, CouponCounter, Error, HeldSlot, NewCampaign, Rebuild, Release, UserId,
 };
 
-/// Runs every scenario that applies to a counter with a per-user limit of 1.
+/// Runs every scenario in one test, for a deployment too costly to start once per
+/// scenario (a Redis Cluster of the test's own); elsewhere
+/// [`counter_scenarios!`](crate::counter_scenarios) makes one test of each.
 pub async fn all(counter: Arc<dyn CouponCounter>) {
     exact_cap_under_contention(counter.clone()).await;
     one_grant_per_user_under_contention(counter.clone()).await;
@@ -22,7 +24,8 @@ pub async fn all(counter: Arc<dyn CouponCounter>) {
     concurrent_claims_take_each_slot_once(counter.clone()).await;
     restore_adds_holders_and_never_lowers(counter.clone()).await;
     admits_only_once_built(counter.clone()).await;
-    rebuild_frees_the_gaps_between_stored_ranks(counter).await;
+    rebuild_frees_the_gaps_between_stored_ranks(counter.clone()).await;
+    per_user_limit_above_one(counter).await;
 }
 
 /// A counter admits no one in a campaign it has not built (never built, or lost):

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod counter;
+mod generate;
 pub mod pipeline;
 pub mod proxy;
 pub mod queue;

@@ -13,21 +13,6 @@ use crate::{
 /// An id no store assigns in a test run (SQL stores use signed 64-bit ids).
 const UNKNOWN: CampaignId = CampaignId(i64::MAX as u64);
 
-/// Runs every store scenario.
-pub async fn all(store: Arc<dyn CouponStore>) {
-    rejects_invalid_campaigns(store.as_ref()).await;
-    unknown_campaign_is_a_typed_error(store.as_ref()).await;
-    same_ticket_twice_gives_one_coupon(store.as_ref()).await;
-    one_coupon_per_user(store.as_ref()).await;
-    batch_over_cap_persists_exactly_cap(store.as_ref()).await;
-    records_failures_once_per_ticket(store.as_ref()).await;
-    replayed_failures_close_and_reopen(store.as_ref()).await;
-    lists_campaigns_and_coupons_of_users(store.as_ref()).await;
-    windows_change_and_invalid_ones_change_nothing(store.as_ref()).await;
-    pending_tickets_are_kept_until_their_coupon_exists(store.as_ref()).await;
-    concurrent_batches_never_pass_the_cap(store).await;
-}
-
 async fn create(store: &dyn CouponStore, cap: u64) -> crate::Campaign {
     store
         .create_campaign(NewCampaign::new("conformance", cap))
@@ -43,7 +28,8 @@ fn issued(outcomes: &[IssueOutcome]) -> usize {
 }
 
 /// Invalid definitions are refused with the offending field named, and nothing is stored.
-pub async fn rejects_invalid_campaigns(store: &dyn CouponStore) {
+pub async fn rejects_invalid_campaigns(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
     // The limits themselves are accepted.
     let longest = NewCampaign::new("é".repeat(NewCampaign::MAX_NAME_CHARS), 10)
         .opens_at(NewCampaign::EARLIEST)
@@ -88,7 +74,8 @@ pub async fn rejects_invalid_campaigns(store: &dyn CouponStore) {
 
 /// An unknown campaign is `UnknownCampaign` for reads, and a per-ticket outcome in a
 /// batch that does not fail the batch's other tickets.
-pub async fn unknown_campaign_is_a_typed_error(store: &dyn CouponStore) {
+pub async fn unknown_campaign_is_a_typed_error(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
     assert!(matches!(
         store.campaign(UNKNOWN).await,
         Err(Error::UnknownCampaign { campaign: UNKNOWN })
@@ -111,7 +98,8 @@ pub async fn unknown_campaign_is_a_typed_error(store: &dyn CouponStore) {
 
 /// An operator's window change is stored and read back; an invalid one is refused with
 /// the field named and changes nothing; an unknown campaign is a typed error.
-pub async fn windows_change_and_invalid_ones_change_nothing(store: &dyn CouponStore) {
+pub async fn windows_change_and_invalid_ones_change_nothing(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
     let campaign = create(store, 3).await;
     let now = Utc::now();
     // Stores keep microseconds at best.
@@ -153,7 +141,8 @@ pub async fn windows_change_and_invalid_ones_change_nothing(store: &dyn CouponSt
 }
 
 /// The same ticket in one batch, and again in a later batch, gives one coupon.
-pub async fn same_ticket_twice_gives_one_coupon(store: &dyn CouponStore) {
+pub async fn same_ticket_twice_gives_one_coupon(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
     let campaign = create(store, 10).await;
     assert_eq!(
         store.campaign(campaign.id).await.expect("campaign"),
@@ -194,7 +183,8 @@ pub async fn same_ticket_twice_gives_one_coupon(store: &dyn CouponStore) {
 }
 
 /// Two different tickets of one user (per-user limit 1) give one coupon.
-pub async fn one_coupon_per_user(store: &dyn CouponStore) {
+pub async fn one_coupon_per_user(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
     let campaign = create(store, 10).await;
     let first = IssueTicket::new(campaign.id, UserId(1), 1, 1);
     let second = IssueTicket::new(campaign.id, UserId(1), 2, 2);
@@ -215,7 +205,8 @@ pub async fn one_coupon_per_user(store: &dyn CouponStore) {
 }
 
 /// A batch of cap + 10 distinct tickets persists exactly cap, each with a distinct code.
-pub async fn batch_over_cap_persists_exactly_cap(store: &dyn CouponStore) {
+pub async fn batch_over_cap_persists_exactly_cap(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
     let campaign = create(store, 100).await;
     let batch: Vec<IssueTicket> = (1..=110)
         .map(|user| IssueTicket::new(campaign.id, UserId(user), 1, user))
@@ -247,7 +238,8 @@ pub async fn batch_over_cap_persists_exactly_cap(store: &dyn CouponStore) {
 }
 
 /// A failure recorded twice for one ticket is one record with the attempts summed.
-pub async fn records_failures_once_per_ticket(store: &dyn CouponStore) {
+pub async fn records_failures_once_per_ticket(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
     let campaign = create(store, 10).await;
     let ticket = IssueTicket::new(campaign.id, UserId(1), 1, 1);
     store
@@ -274,7 +266,8 @@ pub async fn records_failures_once_per_ticket(store: &dyn CouponStore) {
 }
 
 /// A replayed failure is closed; failing again reopens it.
-pub async fn replayed_failures_close_and_reopen(store: &dyn CouponStore) {
+pub async fn replayed_failures_close_and_reopen(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
     let campaign = create(store, 10).await;
     let (a, b) = (
         IssueTicket::new(campaign.id, UserId(1), 1, 1),
@@ -320,7 +313,8 @@ pub async fn replayed_failures_close_and_reopen(store: &dyn CouponStore) {
 
 /// Campaigns are listed with their issued counts; the coupons of a set of users are
 /// those users' coupons in that campaign only.
-pub async fn lists_campaigns_and_coupons_of_users(store: &dyn CouponStore) {
+pub async fn lists_campaigns_and_coupons_of_users(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
     let first = create(store, 10).await;
     let second = create(store, 10).await;
     let batch: Vec<IssueTicket> = (1..=3)
@@ -358,7 +352,8 @@ pub async fn lists_campaigns_and_coupons_of_users(store: &dyn CouponStore) {
 /// A ticket recorded as pending is listed (once, however often recorded, and only in
 /// its campaign) until its coupon exists, counts among the campaign's admitted slots
 /// beside the coupons without being counted twice, and is forgotten once settled.
-pub async fn pending_tickets_are_kept_until_their_coupon_exists(store: &dyn CouponStore) {
+pub async fn pending_tickets_are_kept_until_their_coupon_exists(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
     let campaign = create(store, 10).await;
     let other = create(store, 10).await;
     let early = IssueTicket::new(campaign.id, UserId(1), 1, 1);

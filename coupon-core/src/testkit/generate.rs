@@ -1,0 +1,122 @@
+//! Macros that turn the scenarios into one test each, per adapter, so that one broken
+//! promise does not hide the others and the test runner runs them in parallel.
+//!
+//! Each macro takes the name of a module to generate and an expression evaluated
+//! anew in every test (it may `.await`; it runs inside the test's runtime) that gives
+//! the adapter as an `Arc` of a type implementing the port. Paths in the expression are
+//! resolved from the module the macro is called in.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use coupon_core::memory::{MemoryCounter, MemoryStore};
+//!
+//! coupon_core::counter_scenarios!(memory_counter, Arc::new(MemoryCounter::new()));
+//! coupon_core::store_scenarios!(memory_store, Arc::new(MemoryStore::new()));
+//! # fn main() {}
+//! ```
+
+/// One test per scenario of [`testkit::counter`](crate::testkit::counter), in a module
+/// named `$module`, each on the counter `$make` gives.
+#[macro_export]
+macro_rules! counter_scenarios {
+    ($module:ident, $make:expr) => {
+        $crate::scenario_tests!(
+            $module,
+            counter,
+            $make,
+            admits_only_once_built,
+            exact_cap_under_contention,
+            one_grant_per_user_under_contention,
+            release_returns_exactly_one_slot,
+            held_slots_list_every_admission,
+            claimed_slots_are_never_released,
+            concurrent_claims_take_each_slot_once,
+            restore_adds_holders_and_never_lowers,
+            rebuild_frees_the_gaps_between_stored_ranks,
+            per_user_limit_above_one,
+        );
+    };
+}
+
+/// One test per scenario of [`testkit::store`](crate::testkit::store), in a module
+/// named `$module`, each on the store `$make` gives.
+#[macro_export]
+macro_rules! store_scenarios {
+    ($module:ident, $make:expr) => {
+        $crate::scenario_tests!(
+            $module,
+            store,
+            $make,
+            rejects_invalid_campaigns,
+            unknown_campaign_is_a_typed_error,
+            windows_change_and_invalid_ones_change_nothing,
+            same_ticket_twice_gives_one_coupon,
+            one_coupon_per_user,
+            batch_over_cap_persists_exactly_cap,
+            records_failures_once_per_ticket,
+            replayed_failures_close_and_reopen,
+            lists_campaigns_and_coupons_of_users,
+            pending_tickets_are_kept_until_their_coupon_exists,
+            concurrent_batches_never_pass_the_cap,
+        );
+    };
+}
+
+/// One test per scenario of [`testkit::queue`](crate::testkit::queue), in a module
+/// named `$module`, each on the `(queue, source)` pair `$make` gives: for a hand-off
+/// whose source itself delivers again what it handed out unacked (a table, not a
+/// broker's consumer group) and that can tell its position ([`IssueQueue::mark`](crate::IssueQueue::mark)).
+#[macro_export]
+macro_rules! queue_scenarios {
+    ($module:ident, $make:expr) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn delivers_every_published_ticket() {
+                let (queue, source) = $make;
+                $crate::testkit::queue::delivers_every_published_ticket(queue, source).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn unacked_batches_are_redelivered() {
+                let (queue, source) = $make;
+                $crate::testkit::queue::unacked_batches_are_redelivered(
+                    queue,
+                    source,
+                    |source| async { source },
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn drained_only_once_every_ticket_before_the_mark_is_acked() {
+                let (queue, source) = $make;
+                $crate::testkit::queue::drained_only_once_every_ticket_before_the_mark_is_acked(
+                    queue, source,
+                )
+                .await;
+            }
+        }
+    };
+}
+
+/// A module `$module` with one multi-threaded tokio test per scenario function of
+/// `testkit::$kind`, each called with `$make`. What the other macros expand to; call it
+/// directly for a subset of scenarios.
+#[macro_export]
+macro_rules! scenario_tests {
+    ($module:ident, $kind:ident, $make:expr, $($scenario:ident),+ $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    $crate::testkit::$kind::$scenario($make).await;
+                }
+            )+
+        }
+    };
+}
