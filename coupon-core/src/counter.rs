@@ -42,6 +42,10 @@ pub trait CouponCounter: Send + Sync + 'static {
     /// have been published by then.
     async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release>;
 
+    /// Whether the counter answers now (for readiness probes): a round trip to its
+    /// backend that reads and changes nothing.
+    async fn ready(&self) -> Result<()>;
+
     /// Whether `user` holds a slot in `campaign` (admitted, not released).
     async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool>;
 

@@ -150,9 +150,10 @@ struct HandOff {
 }
 
 impl CouponIssuer {
-    /// An issuer with the default [`IssuerConfig`]. The store is only read: campaign
-    /// definitions, cached for the issuer's lifetime, and whether a user who applies
-    /// again already holds their coupons.
+    /// An issuer with the default [`IssuerConfig`]. The store holds the campaign
+    /// definitions (cached, read again every [`IssuerConfig::campaign_refresh`]), tells
+    /// whether a user who applies again already holds their coupons, and records a
+    /// ticket whose publish has no known outcome as pending.
     pub fn new(
         counter: Arc<dyn CouponCounter>,
         queue: Arc<dyn IssueQueue>,

@@ -51,6 +51,7 @@ mod outcome;
 mod queue;
 mod redact;
 mod replay;
+mod service;
 mod settler;
 mod sold_out;
 mod store;
@@ -73,6 +74,9 @@ pub use outcome::{Admission, ApplyOutcome, IssueOutcome};
 pub use queue::{Batch, IssueQueue, IssueSource, QueueMark};
 pub use redact::redact_url;
 pub use replay::{ReplayReport, replay_failures};
+pub use service::{
+    CampaignState, CampaignStatus, CouponService, CouponStatus, Readiness, ServiceConfig,
+};
 pub use settler::{SettleReport, Settler, SettlerConfig};
 pub use store::{
     CampaignSummary, CouponStore, IssueFailure, admitted_slots, close_campaign, coupon_slot,

@@ -5,7 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::{IssueTicket, Result};
+use crate::{CampaignId, HeldSlot, IssueTicket, Result};
 
 /// The producing side of the hand-off, called on the apply path.
 #[cfg_attr(test, mockall::automock)]
@@ -47,6 +47,15 @@ pub trait IssueQueue: Send + Sync + 'static {
     async fn drained(&self, mark: &QueueMark) -> Result<bool> {
         let _ = mark;
         Ok(true)
+    }
+
+    /// The slots of `campaign` whose tickets wait in the queue, for rebuilding an
+    /// in-memory counter at start-up together with the store's coupons
+    /// ([`CouponService::restore_counter`](crate::CouponService::restore_counter)).
+    /// `None` when the queue cannot list what it holds (the default).
+    async fn queued_slots(&self, campaign: CampaignId) -> Result<Option<Vec<HeldSlot>>> {
+        let _ = campaign;
+        Ok(None)
     }
 }
 

@@ -19,6 +19,10 @@ pub trait CouponStore: Send + Sync + 'static {
     /// Validates `new` ([`NewCampaign::validate`]) and stores it under a fresh id.
     async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign>;
 
+    /// Whether the store answers now (for readiness probes): a round trip to its
+    /// database that reads and changes nothing.
+    async fn ready(&self) -> Result<()>;
+
     /// The campaign with `id`, or [`Error::UnknownCampaign`](crate::Error::UnknownCampaign).
     async fn campaign(&self, id: CampaignId) -> Result<Campaign>;
 

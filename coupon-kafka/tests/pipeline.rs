@@ -1,4 +1,6 @@
-//! Kafka between the issuer side and a worker persisting into SQLite, on the harness broker.
+//! Kafka between the issuer side and a worker persisting into SQLite, on the harness
+//! broker; and the pipeline scenario on the shared deployment: Redis admits, Kafka hands
+//! off, PostgreSQL persists.
 
 mod support;
 
@@ -224,4 +226,37 @@ async fn lag_counts_what_this_consumer_has_not_received() {
             source.ack(batch).await.expect("ack");
         }
     }
+}
+
+/// The conformance suite's pipeline scenario on Redis + Kafka + PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_kafka_postgres_pipeline_issues_exactly_cap() {
+    use coupon_core::testkit::pipeline::{self, Pipeline};
+    use coupon_core::testkit::service_url;
+    use coupon_redis::{RedisCounter, RedisCounterConfig};
+    use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+
+    let config = support::config(3);
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let counter = RedisCounter::connect(
+        RedisCounterConfig::new(service_url("REDIS_URL")).with_key_prefix(prefix),
+    )
+    .await
+    .expect("Redis");
+    let queue = KafkaIssueQueue::connect(config.clone())
+        .await
+        .expect("producer");
+    let source = KafkaIssueSource::connect(config).await.expect("consumer");
+    let store = SeaOrmStore::connect(SeaOrmStoreConfig::new(
+        coupon_seaorm::testkit::fresh_postgres().await,
+    ))
+    .await
+    .expect("PostgreSQL");
+    pipeline::stampede_issues_exactly_cap(Pipeline {
+        counter: Arc::new(counter),
+        queue: Arc::new(queue),
+        source: Arc::new(source),
+        store: Arc::new(store),
+    })
+    .await;
 }

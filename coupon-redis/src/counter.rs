@@ -271,6 +271,15 @@ impl CouponCounter for RedisCounter {
         }
     }
 
+    /// A `PING` answers.
+    async fn ready(&self) -> Result<()> {
+        let mut session = self.session().await?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut session)
+            .await
+            .map_err(|e| classify(e, || "PING".to_owned()))
+    }
+
     async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
         let keys = self.keys(campaign);
         self.session()

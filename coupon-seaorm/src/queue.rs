@@ -146,33 +146,6 @@ impl SqlIssueQueue {
         self.shared.commits.load(Ordering::Relaxed)
     }
 
-    /// The slots of `campaign` whose tickets wait in the queue, to rebuild a counter
-    /// from together with the store's coupons.
-    pub async fn queued_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
-        let backend = self.shared.db.get_database_backend();
-        let mut query = SqlBuilder::new(
-            backend,
-            "SELECT ticket FROM issue_queue WHERE dead_reason IS NULL AND campaign_id = ",
-        );
-        query.bind(campaign.get() as i64);
-        let rows = self
-            .shared
-            .db
-            .query_all_raw(query.build())
-            .await
-            .map_err(|e| classify(e, || format!("reading queued tickets of {campaign}")))?;
-        let mut slots = Vec::with_capacity(rows.len());
-        for row in rows {
-            let text: String = row
-                .try_get_by_index(0)
-                .map_err(|e| classify(e, || "reading a queued ticket".to_owned()))?;
-            if let Ok(ticket) = codec::decode(Some(text.as_bytes())) {
-                slots.push(ticket.held_slot());
-            }
-        }
-        Ok(slots)
-    }
-
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
         self.shared
             .pending
@@ -234,6 +207,32 @@ impl IssueQueue for SqlIssueQueue {
             .await
             .map(|_| ())
             .map_err(|e| classify(e, || "reading issue_queue".to_owned()))
+    }
+
+    /// Every ticket of `campaign` in the table that is not dead-lettered.
+    async fn queued_slots(&self, campaign: CampaignId) -> Result<Option<Vec<HeldSlot>>> {
+        let backend = self.shared.db.get_database_backend();
+        let mut query = SqlBuilder::new(
+            backend,
+            "SELECT ticket FROM issue_queue WHERE dead_reason IS NULL AND campaign_id = ",
+        );
+        query.bind(campaign.get() as i64);
+        let rows = self
+            .shared
+            .db
+            .query_all_raw(query.build())
+            .await
+            .map_err(|e| classify(e, || format!("reading queued tickets of {campaign}")))?;
+        let mut slots = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text: String = row
+                .try_get_by_index(0)
+                .map_err(|e| classify(e, || "reading a queued ticket".to_owned()))?;
+            if let Ok(ticket) = codec::decode(Some(text.as_bytes())) {
+                slots.push(ticket.held_slot());
+            }
+        }
+        Ok(Some(slots))
     }
 
     /// The highest row id committed so far.

@@ -356,6 +356,17 @@ fn to_failure(row: issue_failure::Model) -> Result<IssueFailure> {
 
 #[async_trait]
 impl CouponStore for SeaOrmStore {
+    /// The database answers a ping within the operation timeout.
+    async fn ready(&self) -> Result<()> {
+        self.bounded(Call::Read, async {
+            self.db
+                .ping()
+                .await
+                .map_err(|e| classify(e, || "pinging the database".to_owned()))
+        })
+        .await
+    }
+
     async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
         self.bounded(Call::Write, async {
             new.validate()?;

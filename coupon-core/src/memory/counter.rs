@@ -212,6 +212,11 @@ impl CouponCounter for MemoryCounter {
         Ok(Release::Released)
     }
 
+    /// Always: the counter is this process's memory.
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
+
     async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
         let slots = self.slots(campaign);
         let held = lock(&slots).holders.contains_key(&user);

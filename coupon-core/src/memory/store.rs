@@ -98,6 +98,11 @@ impl CouponStore for MemoryStore {
         Ok(campaign)
     }
 
+    /// Always: the store is this process's memory.
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
+
     async fn campaign(&self, id: CampaignId) -> Result<Campaign> {
         let ledger = self.ledger(id)?;
         Ok(lock(&ledger).campaign.clone())

@@ -1,4 +1,4 @@
-//! The whole pipeline: issuer, queue, worker and store together.
+//! The whole pipeline: the service (issuer), queue, worker and store together.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::{
-    ApplyOutcome, CouponCounter, CouponIssuer, CouponStore, IssueQueue, IssueSource, IssueWorker,
-    NewCampaign, UserId,
+    ApplyOutcome, CouponCounter, CouponService, CouponStatus, CouponStore, IssueQueue, IssueSource,
+    IssueWorker, NewCampaign, UserId,
 };
 
 /// The parts of one deployment.
@@ -24,16 +24,17 @@ pub struct Pipeline {
     pub store: Arc<dyn CouponStore>,
 }
 
-/// 1,000 concurrent applicants on cap 100: exactly 100 accepted (ranks 1..=100), and once
-/// the worker drains, exactly 100 persisted coupons for those 100 distinct users, each
-/// with the rank they were told.
+/// 1,000 concurrent applicants on cap 100, through the [`CouponService`]: exactly 100
+/// accepted (ranks 1..=100), and once the worker drains, exactly 100 persisted coupons
+/// for those 100 distinct users, each with the rank they were told; the service then
+/// counts 100 issued, and tells each winner their coupon and every other applicant none.
 pub async fn stampede_issues_exactly_cap(pipeline: Pipeline) {
-    let issuer = Arc::new(CouponIssuer::new(
+    let service = Arc::new(CouponService::new(
         pipeline.counter.clone(),
         pipeline.queue.clone(),
         pipeline.store.clone(),
     ));
-    let campaign = issuer
+    let campaign = service
         .create_campaign(NewCampaign::new("stampede", 100))
         .await
         .expect("create_campaign failed");
@@ -49,8 +50,8 @@ pub async fn stampede_issues_exactly_cap(pipeline: Pipeline) {
 
     let mut tasks = JoinSet::new();
     for user in 1..=1_000 {
-        let issuer = issuer.clone();
-        tasks.spawn(async move { (UserId(user), issuer.apply(campaign.id, UserId(user)).await) });
+        let service = service.clone();
+        tasks.spawn(async move { (UserId(user), service.apply(campaign.id, UserId(user)).await) });
     }
     let mut accepted: BTreeMap<UserId, u64> = BTreeMap::new();
     let mut sold_out = 0;
@@ -102,5 +103,20 @@ pub async fn stampede_issues_exactly_cap(pipeline: Pipeline) {
             coupons[0].rank, rank,
             "user {user} keeps the rank they were told"
         );
+    }
+
+    let status = service.status(campaign.id).await.expect("status");
+    assert_eq!((status.admitted, status.issued), (100, 100));
+    assert!(status.is_sold_out());
+    for user in (1..=1_000).map(UserId) {
+        let held = service
+            .coupon_status(campaign.id, user)
+            .await
+            .expect("coupon_status");
+        match (&held, accepted.get(&user)) {
+            (CouponStatus::Issued(coupons), Some(&rank)) => assert_eq!(coupons[0].rank, rank),
+            (CouponStatus::None, None) => {}
+            _ => panic!("user {user}: {held:?}, told {:?}", accepted.get(&user)),
+        }
     }
 }

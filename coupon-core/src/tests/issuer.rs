@@ -597,6 +597,9 @@ impl crate::CouponCounter for StallingRelease {
         }
         std::future::pending().await
     }
+    async fn ready(&self) -> crate::Result<()> {
+        self.inner.ready().await
+    }
     async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> crate::Result<bool> {
         self.inner.is_admitted(campaign, user).await
     }

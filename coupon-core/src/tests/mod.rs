@@ -1,6 +1,7 @@
 //! Unit tests of the algorithm's branches, driven by mocks of the three traits.
 
 mod issuer;
+mod service;
 mod worker;
 
 use crate::{Campaign, CampaignId, Error, NewCampaign};

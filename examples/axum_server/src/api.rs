@@ -14,12 +14,7 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
-use coupon_core::{
-    ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponIssuer, CouponStore, Error,
-    IssueQueue, IssueSource, IssuerConfig, NewCampaign, Settler, SettlerConfig, UserId,
-    WindowState, replay_failures,
-};
+use coupon_core::{ApplyOutcome, CampaignId, CouponService, CouponStatus, NewCampaign, UserId};
 use http_body::{Frame, SizeHint};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -31,32 +26,22 @@ use crate::limits::{Limiter, RateLimits};
 use crate::listen::peer_address;
 use crate::metrics::Metrics;
 use crate::wire::{
-    AdminCampaign, Admitted, ApplyAnswer, ApplyRequest, CampaignList, CampaignState,
-    CampaignStatus, CampaignView, CouponView, CreateCampaign, ErrorBody, Health, Pending,
-    ReopenRequest, ReplayRequest,
+    AdminCampaign, Admitted, ApplyAnswer, ApplyRequest, CampaignList, CampaignStatus, CampaignView,
+    CouponView, CreateCampaign, ErrorBody, Health, Pending, ReopenRequest, ReplayRequest,
 };
 
 /// Request bodies above this are refused with 413 before they are parsed.
 pub const BODY_LIMIT: usize = 4 * 1024;
 
-/// What the handlers share.
+/// What the handlers share: the use cases, and what only HTTP needs (the admin
+/// credential, how users are known, limits, metrics).
 pub struct AppState {
-    /// Admission and hand-off.
-    pub issuer: CouponIssuer,
-    /// Admission counter, for status reads.
-    pub counter: Arc<dyn CouponCounter>,
-    /// The hand-off the issuer publishes to, for the readiness probe.
-    pub queue: Arc<dyn IssueQueue>,
-    /// The store, for campaigns and coupons.
-    pub store: Arc<dyn CouponStore>,
-    /// Bearer token of `POST /campaigns`.
+    /// Every use case, over the deployment's ports.
+    pub service: Arc<CouponService>,
+    /// Bearer token of the admin routes.
     pub admin_token: String,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// The worker's source in this process, if any: its lag goes into the metrics.
-    pub source: Option<Arc<dyn IssueSource>>,
-    /// The settler this process runs, for `POST /admin/settle` and its metrics.
-    pub settler: Arc<Settler>,
     /// How a request's user is known.
     pub identity: Identity,
     /// Per-user and per-address rate limits.
@@ -69,31 +54,14 @@ pub struct AppState {
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl AppState {
-    /// The state of a service admitting through `counter`, handing off to `queue` and
-    /// persisting in `store`, with fresh metrics, no worker in the process, a settler
-    /// with the default settings, no rate limit, and JWTs without a key to verify them:
-    /// no user is accepted until [`AppState::with_identity`] says how users are known.
-    pub fn new(
-        counter: Arc<dyn CouponCounter>,
-        queue: Arc<dyn IssueQueue>,
-        store: Arc<dyn CouponStore>,
-        admin_token: impl Into<String>,
-    ) -> Self {
-        let settler = Settler::new(
-            counter.clone(),
-            queue.clone(),
-            store.clone(),
-            SettlerConfig::default(),
-        );
+    /// The state of a service running `service`, with fresh metrics, no rate limit, and
+    /// JWTs without a key to verify them: no user is accepted until
+    /// [`AppState::with_identity`] says how users are known.
+    pub fn new(service: Arc<CouponService>, admin_token: impl Into<String>) -> Self {
         Self {
-            issuer: CouponIssuer::new(counter.clone(), queue.clone(), store.clone()),
-            counter,
-            queue,
-            store,
+            service,
             admin_token: admin_token.into(),
             metrics: Arc::new(Metrics::new()),
-            source: None,
-            settler: Arc::new(settler),
             // No key verifies a token: nobody gets in until told how users are known.
             identity: Identity::Jwt(JwtVerifier::refusing_everyone()),
             limiter: Limiter::new(RateLimits::default()),
@@ -119,32 +87,9 @@ impl AppState {
         self
     }
 
-    /// Reports the lag of the worker's `source` in this process.
-    pub fn with_source(mut self, source: Arc<dyn IssueSource>) -> Self {
-        self.source = Some(source);
-        self
-    }
-
     /// Records into `metrics` (shared with the worker's metered source).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
-        self
-    }
-
-    /// Admits with an issuer built with `config`.
-    pub fn with_issuer_config(mut self, config: IssuerConfig) -> Self {
-        self.issuer = CouponIssuer::with_config(
-            self.counter.clone(),
-            self.queue.clone(),
-            self.store.clone(),
-            config,
-        );
-        self
-    }
-
-    /// Settles with `settler` (the one this process runs on a schedule).
-    pub fn with_settler(mut self, settler: Arc<Settler>) -> Self {
-        self.settler = settler;
         self
     }
 }
@@ -374,7 +319,7 @@ async fn create_campaign(
         NewCampaign::new(body.name, body.cap).per_user_limit(body.per_user_limit.unwrap_or(1));
     new.opens_at = body.opens_at;
     new.closes_at = body.closes_at;
-    let campaign = state.issuer.create_campaign(new).await?;
+    let campaign = state.service.create_campaign(new).await?;
     state.metrics.request("create_campaign", "created");
     Ok((StatusCode::CREATED, Json(CampaignView::from(&campaign))).into_response())
 }
@@ -390,33 +335,8 @@ async fn get_campaign(
     State(state): Shared,
     Path(id): Path<String>,
 ) -> Result<Json<CampaignStatus>, ApiError> {
-    let campaign = state.issuer.campaign(campaign_id(&id)?).await?;
-    let issued = state.store.issued_count(campaign.id).await?;
-    Ok(Json(campaign_status(&state, &campaign, issued).await?))
-}
-
-/// A campaign's counts and state, as `GET /campaigns/{id}` and the admin list show it.
-async fn campaign_status(
-    state: &AppState,
-    campaign: &Campaign,
-    issued: u64,
-) -> Result<CampaignStatus, ApiError> {
-    let admitted = state.counter.status(campaign.id).await?.admitted;
-    let state = match campaign.window_state(Utc::now()) {
-        WindowState::NotOpen => CampaignState::NotOpen,
-        WindowState::Closed => CampaignState::Closed,
-        WindowState::Open if admitted >= campaign.cap => CampaignState::SoldOut,
-        WindowState::Open => CampaignState::Open,
-    };
-    Ok(CampaignStatus {
-        id: campaign.id.0,
-        name: campaign.name.clone(),
-        cap: campaign.cap,
-        admitted,
-        issued,
-        remaining: campaign.cap.saturating_sub(admitted),
-        state,
-    })
+    let status = state.service.status(campaign_id(&id)?).await?;
+    Ok(Json(CampaignStatus::from(&status)))
 }
 
 /// `GET /admin/campaigns`: every campaign with its window, counts and state.
@@ -429,16 +349,8 @@ async fn campaign_status(
     ))]
 async fn list_campaigns(State(state): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
     require_admin(&state, &headers, "list_campaigns")?;
-    let mut campaigns = Vec::new();
-    for summary in state.store.campaigns().await? {
-        let campaign = &summary.campaign;
-        campaigns.push(AdminCampaign {
-            status: campaign_status(&state, campaign, summary.issued).await?,
-            per_user_limit: campaign.per_user_limit,
-            opens_at: campaign.opens_at,
-            closes_at: campaign.closes_at,
-        });
-    }
+    let campaigns = state.service.campaigns().await?;
+    let campaigns = campaigns.iter().map(AdminCampaign::from).collect();
     Ok(Json(CampaignList { campaigns }).into_response())
 }
 
@@ -460,7 +372,7 @@ async fn close_campaign(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers, "close_campaign")?;
-    let campaign = state.issuer.close(campaign_id(&id)?).await?;
+    let campaign = state.service.close(campaign_id(&id)?).await?;
     state.metrics.request("close_campaign", "closed");
     Ok(Json(CampaignView::from(&campaign)).into_response())
 }
@@ -490,7 +402,7 @@ async fn reopen_campaign(
     let campaign = campaign_id(&id)?;
     let OptionalJson(request) = body?;
     let closes_at = request.and_then(|request| request.closes_at);
-    let campaign = state.issuer.reopen(campaign, closes_at).await?;
+    let campaign = state.service.reopen(campaign, closes_at).await?;
     state.metrics.request("reopen_campaign", "reopened");
     Ok(Json(CampaignView::from(&campaign)).into_response())
 }
@@ -555,7 +467,7 @@ async fn apply_inner(
     let refusal = |status, code: &'static str, message: &str| {
         Ok((ApiError::new(status, code, message).into_response(), code))
     };
-    match state.issuer.apply(campaign, user).await {
+    match state.service.apply(campaign, user).await {
         Ok(ApplyOutcome::Accepted { rank, ticket_id }) => Ok((
             (
                 StatusCode::ACCEPTED,
@@ -642,18 +554,17 @@ async fn get_coupon(
         }
         _ => named()?,
     };
-    let coupons = state.store.coupons_of(campaign, user).await?;
-    if let Some(coupon) = coupons.first() {
-        return Ok(Json(CouponView::of(coupon, coupons.len())).into_response());
+    match state.service.coupon_status(campaign, user).await? {
+        CouponStatus::Issued(coupons) => {
+            Ok(Json(CouponView::of(&coupons[0], coupons.len())).into_response())
+        }
+        CouponStatus::Pending => Ok((StatusCode::ACCEPTED, Json(Pending::ANSWER)).into_response()),
+        CouponStatus::None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_coupon",
+            "this user holds no coupon of this campaign",
+        )),
     }
-    if state.counter.is_admitted(campaign, user).await? {
-        return Ok((StatusCode::ACCEPTED, Json(Pending::ANSWER)).into_response());
-    }
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "no_coupon",
-        "this user holds no coupon of this campaign",
-    ))
 }
 
 /// `GET /healthz`: the process is up.
@@ -671,18 +582,8 @@ async fn healthz() -> Json<Health> {
         (status = 503, description = "a backend does not answer (`not_ready`)", body = ErrorBody)
     ))]
 async fn ready(State(state): Shared) -> Response {
-    let mut failures = Vec::new();
-    if let Err(error) = state.counter.status(CampaignId(0)).await {
-        failures.push(format!("counter: {error}"));
-    }
-    if let Err(error) = state.queue.ready().await {
-        failures.push(format!("queue: {error}"));
-    }
-    match state.store.campaign(CampaignId(0)).await {
-        Ok(_) | Err(Error::UnknownCampaign { .. }) => {}
-        Err(error) => failures.push(format!("store: {error}")),
-    }
-    if failures.is_empty() {
+    let readiness = state.service.readiness().await;
+    if readiness.is_ready() {
         Json(Health {
             status: "ready".into(),
         })
@@ -691,7 +592,7 @@ async fn ready(State(state): Shared) -> Response {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
-            failures.join("; "),
+            readiness.to_string(),
         )
         .into_response()
     }
@@ -701,13 +602,10 @@ async fn ready(State(state): Shared) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "probes",
     responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): Shared) -> Response {
-    let lag = match &state.source {
-        Some(source) => source.lag().await.ok().flatten(),
-        None => None,
-    };
+    let lag = state.service.lag().await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(lag, &state.settler),
+        state.metrics.render(lag, state.service.settler()),
     )
         .into_response()
 }
@@ -752,10 +650,7 @@ async fn settle(
     query: Result<Query<CampaignFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers, "settle")?;
-    let report = match campaign_filter(query)? {
-        Some(campaign) => state.settler.settle(campaign).await?,
-        None => state.settler.settle_all().await?,
-    };
+    let report = state.service.settle(campaign_filter(query)?).await?;
     state.metrics.request("settle", "settled");
     Ok(Json(report).into_response())
 }
@@ -776,7 +671,7 @@ async fn dead_letters(
     query: Result<Query<CampaignFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers, "dead_letters")?;
-    let failures = state.store.failures(campaign_filter(query)?).await?;
+    let failures = state.service.dead_letters(campaign_filter(query)?).await?;
     Ok(Json(json!({ "dead_letters": failures })).into_response())
 }
 
@@ -800,13 +695,10 @@ async fn replay(
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers, "replay")?;
     let ApiJson(request) = body?;
-    let report = replay_failures(
-        state.store.as_ref(),
-        state.queue.as_ref(),
-        request.campaign.map(CampaignId),
-        &request.ticket_ids,
-    )
-    .await?;
+    let report = state
+        .service
+        .replay(request.campaign.map(CampaignId), &request.ticket_ids)
+        .await?;
     state.metrics.request("replay", "replayed");
     Ok(Json(report).into_response())
 }

@@ -1,11 +1,12 @@
 //! Builds each part from the configuration: Redis or memory for admission; Kafka, the
 //! database or an in-process channel for the hand-off; a database (SQLite by default).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use coupon_core::memory::{MemoryCounter, MemoryQueue};
-use coupon_core::{CouponCounter, CouponStore, IssueQueue, IssueSource, redact_url};
+use coupon_core::{
+    CouponCounter, CouponService, CouponStore, IssueQueue, IssueSource, ServiceConfig, redact_url,
+};
 use coupon_kafka::{KafkaConfig, KafkaIssueQueue, KafkaIssueSource};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig, SqlIssueQueue, SqlQueueConfig};
@@ -14,13 +15,12 @@ use crate::config::{Config, QueueKind, Role};
 
 /// The parts a process runs on.
 pub struct Backends {
-    /// Admission.
-    pub counter: Arc<dyn CouponCounter>,
-    /// Hand-off, producing side (API role).
-    pub queue: Option<Arc<dyn IssueQueue>>,
+    /// The use cases, over the counter, the producing side of the hand-off and the
+    /// store, when this process admits (API role).
+    pub service: Option<Arc<CouponService>>,
     /// Hand-off, consuming side (worker role).
     pub source: Option<Arc<dyn IssueSource>>,
-    /// Persistence.
+    /// Persistence, which the worker writes to.
     pub store: Arc<dyn CouponStore>,
     /// The in-process queue, when that is the hand-off (for its lag and for shutdown).
     pub memory_queue: Option<Arc<MemoryQueue>>,
@@ -67,7 +67,6 @@ struct HandOff {
     queue: Option<Arc<dyn IssueQueue>>,
     source: Option<Arc<dyn IssueSource>>,
     memory: Option<Arc<MemoryQueue>>,
-    sql: Option<SqlIssueQueue>,
 }
 
 /// Connects every part `config` asks for.
@@ -96,6 +95,7 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
 
     let hand_off = hand_off(config, kind, &store, &mut description).await?;
 
+    let store: Arc<dyn CouponStore> = Arc::new(store);
     let counter: Arc<dyn CouponCounter> = match &config.redis_url {
         Some(url) => {
             let counter = RedisCounter::connect(
@@ -119,30 +119,58 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
             ));
             Arc::new(counter)
         }
-        None => {
-            let counter = MemoryCounter::new();
-            let restored = restore_from_store(&counter, &store, &hand_off).await?;
-            let scope = if config.role == Role::All {
-                ""
-            } else {
-                "; only this process may admit: run one API process"
-            };
-            description.push((
-                "counter",
-                format!("in memory (restored {restored} campaigns from the database{scope})"),
-            ));
-            Arc::new(counter)
+        None => Arc::new(MemoryCounter::new()),
+    };
+
+    let service = match hand_off.queue {
+        Some(queue) => {
+            let mut service = CouponService::with_config(
+                counter,
+                queue,
+                store.clone(),
+                ServiceConfig::default()
+                    .with_issuer(config.issuer())
+                    .with_settler(config.settler()),
+            );
+            if let Some(source) = &hand_off.source {
+                service = service.with_source(source.clone());
+            }
+            if config.redis_url.is_none() {
+                // An in-memory counter starts with no campaign built.
+                let restored = service
+                    .restore_counter()
+                    .await
+                    .map_err(failed("restoring the counter"))?;
+                description.push(("counter", memory_counter(config.role, restored)));
+            }
+            Some(Arc::new(service))
         }
+        None => None,
     };
 
     Ok(Backends {
-        counter,
-        queue: hand_off.queue,
+        service,
         source: hand_off.source,
-        store: Arc::new(store),
+        store,
         memory_queue: hand_off.memory,
         description,
     })
+}
+
+/// How the start-up banner describes an in-memory counter.
+fn memory_counter(role: Role, restored: Option<usize>) -> String {
+    let restored = match restored {
+        Some(campaigns) => format!("restored {campaigns} campaigns from the database"),
+        // Kafka's queued tickets cannot be read: the fence rebuilds each campaign at
+        // its first apply once the workers drained the topic.
+        None => "each campaign rebuilt at its first apply".to_owned(),
+    };
+    let scope = if role == Role::All {
+        ""
+    } else {
+        "; only this process may admit: run one API process"
+    };
+    format!("in memory ({restored}{scope})")
 }
 
 async fn hand_off(
@@ -195,7 +223,6 @@ async fn hand_off(
                 queue,
                 source,
                 memory: None,
-                sql: None,
             })
         }
         // `Auto` is resolved by `Config::queue_kind`; the database's queue is its
@@ -214,7 +241,6 @@ async fn hand_off(
                 queue: runs_api.then(|| Arc::new(sql.clone()) as Arc<dyn IssueQueue>),
                 source: runs_worker.then(|| Arc::new(sql.source()) as Arc<dyn IssueSource>),
                 memory: None,
-                sql: Some(sql),
             })
         }
         QueueKind::Memory => {
@@ -228,53 +254,7 @@ async fn hand_off(
                 queue: Some(queue.clone()),
                 source: Some(queue.clone()),
                 memory: Some(queue),
-                sql: None,
             })
         }
     }
-}
-
-/// An in-memory counter starts with no campaign built. With the database's queue (or
-/// the in-process one, empty at start) every campaign is rebuilt now from the tickets
-/// still queued and the coupons and pending tickets the database holds, read in that order so that a ticket
-/// a worker elsewhere moves from one to the other meanwhile is counted. With Kafka the
-/// queued tickets cannot be read: each campaign is left to the fence, which rebuilds it
-/// at its first apply once the workers drained the topic.
-async fn restore_from_store(
-    counter: &MemoryCounter,
-    store: &SeaOrmStore,
-    hand_off: &HandOff,
-) -> Result<usize, StartError> {
-    if hand_off.sql.is_none() && hand_off.memory.is_none() {
-        return Ok(0);
-    }
-    let campaigns = store
-        .campaigns()
-        .await
-        .map_err(failed("listing campaigns"))?;
-    for summary in &campaigns {
-        let id = summary.campaign.id;
-        let queued = match &hand_off.sql {
-            Some(queue) => queue
-                .queued_slots(id)
-                .await
-                .map_err(failed("reading the queue"))?,
-            None => Vec::new(),
-        };
-        let mut held = coupon_core::admitted_slots(store, id)
-            .await
-            .map_err(failed("reading the coupons"))?;
-        // A queued ticket whose coupon exists (a duplicate) is one slot, not two.
-        let stored: HashSet<_> = held.iter().map(|slot| (slot.user, slot.slot)).collect();
-        held.extend(
-            queued
-                .into_iter()
-                .filter(|slot| !stored.contains(&(slot.user, slot.slot))),
-        );
-        counter
-            .rebuild(&summary.campaign, &held)
-            .await
-            .map_err(failed("restoring the counter"))?;
-    }
-    Ok(campaigns.len())
 }

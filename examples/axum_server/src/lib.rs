@@ -20,8 +20,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use coupon_core::{
-    CampaignId, CouponStore, IssueWorker, Settler, WorkerConfig, close_campaign, reopen_campaign,
-    replay_failures,
+    CampaignId, CouponService, CouponStore, IssueWorker, WorkerConfig, close_campaign,
+    reopen_campaign,
 };
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
 use tokio::sync::watch;
@@ -97,15 +97,8 @@ pub async fn serve(
 
     // Every process that admits also settles: the admissions it (or a peer that died)
     // left without a coupon get their tickets published again.
-    let settler = backends.queue.clone().map(|queue| {
-        Arc::new(Settler::new(
-            backends.counter.clone(),
-            queue,
-            backends.store.clone(),
-            config.settler(),
-        ))
-    });
-    let settling = settler.clone().map(|settler| {
+    let settling = backends.service.as_ref().map(|service| {
+        let settler = service.settler().clone();
         let mut stopped = worker_stopped.clone();
         println!(
             "  {:>8}: every {:?}, admissions older than {:?}",
@@ -122,9 +115,7 @@ pub async fn serve(
         })
     });
 
-    if let (Some(queue), Some(settler), Some(listener)) =
-        (backends.queue.clone(), settler, listener)
-    {
+    if let (Some(service), Some(listener)) = (backends.service.clone(), listener) {
         let admin_token = config.admin_token.clone().unwrap_or_else(|| {
             let token = uuid::Uuid::new_v4().simple().to_string();
             println!("  admin token (generated; set ADMIN_TOKEN to choose one): {token}");
@@ -137,21 +128,11 @@ pub async fn serve(
                  `firstcome-server mint-token` signs with it): {secret}"
             );
         }
-        let mut state = AppState::new(
-            backends.counter.clone(),
-            queue,
-            backends.store.clone(),
-            admin_token,
-        )
-        .with_metrics(metrics)
-        .with_settler(settler)
-        .with_issuer_config(config.issuer())
-        .with_identity(identity)
-        .with_rate_limits(config.rate_limits())
-        .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms));
-        if let Some(source) = backends.source.clone() {
-            state = state.with_source(source);
-        }
+        let state = AppState::new(service, admin_token)
+            .with_metrics(metrics)
+            .with_identity(identity)
+            .with_rate_limits(config.rate_limits())
+            .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms));
         let state = Arc::new(state);
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         println!("listening on http://{address}");
@@ -231,18 +212,11 @@ pub async fn run_command(config: Config, command: Command) -> Result<(), String>
             print(serde_json::json!({ "dead_letters": failures }));
         }
         Command::Settle { campaign } => {
-            let backends = shared_backends(&config, "settle").await?;
-            let settler = Settler::new(
-                backends.counter,
-                backends.queue.ok_or("no queue")?,
-                backends.store,
-                config.settler(),
-            );
-            let report = match campaign {
-                Some(campaign) => settler.settle(CampaignId(campaign)).await,
-                None => settler.settle_all().await,
-            }
-            .map_err(|e| e.to_string())?;
+            let service = shared_service(&config, "settle").await?;
+            let report = service
+                .settle(campaign.map(CampaignId))
+                .await
+                .map_err(|e| e.to_string())?;
             print(serde_json::to_value(report).unwrap_or_default());
         }
         Command::MintToken { user, ttl_secs } => {
@@ -261,25 +235,20 @@ pub async fn run_command(config: Config, command: Command) -> Result<(), String>
             println!("{token}");
         }
         Command::Replay { campaign, tickets } => {
-            let backends = shared_backends(&config, "replay").await?;
-            let queue = backends.queue.ok_or("no queue")?;
-            let report = replay_failures(
-                backends.store.as_ref(),
-                queue.as_ref(),
-                campaign.map(CampaignId),
-                &tickets,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            let service = shared_service(&config, "replay").await?;
+            let report = service
+                .replay(campaign.map(CampaignId), &tickets)
+                .await
+                .map_err(|e| e.to_string())?;
             print(serde_json::to_value(report).unwrap_or_default());
         }
     }
     Ok(())
 }
 
-/// The backends an operator task that publishes needs: they must outlive this process,
-/// which an in-process queue does not.
-async fn shared_backends(config: &Config, task: &str) -> Result<backends::Backends, String> {
+/// The service an operator task that publishes needs: its backends must outlive this
+/// process, which an in-process queue does not.
+async fn shared_service(config: &Config, task: &str) -> Result<Arc<CouponService>, String> {
     let route = if task == "settle" {
         "POST /admin/settle"
     } else {
@@ -299,9 +268,12 @@ async fn shared_backends(config: &Config, task: &str) -> Result<backends::Backen
     }
     let mut config = config.clone();
     config.role = Role::Api;
-    backends::build(&config)
+    let backends = backends::build(&config)
         .await
-        .map_err(|error| error.message)
+        .map_err(|error| error.message)?;
+    backends
+        .service
+        .ok_or_else(|| "an API process admits, so it has a queue".to_owned())
 }
 
 /// Connects the backends, trying again with a capped backoff while a backend does not

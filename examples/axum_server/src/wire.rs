@@ -126,6 +126,31 @@ pub struct CampaignStatus {
     pub state: CampaignState,
 }
 
+impl From<coupon_core::CampaignState> for CampaignState {
+    fn from(state: coupon_core::CampaignState) -> Self {
+        match state {
+            coupon_core::CampaignState::NotOpen => Self::NotOpen,
+            coupon_core::CampaignState::Open => Self::Open,
+            coupon_core::CampaignState::SoldOut => Self::SoldOut,
+            coupon_core::CampaignState::Closed => Self::Closed,
+        }
+    }
+}
+
+impl From<&coupon_core::CampaignStatus> for CampaignStatus {
+    fn from(status: &coupon_core::CampaignStatus) -> Self {
+        Self {
+            id: status.campaign.id.0,
+            name: status.campaign.name.clone(),
+            cap: status.campaign.cap,
+            admitted: status.admitted,
+            issued: status.issued,
+            remaining: status.remaining(),
+            state: status.state.into(),
+        }
+    }
+}
+
 /// One campaign of `GET /admin/campaigns`: its counts and its definition.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AdminCampaign {
@@ -138,6 +163,17 @@ pub struct AdminCampaign {
     pub opens_at: Option<DateTime<Utc>>,
     /// End of the window (exclusive), if any.
     pub closes_at: Option<DateTime<Utc>>,
+}
+
+impl From<&coupon_core::CampaignStatus> for AdminCampaign {
+    fn from(status: &coupon_core::CampaignStatus) -> Self {
+        Self {
+            status: status.into(),
+            per_user_limit: status.campaign.per_user_limit,
+            opens_at: status.campaign.opens_at,
+            closes_at: status.campaign.closes_at,
+        }
+    }
 }
 
 /// `GET /admin/campaigns`.

@@ -72,13 +72,8 @@ async fn two_thousand_applies_on_cap_five_hundred() {
     let worker = IssueWorker::new(parts.source.clone().expect("a source"), parts.store.clone());
     let running = tokio::spawn(async move { worker.run(std::future::pending()).await });
     let state = Arc::new(
-        AppState::new(
-            parts.counter.clone(),
-            parts.queue.clone().expect("a queue"),
-            parts.store.clone(),
-            "full-stack",
-        )
-        .with_identity(Identity::TrustedClients),
+        AppState::new(parts.service.clone().expect("a service"), "full-stack")
+            .with_identity(Identity::TrustedClients),
     );
     let app = router(state);
     let (status, _) = call(&app, "GET", "/readyz", None).await;

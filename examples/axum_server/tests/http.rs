@@ -7,8 +7,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::Utc;
-use coupon_core::IssueWorker;
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
+use coupon_core::{CouponService, IssueWorker};
 use firstcome_server::api::{AppState, BODY_LIMIT, router};
 use firstcome_server::auth::Identity;
 use http_body_util::BodyExt;
@@ -28,9 +28,14 @@ fn service() -> Service {
     let queue = Arc::new(MemoryQueue::new(1_000));
     let counter = Arc::new(MemoryCounter::new());
     let state = Arc::new(
-        AppState::new(counter, queue.clone(), store.clone(), TOKEN)
-            .with_source(queue.clone())
-            .with_identity(Identity::TrustedClients),
+        AppState::new(
+            Arc::new(
+                CouponService::new(counter, queue.clone(), store.clone())
+                    .with_source(queue.clone()),
+            ),
+            TOKEN,
+        )
+        .with_identity(Identity::TrustedClients),
     );
     Service {
         app: router(state),
@@ -221,16 +226,15 @@ async fn admin_routes_need_the_token_and_settle_list_and_replay() {
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new(100));
     let counter = Arc::new(MemoryCounter::new());
-    let settler = Arc::new(coupon_core::Settler::new(
+    let service = CouponService::with_config(
         counter.clone(),
         queue.clone(),
         store.clone(),
-        coupon_core::SettlerConfig::default().with_grace(Duration::ZERO),
-    ));
+        coupon_core::ServiceConfig::default()
+            .with_settler(coupon_core::SettlerConfig::default().with_grace(Duration::ZERO)),
+    );
     let app = router(Arc::new(
-        AppState::new(counter.clone(), queue.clone(), store.clone(), TOKEN)
-            .with_settler(settler)
-            .with_identity(Identity::TrustedClients),
+        AppState::new(Arc::new(service), TOKEN).with_identity(Identity::TrustedClients),
     ));
     for (method, uri) in [
         ("POST", "/admin/settle"),

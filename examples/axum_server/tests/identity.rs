@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use coupon_core::NewCampaign;
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
+use coupon_core::{CouponService, NewCampaign};
 use firstcome_server::api::{AppState, router};
 use firstcome_server::auth::{Identity, JwtRules, JwtVerifier};
 use firstcome_server::limits::{Rate, RateLimits};
@@ -61,11 +61,12 @@ fn hs256(claims: &Value) -> String {
 async fn service(identity: Identity, limits: RateLimits) -> (Router, u64) {
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new(1_000));
-    let state = AppState::new(Arc::new(MemoryCounter::new()), queue, store, ADMIN)
+    let service = CouponService::new(Arc::new(MemoryCounter::new()), queue, store);
+    let state = AppState::new(Arc::new(service), ADMIN)
         .with_identity(identity)
         .with_rate_limits(limits);
     let campaign = state
-        .issuer
+        .service
         .create_campaign(NewCampaign::new("identity", 100))
         .await
         .expect("campaign");
@@ -426,12 +427,12 @@ async fn a_gateway_header_names_the_user_only_when_enabled_and_trusted_clients_n
     let (status, body) = send(&app, Method::POST, &uri, &[], Some(json!({ "user_id": 7 }))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     // A JWT mode that was never configured accepts nobody.
-    let state = AppState::new(
+    let service = CouponService::new(
         Arc::new(MemoryCounter::new()),
         Arc::new(MemoryQueue::new(10)),
         Arc::new(MemoryStore::new()),
-        ADMIN,
     );
+    let state = AppState::new(Arc::new(service), ADMIN);
     let app = router(Arc::new(state));
     assert_unauthorized(
         apply_with(&app, 1, &hs256(&claims("1", json!({})))).await,

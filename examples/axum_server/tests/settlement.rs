@@ -13,7 +13,8 @@ use coupon_core::memory::{MemoryQueue, MemoryStore};
 use coupon_core::testkit::proxy::{FaultProxy, ProxyMode};
 use coupon_core::testkit::{service_url, wait_for_issued};
 use coupon_core::{
-    CouponCounter, CouponStore, IssueWorker, NewCampaign, Settler, SettlerConfig, UserId,
+    CouponCounter, CouponService, CouponStore, IssueWorker, NewCampaign, ServiceConfig,
+    SettlerConfig, UserId,
 };
 use coupon_kafka::{KafkaConfig, KafkaIssueSource};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
@@ -93,21 +94,15 @@ async fn counter_call_lost_after_the_script_ran(fault: ProxyMode) {
     .expect("Redis");
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new(100));
-    let settler = Arc::new(Settler::new(
+    let service = CouponService::with_config(
         counter.clone(),
         queue.clone(),
         store.clone(),
-        SettlerConfig::default().with_grace(Duration::from_millis(300)),
-    ));
+        ServiceConfig::default()
+            .with_settler(SettlerConfig::default().with_grace(Duration::from_millis(300))),
+    );
     let app = router(Arc::new(
-        AppState::new(
-            counter.clone(),
-            queue.clone(),
-            store.clone(),
-            support::TOKEN,
-        )
-        .with_settler(settler.clone())
-        .with_identity(Identity::TrustedClients),
+        AppState::new(Arc::new(service), support::TOKEN).with_identity(Identity::TrustedClients),
     ));
     let worker = IssueWorker::new(queue.clone(), store.clone());
     let working = tokio::spawn(async move { worker.run(std::future::pending()).await });

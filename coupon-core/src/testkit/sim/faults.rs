@@ -209,6 +209,10 @@ impl CouponCounter for SimCounter {
         Ok(released)
     }
 
+    async fn ready(&self) -> Result<()> {
+        self.inner().ready().await
+    }
+
     async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
         self.inner().is_admitted(campaign, user).await
     }
@@ -353,6 +357,11 @@ impl SimStore {
 
 #[async_trait]
 impl CouponStore for SimStore {
+    async fn ready(&self) -> Result<()> {
+        self.faults.before("ready")?;
+        self.inner.ready().await
+    }
+
     async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
         self.inner.create_campaign(new).await
     }

@@ -1,0 +1,343 @@
+//! The use cases of a deployment behind one value: what an HTTP layer, a CLI or a test
+//! calls, so that none of them rebuilds the domain from the ports.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::{
+    ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, HeldSlot, IssueFailure,
+    IssueQueue, IssueSource, IssuerConfig, NewCampaign, ReplayReport, Result, SettleReport,
+    Settler, SettlerConfig, TicketId, UserId, WindowState, replay_failures,
+};
+use crate::{Coupon, CouponIssuer};
+
+/// Settings of a [`CouponService`]: its issuer's and its settler's.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ServiceConfig {
+    /// How applications are admitted and handed off.
+    pub issuer: IssuerConfig,
+    /// How admissions left without a coupon are rolled forward.
+    pub settler: SettlerConfig,
+}
+
+impl ServiceConfig {
+    /// Sets [`ServiceConfig::issuer`].
+    pub fn with_issuer(mut self, issuer: IssuerConfig) -> Self {
+        self.issuer = issuer;
+        self
+    }
+
+    /// Sets [`ServiceConfig::settler`].
+    pub fn with_settler(mut self, settler: SettlerConfig) -> Self {
+        self.settler = settler;
+        self
+    }
+}
+
+/// Every use case of a process that admits: campaigns, applications, what a user holds,
+/// readiness, settlement, dead letters and restoring an in-memory counter. Built once
+/// from the ports; the issuer and the settler inside it share them.
+///
+/// ```
+/// use std::sync::Arc;
+/// use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
+/// use coupon_core::{ApplyOutcome, CouponService, CouponStatus, NewCampaign, UserId};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
+/// let service = CouponService::new(
+///     Arc::new(MemoryCounter::new()),
+///     Arc::new(MemoryQueue::new(100)),
+///     Arc::new(MemoryStore::new()),
+/// );
+/// let campaign = service.create_campaign(NewCampaign::new("launch", 1)).await?;
+/// let outcome = service.apply(campaign.id, UserId(7)).await?;
+/// assert!(matches!(outcome, ApplyOutcome::Accepted { .. }));
+/// // Admitted, not persisted yet: no worker runs in this example.
+/// assert_eq!(service.coupon_status(campaign.id, UserId(7)).await?, CouponStatus::Pending);
+/// assert!(service.status(campaign.id).await?.is_sold_out());
+/// # Ok(()) }
+/// ```
+pub struct CouponService {
+    counter: Arc<dyn CouponCounter>,
+    queue: Arc<dyn IssueQueue>,
+    store: Arc<dyn CouponStore>,
+    source: Option<Arc<dyn IssueSource>>,
+    issuer: CouponIssuer,
+    settler: Arc<Settler>,
+}
+
+impl CouponService {
+    /// A service over the ports with the default [`ServiceConfig`].
+    pub fn new(
+        counter: Arc<dyn CouponCounter>,
+        queue: Arc<dyn IssueQueue>,
+        store: Arc<dyn CouponStore>,
+    ) -> Self {
+        Self::with_config(counter, queue, store, ServiceConfig::default())
+    }
+
+    /// A service over the ports with explicit settings.
+    pub fn with_config(
+        counter: Arc<dyn CouponCounter>,
+        queue: Arc<dyn IssueQueue>,
+        store: Arc<dyn CouponStore>,
+        config: ServiceConfig,
+    ) -> Self {
+        let issuer =
+            CouponIssuer::with_config(counter.clone(), queue.clone(), store.clone(), config.issuer);
+        let settler = Arc::new(Settler::new(
+            counter.clone(),
+            queue.clone(),
+            store.clone(),
+            config.settler,
+        ));
+        Self {
+            counter,
+            queue,
+            store,
+            source: None,
+            issuer,
+            settler,
+        }
+    }
+
+    /// Also reports the lag of `source`, the hand-off a worker in this process reads.
+    pub fn with_source(mut self, source: Arc<dyn IssueSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The settler sharing this service's ports, to run on a schedule
+    /// ([`Settler::run`]) and to read its totals from.
+    pub fn settler(&self) -> &Arc<Settler> {
+        &self.settler
+    }
+
+    /// Creates a campaign and builds its counter ([`CouponIssuer::create_campaign`]).
+    pub async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
+        self.issuer.create_campaign(new).await
+    }
+
+    /// Applies for `user` ([`CouponIssuer::apply`]).
+    pub async fn apply(&self, campaign: CampaignId, user: UserId) -> Result<ApplyOutcome> {
+        self.issuer.apply(campaign, user).await
+    }
+
+    /// Closes `campaign` from now ([`CouponIssuer::close`]).
+    pub async fn close(&self, campaign: CampaignId) -> Result<Campaign> {
+        self.issuer.close(campaign).await
+    }
+
+    /// Opens `campaign` again, until `closes_at` if given ([`CouponIssuer::reopen`]).
+    pub async fn reopen(
+        &self,
+        campaign: CampaignId,
+        closes_at: Option<chrono::DateTime<Utc>>,
+    ) -> Result<Campaign> {
+        self.issuer.reopen(campaign, closes_at).await
+    }
+
+    /// A campaign's counts and state now.
+    pub async fn status(&self, campaign: CampaignId) -> Result<CampaignStatus> {
+        let campaign = self.issuer.campaign(campaign).await?;
+        let issued = self.store.issued_count(campaign.id).await?;
+        self.status_of(Campaign::clone(&campaign), issued).await
+    }
+
+    /// Every campaign with its counts and state, in the store's order.
+    pub async fn campaigns(&self) -> Result<Vec<CampaignStatus>> {
+        let mut statuses = Vec::new();
+        for summary in self.store.campaigns().await? {
+            statuses.push(self.status_of(summary.campaign, summary.issued).await?);
+        }
+        Ok(statuses)
+    }
+
+    async fn status_of(&self, campaign: Campaign, issued: u64) -> Result<CampaignStatus> {
+        let admitted = self.counter.status(campaign.id).await?.admitted;
+        Ok(CampaignStatus::new(campaign, admitted, issued))
+    }
+
+    /// What `user` holds of `campaign`: coupons, an admission not persisted yet, or
+    /// nothing.
+    pub async fn coupon_status(&self, campaign: CampaignId, user: UserId) -> Result<CouponStatus> {
+        let coupons = self.store.coupons_of(campaign, user).await?;
+        if !coupons.is_empty() {
+            return Ok(CouponStatus::Issued(coupons));
+        }
+        if self.counter.is_admitted(campaign, user).await? {
+            return Ok(CouponStatus::Pending);
+        }
+        Ok(CouponStatus::None)
+    }
+
+    /// Whether every port answers now; each one that does not, with its error.
+    pub async fn readiness(&self) -> Readiness {
+        let (counter, queue, store) =
+            tokio::join!(self.counter.ready(), self.queue.ready(), self.store.ready());
+        let failures = [("counter", counter), ("queue", queue), ("store", store)]
+            .into_iter()
+            .filter_map(|(port, answer)| answer.err().map(|error| (port, error)))
+            .collect();
+        Readiness { failures }
+    }
+
+    /// Settles `campaign`, or every campaign when `None`, now ([`Settler::settle`]).
+    pub async fn settle(&self, campaign: Option<CampaignId>) -> Result<SettleReport> {
+        match campaign {
+            Some(campaign) => self.settler.settle(campaign).await,
+            None => self.settler.settle_all().await,
+        }
+    }
+
+    /// Tickets the worker gave up on, of `campaign` or of every campaign.
+    pub async fn dead_letters(&self, campaign: Option<CampaignId>) -> Result<Vec<IssueFailure>> {
+        self.store.failures(campaign).await
+    }
+
+    /// Publishes dead letters again ([`replay_failures`]).
+    pub async fn replay(
+        &self,
+        campaign: Option<CampaignId>,
+        tickets: &[TicketId],
+    ) -> Result<ReplayReport> {
+        replay_failures(self.store.as_ref(), self.queue.as_ref(), campaign, tickets).await
+    }
+
+    /// Tickets waiting in the hand-off this process's worker reads, when there is one
+    /// and it can tell.
+    pub async fn lag(&self) -> Option<u64> {
+        match &self.source {
+            Some(source) => source.lag().await.ok().flatten(),
+            None => None,
+        }
+    }
+
+    /// Rebuilds the counter of every campaign from what the queue still holds and the
+    /// coupons and pending tickets the store holds, read in that order so that a ticket
+    /// a worker elsewhere moves from one to the other meanwhile is counted. For a
+    /// counter that starts empty (in memory) at start-up, before the first apply.
+    ///
+    /// Returns `None` and changes nothing when the queue cannot list what it holds
+    /// (Kafka): each campaign is then left to the fence, which rebuilds it at its first
+    /// apply once the workers drained the queue.
+    pub async fn restore_counter(&self) -> Result<Option<usize>> {
+        let campaigns = self.store.campaigns().await?;
+        let mut restored = 0;
+        for summary in &campaigns {
+            let id = summary.campaign.id;
+            let Some(queued) = self.queue.queued_slots(id).await? else {
+                return Ok(None);
+            };
+            let mut held = crate::admitted_slots(self.store.as_ref(), id).await?;
+            // A queued ticket whose coupon exists (a duplicate) is one slot, not two.
+            let stored: std::collections::HashSet<_> =
+                held.iter().map(|slot| (slot.user, slot.slot)).collect();
+            held.extend(
+                queued
+                    .into_iter()
+                    .filter(|slot: &HeldSlot| !stored.contains(&(slot.user, slot.slot))),
+            );
+            self.counter.rebuild(&summary.campaign, &held).await?;
+            restored += 1;
+        }
+        Ok(Some(restored))
+    }
+}
+
+/// Where a campaign stands for an applicant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CampaignState {
+    /// Before its window.
+    NotOpen,
+    /// Admitting.
+    Open,
+    /// In its window, every slot admitted.
+    SoldOut,
+    /// After its window, or closed early.
+    Closed,
+}
+
+/// A campaign with its counts and its state, as [`CouponService::status`] read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CampaignStatus {
+    /// The definition.
+    pub campaign: Campaign,
+    /// Applications the counter admitted.
+    pub admitted: u64,
+    /// Coupons the store holds.
+    pub issued: u64,
+    /// Where it stands now.
+    pub state: CampaignState,
+}
+
+impl CampaignStatus {
+    /// The status of `campaign` with these counts, its state as of now.
+    pub fn new(campaign: Campaign, admitted: u64, issued: u64) -> Self {
+        let state = match campaign.window_state(Utc::now()) {
+            WindowState::NotOpen => CampaignState::NotOpen,
+            WindowState::Closed => CampaignState::Closed,
+            WindowState::Open if admitted >= campaign.cap => CampaignState::SoldOut,
+            WindowState::Open => CampaignState::Open,
+        };
+        Self {
+            campaign,
+            admitted,
+            issued,
+            state,
+        }
+    }
+
+    /// Slots not admitted yet.
+    pub fn remaining(&self) -> u64 {
+        self.campaign.cap.saturating_sub(self.admitted)
+    }
+
+    /// Whether the window is open and every slot admitted.
+    pub fn is_sold_out(&self) -> bool {
+        self.state == CampaignState::SoldOut
+    }
+}
+
+/// What a user holds of a campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CouponStatus {
+    /// Persisted coupons, at least one (more under a per-user limit above one).
+    Issued(Vec<Coupon>),
+    /// Admitted; the coupon is on its way (queued, or to be rolled forward).
+    Pending,
+    /// Neither.
+    None,
+}
+
+/// The answer of [`CouponService::readiness`].
+#[derive(Debug)]
+pub struct Readiness {
+    /// Each port that did not answer (`"counter"`, `"queue"`, `"store"`), with why.
+    pub failures: Vec<(&'static str, Error)>,
+}
+
+impl Readiness {
+    /// Whether every port answered.
+    pub fn is_ready(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+impl std::fmt::Display for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.failures.is_empty() {
+            return f.write_str("ready");
+        }
+        for (i, (port, error)) in self.failures.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{port}: {error}")?;
+        }
+        Ok(())
+    }
+}

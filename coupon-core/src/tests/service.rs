@@ -1,0 +1,147 @@
+use std::sync::Arc;
+
+use super::unavailable;
+use crate::memory::{MemoryCounter, MemoryQueue, MemoryStore};
+use crate::{
+    ApplyOutcome, CampaignState, CouponCounter, CouponService, CouponStatus, CouponStore,
+    IssueQueue, IssueSource, IssueTicket, MockCouponStore, NewCampaign, UserId,
+};
+
+fn memory_service() -> (
+    CouponService,
+    Arc<MemoryCounter>,
+    Arc<MemoryQueue>,
+    Arc<MemoryStore>,
+) {
+    let counter = Arc::new(MemoryCounter::new());
+    let queue = Arc::new(MemoryQueue::new(100));
+    let store = Arc::new(MemoryStore::new());
+    let service = CouponService::new(counter.clone(), queue.clone(), store.clone());
+    (service, counter, queue, store)
+}
+
+#[tokio::test]
+async fn coupon_status_tells_issued_pending_and_none_apart() {
+    let (service, _, queue, store) = memory_service();
+    let campaign = service
+        .create_campaign(NewCampaign::new("status", 2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        service.apply(campaign.id, UserId(1)).await.unwrap(),
+        ApplyOutcome::Accepted { .. }
+    ));
+    assert_eq!(
+        service.coupon_status(campaign.id, UserId(1)).await.unwrap(),
+        CouponStatus::Pending
+    );
+    assert_eq!(
+        service.coupon_status(campaign.id, UserId(2)).await.unwrap(),
+        CouponStatus::None
+    );
+    let batch = queue.next_batch(10).await.unwrap().expect("the ticket");
+    store.issue_batch(&batch.tickets).await.unwrap();
+    let CouponStatus::Issued(coupons) =
+        service.coupon_status(campaign.id, UserId(1)).await.unwrap()
+    else {
+        panic!("the coupon is stored");
+    };
+    assert_eq!(coupons.len(), 1);
+    assert_eq!(coupons[0].user, UserId(1));
+}
+
+#[tokio::test]
+async fn status_and_campaigns_count_admissions_and_coupons() {
+    let (service, _, _, store) = memory_service();
+    let campaign = service
+        .create_campaign(NewCampaign::new("counts", 2))
+        .await
+        .unwrap();
+    let status = service.status(campaign.id).await.unwrap();
+    assert_eq!(
+        (status.admitted, status.issued, status.remaining()),
+        (0, 0, 2)
+    );
+    assert_eq!(status.state, CampaignState::Open);
+    service.apply(campaign.id, UserId(1)).await.unwrap();
+    service.apply(campaign.id, UserId(2)).await.unwrap();
+    store
+        .issue_batch(&[IssueTicket::new(campaign.id, UserId(1), 1, 1)])
+        .await
+        .unwrap();
+    let all = service.campaigns().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        (all[0].admitted, all[0].issued, all[0].remaining()),
+        (2, 1, 0)
+    );
+    assert!(all[0].is_sold_out());
+    let closed = service.close(campaign.id).await.unwrap();
+    assert_eq!(
+        service.status(closed.id).await.unwrap().state,
+        CampaignState::Closed
+    );
+}
+
+#[tokio::test]
+async fn readiness_names_each_port_that_does_not_answer() {
+    let (service, ..) = memory_service();
+    assert!(service.readiness().await.is_ready());
+
+    let mut store = MockCouponStore::new();
+    store.expect_ready().returning(|| Err(unavailable()));
+    let service = CouponService::new(
+        Arc::new(MemoryCounter::new()),
+        Arc::new(MemoryQueue::new(1)),
+        Arc::new(store),
+    );
+    let readiness = service.readiness().await;
+    assert!(!readiness.is_ready());
+    assert_eq!(readiness.failures.len(), 1);
+    assert_eq!(readiness.failures[0].0, "store");
+    assert!(readiness.to_string().starts_with("store: "), "{readiness}");
+}
+
+#[tokio::test]
+async fn restore_rebuilds_a_fresh_counter_from_the_store() {
+    let (service, _, _, store) = memory_service();
+    let campaign = service
+        .create_campaign(NewCampaign::new("restore", 3))
+        .await
+        .unwrap();
+    store
+        .issue_batch(&[
+            IssueTicket::new(campaign.id, UserId(1), 1, 1),
+            IssueTicket::new(campaign.id, UserId(2), 1, 2),
+        ])
+        .await
+        .unwrap();
+    // A process starting again: a fresh counter and an empty queue over the same store.
+    let counter = Arc::new(MemoryCounter::new());
+    let restarted = CouponService::new(counter.clone(), Arc::new(MemoryQueue::new(10)), store);
+    assert_eq!(restarted.restore_counter().await.unwrap(), Some(1));
+    assert_eq!(counter.status(campaign.id).await.unwrap().admitted, 2);
+    assert!(counter.is_admitted(campaign.id, UserId(2)).await.unwrap());
+    assert!(matches!(
+        restarted.apply(campaign.id, UserId(1)).await.unwrap(),
+        ApplyOutcome::AlreadyApplied
+    ));
+    assert!(matches!(
+        restarted.apply(campaign.id, UserId(3)).await.unwrap(),
+        ApplyOutcome::Accepted { rank: 3, .. }
+    ));
+}
+
+#[tokio::test]
+async fn restore_changes_nothing_when_the_queue_cannot_list_its_tickets() {
+    let (service, counter, queue, _) = memory_service();
+    let campaign = service
+        .create_campaign(NewCampaign::new("unlisted", 3))
+        .await
+        .unwrap();
+    service.apply(campaign.id, UserId(1)).await.unwrap();
+    // A ticket in the channel, not consumed: the in-process queue cannot list it.
+    assert_eq!(queue.queued_slots(campaign.id).await.unwrap(), None);
+    assert_eq!(service.restore_counter().await.unwrap(), None);
+    assert_eq!(counter.status(campaign.id).await.unwrap().admitted, 1);
+}
