@@ -52,6 +52,12 @@ impl SqlQueueConfig {
         self
     }
 
+    /// Sets [`SqlQueueConfig::max_group`] (at least 1).
+    pub fn with_max_group(mut self, max_group: usize) -> Self {
+        self.max_group = max_group.max(1);
+        self
+    }
+
     /// Sets [`SqlQueueConfig::concurrent_commits`] (at least 1).
     pub fn with_concurrent_commits(mut self, commits: usize) -> Self {
         self.concurrent_commits = commits.max(1);

@@ -7,9 +7,9 @@ use coupon_core::memory::{MemoryCounter, MemoryQueue};
 use coupon_core::{
     CouponCounter, CouponService, CouponStore, IssueQueue, IssueSource, ServiceConfig, redact_url,
 };
-use coupon_kafka::{KafkaConfig, KafkaIssueQueue, KafkaIssueSource};
-use coupon_redis::{RedisCounter, RedisCounterConfig};
-use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig, SqlIssueQueue, SqlQueueConfig};
+use coupon_kafka::{KafkaIssueQueue, KafkaIssueSource};
+use coupon_redis::RedisCounter;
+use coupon_seaorm::{SeaOrmStore, SqlIssueQueue};
 
 use crate::config::{Config, QueueKind, Role};
 
@@ -82,7 +82,7 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
     }
     let mut description = Vec::new();
 
-    let store = SeaOrmStore::connect(SeaOrmStoreConfig::new(&config.database_url))
+    let store = SeaOrmStore::connect(config.store())
         .await
         .map_err(failed(format!(
             "database {}",
@@ -98,17 +98,9 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
     let store: Arc<dyn CouponStore> = Arc::new(store);
     let counter: Arc<dyn CouponCounter> = match &config.redis_url {
         Some(url) => {
-            let counter = RedisCounter::connect(
-                RedisCounterConfig::new(url)
-                    .with_key_prefix(&config.redis_key_prefix)
-                    .with_allow_eviction(config.redis_allow_eviction)
-                    .with_confirm(
-                        config.redis_confirm,
-                        std::time::Duration::from_millis(config.redis_confirm_timeout_ms),
-                    ),
-            )
-            .await
-            .map_err(failed(format!("redis {}", redact_url(url))))?;
+            let counter = RedisCounter::connect(config.redis(url))
+                .await
+                .map_err(failed(format!("redis {}", redact_url(url))))?;
             description.push((
                 "counter",
                 format!(
@@ -187,15 +179,16 @@ async fn hand_off(
                 .kafka_brokers
                 .as_deref()
                 .ok_or("--queue kafka needs KAFKA_BROKERS")?;
-            let kafka = KafkaConfig::new(brokers)
-                .with_topics(&config.kafka_topic, &config.kafka_dlq_topic)
-                .with_group_id(&config.kafka_group)
-                .with_partitions(config.kafka_partitions)
-                .with_create_topics(config.kafka_create_topics);
-            let kafka = config
-                .kafka_options
-                .iter()
-                .fold(kafka, |kafka, (key, value)| kafka.with(key, value));
+            // A message the broker may still store after the issuer answered `pending`
+            // must be stored within the rebuild grace, which counts on this bound.
+            if config.kafka_delivery_timeout_ms > config.publish_timeout_ms {
+                return Err(format!(
+                    "--kafka-delivery-timeout-ms ({}) may not exceed --publish-timeout-ms ({})",
+                    config.kafka_delivery_timeout_ms, config.publish_timeout_ms
+                )
+                .into());
+            }
+            let kafka = config.kafka(brokers);
             let queue: Option<Arc<dyn IssueQueue>> = if runs_api {
                 let queue = KafkaIssueQueue::connect(kafka.clone())
                     .await
@@ -228,11 +221,7 @@ async fn hand_off(
         // `Auto` is resolved by `Config::queue_kind`; the database's queue is its
         // fallback anyway.
         QueueKind::Sql | QueueKind::Auto => {
-            let sql = SqlIssueQueue::new(
-                store,
-                SqlQueueConfig::default()
-                    .with_lease(std::time::Duration::from_millis(config.sql_queue_lease_ms)),
-            );
+            let sql = SqlIssueQueue::new(store, config.sql_queue());
             description.push((
                 "queue",
                 "the database's issue_queue table (durable at commit)".to_owned(),
@@ -244,11 +233,13 @@ async fn hand_off(
             })
         }
         QueueKind::Memory => {
-            let queue = Arc::new(MemoryQueue::new(100_000));
+            let queue = Arc::new(MemoryQueue::new(config.memory_queue_capacity));
             description.push((
                 "queue",
-                "in process (tokio channel, 100,000 tickets; lost if the process is killed)"
-                    .to_owned(),
+                format!(
+                    "in process (tokio channel, {} tickets; lost if the process is killed)",
+                    config.memory_queue_capacity
+                ),
             ));
             Ok(HandOff {
                 queue: Some(queue.clone()),

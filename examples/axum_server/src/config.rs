@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use axum::http::HeaderName;
 use clap::{Parser, Subcommand, ValueEnum};
-use coupon_core::{IssuerConfig, SettlerConfig, TicketId};
-use coupon_redis::Confirm;
+use coupon_core::{IssuerConfig, SettlerConfig, TicketId, WorkerConfig};
+use coupon_kafka::KafkaConfig;
+use coupon_redis::{Confirm, RedisCounterConfig};
+use coupon_seaorm::{SeaOrmStoreConfig, SqlQueueConfig};
 use jsonwebtoken::Algorithm;
 
 use crate::auth::{Identity, JwtRules, JwtVerifier, read_key_file};
@@ -131,8 +133,14 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
     /// Key prefix in Redis.
-    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "coupon")]
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value_t = redis_defaults().key_prefix)]
     pub redis_key_prefix: String,
+    /// How long (ms) a Redis command may wait for its answer.
+    #[arg(long, env = "REDIS_RESPONSE_TIMEOUT_MS", default_value_t = ms(redis_defaults().response_timeout))]
+    pub redis_response_timeout_ms: u64,
+    /// How long (ms) opening a Redis connection may take.
+    #[arg(long, env = "REDIS_CONNECTION_TIMEOUT_MS", default_value_t = ms(redis_defaults().connection_timeout))]
+    pub redis_connection_timeout_ms: u64,
     /// Kafka brokers for the hand-off (`host:port,...`).
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
@@ -141,20 +149,34 @@ pub struct Config {
     #[arg(long, env = "QUEUE", value_enum, default_value = "auto")]
     pub queue: QueueKind,
     /// Ticket topic.
-    #[arg(long, env = "KAFKA_TOPIC", default_value = "coupon-issue")]
+    #[arg(long, env = "KAFKA_TOPIC", default_value_t = kafka_defaults().topic)]
     pub kafka_topic: String,
     /// Dead-letter topic.
-    #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = "coupon-issue-dlq")]
+    #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value_t = kafka_defaults().dead_letter_topic)]
     pub kafka_dlq_topic: String,
     /// Consumer group of the workers.
-    #[arg(long, env = "KAFKA_GROUP", default_value = "firstcome-issuer")]
+    #[arg(long, env = "KAFKA_GROUP", default_value_t = kafka_defaults().group_id)]
     pub kafka_group: String,
     /// Partitions the ticket topic must have (and gets, when created).
-    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 3)]
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = kafka_defaults().partitions)]
     pub kafka_partitions: i32,
     /// Create missing topics at start-up.
-    #[arg(long, env = "KAFKA_CREATE_TOPICS", default_value_t = false)]
+    #[arg(long, env = "KAFKA_CREATE_TOPICS", default_value_t = kafka_defaults().create_topics)]
     pub kafka_create_topics: bool,
+    /// How long (ms) the producer waits to fill a batch (`linger.ms`).
+    #[arg(long, env = "KAFKA_LINGER_MS", default_value_t = ms(kafka_defaults().linger))]
+    pub kafka_linger_ms: u64,
+    /// Most tickets in one producer batch (`batch.num.messages`).
+    #[arg(long, env = "KAFKA_BATCH_NUM_MESSAGES", default_value_t = kafka_defaults().batch_num_messages)]
+    pub kafka_batch_num_messages: u32,
+    /// How long (ms) a publish may wait for the broker's acknowledgement
+    /// (`message.timeout.ms`); after it the outcome is unknown and settlement resolves
+    /// it. At most `--publish-timeout-ms` (enforced at start).
+    #[arg(long, env = "KAFKA_DELIVERY_TIMEOUT_MS", default_value_t = ms(kafka_defaults().delivery_timeout))]
+    pub kafka_delivery_timeout_ms: u64,
+    /// How long (ms) the worker's consumer waits to fill a batch once it has a ticket.
+    #[arg(long, env = "KAFKA_BATCH_LINGER_MS", default_value_t = ms(kafka_defaults().batch_linger))]
+    pub kafka_batch_linger_ms: u64,
     /// A librdkafka setting for the producers and the consumer, `KEY=VALUE`, applied
     /// last: security (`security.protocol=SASL_SSL`, `sasl.username=...`), `client.id`,
     /// tuning (`linger.ms=5`, `compression.codec=lz4`). Repeat the flag, or put one per
@@ -170,20 +192,70 @@ pub struct Config {
         default_value = "sqlite://firstcome.db?mode=rwc"
     )]
     pub database_url: String,
+    /// Most connections the store's pool opens.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = store_defaults().max_connections)]
+    pub database_max_connections: u32,
+    /// How long (ms) a store call waits for a free connection.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = ms(store_defaults().acquire_timeout))]
+    pub database_acquire_timeout_ms: u64,
+    /// How long (ms) one store call may wait for the database's answer; a write past
+    /// it has an unknown outcome (settlement resolves it).
+    #[arg(long, env = "DATABASE_OPERATION_TIMEOUT_MS", default_value_t = ms(store_defaults().operation_timeout))]
+    pub database_operation_timeout_ms: u64,
     /// Which parts to run.
     #[arg(long, env = "ROLE", value_enum, default_value = "all")]
     pub role: Role,
     /// Tickets per store transaction in the worker.
-    #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 500)]
+    #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = WorkerConfig::default().batch_size)]
     pub worker_batch_size: usize,
+    /// The worker's first wait (ms) after a store or queue error; it doubles up to
+    /// `--worker-max-backoff-ms`.
+    #[arg(long, env = "WORKER_INITIAL_BACKOFF_MS", default_value_t = ms(WorkerConfig::default().initial_backoff))]
+    pub worker_initial_backoff_ms: u64,
+    /// The worker's longest wait (ms) between retries; it retries without end.
+    #[arg(long, env = "WORKER_MAX_BACKOFF_MS", default_value_t = ms(WorkerConfig::default().max_backoff))]
+    pub worker_max_backoff_ms: u64,
+    /// How often (ms) a waiting worker keeps its source alive (Kafka: polls, so the
+    /// group keeps its partitions).
+    #[arg(long, env = "WORKER_KEEP_ALIVE_MS", default_value_t = ms(WorkerConfig::default().keep_alive_interval))]
+    pub worker_keep_alive_ms: u64,
     /// How old (ms) an admission without a coupon must be before the settler publishes
     /// its ticket again.
-    #[arg(long, env = "SETTLE_GRACE_MS", default_value_t = 30_000)]
+    #[arg(long, env = "SETTLE_GRACE_MS", default_value_t = ms(SettlerConfig::default().grace))]
     pub settle_grace_ms: u64,
     /// How long (ms) a worker owns a batch it took from the database's queue: a worker
     /// that dies mid-batch leaves it to the others this long after taking it.
-    #[arg(long, env = "SQL_QUEUE_LEASE_MS", default_value_t = 60_000)]
+    #[arg(long, env = "SQL_QUEUE_LEASE_MS", default_value_t = ms(SqlQueueConfig::default().lease))]
     pub sql_queue_lease_ms: u64,
+    /// How often (ms) an idle worker looks for tickets other processes put in the
+    /// database's queue.
+    #[arg(long, env = "SQL_QUEUE_POLL_INTERVAL_MS", default_value_t = ms(SqlQueueConfig::default().poll_interval))]
+    pub sql_queue_poll_interval_ms: u64,
+    /// Most tickets committed to the database's queue together.
+    #[arg(long, env = "SQL_QUEUE_MAX_GROUP", default_value_t = SqlQueueConfig::default().max_group)]
+    pub sql_queue_max_group: usize,
+    /// Groups committed to the database's queue at once.
+    #[arg(long, env = "SQL_QUEUE_CONCURRENT_COMMITS", default_value_t = SqlQueueConfig::default().concurrent_commits)]
+    pub sql_queue_concurrent_commits: usize,
+    /// Tickets the in-process queue (`--queue memory`) holds before an apply waits.
+    #[arg(long, env = "MEMORY_QUEUE_CAPACITY", default_value_t = 100_000)]
+    pub memory_queue_capacity: usize,
+    /// How long (ms) a "sold out" answer from the counter is reused in this process
+    /// (0: ask the counter every time).
+    #[arg(long, env = "SOLD_OUT_TTL_MS", default_value_t = ms(IssuerConfig::default().sold_out_ttl))]
+    pub sold_out_ttl_ms: u64,
+    /// Longest wait (ms) for the queue to take an admitted ticket; after it the apply
+    /// answers `pending` and settlement rolls it forward.
+    #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = ms(IssuerConfig::default().publish_timeout))]
+    pub publish_timeout_ms: u64,
+    /// How long (ms) a campaign's definition is cached before it is read again (how
+    /// soon a close or reopen by another process takes effect here).
+    #[arg(long, env = "CAMPAIGN_REFRESH_MS", default_value_t = ms(IssuerConfig::default().campaign_refresh))]
+    pub campaign_refresh_ms: u64,
+    /// How long (ms) a counter rebuild waits for the queue to drain when the queue
+    /// cannot tell its position.
+    #[arg(long, env = "DRAIN_FALLBACK_MS", default_value_t = ms(IssuerConfig::default().drain_fallback))]
+    pub drain_fallback_ms: u64,
     /// Accept a Redis whose `maxmemory-policy` may evict keys (refused by default: an
     /// evicted key stops a campaign's admissions until its counter is rebuilt).
     #[arg(long, env = "REDIS_ALLOW_EVICTION")]
@@ -194,16 +266,16 @@ pub struct Config {
     pub redis_confirm: Confirm,
     /// How long (ms) an admission waits for that acknowledgement; one not acknowledged
     /// in time answers 503 and is settled later.
-    #[arg(long, env = "REDIS_CONFIRM_TIMEOUT_MS", default_value_t = 100)]
+    #[arg(long, env = "REDIS_CONFIRM_TIMEOUT_MS", default_value_t = ms(redis_defaults().confirm_timeout))]
     pub redis_confirm_timeout_ms: u64,
     /// After the counter is found to have lost a campaign's state, how long (ms) to wait
     /// for publishes already under way before waiting for the queue to drain and
     /// rebuilding the counter from the database: at least twice the longest publish
-    /// (10 s) plus a second, which is enforced.
-    #[arg(long, env = "REBUILD_GRACE_MS", default_value_t = 21_000)]
+    /// (`--publish-timeout-ms`, and the settler's 10 s) plus a second, which is enforced.
+    #[arg(long, env = "REBUILD_GRACE_MS", default_value_t = ms(IssuerConfig::default().rebuild_grace))]
     pub rebuild_grace_ms: u64,
     /// How often (ms) the settler passes over every campaign.
-    #[arg(long, env = "SETTLE_INTERVAL_MS", default_value_t = 10_000)]
+    #[arg(long, env = "SETTLE_INTERVAL_MS", default_value_t = ms(SettlerConfig::default().interval))]
     pub settle_interval_ms: u64,
     /// How long (ms) start-up keeps trying to reach a backend that does not answer yet
     /// (restarting, or started after this process) before giving up. Errors a backend
@@ -414,11 +486,14 @@ impl Config {
 
     /// The issuer's settings.
     pub fn issuer(&self) -> IssuerConfig {
-        let defaults = IssuerConfig::default();
-        defaults.clone().with_rebuild_waits(
-            Duration::from_millis(self.rebuild_grace_ms),
-            defaults.drain_fallback,
-        )
+        IssuerConfig::default()
+            .with_sold_out_ttl(Duration::from_millis(self.sold_out_ttl_ms))
+            .with_publish_timeout(Duration::from_millis(self.publish_timeout_ms))
+            .with_campaign_refresh(Duration::from_millis(self.campaign_refresh_ms))
+            .with_rebuild_waits(
+                Duration::from_millis(self.rebuild_grace_ms),
+                Duration::from_millis(self.drain_fallback_ms),
+            )
     }
 
     /// The settler's settings.
@@ -426,6 +501,66 @@ impl Config {
         SettlerConfig::default()
             .with_grace(Duration::from_millis(self.settle_grace_ms))
             .with_interval(Duration::from_millis(self.settle_interval_ms))
+    }
+
+    /// The worker's settings.
+    pub fn worker(&self) -> WorkerConfig {
+        WorkerConfig::default()
+            .with_batch_size(self.worker_batch_size)
+            .with_backoff(
+                Duration::from_millis(self.worker_initial_backoff_ms),
+                Duration::from_millis(self.worker_max_backoff_ms),
+            )
+            .with_keep_alive_interval(Duration::from_millis(self.worker_keep_alive_ms))
+    }
+
+    /// The store's settings.
+    pub fn store(&self) -> SeaOrmStoreConfig {
+        let mut store = SeaOrmStoreConfig::new(&self.database_url)
+            .with_max_connections(self.database_max_connections)
+            .with_operation_timeout(Duration::from_millis(self.database_operation_timeout_ms));
+        store.acquire_timeout = Duration::from_millis(self.database_acquire_timeout_ms);
+        store
+    }
+
+    /// The settings of the database's queue.
+    pub fn sql_queue(&self) -> SqlQueueConfig {
+        SqlQueueConfig::default()
+            .with_lease(Duration::from_millis(self.sql_queue_lease_ms))
+            .with_poll_interval(Duration::from_millis(self.sql_queue_poll_interval_ms))
+            .with_concurrent_commits(self.sql_queue_concurrent_commits)
+            .with_max_group(self.sql_queue_max_group)
+    }
+
+    /// The Redis counter's settings for `url`.
+    pub fn redis(&self, url: &str) -> RedisCounterConfig {
+        RedisCounterConfig::new(url)
+            .with_key_prefix(&self.redis_key_prefix)
+            .with_allow_eviction(self.redis_allow_eviction)
+            .with_confirm(
+                self.redis_confirm,
+                Duration::from_millis(self.redis_confirm_timeout_ms),
+            )
+            .with_timeouts(
+                Duration::from_millis(self.redis_response_timeout_ms),
+                Duration::from_millis(self.redis_connection_timeout_ms),
+            )
+    }
+
+    /// The Kafka settings for `brokers`, `--kafka-option`s applied last.
+    pub fn kafka(&self, brokers: &str) -> KafkaConfig {
+        let mut kafka = KafkaConfig::new(brokers)
+            .with_topics(&self.kafka_topic, &self.kafka_dlq_topic)
+            .with_group_id(&self.kafka_group)
+            .with_partitions(self.kafka_partitions)
+            .with_create_topics(self.kafka_create_topics)
+            .with_linger(Duration::from_millis(self.kafka_linger_ms))
+            .with_delivery_timeout(Duration::from_millis(self.kafka_delivery_timeout_ms));
+        kafka.batch_num_messages = self.kafka_batch_num_messages;
+        kafka.batch_linger = Duration::from_millis(self.kafka_batch_linger_ms);
+        self.kafka_options
+            .iter()
+            .fold(kafka, |kafka, (key, value)| kafka.with(key, value))
     }
 }
 
@@ -439,6 +574,25 @@ impl std::fmt::Debug for Config {
             .field("role", &self.role)
             .finish_non_exhaustive()
     }
+}
+
+/// `duration` in whole milliseconds, as the `_MS` settings take it.
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+// The defaults of the libraries' settings, which the flags' defaults are read from so
+// that each is declared once, in the library that uses it.
+fn redis_defaults() -> RedisCounterConfig {
+    RedisCounterConfig::new("")
+}
+
+fn kafka_defaults() -> KafkaConfig {
+    KafkaConfig::new("")
+}
+
+fn store_defaults() -> SeaOrmStoreConfig {
+    SeaOrmStoreConfig::new("")
 }
 
 /// The fewest characters an admin token may have: a short one can be guessed.
@@ -588,6 +742,59 @@ mod tests {
         let kept = Config::parse_from(["firstcome-server", "--redis-url", "redis://h:1/"])
             .without_empty_values();
         assert_eq!(kept.redis_url.as_deref(), Some("redis://h:1/"));
+    }
+
+    /// docs/operations.md lists every flag, and each default it shows is the one the
+    /// flag has (read from the library that declares it).
+    #[test]
+    fn the_settings_table_shows_every_flag_with_its_default() {
+        use clap::CommandFactory;
+        let command = Config::command();
+        let doc = include_str!("../../../docs/operations.md");
+        let mut checked = 0;
+        for line in doc.lines().filter(|line| line.starts_with("| `--")) {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let flags: Vec<&str> = cells[0].trim_start_matches("| ").split(", ").collect();
+            let defaults: Vec<&str> = cells[2].split(", ").collect();
+            for (i, flag) in flags.iter().enumerate() {
+                let name = flag
+                    .trim_start_matches("`--")
+                    .split(['`', ' '])
+                    .next()
+                    .unwrap_or_default();
+                let arg = command
+                    .get_arguments()
+                    .find(|arg| arg.get_long() == Some(name))
+                    .unwrap_or_else(|| panic!("docs/operations.md names --{name}: no such flag"));
+                let Some(shown) = defaults
+                    .get(i)
+                    .filter(|_| defaults.len() == flags.len())
+                    .and_then(|cell| cell.strip_prefix('`'))
+                    .and_then(|cell| cell.split('`').next())
+                else {
+                    continue;
+                };
+                let actual: Vec<String> = arg
+                    .get_default_values()
+                    .iter()
+                    .map(|value| value.to_string_lossy().into_owned())
+                    .collect();
+                assert_eq!(actual, [shown], "the default of --{name}");
+                checked += 1;
+            }
+        }
+        for arg in command.get_arguments() {
+            if let Some(name) = arg
+                .get_long()
+                .filter(|name| !["help", "version"].contains(name))
+            {
+                assert!(
+                    doc.contains(&format!("`--{name}")),
+                    "--{name} is missing from docs/operations.md"
+                );
+            }
+        }
+        assert!(checked >= 40, "{checked} defaults checked");
     }
 
     #[test]

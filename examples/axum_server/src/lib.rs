@@ -20,10 +20,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use coupon_core::{
-    CampaignId, CouponService, CouponStore, IssueWorker, WorkerConfig, close_campaign,
-    reopen_campaign,
+    CampaignId, CouponService, CouponStore, IssueWorker, close_campaign, reopen_campaign,
 };
-use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+use coupon_seaorm::SeaOrmStore;
 use tokio::sync::watch;
 
 use crate::api::AppState;
@@ -77,7 +76,7 @@ pub async fn serve(
         let worker = IssueWorker::with_config(
             Arc::new(MeteredSource::new(source, metrics.clone())),
             backends.store.clone(),
-            WorkerConfig::default().with_batch_size(config.worker_batch_size),
+            config.worker(),
         );
         let mut stopped = worker_stopped.clone();
         tokio::spawn(async move {
@@ -175,7 +174,7 @@ pub async fn run_command(config: Config, command: Command) -> Result<(), String>
         );
     };
     let store = || async {
-        SeaOrmStore::connect(SeaOrmStoreConfig::new(&config.database_url))
+        SeaOrmStore::connect(config.store())
             .await
             .map_err(|e| format!("database: {e}"))
     };
