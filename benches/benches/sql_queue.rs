@@ -20,9 +20,11 @@ use coupon_core::{
     ApplyOutcome, Campaign, CouponIssuer, IssueQueue, IssueSource, IssueTicket, NewCampaign,
     UserId, codec,
 };
-use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig, SqlIssueQueue, SqlQueueConfig, testkit};
+use coupon_seaorm::{
+    SeaOrmStore, SeaOrmStoreConfig, SqlIssueQueue, SqlQueueConfig, placeholder, testkit,
+};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, Statement};
 use tokio::runtime::Runtime;
 
 const CONCURRENCY: [u64; 2] = [64, 512];
@@ -37,14 +39,10 @@ impl IssueQueue for OneCommitPerTicket {
     async fn publish(&self, ticket: &IssueTicket) -> coupon_core::Result<()> {
         let db = self.store.connection();
         let backend = db.get_database_backend();
-        let sql = match backend {
-            DbBackend::Postgres => {
-                "INSERT INTO issue_queue (ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries) VALUES ($1, $2, $3, $4, $5, $5, 0)"
-            }
-            _ => {
-                "INSERT INTO issue_queue (ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries) VALUES (?, ?, ?, ?, ?, ?, 0)"
-            }
-        };
+        let [p1, p2, p3, p4, p5, p6] = [1, 2, 3, 4, 5, 6].map(|n| placeholder(backend, n));
+        let sql = format!(
+            "INSERT INTO issue_queue (ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries) VALUES ({p1}, {p2}, {p3}, {p4}, {p5}, {p6}, 0)"
+        );
         let now = chrono::Utc::now();
         let mut values: Vec<sea_orm::Value> = vec![
             ticket.ticket_id.to_string().into(),
@@ -55,9 +53,7 @@ impl IssueQueue for OneCommitPerTicket {
                 .into(),
             now.into(),
         ];
-        if backend != DbBackend::Postgres {
-            values.push(now.into());
-        }
+        values.push(now.into()); // available_at
         db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
             .await
             .map(|_| ())

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use coupon_core::{CampaignId, CouponStore, IssueTicket, NewCampaign, UserId};
-use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig, testkit};
+use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig, placeholder, testkit};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use uuid::Uuid;
 
@@ -94,12 +94,9 @@ async fn single_row(store: &SeaOrmStore, rows: u64) -> f64 {
     let backend = db.get_database_backend();
     let started = Instant::now();
     for user in 1..=rows {
-        let placeholders = match backend {
-            DbBackend::Postgres => "($1, $2, 1, $3, $4, $5, $6)",
-            _ => "(?, ?, 1, ?, ?, ?, ?)",
-        };
+        let [p1, p2, p3, p4, p5, p6] = [1, 2, 3, 4, 5, 6].map(|n| placeholder(backend, n));
         let sql = format!(
-            "INSERT INTO coupon (campaign_id, user_id, user_slot, \"rank\", code, ticket_id, issued_at) VALUES {placeholders}"
+            "INSERT INTO coupon (campaign_id, user_id, user_slot, \"rank\", code, ticket_id, issued_at) VALUES ({p1}, {p2}, 1, {p3}, {p4}, {p5}, {p6})"
         );
         let code = Uuid::new_v4().simple().to_string()[..26].to_owned();
         let values: Vec<sea_orm::Value> = vec![

@@ -47,4 +47,5 @@ pub mod testkit;
 pub use migration::Migrator;
 pub use queue::{SqlIssueQueue, SqlQueueConfig};
 pub use source::SqlIssueSource;
+pub use sql::placeholder;
 pub use store::{SeaOrmStore, SeaOrmStoreConfig};

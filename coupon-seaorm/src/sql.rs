@@ -8,6 +8,22 @@ use sea_orm::{
 
 use crate::error::classify;
 
+/// The `n`th (from 1) bind placeholder of a statement in `backend`'s dialect: `$n` on
+/// PostgreSQL, `?` on SQLite and MySQL/MariaDB.
+///
+/// ```
+/// use coupon_seaorm::placeholder;
+/// use sea_orm::DbBackend;
+/// assert_eq!(placeholder(DbBackend::Postgres, 2), "$2");
+/// assert_eq!(placeholder(DbBackend::MySql, 2), "?");
+/// ```
+pub fn placeholder(backend: DbBackend, n: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    }
+}
+
 /// Begins a transaction that will write. On SQLite it takes the write lock up front
 /// (`BEGIN IMMEDIATE`): a deferred transaction that read first could not upgrade while
 /// another writer holds the lock, and would fail instead of waiting.
@@ -86,13 +102,8 @@ impl SqlBuilder {
     /// Appends a placeholder bound to `value`.
     pub(crate) fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
         self.values.push(value.into());
-        match self.backend {
-            DbBackend::Postgres => {
-                self.sql.push('$');
-                self.sql.push_str(&self.values.len().to_string());
-            }
-            _ => self.sql.push('?'),
-        }
+        self.sql
+            .push_str(&placeholder(self.backend, self.values.len()));
         self
     }
 

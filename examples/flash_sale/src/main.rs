@@ -24,9 +24,7 @@ use coupon_core::{
 use coupon_redis::{RedisCounter, RedisCounterConfig};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
 use redis::AsyncCommands;
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
-};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 use tokio::task::JoinSet;
 
 #[derive(Parser)]
@@ -117,13 +115,6 @@ async fn count_rows(db: &DatabaseConnection, table: &str) -> Result<(u64, u64, u
     Ok((coupons as u64, holders as u64, doubles as u64))
 }
 
-fn placeholder(db: &DatabaseConnection, n: usize) -> String {
-    match db.get_database_backend() {
-        DbBackend::Postgres => format!("${n}"),
-        _ => "?".to_owned(),
-    }
-}
-
 /// Sends every application at once into a scratch `table` of (user_id) rows: each asks
 /// `admit` whether it may insert, and inserts if so. Returns (told yes, coupons, holders,
 /// holders of two or more).
@@ -157,7 +148,7 @@ where
             if admit(db.clone()).await? {
                 let sql = format!(
                     "INSERT INTO {table} (user_id) VALUES ({})",
-                    placeholder(&db, 1)
+                    coupon_seaorm::placeholder(db.get_database_backend(), 1)
                 );
                 execute(&db, &sql, vec![user.into()]).await?;
                 told_yes.fetch_add(1, Ordering::Relaxed);
