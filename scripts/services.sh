@@ -9,7 +9,8 @@
 #   scripts/services.sh stop DIR           stop all (idempotent)
 #   scripts/services.sh start-one NAME DIR start one service of a test's own under DIR
 #   scripts/services.sh kill NAME DIR      kill -9 one service (redis | postgres | kafka |
-#                                          sentinel: the primary the Sentinels name now)
+#                                          mariadb | sentinel: the primary the Sentinels
+#                                          name now)
 #   scripts/services.sh restart NAME DIR   start it again on the same port and storage
 #                                          (Redis comes back empty: it keeps nothing on disk)
 #

@@ -201,6 +201,11 @@ impl Server {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
+            // A replica still writes the snapshot of a full sync: into the temporary
+            // directory, not the working tree.
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .args(["--dbfilename", &format!("firstcome-bench-{port}.rdb")])
             .args(extra)
             .stdout(std::process::Stdio::null())
             .spawn()

@@ -289,8 +289,9 @@ pub struct Config {
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Publish again the ticket of every admission older than the grace period that has
-    /// no coupon, then print the report as JSON. Needs a shared counter and queue
-    /// (REDIS_URL and KAFKA_BROKERS); on the embedded default use `POST /admin/settle`.
+    /// no coupon, then print the report as JSON. Needs the shared counter (REDIS_URL)
+    /// and a queue the service's workers read (the database's or Kafka); with an
+    /// in-memory counter use `POST /admin/settle` on the running service.
     Settle {
         /// Only this campaign.
         #[arg(long)]
@@ -303,8 +304,8 @@ pub enum Command {
         campaign: Option<u64>,
     },
     /// Publish again the tickets of open dead letters, once their cause is fixed. Needs
-    /// a shared queue (KAFKA_BROKERS); on the embedded default use
-    /// `POST /admin/dead-letters/replay`.
+    /// a queue the service's workers read (the database's, the default, or Kafka); with
+    /// `--queue memory` use `POST /admin/dead-letters/replay` on the running service.
     Replay {
         /// Only this campaign.
         #[arg(long)]
