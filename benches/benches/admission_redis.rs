@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use coupon_core::testkit::{ready_campaign, service_url};
 use coupon_core::{Campaign, CouponCounter, UserId};
 use coupon_redis::{Confirm, RedisCounter, RedisCounterConfig};
+use coupon_testkit::{ready_campaign, service_url};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const CONCURRENCY: [u64; 4] = [1, 16, 64, 256];

@@ -11,13 +11,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coupon_core::testkit::service_url;
 use coupon_core::{
     CampaignId, CouponStore, IssueQueue, IssueTicket, IssueWorker, NewCampaign, UserId,
     WorkerConfig,
 };
 use coupon_kafka::{KafkaConfig, KafkaIssueQueue, KafkaIssueSource, codec};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig, testkit};
+use coupon_testkit::service_url;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};

@@ -117,7 +117,7 @@ async fn postgres_store() -> SeaOrmStore {
     let server = std::env::var("BENCH_DATABASE_URL")
         .ok()
         .filter(|url| !url.is_empty())
-        .unwrap_or_else(|| coupon_core::testkit::service_url("DATABASE_URL"));
+        .unwrap_or_else(|| coupon_testkit::service_url("DATABASE_URL"));
     SeaOrmStore::connect(SeaOrmStoreConfig::new(
         testkit::fresh_database(&server).await,
     ))

@@ -35,8 +35,7 @@
 //! went away, a process killed between admission and publish all leave a slot that the
 //! [`Settler`] rolls forward by publishing its (deterministic) ticket again.
 //!
-//! With the `testkit` feature, [`testkit`] holds the conformance suite every adapter
-//! runs.
+//! The conformance suite every adapter runs lives in the `coupon-testkit` crate.
 
 mod campaign;
 pub mod codec;
@@ -55,8 +54,6 @@ mod service;
 mod settler;
 mod sold_out;
 mod store;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 mod ticket;
 mod unanswered;
 mod worker;

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
-use coupon_core::testkit::{pipeline, queue};
+use coupon_testkit::{pipeline, queue};
 
-coupon_core::counter_scenarios!(memory_counter, Arc::new(MemoryCounter::new()));
-coupon_core::store_scenarios!(memory_store, Arc::new(MemoryStore::new()));
+coupon_testkit::counter_scenarios!(memory_counter, Arc::new(MemoryCounter::new()));
+coupon_testkit::store_scenarios!(memory_store, Arc::new(MemoryStore::new()));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_queue_delivers_every_ticket() {

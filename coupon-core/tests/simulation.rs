@@ -1,9 +1,9 @@
-//! The seeded simulation (`coupon_core::testkit::sim`): a fixed set of seeds, each a
+//! The seeded simulation (`coupon_testkit::sim`): a fixed set of seeds, each a
 //! rush through a window of injected faults on a virtual clock, checked against every
 //! promise. Any seed that breaks one fails the test with its fault trace; replay it
 //! with `cargo run -p simulate -- --from SEED --seeds 1 --trace`.
 
-use coupon_core::testkit::sim::{SimConfig, run_seeds};
+use coupon_testkit::sim::{SimConfig, run_seeds};
 
 /// How many seeds `cargo test` runs (more with FIRSTCOME_SIM_SEEDS).
 const SEEDS: u64 = 2_000;
@@ -70,7 +70,7 @@ fn seeds_with_three_slots_per_user_keep_every_promise() {
 /// A seed replays exactly: the same faults at the same virtual times.
 #[test]
 fn a_seed_replays_exactly() {
-    use coupon_core::testkit::sim::run_seed;
+    use coupon_testkit::sim::run_seed;
     let config = SimConfig::default();
     let first = run_seed(11, &config).expect("seed 11");
     let again = run_seed(11, &config).expect("seed 11 again");

@@ -6,9 +6,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coupon_core::testkit::services::PrivateService;
 use coupon_core::{IssueQueue, IssueTicket, IssueWorker, WorkerConfig};
 use coupon_kafka::{KafkaIssueQueue, KafkaIssueSource};
+use coupon_testkit::services::PrivateService;
 use tokio::task::JoinSet;
 
 /// Publishes each ticket once; returns the ones whose publish failed.

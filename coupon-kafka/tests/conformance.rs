@@ -5,8 +5,8 @@ mod support;
 use std::sync::Arc;
 
 use coupon_core::IssueSource;
-use coupon_core::testkit::queue;
 use coupon_kafka::{KafkaIssueQueue, KafkaIssueSource};
+use coupon_testkit::queue;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_delivers_every_published_ticket() {

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coupon_core::memory::MemoryCounter;
-use coupon_core::testkit::proxy::{FaultProxy, ProxyMode};
-use coupon_core::testkit::services::PrivateService;
 use coupon_core::{
     ApplyOutcome, CouponCounter, CouponIssuer, CouponStore, IssueQueue, IssueTicket, NewCampaign,
     Settler, SettlerConfig, UserId, WorkerConfig,
 };
 use coupon_kafka::{KafkaIssueQueue, KafkaIssueSource, codec};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+use coupon_testkit::proxy::{FaultProxy, ProxyMode};
+use coupon_testkit::services::PrivateService;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use support::RunningWorker;

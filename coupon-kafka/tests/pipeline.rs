@@ -231,10 +231,10 @@ async fn lag_counts_what_this_consumer_has_not_received() {
 /// The conformance suite's pipeline scenario on Redis + Kafka + PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_kafka_postgres_pipeline_issues_exactly_cap() {
-    use coupon_core::testkit::pipeline::{self, Pipeline};
-    use coupon_core::testkit::service_url;
     use coupon_redis::{RedisCounter, RedisCounterConfig};
     use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+    use coupon_testkit::pipeline::{self, Pipeline};
+    use coupon_testkit::service_url;
 
     let config = support::config(3);
     let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());

@@ -648,7 +648,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_run_twice_takes_one_slot() {
         use coupon_core::NewCampaign;
-        use coupon_core::testkit::{ready_campaign_from, service_url};
+        use coupon_testkit::{ready_campaign_from, service_url};
 
         let counter = RedisCounter::connect(
             RedisCounterConfig::new(service_url("REDIS_URL"))

@@ -5,9 +5,9 @@ mod support;
 
 use std::sync::Arc;
 
-use coupon_core::testkit::counter;
 use coupon_core::{Admission, CouponCounter, UserId};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
+use coupon_testkit::counter;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_counter_conformance() {
@@ -21,7 +21,7 @@ async fn cluster_counter_conformance() {
 
     // Campaigns land on different slots (and so nodes); each stays exact on its own.
     for _ in 0..20 {
-        let campaign = coupon_core::testkit::ready_campaign(counter.as_ref(), 1).await;
+        let campaign = coupon_testkit::ready_campaign(counter.as_ref(), 1).await;
         let first = counter
             .try_acquire(&campaign, UserId(1))
             .await

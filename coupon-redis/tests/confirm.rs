@@ -7,9 +7,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coupon_core::testkit::ready_campaign;
 use coupon_core::{Admission, CouponCounter, Error, UserId};
 use coupon_redis::{Confirm, RedisCounter, RedisCounterConfig};
+use coupon_testkit::ready_campaign;
 use support::PrivateRedis;
 use tokio::task::JoinSet;
 

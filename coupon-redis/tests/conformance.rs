@@ -5,4 +5,4 @@ mod support;
 
 use std::sync::Arc;
 
-coupon_core::counter_scenarios!(redis, Arc::new(support::shared_counter().await));
+coupon_testkit::counter_scenarios!(redis, Arc::new(support::shared_counter().await));

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coupon_core::testkit::{ready_campaign, service_url};
 use coupon_core::{Admission, CouponCounter, UserId};
 use coupon_redis::RedisCounter;
+use coupon_testkit::{ready_campaign, service_url};
 use redis::AsyncCommands;
 use tokio::task::JoinSet;
 

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coupon_core::memory::MemoryStore;
-use coupon_core::testkit::{fresh_campaign, ready_campaign};
 use coupon_core::{
     Admission, Campaign, CouponCounter, CouponStore, Error, IssueOutcome, IssueTicket, NewCampaign,
     Rebuild, UserId,
 };
 use coupon_redis::{RedisCounter, RedisCounterConfig};
+use coupon_testkit::{fresh_campaign, ready_campaign};
 use support::PrivateRedis;
 use tokio::task::JoinSet;
 

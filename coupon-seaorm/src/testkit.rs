@@ -1,6 +1,6 @@
 //! Databases of a test's own (feature `testkit`).
 
-use coupon_core::testkit::service_url;
+use coupon_testkit::service_url;
 use sea_orm::{ConnectionTrait, Database};
 use uuid::Uuid;
 

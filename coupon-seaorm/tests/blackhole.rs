@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use coupon_core::testkit::proxy::{FaultProxy, ProxyMode};
 use coupon_core::{CouponStore, IssueTicket, NewCampaign, UserId};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+use coupon_testkit::proxy::{FaultProxy, ProxyMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swallowed_answers_time_out_and_the_store_recovers() {

@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
-coupon_core::store_scenarios!(sqlite_memory, Arc::new(support::sqlite_memory().await));
-coupon_core::store_scenarios!(sqlite_file, Arc::new(support::sqlite_file().await));
-coupon_core::store_scenarios!(postgres, Arc::new(support::postgres().await));
-coupon_core::store_scenarios!(mysql, Arc::new(support::mysql().await));
+coupon_testkit::store_scenarios!(sqlite_memory, Arc::new(support::sqlite_memory().await));
+coupon_testkit::store_scenarios!(sqlite_file, Arc::new(support::sqlite_file().await));
+coupon_testkit::store_scenarios!(postgres, Arc::new(support::postgres().await));
+coupon_testkit::store_scenarios!(mysql, Arc::new(support::mysql().await));

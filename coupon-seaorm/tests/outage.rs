@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coupon_core::memory::MemoryQueue;
-use coupon_core::testkit::services::PrivateService;
-use coupon_core::testkit::wait_for_issued;
 use coupon_core::{
     CouponStore, IssueQueue, IssueTicket, IssueWorker, NewCampaign, UserId, WorkerReport,
 };
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+use coupon_testkit::services::PrivateService;
+use coupon_testkit::wait_for_issued;
 
 async fn publish(queue: &MemoryQueue, tickets: &[IssueTicket]) {
     for ticket in tickets {

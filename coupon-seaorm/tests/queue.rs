@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coupon_core::memory::MemoryCounter;
-use coupon_core::testkit::pipeline;
 use coupon_core::{CampaignId, IssueQueue, IssueSource, IssueTicket, TicketId, UserId};
 use coupon_seaorm::{SeaOrmStore, SqlIssueQueue, SqlIssueSource, SqlQueueConfig};
+use coupon_testkit::pipeline;
 use tokio::task::JoinSet;
 
 /// The table's queue and source on `store`'s database.
@@ -19,9 +19,9 @@ fn queue_and_source(store: &SeaOrmStore) -> (Arc<SqlIssueQueue>, Arc<SqlIssueSou
     (Arc::new(sql.clone()), Arc::new(sql.source()))
 }
 
-coupon_core::queue_scenarios!(sqlite, queue_and_source(&support::sqlite_file().await));
-coupon_core::queue_scenarios!(postgres, queue_and_source(&support::postgres().await));
-coupon_core::queue_scenarios!(mysql, queue_and_source(&support::mysql().await));
+coupon_testkit::queue_scenarios!(sqlite, queue_and_source(&support::sqlite_file().await));
+coupon_testkit::queue_scenarios!(postgres, queue_and_source(&support::postgres().await));
+coupon_testkit::queue_scenarios!(mysql, queue_and_source(&support::mysql().await));
 
 /// 2,000 concurrent publishes share far fewer commits, and every ticket is there once.
 async fn concurrent_publishes_share_commits(store: SeaOrmStore) {

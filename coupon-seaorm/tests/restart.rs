@@ -5,9 +5,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use coupon_core::testkit::services::PrivateService;
 use coupon_core::{CouponStore, IssueOutcome, IssueTicket, NewCampaign, UserId};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+use coupon_testkit::services::PrivateService;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement, TransactionTrait};
 
 async fn count(db: &DatabaseConnection, sql: &str) -> Result<i64, sea_orm::DbErr> {

@@ -2,9 +2,9 @@
 
 mod support;
 
-use coupon_core::testkit::service_url;
 use coupon_core::{CouponStore, Error, NewCampaign};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+use coupon_testkit::service_url;
 use sea_orm::{ConnectionTrait, Database};
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Test support: topics and groups of each test's own on the harness broker.
 #![allow(dead_code, unreachable_pub)]
 
-use coupon_core::testkit::service_url;
 use coupon_kafka::KafkaConfig;
+use coupon_testkit::service_url;
 use uuid::Uuid;
 
 /// Settings on `KAFKA_BROKERS` with fresh topics (created) and a fresh group.
@@ -68,8 +68,7 @@ pub async fn publish_all(queue: Arc<dyn IssueQueue>, tickets: &[IssueTicket]) {
 /// Waits until the store holds `count` coupons of `campaign` (panics after 120 s).
 pub async fn wait_for(store: &dyn CouponStore, campaign: CampaignId, count: u64) {
     let issued =
-        coupon_core::testkit::wait_for_issued(store, campaign, count, Duration::from_secs(120))
-            .await;
+        coupon_testkit::wait_for_issued(store, campaign, count, Duration::from_secs(120)).await;
     assert!(
         issued >= count,
         "only {issued} of {count} coupons after 120 s"

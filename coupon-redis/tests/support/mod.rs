@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coupon_core::testkit::service_url;
 use coupon_redis::{RedisCounter, RedisCounterConfig};
+use coupon_testkit::service_url;
 use uuid::Uuid;
 
 /// A counter on the harness Redis (`REDIS_URL`) under a key prefix of its own.

@@ -1,8 +1,8 @@
 //! Test support: stores on each backend, each test in a database of its own.
 #![allow(dead_code, unreachable_pub)]
 
-use coupon_core::testkit::service_url;
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+use coupon_testkit::service_url;
 use uuid::Uuid;
 
 /// A store on a fresh in-memory SQLite database.

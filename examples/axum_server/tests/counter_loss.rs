@@ -9,8 +9,8 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use coupon_core::testkit::proxy::{FaultProxy, ProxyMode};
-use coupon_core::testkit::services::PrivateService;
+use coupon_testkit::proxy::{FaultProxy, ProxyMode};
+use coupon_testkit::services::PrivateService;
 use support::{Rush, Service};
 
 /// What happens to Redis a third of the way into the rush.

@@ -4,7 +4,7 @@
 
 mod support;
 
-use coupon_core::testkit::service_url;
+use coupon_testkit::service_url;
 use support::{Process, Rush, free_port};
 
 /// The embedded default (memory counter, database queue, SQLite file): 20,000
@@ -187,7 +187,7 @@ async fn two_apis_and_two_workers_on_one_database_queue() {
 /// instead of exiting, and serves once the database is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_process_started_while_the_database_is_down_waits_for_it() {
-    let pg = coupon_core::testkit::services::PrivateService::start("postgres");
+    let pg = coupon_testkit::services::PrivateService::start("postgres");
     let database = support::fresh_postgres_on(pg.port()).await;
     pg.kill();
     let restart = std::thread::spawn(move || {

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use coupon_core::testkit::services::PrivateService;
+use coupon_testkit::services::PrivateService;
 use support::{Rush, Service};
 
 /// 6,000 applicants on cap 2,000; PostgreSQL is killed with kill -9 a third of the way

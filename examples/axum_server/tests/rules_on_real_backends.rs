@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{Method, StatusCode};
-use coupon_core::testkit::service_url;
+use coupon_testkit::service_url;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 

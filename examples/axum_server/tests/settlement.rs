@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use coupon_core::memory::{MemoryQueue, MemoryStore};
-use coupon_core::testkit::proxy::{FaultProxy, ProxyMode};
-use coupon_core::testkit::{service_url, wait_for_issued};
 use coupon_core::{
     CouponCounter, CouponService, CouponStore, IssueWorker, NewCampaign, ServiceConfig,
     SettlerConfig, UserId,
 };
 use coupon_kafka::{KafkaConfig, KafkaIssueSource};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
+use coupon_testkit::proxy::{FaultProxy, ProxyMode};
+use coupon_testkit::{service_url, wait_for_issued};
 use firstcome_server::api::{AppState, router};
 use firstcome_server::auth::Identity;
 use http_body_util::BodyExt;

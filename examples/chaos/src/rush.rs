@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use coupon_core::testkit::rng::Rng;
+use coupon_testkit::rng::Rng;
 use load::HttpClient;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;

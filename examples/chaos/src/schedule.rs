@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use coupon_core::testkit::rng::Rng;
+use coupon_testkit::rng::Rng;
 use serde::Serialize;
 
 /// A backend the service reaches through the tool's fault proxy.

@@ -7,8 +7,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use coupon_core::testkit::proxy::{FaultProxy, ProxyMode};
-use coupon_core::testkit::services::PrivateService;
+use coupon_testkit::proxy::{FaultProxy, ProxyMode};
+use coupon_testkit::services::PrivateService;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use load::HttpClient;

@@ -1,7 +1,7 @@
 //! The load tool against a real server on loopback, embedded default and full stack.
 
 use clap::Parser;
-use coupon_core::testkit::service_url;
+use coupon_testkit::service_url;
 use firstcome_server::config::Config;
 use load::LoadArgs;
 use uuid::Uuid;

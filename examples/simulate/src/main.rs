@@ -1,12 +1,12 @@
 //! `cargo run --release -p simulate -- --seeds 100000` runs that many seeds of the
-//! fault simulation (`coupon_core::testkit::sim`) and prints every failing seed with its
+//! fault simulation (`coupon_testkit::sim`) and prints every failing seed with its
 //! fault trace; `--from SEED --seeds 1 --trace` replays one seed and prints its trace.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use coupon_core::testkit::sim::{SimConfig, run_seed};
+use coupon_testkit::sim::{SimConfig, run_seed};
 
 /// The fault simulation of the whole protocol on a virtual clock.
 #[derive(Debug, Parser)]

@@ -246,11 +246,11 @@ pub fn shared_backend_args() -> Vec<String> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     vec![
         "--redis-url".into(),
-        coupon_core::testkit::service_url("REDIS_URL"),
+        coupon_testkit::service_url("REDIS_URL"),
         "--redis-key-prefix".into(),
         format!("test-{id}"),
         "--kafka-brokers".into(),
-        coupon_core::testkit::service_url("KAFKA_BROKERS"),
+        coupon_testkit::service_url("KAFKA_BROKERS"),
         "--kafka-topic".into(),
         format!("test-{id}"),
         "--kafka-dlq-topic".into(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::fresh_campaign;
-use crate::{Batch, IssueQueue, IssueSource, IssueTicket, TicketId, UserId};
+use coupon_core::{Batch, IssueQueue, IssueSource, IssueTicket, TicketId, UserId};
 
 /// How long a scenario waits for tickets before it declares them lost.
 const PATIENCE: Duration = Duration::from_secs(60);

@@ -9,9 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::memory::{MemoryCounter, MemoryQueue, MemoryStore, lock};
-use crate::testkit::rng::Rng;
-use crate::{
+use crate::lock;
+use crate::rng::Rng;
+use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
+use coupon_core::{
     Admission, Batch, Campaign, CampaignId, CampaignSummary, CounterStatus, Coupon, CouponCounter,
     CouponStore, Error, HeldSlot, IssueFailure, IssueOutcome, IssueQueue, IssueSource, IssueTicket,
     NewCampaign, QueueMark, Rebuild, Release, RestoreReport, Result, TicketId, UserId,

@@ -8,7 +8,7 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 
 use super::{fresh_campaign, ready_campaign, ready_campaign_from};
-use crate::{
+use coupon_core::{
     Admission, Campaign, CouponCounter, Error, HeldSlot, NewCampaign, Rebuild, Release, UserId,
 };
 

@@ -10,12 +10,12 @@
 //! use std::sync::Arc;
 //! use coupon_core::memory::{MemoryCounter, MemoryStore};
 //!
-//! coupon_core::counter_scenarios!(memory_counter, Arc::new(MemoryCounter::new()));
-//! coupon_core::store_scenarios!(memory_store, Arc::new(MemoryStore::new()));
+//! coupon_testkit::counter_scenarios!(memory_counter, Arc::new(MemoryCounter::new()));
+//! coupon_testkit::store_scenarios!(memory_store, Arc::new(MemoryStore::new()));
 //! # fn main() {}
 //! ```
 
-/// One test per scenario of [`testkit::counter`](crate::testkit::counter), in a module
+/// One test per scenario of [`counter`](crate::counter), in a module
 /// named `$module`, each on the counter `$make` gives.
 #[macro_export]
 macro_rules! counter_scenarios {
@@ -38,7 +38,7 @@ macro_rules! counter_scenarios {
     };
 }
 
-/// One test per scenario of [`testkit::store`](crate::testkit::store), in a module
+/// One test per scenario of [`store`](crate::store), in a module
 /// named `$module`, each on the store `$make` gives.
 #[macro_export]
 macro_rules! store_scenarios {
@@ -62,10 +62,10 @@ macro_rules! store_scenarios {
     };
 }
 
-/// One test per scenario of [`testkit::queue`](crate::testkit::queue), in a module
+/// One test per scenario of [`queue`](crate::queue), in a module
 /// named `$module`, each on the `(queue, source)` pair `$make` gives: for a hand-off
 /// whose source itself delivers again what it handed out unacked (a table, not a
-/// broker's consumer group) and that can tell its position ([`IssueQueue::mark`](crate::IssueQueue::mark)).
+/// broker's consumer group) and that can tell its position ([`IssueQueue::mark`](coupon_core::IssueQueue::mark)).
 #[macro_export]
 macro_rules! queue_scenarios {
     ($module:ident, $make:expr) => {
@@ -76,24 +76,22 @@ macro_rules! queue_scenarios {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn delivers_every_published_ticket() {
                 let (queue, source) = $make;
-                $crate::testkit::queue::delivers_every_published_ticket(queue, source).await;
+                $crate::queue::delivers_every_published_ticket(queue, source).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn unacked_batches_are_redelivered() {
                 let (queue, source) = $make;
-                $crate::testkit::queue::unacked_batches_are_redelivered(
-                    queue,
-                    source,
-                    |source| async { source },
-                )
+                $crate::queue::unacked_batches_are_redelivered(queue, source, |source| async {
+                    source
+                })
                 .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn drained_only_once_every_ticket_before_the_mark_is_acked() {
                 let (queue, source) = $make;
-                $crate::testkit::queue::drained_only_once_every_ticket_before_the_mark_is_acked(
+                $crate::queue::drained_only_once_every_ticket_before_the_mark_is_acked(
                     queue, source,
                 )
                 .await;
@@ -103,7 +101,7 @@ macro_rules! queue_scenarios {
 }
 
 /// A module `$module` with one multi-threaded tokio test per scenario function of
-/// `testkit::$kind`, each called with `$make`. What the other macros expand to; call it
+/// `coupon_testkit::$kind`, each called with `$make`. What the other macros expand to; call it
 /// directly for a subset of scenarios.
 #[macro_export]
 macro_rules! scenario_tests {
@@ -114,7 +112,7 @@ macro_rules! scenario_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $scenario() {
-                    $crate::testkit::$kind::$scenario($make).await;
+                    $crate::$kind::$scenario($make).await;
                 }
             )+
         }

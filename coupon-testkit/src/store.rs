@@ -6,14 +6,14 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use tokio::task::JoinSet;
 
-use crate::{
+use coupon_core::{
     CampaignId, CouponStore, Error, IssueFailure, IssueOutcome, IssueTicket, NewCampaign, UserId,
 };
 
 /// An id no store assigns in a test run (SQL stores use signed 64-bit ids).
 const UNKNOWN: CampaignId = CampaignId(i64::MAX as u64);
 
-async fn create(store: &dyn CouponStore, cap: u64) -> crate::Campaign {
+async fn create(store: &dyn CouponStore, cap: u64) -> coupon_core::Campaign {
     store
         .create_campaign(NewCampaign::new("conformance", cap))
         .await
@@ -119,7 +119,7 @@ pub async fn windows_change_and_invalid_ones_change_nothing(store: Arc<dyn Coupo
         (Some(closes), Some(opens), "closes_at"),
         (
             None,
-            Some(crate::NewCampaign::LATEST + Duration::seconds(1)),
+            Some(coupon_core::NewCampaign::LATEST + Duration::seconds(1)),
             "closes_at",
         ),
     ] {
@@ -345,7 +345,7 @@ pub async fn lists_campaigns_and_coupons_of_users(store: Arc<dyn CouponStore>) {
     assert_eq!(got, vec![(UserId(1), 1), (UserId(3), 3)]);
     assert_eq!(
         coupons[0].ticket_id,
-        crate::TicketId::for_admission(first.id, UserId(1), 1)
+        coupon_core::TicketId::for_admission(first.id, UserId(1), 1)
     );
 }
 
@@ -368,7 +368,7 @@ pub async fn pending_tickets_are_kept_until_their_coupon_exists(store: Arc<dyn C
         .await
         .expect("issue_batch");
 
-    let ids = |tickets: Vec<IssueTicket>| -> Vec<crate::TicketId> {
+    let ids = |tickets: Vec<IssueTicket>| -> Vec<coupon_core::TicketId> {
         tickets.into_iter().map(|ticket| ticket.ticket_id).collect()
     };
     let pending = store.pending_tickets(campaign.id).await.expect("pending");
@@ -378,7 +378,7 @@ pub async fn pending_tickets_are_kept_until_their_coupon_exists(store: Arc<dyn C
         vec![early.ticket_id, late.ticket_id],
         "oldest first, once each"
     );
-    let mut slots: Vec<(UserId, u64)> = crate::admitted_slots(store, campaign.id)
+    let mut slots: Vec<(UserId, u64)> = coupon_core::admitted_slots(store, campaign.id)
         .await
         .expect("admitted_slots")
         .iter()
@@ -396,7 +396,7 @@ pub async fn pending_tickets_are_kept_until_their_coupon_exists(store: Arc<dyn C
         ids(store.pending_tickets(campaign.id).await.expect("pending")),
         vec![late.ticket_id]
     );
-    let slots = crate::admitted_slots(store, campaign.id)
+    let slots = coupon_core::admitted_slots(store, campaign.id)
         .await
         .expect("slots");
     assert_eq!(

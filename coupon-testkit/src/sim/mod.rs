@@ -16,7 +16,7 @@
 //!   (a `Pending` answer comes only once the ticket is recorded in the store).
 //!
 //! ```
-//! use coupon_core::testkit::sim::{SimConfig, run_seed};
+//! use coupon_testkit::sim::{SimConfig, run_seed};
 //! let report = run_seed(7, &SimConfig::default()).expect("seed 7 keeps every promise");
 //! assert!(report.coupons <= SimConfig::default().cap);
 //! ```
@@ -30,8 +30,9 @@ use std::time::Duration;
 pub use faults::FaultRates;
 use faults::{Injector, SimCounter, SimQueue, SimStore};
 
-use crate::memory::{MemoryQueue, lock};
-use crate::{
+use crate::lock;
+use coupon_core::memory::MemoryQueue;
+use coupon_core::{
     ApplyOutcome, CouponIssuer, CouponStore, IssueWorker, IssuerConfig, NewCampaign, Settler,
     SettlerConfig, UserId, WorkerConfig,
 };
@@ -250,7 +251,7 @@ async fn apply_until_answered(
     issuer: &CouponIssuer,
     faults: &Injector,
     heard: &Mutex<Heard>,
-    campaign: crate::CampaignId,
+    campaign: coupon_core::CampaignId,
     user: UserId,
     until: tokio::time::Instant,
 ) -> bool {
@@ -330,7 +331,7 @@ async fn check(
     config: &SimConfig,
     faults: &Injector,
     store: &SimStore,
-    campaign: crate::CampaignId,
+    campaign: coupon_core::CampaignId,
     heard: Heard,
 ) -> Result<SimReport, SimFailure> {
     let mut broken = Vec::new();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::{
+use coupon_core::{
     ApplyOutcome, CouponCounter, CouponService, CouponStatus, CouponStore, IssueQueue, IssueSource,
     IssueWorker, NewCampaign, UserId,
 };

@@ -1,6 +1,11 @@
-//! The conformance suite every adapter runs against its own instance (feature `testkit`).
+//! What firstcome's tests share, and nothing else uses: the conformance suite every
+//! adapter runs against its own instance (with macros that make one test of each
+//! scenario), the pipeline scenario, fault injectors (a TCP fault proxy, the seeded
+//! fault simulation) and the harness of private services (`scripts/services.sh`). A
+//! dev-dependency of the adapters, so that `coupon-core` is the domain and its memory
+//! adapters only.
 //!
-//! Each function is one scenario with exact assertions; it panics on the first broken
+//! Each scenario is a function with exact assertions; it panics on the first broken
 //! promise. Scenarios create their own campaigns (random ids for counters, fresh
 //! campaigns in stores), so they can run in parallel against one shared backend.
 //!
@@ -8,7 +13,7 @@
 //! # async fn demo() {
 //! use std::sync::Arc;
 //! use coupon_core::memory::MemoryCounter;
-//! coupon_core::testkit::counter::exact_cap_under_contention(Arc::new(MemoryCounter::new())).await;
+//! coupon_testkit::counter::exact_cap_under_contention(Arc::new(MemoryCounter::new())).await;
 //! # }
 //! ```
 
@@ -26,7 +31,13 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::{Campaign, CampaignId, CouponCounter, CouponStore, NewCampaign, Rebuild};
+use coupon_core::{Campaign, CampaignId, CouponCounter, CouponStore, NewCampaign, Rebuild};
+
+/// Locks `mutex`, whether or not a panicking holder poisoned it: the scenarios' shared
+/// records stay readable after one task failed.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A campaign that no other scenario uses: a random 48-bit id, so keys never collide
 /// on a shared Redis and ids stay exact in JSON.
@@ -41,7 +52,7 @@ pub fn fresh_campaign_from(new: NewCampaign) -> Campaign {
 }
 
 /// A [`fresh_campaign`] whose counter `counter` has built (with no slots), as a
-/// campaign created through [`CouponIssuer::create_campaign`](crate::CouponIssuer::create_campaign) is.
+/// campaign created through [`CouponIssuer::create_campaign`](coupon_core::CouponIssuer::create_campaign) is.
 pub async fn ready_campaign(counter: &dyn CouponCounter, cap: u64) -> Campaign {
     ready_campaign_from(counter, NewCampaign::new("conformance", cap)).await
 }
@@ -81,7 +92,7 @@ pub fn service_url(name: &str) -> String {
 /// ```no_run
 /// # async fn demo(store: &dyn coupon_core::CouponStore, campaign: coupon_core::CampaignId) {
 /// use std::time::Duration;
-/// let issued = coupon_core::testkit::wait_for_issued(store, campaign, 100, Duration::from_secs(60)).await;
+/// let issued = coupon_testkit::wait_for_issued(store, campaign, 100, Duration::from_secs(60)).await;
 /// assert_eq!(issued, 100);
 /// # }
 /// ```
