@@ -215,22 +215,31 @@ impl CouponService {
         }
     }
 
-    /// Rebuilds the counter of every campaign from what the queue still holds and the
+    /// Builds the counter of every campaign from what the queue still holds and the
     /// coupons and pending tickets the store holds, read in that order so that a ticket
-    /// a worker elsewhere moves from one to the other meanwhile is counted. For a
-    /// counter that starts empty (in memory) at start-up, before the first apply.
+    /// a worker elsewhere moves from one to the other meanwhile is counted.
     ///
-    /// Returns `None` and changes nothing when the queue cannot list what it holds
-    /// (Kafka): each campaign is then left to the fence, which rebuilds it at its first
-    /// apply once the workers drained the queue.
+    /// Only for a counter of this process's own that starts empty (in memory), at
+    /// start-up, before the first apply: it skips the fence's wait for publishes under
+    /// way, so on a shared counter, or with applies running, an admission still on its
+    /// way would be missing from the count. A counter that already built a campaign
+    /// keeps it ([`CouponCounter::rebuild`]).
+    ///
+    /// Returns `None` and builds nothing when the queue cannot list what it holds for
+    /// some campaign (Kafka): each campaign is then left to the fence, which rebuilds it
+    /// at its first apply once the workers drained the queue.
     pub async fn restore_counter(&self) -> Result<Option<usize>> {
         let campaigns = self.store.campaigns().await?;
-        let mut restored = 0;
+        let mut queued_by_campaign = Vec::with_capacity(campaigns.len());
         for summary in &campaigns {
+            match self.queue.queued_slots(summary.campaign.id).await? {
+                Some(queued) => queued_by_campaign.push(queued),
+                None => return Ok(None),
+            }
+        }
+        let mut restored = 0;
+        for (summary, queued) in campaigns.iter().zip(queued_by_campaign) {
             let id = summary.campaign.id;
-            let Some(queued) = self.queue.queued_slots(id).await? else {
-                return Ok(None);
-            };
             let mut held = crate::admitted_slots(self.store.as_ref(), id).await?;
             // A queued ticket whose coupon exists (a duplicate) is one slot, not two.
             let stored: std::collections::HashSet<_> =

@@ -5,6 +5,12 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
+/// The consumer's `max.poll.interval.ms`: a worker that does not poll for this long
+/// leaves its group and its partitions go to the others. A waiting worker polls every
+/// [`WorkerConfig::keep_alive_interval`](coupon_core::WorkerConfig), which must be
+/// shorter.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How to reach the brokers and which topics to use. Its `Debug` shows the keys of
 /// [`KafkaConfig::extra`], not their values (they may hold passwords).
 #[derive(Clone)]
@@ -239,7 +245,10 @@ impl KafkaConfig {
             // (300 s) a join whose answer the network lost left the worker idle for five
             // minutes (the chaos tool's seed 15). The worker polls well within it, and
             // keeps polling while it waits out a store outage (`keep_alive`).
-            .set("max.poll.interval.ms", "30000")
+            .set(
+                "max.poll.interval.ms",
+                MAX_POLL_INTERVAL.as_millis().to_string(),
+            )
             // Bounds what librdkafka prefetches: when the worker is slow, fetching stops.
             .set("queued.max.messages.kbytes", "16384");
         self.apply_extra(&mut config);

@@ -40,7 +40,7 @@ mod queue;
 mod source;
 mod topics;
 
-pub use config::{KafkaConfig, RESERVED_SETTINGS, reserved_setting};
+pub use config::{KafkaConfig, MAX_POLL_INTERVAL, RESERVED_SETTINGS, reserved_setting};
 pub use dead_letter::{KIND_HEADER, ORIGIN_HEADER, REASON_HEADER};
 pub use queue::KafkaIssueQueue;
 pub use source::KafkaIssueSource;

@@ -19,6 +19,7 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::entity::{campaign, coupon, issue_failure, pending_ticket};
 use crate::error::{BACKEND, classify};
+use crate::sql::SqlBuilder;
 use crate::{Migrator, issue};
 
 /// How to reach the database.
@@ -356,13 +357,18 @@ fn to_failure(row: issue_failure::Model) -> Result<IssueFailure> {
 
 #[async_trait]
 impl CouponStore for SeaOrmStore {
-    /// The database answers a ping within the operation timeout.
+    /// The `campaign` table answers a read within the operation timeout (a database
+    /// that answers but lost its schema is not ready).
     async fn ready(&self) -> Result<()> {
         self.bounded(Call::Read, async {
+            let backend = self.db.get_database_backend();
             self.db
-                .ping()
+                .query_one_raw(
+                    SqlBuilder::new(backend, "SELECT 1 FROM campaign WHERE 1 = 0").build(),
+                )
                 .await
-                .map_err(|e| classify(e, || "pinging the database".to_owned()))
+                .map(|_| ())
+                .map_err(|e| classify(e, || "reading the campaign table".to_owned()))
         })
         .await
     }

@@ -133,15 +133,30 @@ async fn restore_rebuilds_a_fresh_counter_from_the_store() {
 }
 
 #[tokio::test]
-async fn restore_changes_nothing_when_the_queue_cannot_list_its_tickets() {
-    let (service, counter, queue, _) = memory_service();
-    let campaign = service
+async fn restore_builds_nothing_when_the_queue_cannot_list_its_tickets() {
+    let (service, _, queue, store) = memory_service();
+    let first = service
+        .create_campaign(NewCampaign::new("listed", 3))
+        .await
+        .unwrap();
+    let second = service
         .create_campaign(NewCampaign::new("unlisted", 3))
         .await
         .unwrap();
-    service.apply(campaign.id, UserId(1)).await.unwrap();
+    service.apply(second.id, UserId(1)).await.unwrap();
     // A ticket in the channel, not consumed: the in-process queue cannot list it.
-    assert_eq!(queue.queued_slots(campaign.id).await.unwrap(), None);
-    assert_eq!(service.restore_counter().await.unwrap(), None);
-    assert_eq!(counter.status(campaign.id).await.unwrap().admitted, 1);
+    assert_eq!(queue.queued_slots(second.id).await.unwrap(), None);
+
+    // A process starting again over the same queue and store, its counter empty.
+    let counter = Arc::new(MemoryCounter::new());
+    let restarted = CouponService::new(counter.clone(), queue, store);
+    assert_eq!(restarted.restore_counter().await.unwrap(), None);
+    for campaign in [&first, &second] {
+        let refused = counter.try_acquire(campaign, UserId(2)).await;
+        assert!(
+            matches!(refused, Err(crate::Error::NotReady { .. })),
+            "campaign {} was built: {refused:?}",
+            campaign.id
+        );
+    }
 }

@@ -327,6 +327,10 @@ impl IssueQueue for SimQueue {
     async fn drained(&self, mark: &QueueMark) -> Result<bool> {
         self.inner.drained(mark).await
     }
+
+    async fn queued_slots(&self, campaign: CampaignId) -> Result<Option<Vec<HeldSlot>>> {
+        self.inner.queued_slots(campaign).await
+    }
 }
 
 #[async_trait]

@@ -179,15 +179,6 @@ async fn hand_off(
                 .kafka_brokers
                 .as_deref()
                 .ok_or("--queue kafka needs KAFKA_BROKERS")?;
-            // A message the broker may still store after the issuer answered `pending`
-            // must be stored within the rebuild grace, which counts on this bound.
-            if config.kafka_delivery_timeout_ms > config.publish_timeout_ms {
-                return Err(format!(
-                    "--kafka-delivery-timeout-ms ({}) may not exceed --publish-timeout-ms ({})",
-                    config.kafka_delivery_timeout_ms, config.publish_timeout_ms
-                )
-                .into());
-            }
             let kafka = config.kafka(brokers);
             let queue: Option<Arc<dyn IssueQueue>> = if runs_api {
                 let queue = KafkaIssueQueue::connect(kafka.clone())

@@ -253,7 +253,8 @@ pub struct Config {
     #[arg(long, env = "CAMPAIGN_REFRESH_MS", default_value_t = ms(IssuerConfig::default().campaign_refresh))]
     pub campaign_refresh_ms: u64,
     /// How long (ms) a counter rebuild waits for the queue to drain when the queue
-    /// cannot tell its position.
+    /// cannot tell its position (every queue this service runs on can: Kafka, the
+    /// database's and the in-process one; it is for queues built on the library).
     #[arg(long, env = "DRAIN_FALLBACK_MS", default_value_t = ms(IssuerConfig::default().drain_fallback))]
     pub drain_fallback_ms: u64,
     /// Accept a Redis whose `maxmemory-policy` may evict keys (refused by default: an
@@ -483,6 +484,68 @@ impl Config {
                 self.rate_limit_address_burst,
             ),
         }
+    }
+
+    /// Refuses settings that cannot work: a zero timeout or backoff (a publish that
+    /// can never succeed, a worker retrying in a tight loop), a Kafka delivery timeout
+    /// above the publish timeout (the rebuild grace counts on the bound), a worker
+    /// keep-alive so slow that Kafka takes a waiting worker's partitions away.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("--publish-timeout-ms", self.publish_timeout_ms),
+            (
+                "--worker-initial-backoff-ms",
+                self.worker_initial_backoff_ms,
+            ),
+            (
+                "--database-acquire-timeout-ms",
+                self.database_acquire_timeout_ms,
+            ),
+            (
+                "--database-operation-timeout-ms",
+                self.database_operation_timeout_ms,
+            ),
+            (
+                "--redis-response-timeout-ms",
+                self.redis_response_timeout_ms,
+            ),
+            (
+                "--redis-connection-timeout-ms",
+                self.redis_connection_timeout_ms,
+            ),
+            (
+                "--kafka-delivery-timeout-ms",
+                self.kafka_delivery_timeout_ms,
+            ),
+        ];
+        if let Some((flag, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{flag} must be above 0"));
+        }
+        if self.worker_max_backoff_ms < self.worker_initial_backoff_ms {
+            return Err(format!(
+                "--worker-max-backoff-ms ({}) is below --worker-initial-backoff-ms ({})",
+                self.worker_max_backoff_ms, self.worker_initial_backoff_ms
+            ));
+        }
+        if self.queue_kind() == QueueKind::Kafka {
+            // A message the broker may still store after the issuer answered `pending`
+            // must be stored within the rebuild grace, which counts on this bound.
+            if self.kafka_delivery_timeout_ms > self.publish_timeout_ms {
+                return Err(format!(
+                    "--kafka-delivery-timeout-ms ({}) may not exceed --publish-timeout-ms ({})",
+                    self.kafka_delivery_timeout_ms, self.publish_timeout_ms
+                ));
+            }
+            if self.worker_keep_alive_ms >= coupon_kafka::MAX_POLL_INTERVAL.as_millis() as u64 {
+                return Err(format!(
+                    "--worker-keep-alive-ms ({}) must stay below the consumer's poll \
+                     interval ({:?}), or a waiting worker loses its partitions",
+                    self.worker_keep_alive_ms,
+                    coupon_kafka::MAX_POLL_INTERVAL
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The issuer's settings.
@@ -753,6 +816,7 @@ mod tests {
         let command = Config::command();
         let doc = include_str!("../../../docs/operations.md");
         let mut checked = 0;
+        let mut listed = std::collections::BTreeSet::new();
         for line in doc.lines().filter(|line| line.starts_with("| `--")) {
             let cells: Vec<&str> = line.split(" | ").collect();
             let flags: Vec<&str> = cells[0].trim_start_matches("| ").split(", ").collect();
@@ -767,6 +831,7 @@ mod tests {
                     .get_arguments()
                     .find(|arg| arg.get_long() == Some(name))
                     .unwrap_or_else(|| panic!("docs/operations.md names --{name}: no such flag"));
+                listed.insert(name.to_owned());
                 let Some(shown) = defaults
                     .get(i)
                     .filter(|_| defaults.len() == flags.len())
@@ -784,18 +849,64 @@ mod tests {
                 checked += 1;
             }
         }
-        for arg in command.get_arguments() {
-            if let Some(name) = arg
-                .get_long()
-                .filter(|name| !["help", "version"].contains(name))
-            {
-                assert!(
-                    doc.contains(&format!("`--{name}")),
-                    "--{name} is missing from docs/operations.md"
-                );
-            }
-        }
+        let flags: std::collections::BTreeSet<String> = command
+            .get_arguments()
+            .filter_map(|arg| arg.get_long())
+            .filter(|name| !["help", "version"].contains(name))
+            .map(str::to_owned)
+            .collect();
+        let missing: Vec<_> = flags.difference(&listed).collect();
+        assert!(
+            missing.is_empty(),
+            "flags missing from the table: {missing:?}"
+        );
         assert!(checked >= 40, "{checked} defaults checked");
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(["firstcome-server"].iter().chain(args)).expect("parses")
+        };
+        assert_eq!(parse(&[]).check(), Ok(()));
+        for (args, expected) in [
+            (&["--publish-timeout-ms", "0"][..], "--publish-timeout-ms"),
+            (
+                &["--worker-initial-backoff-ms", "0"],
+                "--worker-initial-backoff-ms",
+            ),
+            (
+                &["--worker-max-backoff-ms", "10"],
+                "--worker-max-backoff-ms",
+            ),
+            (
+                &["--database-operation-timeout-ms", "0"],
+                "--database-operation-timeout-ms",
+            ),
+            (
+                &[
+                    "--kafka-brokers",
+                    "h:9092",
+                    "--kafka-delivery-timeout-ms",
+                    "20000",
+                ],
+                "--kafka-delivery-timeout-ms",
+            ),
+            (
+                &[
+                    "--kafka-brokers",
+                    "h:9092",
+                    "--worker-keep-alive-ms",
+                    "30000",
+                ],
+                "--worker-keep-alive-ms",
+            ),
+        ] {
+            let error = parse(args).check().expect_err(expected);
+            assert!(error.starts_with(expected), "{args:?}: {error}");
+        }
+        // Without Kafka the keep-alive has no poll interval to stay under.
+        assert_eq!(parse(&["--worker-keep-alive-ms", "30000"]).check(), Ok(()));
     }
 
     #[test]

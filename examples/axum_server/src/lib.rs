@@ -55,6 +55,7 @@ pub async fn serve(
 ) -> Result<(), String> {
     let config = config.without_empty_values();
     // Settings that cannot work fail before any backend is waited for.
+    config.check()?;
     let (identity, generated_secret) = config.identity()?;
     let mut shutdown = Box::pin(shutdown);
     let Some(backends) = connect(&config, shutdown.as_mut()).await? else {
@@ -167,6 +168,7 @@ pub async fn serve(
 /// Runs an operator task once and prints its result as JSON.
 pub async fn run_command(config: Config, command: Command) -> Result<(), String> {
     let config = config.without_empty_values();
+    config.check()?;
     let print = |value: serde_json::Value| {
         println!(
             "{}",
