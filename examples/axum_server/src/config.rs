@@ -905,8 +905,12 @@ mod tests {
             let error = parse(args).check().expect_err(expected);
             assert!(error.starts_with(expected), "{args:?}: {error}");
         }
-        // Without Kafka the keep-alive has no poll interval to stay under.
-        assert_eq!(parse(&["--worker-keep-alive-ms", "30000"]).check(), Ok(()));
+        // Without Kafka the keep-alive has no poll interval to stay under (`--queue sql`:
+        // the harness exports KAFKA_BROKERS, which `auto` would pick up).
+        assert_eq!(
+            parse(&["--queue", "sql", "--worker-keep-alive-ms", "30000"]).check(),
+            Ok(())
+        );
     }
 
     #[test]
