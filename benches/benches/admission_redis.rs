@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use coupon_core::{Campaign, CouponCounter, UserId};
 use coupon_redis::{Confirm, RedisCounter, RedisCounterConfig};
+use coupon_testkit::redis_servers::PrivateRedis;
 use coupon_testkit::{ready_campaign, service_url};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -186,64 +187,24 @@ async fn admit(
         .mul_f64(iters as f64 / (per_task * tasks) as f64)
 }
 
-/// A redis-server of the bench's own; killed when dropped.
-struct Server {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            // A replica still writes the snapshot of a full sync: into the temporary
-            // directory, not the working tree.
-            .arg("--dir")
-            .arg(std::env::temp_dir())
-            .args(["--dbfilename", &format!("firstcome-bench-{port}.rdb")])
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/services.sh install puts it there)");
-        let server = Self { port, child };
-        server.wait_for(|info| info.contains("run_id:"));
-        server
-    }
-
-    fn wait_for(&self, ready: impl Fn(&str) -> bool) {
-        for _ in 0..200 {
-            let out = Command::new("redis-cli")
-                .args(["-p", &self.port.to_string(), "INFO"])
-                .output();
-            if out.is_ok_and(|out| ready(&String::from_utf8_lossy(&out.stdout))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server on {} not ready", self.port);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// 256 tasks on a primary with one replica: each admission confirmed by the replica
 /// (`WAIT`, shared) against unconfirmed, beside redis-benchmark of the script.
 fn confirmation(c: &mut Criterion) {
     const TASKS: u64 = 256;
-    let primary = Server::start(&[]);
-    let replica = Server::start(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
-    replica.wait_for(|info| info.contains("master_link_status:up"));
-    let url = format!("redis://127.0.0.1:{}/", primary.port);
+    let primary = PrivateRedis::start();
+    let replica =
+        PrivateRedis::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+    let linked = (0..200).any(|_| {
+        let up = replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up");
+        if !up {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        up
+    });
+    assert!(linked, "the replica did not link to the primary");
+    let url = primary.url();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

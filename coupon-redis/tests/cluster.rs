@@ -11,7 +11,7 @@ use coupon_testkit::counter;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_counter_conformance() {
-    let cluster = support::PrivateCluster::start();
+    let cluster = coupon_testkit::redis_servers::PrivateCluster::start();
     let counter = Arc::new(
         RedisCounter::connect(RedisCounterConfig::new(cluster.url()))
             .await

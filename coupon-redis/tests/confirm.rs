@@ -10,7 +10,7 @@ use std::time::Duration;
 use coupon_core::{Admission, CouponCounter, Error, UserId};
 use coupon_redis::{Confirm, RedisCounter, RedisCounterConfig};
 use coupon_testkit::ready_campaign;
-use support::PrivateRedis;
+use coupon_testkit::redis_servers::PrivateRedis;
 use tokio::task::JoinSet;
 
 /// A primary and a replica that has synced with it.

@@ -14,8 +14,8 @@ use coupon_core::{
     Rebuild, UserId,
 };
 use coupon_redis::{RedisCounter, RedisCounterConfig};
+use coupon_testkit::redis_servers::PrivateRedis;
 use coupon_testkit::{fresh_campaign, ready_campaign};
-use support::PrivateRedis;
 use tokio::task::JoinSet;
 
 /// Applies `users` concurrently; returns the granted tickets and how many applies were

@@ -15,7 +15,7 @@ use coupon_core::{
     UserId,
 };
 use coupon_redis::{Confirm, RedisCounter, RedisCounterConfig};
-use support::PrivateSentinels;
+use coupon_testkit::redis_servers::PrivateSentinels;
 use tokio::task::JoinSet;
 
 /// What the applicants heard, and what the test did on their behalf.

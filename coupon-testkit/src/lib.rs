@@ -22,6 +22,7 @@ mod generate;
 pub mod pipeline;
 pub mod proxy;
 pub mod queue;
+pub mod redis_servers;
 pub mod rng;
 pub mod services;
 pub mod sim;
