@@ -1,6 +1,8 @@
-//! The API's rules on real backends, with exact status codes: identity and the rate
-//! limit on Redis + Kafka + PostgreSQL, and campaign definitions no store can hold
-//! answered 422 (never a 5xx) on PostgreSQL and on MariaDB.
+//! The API's rules on real backends, with exact status codes: identity (forged,
+//! expired, wrong-audience and wrong-algorithm tokens refused) and the rate limit on
+//! Redis + Kafka + PostgreSQL, and campaign definitions no store can hold answered 422
+//! (never a 5xx) on the embedded default (SQLite), PostgreSQL, MariaDB and the full
+//! stack.
 
 mod support;
 
@@ -12,16 +14,21 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 const SECRET: &str = "rules-tests-jwt-secret-of-32-bytes!";
+const AUDIENCE: &str = "firstcome-rules";
 
 fn token(user: u64, expires_in: i64) -> String {
+    signed(Algorithm::HS256, SECRET, user, expires_in, AUDIENCE)
+}
+
+fn signed(algorithm: Algorithm, secret: &str, user: u64, expires_in: i64, aud: &str) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("after 1970")
         .as_secs() as i64;
     jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &json!({ "sub": user.to_string(), "exp": now + expires_in }),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
+        &Header::new(algorithm),
+        &json!({ "sub": user.to_string(), "exp": now + expires_in, "aud": aud }),
+        &EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("sign")
 }
@@ -54,6 +61,8 @@ async fn identity_and_the_user_rate_limit_hold_on_redis_kafka_and_postgres() {
         "jwt".into(),
         "--jwt-secret".into(),
         SECRET.into(),
+        "--jwt-audience".into(),
+        AUDIENCE.into(),
         "--rate-limit-user-per-sec".into(),
         "1".into(),
         "--rate-limit-user-burst".into(),
@@ -70,11 +79,35 @@ async fn identity_and_the_user_rate_limit_hold_on_redis_kafka_and_postgres() {
         as_user(api, Method::POST, &apply, None).await.0,
         StatusCode::UNAUTHORIZED
     );
-    let expired = token(3, -3_600);
-    assert_eq!(
-        as_user(api, Method::POST, &apply, Some(&expired)).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    let refused = [
+        ("expired", token(3, -3_600)),
+        (
+            "forged",
+            signed(
+                Algorithm::HS256,
+                "another-secret-of-at-least-32-bytes",
+                3,
+                3_600,
+                AUDIENCE,
+            ),
+        ),
+        (
+            "wrong audience",
+            signed(Algorithm::HS256, SECRET, 3, 3_600, "another-service"),
+        ),
+        (
+            "wrong algorithm",
+            signed(Algorithm::HS384, SECRET, 3, 3_600, AUDIENCE),
+        ),
+    ];
+    for (what, refused) in &refused {
+        let (status, body) = as_user(api, Method::POST, &apply, Some(refused)).await;
+        assert_eq!(
+            (status, &body["error"]),
+            (StatusCode::UNAUTHORIZED, &json!("unauthorized")),
+            "{what}: {body}"
+        );
+    }
     let (status, body) = as_user(api, Method::POST, &apply, Some(&alice)).await;
     assert_eq!(
         (status, &body["rank"]),
@@ -131,8 +164,11 @@ async fn identity_and_the_user_rate_limit_hold_on_redis_kafka_and_postgres() {
     service.stop().await;
 }
 
-async fn bad_definitions_are_422(database: String) {
-    let service = support::Service::start(&["--database-url", &database]).await;
+async fn bad_definitions_are_422(database: String, backends: Vec<String>) {
+    let mut args = vec!["--database-url".to_owned(), database];
+    args.extend(backends);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let service = support::Service::start(&args).await;
     let cases = [
         json!({ "name": "x".repeat(256), "cap": 10 }),
         json!({ "name": "nul\u{0}inside", "cap": 10 }),
@@ -161,14 +197,33 @@ async fn bad_definitions_are_422(database: String) {
 }
 
 #[tokio::test]
+async fn definitions_the_embedded_default_cannot_hold_are_422() {
+    let path = std::env::temp_dir().join(format!(
+        "firstcome-rules-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    bad_definitions_are_422(format!("sqlite://{}?mode=rwc", path.display()), Vec::new()).await;
+}
+
+#[tokio::test]
 async fn definitions_postgres_cannot_hold_are_422() {
-    bad_definitions_are_422(coupon_seaorm::testkit::fresh_postgres().await).await;
+    bad_definitions_are_422(coupon_seaorm::testkit::fresh_postgres().await, Vec::new()).await;
 }
 
 #[tokio::test]
 async fn definitions_mariadb_cannot_hold_are_422() {
     bad_definitions_are_422(
         coupon_seaorm::testkit::fresh_database(&service_url("MYSQL_URL")).await,
+        Vec::new(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn definitions_are_422_on_redis_kafka_and_postgres() {
+    bad_definitions_are_422(
+        coupon_seaorm::testkit::fresh_postgres().await,
+        support::shared_backend_args(),
     )
     .await;
 }
