@@ -315,8 +315,9 @@ pub enum Command {
         #[arg(long = "ticket")]
         tickets: Vec<TicketId>,
     },
-    /// List every campaign with its window and issued count as JSON (admitted counts:
-    /// `GET /admin/campaigns` on the service, whose counter may live in its process).
+    /// List every campaign as JSON: with REDIS_URL, its counts and state as
+    /// `GET /admin/campaigns` shows them; without, its window and issued count (an
+    /// in-memory counter lives in the service's process: ask its admin route).
     Campaigns,
     /// Close a campaign to applications now; those admitted before are still issued.
     /// Running services see it within a second.

@@ -20,7 +20,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use coupon_core::{
-    CampaignId, CouponService, CouponStore, IssueWorker, close_campaign, reopen_campaign,
+    CampaignId, CouponCounter, CouponService, CouponStore, IssueWorker, close_campaign,
+    reopen_campaign,
 };
 use coupon_seaorm::SeaOrmStore;
 use tokio::sync::watch;
@@ -182,12 +183,36 @@ pub async fn run_command(config: Config, command: Command) -> Result<(), String>
     };
     match command {
         Command::Campaigns => {
-            let campaigns = store()
+            let summaries = store()
                 .await?
                 .campaigns()
                 .await
                 .map_err(|e| e.to_string())?;
-            print(serde_json::json!({ "campaigns": campaigns }));
+            match &config.redis_url {
+                // A shared counter: the same counts and states as GET /admin/campaigns.
+                Some(url) => {
+                    let counter = coupon_redis::RedisCounter::connect(config.redis(url))
+                        .await
+                        .map_err(|e| format!("redis: {e}"))?;
+                    let mut campaigns = Vec::with_capacity(summaries.len());
+                    for summary in summaries {
+                        let admitted = counter
+                            .status(summary.campaign.id)
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .admitted;
+                        let status = coupon_core::CampaignStatus::new(
+                            summary.campaign,
+                            admitted,
+                            summary.issued,
+                        );
+                        campaigns.push(wire::AdminCampaign::from(&status));
+                    }
+                    print(serde_json::json!({ "campaigns": campaigns }));
+                }
+                // An in-memory counter lives in the service's process: the store's view.
+                None => print(serde_json::json!({ "campaigns": summaries })),
+            }
         }
         Command::Close { campaign } => {
             let closed = close_campaign(&store().await?, CampaignId(campaign))
