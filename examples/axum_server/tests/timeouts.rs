@@ -1,12 +1,13 @@
-//! The connection limits against the service on a loopback port: a client that is slow
-//! to send its headers is cut off, a request whose body does not arrive in time is answered
-//! 408, and a
-//! graceful shutdown does not wait past its deadline for a client that never finishes.
+//! The connection limits against the service on a loopback port, on the embedded default
+//! and on Redis + Kafka + PostgreSQL: a client that is slow to send its headers is cut
+//! off, a request whose body does not arrive in time is answered 408, and a graceful
+//! shutdown does not wait past its deadline for a client that never finishes.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
+use axum::http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,15 +29,47 @@ async fn read_until_closed(stream: &mut TcpStream, patience: Duration) -> Option
     }
 }
 
+/// `limits` with the backends of a deployment: the embedded default on SQLite in memory
+/// when `full_stack` is false, else Redis + Kafka + PostgreSQL.
+async fn start(limits: &[&str], full_stack: bool) -> support::Service {
+    let mut args: Vec<String> = limits.iter().map(|s| s.to_string()).collect();
+    if full_stack {
+        args.extend(support::shared_backend_args());
+        args.extend([
+            "--database-url".to_owned(),
+            coupon_seaorm::testkit::fresh_postgres().await,
+        ]);
+    } else {
+        args.extend(["--database-url".to_owned(), "sqlite::memory:".to_owned()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let service = support::Service::start(&args).await;
+    // The listener is bound at once, but the service accepts only once its backends
+    // answer (on the full stack, a few hundred ms): a stop before that has no request
+    // in flight to wait for.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(
+        service.api.call(Method::GET, "/healthz", None).await,
+        Ok((StatusCode::OK, _))
+    ) {
+        assert!(Instant::now() < deadline, "the service did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    service
+}
+
 #[tokio::test]
 async fn a_client_slow_to_send_its_headers_is_disconnected() {
-    let service = support::Service::start(&[
-        "--header-read-timeout-ms",
-        "300",
-        "--database-url",
-        "sqlite::memory:",
-    ])
-    .await;
+    slow_headers(false).await;
+}
+
+#[tokio::test]
+async fn a_client_slow_to_send_its_headers_is_disconnected_on_the_full_stack() {
+    slow_headers(true).await;
+}
+
+async fn slow_headers(full_stack: bool) {
+    let service = start(&["--header-read-timeout-ms", "300"], full_stack).await;
     let mut stream = TcpStream::connect(address(&service))
         .await
         .expect("connect");
@@ -62,13 +95,16 @@ async fn a_client_slow_to_send_its_headers_is_disconnected() {
 
 #[tokio::test]
 async fn a_request_whose_body_never_arrives_is_answered_408_in_time() {
-    let service = support::Service::start(&[
-        "--request-timeout-ms",
-        "400",
-        "--database-url",
-        "sqlite::memory:",
-    ])
-    .await;
+    slow_body(false).await;
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_arrives_is_answered_408_in_time_on_the_full_stack() {
+    slow_body(true).await;
+}
+
+async fn slow_body(full_stack: bool) {
+    let service = start(&["--request-timeout-ms", "400"], full_stack).await;
     let mut stream = TcpStream::connect(address(&service))
         .await
         .expect("connect");
@@ -92,14 +128,24 @@ async fn a_request_whose_body_never_arrives_is_answered_408_in_time() {
 
 #[tokio::test]
 async fn a_graceful_shutdown_stops_waiting_for_a_stuck_client_at_its_deadline() {
-    let service = support::Service::start(&[
-        "--shutdown-deadline-ms",
-        "500",
-        "--request-timeout-ms",
-        "60000",
-        "--database-url",
-        "sqlite::memory:",
-    ])
+    stuck_client_at_shutdown(false).await;
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_stops_waiting_for_a_stuck_client_at_its_deadline_on_the_full_stack() {
+    stuck_client_at_shutdown(true).await;
+}
+
+async fn stuck_client_at_shutdown(full_stack: bool) {
+    let service = start(
+        &[
+            "--shutdown-deadline-ms",
+            "500",
+            "--request-timeout-ms",
+            "60000",
+        ],
+        full_stack,
+    )
     .await;
     let mut stream = TcpStream::connect(address(&service))
         .await
