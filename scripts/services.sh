@@ -20,9 +20,11 @@
 #
 # DIR/env holds `export` lines: REDIS_URL, DATABASE_URL, KAFKA_BROKERS, MYSQL_URL (a
 # private MariaDB), FIRSTCOME_SERVICES_SCRIPT for tests that kill and restart a
-# service, and SCHEMATHESIS (the API fuzzer from PyPI, in a virtualenv of its own, that
-# tests run against the service's OpenAPI document), CHROMIUM (Debian's chromium, that
-# renders the live page headless). Nothing already running on the machine is used.
+# service, FIRSTCOME_TANSU_OPT_LEVEL (which build of the broker runs: 1 by default, 3
+# for broker-bound benchmarks, set when running install and start), and SCHEMATHESIS
+# (the API fuzzer from PyPI, in a virtualenv of its own, that tests run against the
+# service's OpenAPI document), CHROMIUM (Debian's chromium, that renders the live page
+# headless). Nothing already running on the machine is used.
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
@@ -84,9 +86,10 @@ TANSU_FEATURES=libsql
 TANSU_OPT_LEVEL=${FIRSTCOME_TANSU_OPT_LEVEL:-1}
 
 # Our build of tansu: the published release with scripts/tansu/<crate>/*.patch applied to
-# each of its crates named there and TANSU_FEATURES, named after all three (the patches
-# and features by their checksum), so neither a plain `tansu` on the machine nor a build
-# with older patches or other features is ever picked up.
+# each of its crates named there, TANSU_FEATURES and TANSU_OPT_LEVEL, named after all of
+# them (the patches, features and level by their checksum), so neither a plain `tansu`
+# on the machine nor a build with older patches, other features or another level is
+# ever picked up.
 tansu_dir() {
   local patches
   patches=$(cd "$(dirname "$script")"/tansu && { echo "features $TANSU_FEATURES"; \
@@ -347,6 +350,8 @@ write_env() {
     echo "export KAFKA_BROKERS=127.0.0.1:$(cat "$dir/kafka/port")"
     echo "export MYSQL_URL=mysql://root@127.0.0.1:$(cat "$dir/mariadb/port")/firstcome_test"
     echo "export FIRSTCOME_SERVICES_SCRIPT=$script"
+    # So that a restart through the script later runs the same build of the broker.
+    echo "export FIRSTCOME_TANSU_OPT_LEVEL=$TANSU_OPT_LEVEL"
     echo "export SCHEMATHESIS=$(schemathesis_bin)"
     echo "export CHROMIUM=$(command -v chromium)"
   } >"$dir/env"

@@ -3,8 +3,15 @@
 //!
 //! Each macro takes the name of a module to generate and an expression evaluated
 //! anew in every test (it may `.await`; it runs inside the test's runtime) that gives
-//! the adapter as an `Arc` of a type implementing the port. Paths in the expression are
-//! resolved from the module the macro is called in.
+//! the adapter as an `Arc` of a type implementing the port. The generated module starts
+//! with `use super::*`, so the expression may name what the calling module declares or
+//! imports (not `super::` paths, nor items local to a function). The calling crate
+//! needs tokio with its `macros` and `rt-multi-thread` features: the tests are
+//! `#[tokio::test(flavor = "multi_thread")]`.
+//!
+//! The example shows the call only: doc tests are not built as tests, so the generated
+//! tests are checked by the crates that call the macros (coupon-core's, coupon-redis's
+//! and coupon-seaorm's conformance tests).
 //!
 //! ```no_run
 //! use std::sync::Arc;

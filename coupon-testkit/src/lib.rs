@@ -1,8 +1,11 @@
-//! What firstcome's tests share, and nothing else uses: the conformance suite every
+//! What firstcome's tests, benchmarks and fault tools share: the conformance suite every
 //! adapter runs against its own instance (with macros that make one test of each
 //! scenario), the pipeline scenario, fault injectors (a TCP fault proxy, the seeded
-//! fault simulation) and the harness of private services (`scripts/services.sh`). A
-//! dev-dependency of the adapters, so that `coupon-core` is the domain and its memory
+//! fault simulation), the harness of private services ([`services`], through
+//! `scripts/services.sh`) and Redis servers a test starts itself ([`redis_servers`],
+//! from `redis-server`). A dev-dependency of the libraries (coupon-seaorm's `testkit`
+//! feature turns it on for its database helpers), a dependency of the simulation and
+//! chaos tools and the benchmarks, so that `coupon-core` is the domain and its memory
 //! adapters only.
 //!
 //! Each scenario is a function with exact assertions; it panics on the first broken

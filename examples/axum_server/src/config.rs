@@ -315,9 +315,9 @@ pub enum Command {
         #[arg(long = "ticket")]
         tickets: Vec<TicketId>,
     },
-    /// List every campaign as JSON: with REDIS_URL, its counts and state as
-    /// `GET /admin/campaigns` shows them; without, its window and issued count (an
-    /// in-memory counter lives in the service's process: ask its admin route).
+    /// List every campaign as JSON, as `GET /admin/campaigns` shows it. Without
+    /// REDIS_URL `admitted`, `remaining` and `state` are null: an in-memory counter
+    /// lives in the service's process (ask its admin route).
     Campaigns,
     /// Close a campaign to applications now; those admitted before are still issued.
     /// Running services see it within a second.

@@ -210,8 +210,29 @@ pub async fn run_command(config: Config, command: Command) -> Result<(), String>
                     }
                     print(serde_json::json!({ "campaigns": campaigns }));
                 }
-                // An in-memory counter lives in the service's process: the store's view.
-                None => print(serde_json::json!({ "campaigns": summaries })),
+                // An in-memory counter lives in the service's process: the store's view,
+                // in the same shape, the counter's figures null.
+                None => {
+                    let campaigns: Vec<_> = summaries
+                        .iter()
+                        .map(|summary| {
+                            let campaign = &summary.campaign;
+                            serde_json::json!({
+                                "id": campaign.id.0,
+                                "name": campaign.name,
+                                "cap": campaign.cap,
+                                "admitted": null,
+                                "issued": summary.issued,
+                                "remaining": null,
+                                "state": null,
+                                "per_user_limit": campaign.per_user_limit,
+                                "opens_at": campaign.opens_at,
+                                "closes_at": campaign.closes_at,
+                            })
+                        })
+                        .collect();
+                    print(serde_json::json!({ "campaigns": campaigns }));
+                }
             }
         }
         Command::Close { campaign } => {
