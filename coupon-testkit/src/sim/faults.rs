@@ -343,6 +343,14 @@ impl IssueSource for SimQueue {
     async fn ack(&self, batch: Batch) -> Result<()> {
         self.inner.ack(batch).await
     }
+
+    async fn keep_alive(&self) -> Result<()> {
+        self.inner.keep_alive().await
+    }
+
+    async fn lag(&self) -> Result<Option<u64>> {
+        IssueSource::lag(&self.inner).await
+    }
 }
 
 /// A [`MemoryStore`] whose batches fail before persisting or after committing.

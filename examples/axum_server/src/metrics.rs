@@ -189,7 +189,55 @@ impl IssueSource for MeteredSource {
         self.counted(self.inner.dead_letter(ticket, reason).await)
     }
 
+    /// Forwarded: Kafka's consumer polls here while the worker waits out a store
+    /// outage, or it leaves its group after `max.poll.interval.ms` and its partitions
+    /// move.
+    async fn keep_alive(&self) -> Result<()> {
+        self.counted(self.inner.keep_alive().await)
+    }
+
     async fn lag(&self) -> Result<Option<u64>> {
         self.inner.lag().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that counts the calls of each kind it receives.
+    #[derive(Default)]
+    struct Counting {
+        keep_alives: AtomicU64,
+    }
+
+    #[async_trait]
+    impl IssueSource for Counting {
+        async fn next_batch(&self, _max: usize) -> Result<Option<Batch>> {
+            Ok(None)
+        }
+
+        async fn ack(&self, _batch: Batch) -> Result<()> {
+            Ok(())
+        }
+
+        async fn keep_alive(&self) -> Result<()> {
+            self.keep_alives.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+
+        async fn lag(&self) -> Result<Option<u64>> {
+            Ok(Some(7))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_metered_source_forwards_keep_alive_and_lag() {
+        let inner = Arc::new(Counting::default());
+        let metered = MeteredSource::new(inner.clone(), Arc::new(Metrics::new()));
+        metered.keep_alive().await.expect("keep_alive");
+        metered.keep_alive().await.expect("keep_alive");
+        assert_eq!(inner.keep_alives.load(Ordering::Relaxed), 2);
+        assert_eq!(metered.lag().await.expect("lag"), Some(7));
     }
 }
