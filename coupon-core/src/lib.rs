@@ -80,7 +80,7 @@ pub use store::{
     reopen_campaign,
 };
 pub use ticket::IssueTicket;
-pub use worker::{IssueWorker, WorkerConfig, WorkerReport};
+pub use worker::{IssueWorker, RunningWorker, WorkerConfig, WorkerReport};
 
 #[cfg(test)]
 pub(crate) use counter::MockCouponCounter;

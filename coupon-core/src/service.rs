@@ -10,7 +10,7 @@ use crate::{
     IssueQueue, IssueSource, IssuerConfig, NewCampaign, ReplayReport, Result, SettleReport,
     Settler, SettlerConfig, TicketId, UserId, WindowState, replay_failures,
 };
-use crate::{Coupon, CouponIssuer};
+use crate::{Coupon, CouponIssuer, IssueWorker, RunningWorker, WorkerConfig};
 
 /// Settings of a [`CouponService`]: its issuer's and its settler's.
 #[derive(Debug, Clone, Default)]
@@ -37,8 +37,9 @@ impl ServiceConfig {
 }
 
 /// Every use case of a process that admits: campaigns, applications, what a user holds,
-/// readiness, settlement, dead letters and restoring an in-memory counter. Built once
-/// from the ports; the issuer and the settler inside it share them.
+/// readiness, settlement, dead letters, restoring an in-memory counter, and the worker
+/// when the process also persists. Built once from the ports; the issuer, the settler
+/// and the worker inside it share them.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -103,10 +104,20 @@ impl CouponService {
         }
     }
 
-    /// Also reports the lag of `source`, the hand-off a worker in this process reads.
+    /// Also runs a worker on `source`, the consuming side of the hand-off
+    /// ([`CouponService::spawn_worker`]), and reports its lag.
     pub fn with_source(mut self, source: Arc<dyn IssueSource>) -> Self {
         self.source = Some(source);
         self
+    }
+
+    /// The worker of this process, on a task of its own: it persists what the source
+    /// delivers into the service's store, until [`RunningWorker::stop`] (graceful: the
+    /// batch in hand is finished and acked) or, for an in-process queue that was closed,
+    /// [`RunningWorker::drain`]. `None` without a source ([`CouponService::with_source`]).
+    pub fn spawn_worker(&self, config: WorkerConfig) -> Option<RunningWorker> {
+        let source = self.source.clone()?;
+        Some(IssueWorker::with_config(source, self.store.clone(), config).spawn())
     }
 
     /// The settler sharing this service's ports, to run on a schedule

@@ -176,6 +176,19 @@ impl IssueWorker {
         }
     }
 
+    /// Runs on a task of its own until [`RunningWorker::stop`], or until the source is
+    /// closed and drained ([`RunningWorker::drain`]).
+    pub fn spawn(self) -> RunningWorker {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            self.run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+        });
+        RunningWorker { stop, task }
+    }
+
     /// Processes batches until `shutdown` completes or the source is closed and drained.
     ///
     /// Shutdown is graceful: a batch in flight is finished and acked first, and no new
@@ -420,5 +433,34 @@ impl IssueWorker {
                 tracing::debug!(%error, "keeping the source alive failed");
             }
         }
+    }
+}
+
+/// A worker on a task of its own ([`IssueWorker::spawn`]).
+pub struct RunningWorker {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<WorkerReport>>,
+}
+
+impl RunningWorker {
+    /// Stops gracefully (the batch in hand is finished and acked, or left unacked for
+    /// redelivery while the store is away) and returns what the worker did.
+    pub async fn stop(self) -> Result<WorkerReport> {
+        let _ = self.stop.send(true);
+        Self::joined(self.task.await)
+    }
+
+    /// Waits until the source ends by itself (an in-process queue that was closed, once
+    /// everything in it is persisted) and returns what the worker did.
+    pub async fn drain(self) -> Result<WorkerReport> {
+        Self::joined(self.task.await)
+    }
+
+    fn joined(
+        joined: std::result::Result<Result<WorkerReport>, tokio::task::JoinError>,
+    ) -> Result<WorkerReport> {
+        joined.map_err(|error| {
+            Error::backend("worker", format!("the worker's task ended: {error}"), None)
+        })?
     }
 }

@@ -160,3 +160,62 @@ async fn restore_builds_nothing_when_the_queue_cannot_list_its_tickets() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_service_runs_its_worker_until_drained_or_stopped() {
+    let counter = Arc::new(MemoryCounter::new());
+    let queue = Arc::new(MemoryQueue::new(100));
+    let store = Arc::new(MemoryStore::new());
+    let service = CouponService::new(counter.clone(), queue.clone(), store.clone());
+    assert!(
+        service
+            .spawn_worker(crate::WorkerConfig::default())
+            .is_none(),
+        "no source, no worker"
+    );
+    let service = service.with_source(queue.clone());
+    let campaign = service
+        .create_campaign(NewCampaign::new("worker", 3))
+        .await
+        .unwrap();
+
+    // Stopped while the queue stays open: it ends anyway.
+    let worker = service
+        .spawn_worker(crate::WorkerConfig::default())
+        .expect("a worker");
+    service.apply(campaign.id, UserId(1)).await.unwrap();
+    let issued = coupon_issued_soon(&service, campaign.id, UserId(1)).await;
+    assert!(issued, "the running worker persisted the first coupon");
+    let stopped = worker.stop().await.expect("a clean stop");
+    assert_eq!(stopped.issued, 1);
+
+    // Drained: what is queued when the queue closes is persisted before it ends.
+    for user in [2, 3] {
+        service.apply(campaign.id, UserId(user)).await.unwrap();
+    }
+    let worker = service
+        .spawn_worker(crate::WorkerConfig::default())
+        .expect("a worker");
+    queue.close();
+    let drained = worker.drain().await.expect("a clean drain");
+    assert_eq!(drained.issued, 2);
+    assert_eq!(store.issued_count(campaign.id).await.unwrap(), 3);
+}
+
+/// Whether `user`'s coupon is stored within two seconds.
+async fn coupon_issued_soon(
+    service: &CouponService,
+    campaign: crate::CampaignId,
+    user: UserId,
+) -> bool {
+    for _ in 0..200 {
+        if matches!(
+            service.coupon_status(campaign, user).await.unwrap(),
+            CouponStatus::Issued(_)
+        ) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}

@@ -16,8 +16,9 @@ use crate::config::{Config, QueueKind, Role};
 /// The parts a process runs on.
 pub struct Backends {
     /// The use cases, over the counter, the producing side of the hand-off and the
-    /// store, when this process admits (API role).
-    pub service: Option<Arc<CouponService>>,
+    /// store, when this process admits (API role); the caller adds the source
+    /// ([`CouponService::with_source`]) when the process also runs the worker.
+    pub service: Option<CouponService>,
     /// Hand-off, consuming side (worker role).
     pub source: Option<Arc<dyn IssueSource>>,
     /// Persistence, which the worker writes to.
@@ -116,7 +117,7 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
 
     let service = match hand_off.queue {
         Some(queue) => {
-            let mut service = CouponService::with_config(
+            let service = CouponService::with_config(
                 counter,
                 queue,
                 store.clone(),
@@ -124,9 +125,6 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
                     .with_issuer(config.issuer())
                     .with_settler(config.settler()),
             );
-            if let Some(source) = &hand_off.source {
-                service = service.with_source(source.clone());
-            }
             if config.redis_url.is_none() {
                 // An in-memory counter starts with no campaign built.
                 let restored = service
@@ -135,7 +133,7 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
                     .map_err(failed("restoring the counter"))?;
                 description.push(("counter", memory_counter(config.role, restored)));
             }
-            Some(Arc::new(service))
+            Some(service)
         }
         None => None,
     };

@@ -20,8 +20,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use coupon_core::{
-    CampaignId, CouponCounter, CouponService, CouponStore, IssueWorker, close_campaign,
-    reopen_campaign,
+    CampaignId, CouponCounter, CouponService, CouponStore, IssueSource, IssueWorker,
+    close_campaign, reopen_campaign,
 };
 use coupon_seaorm::SeaOrmStore;
 use tokio::sync::watch;
@@ -73,22 +73,26 @@ pub async fn serve(
         println!("  {part:>8}: {what}");
     }
 
-    let (stop_worker, worker_stopped) = watch::channel(false);
-    let worker = backends.source.clone().map(|source| {
-        let worker = IssueWorker::with_config(
-            Arc::new(MeteredSource::new(source, metrics.clone())),
-            backends.store.clone(),
-            config.worker(),
-        );
-        let mut stopped = worker_stopped.clone();
-        tokio::spawn(async move {
-            worker
-                .run(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
+    // The worker reads through a source that records batch sizes and errors; the
+    // service reports its lag.
+    let source = backends.source.clone().map(|source| {
+        Arc::new(MeteredSource::new(source, metrics.clone())) as Arc<dyn IssueSource>
+    });
+    let service = backends.service.map(|service| {
+        Arc::new(match &source {
+            Some(source) => service.with_source(source.clone()),
+            None => service,
         })
     });
+    let worker = match (&service, &source) {
+        (Some(service), _) => service.spawn_worker(config.worker()),
+        // A worker-only process admits nothing, so it has no service.
+        (None, Some(source)) => Some(
+            IssueWorker::with_config(source.clone(), backends.store.clone(), config.worker())
+                .spawn(),
+        ),
+        (None, None) => None,
+    };
     if worker.is_some() {
         println!(
             "  {:>8}: batches of up to {}",
@@ -98,9 +102,10 @@ pub async fn serve(
 
     // Every process that admits also settles: the admissions it (or a peer that died)
     // left without a coupon get their tickets published again.
-    let settling = backends.service.as_ref().map(|service| {
+    let (stop_settler, settler_stopped) = watch::channel(false);
+    let settling = service.as_ref().map(|service| {
         let settler = service.settler().clone();
-        let mut stopped = worker_stopped.clone();
+        let mut stopped = settler_stopped.clone();
         println!(
             "  {:>8}: every {:?}, admissions older than {:?}",
             "settler",
@@ -116,7 +121,7 @@ pub async fn serve(
         })
     });
 
-    if let (Some(service), Some(listener)) = (backends.service.clone(), listener) {
+    if let (Some(service), Some(listener)) = (service.clone(), listener) {
         let admin_token = config.admin_token.clone().unwrap_or_else(|| {
             let token = uuid::Uuid::new_v4().simple().to_string();
             println!("  admin token (generated; set ADMIN_TOKEN to choose one): {token}");
@@ -148,19 +153,24 @@ pub async fn serve(
     }
     tracing::info!("shutting down");
 
-    // No new tickets can arrive now; let the worker finish what was handed off.
-    if let Some(queue) = &backends.memory_queue {
-        queue.close();
-    }
-    let _ = stop_worker.send(backends.memory_queue.is_none());
+    // No new tickets can arrive now; let the worker finish what was handed off: all of
+    // it from an in-process queue (closed, so its source ends once drained), the batch
+    // in hand from a shared one (the rest waits there for the next worker).
+    let _ = stop_settler.send(true);
     if let Some(settling) = settling {
         settling.abort();
     }
     if let Some(worker) = worker {
-        match worker.await {
-            Ok(Ok(report)) => println!("worker stopped: {report:?}"),
-            Ok(Err(error)) => return Err(format!("worker: {error}")),
-            Err(error) => return Err(format!("worker task: {error}")),
+        let report = match &backends.memory_queue {
+            Some(queue) => {
+                queue.close();
+                worker.drain().await
+            }
+            None => worker.stop().await,
+        };
+        match report {
+            Ok(report) => println!("worker stopped: {report:?}"),
+            Err(error) => return Err(format!("worker: {error}")),
         }
     }
     Ok(())
@@ -320,6 +330,7 @@ async fn shared_service(config: &Config, task: &str) -> Result<Arc<CouponService
         .map_err(|error| error.message)?;
     backends
         .service
+        .map(Arc::new)
         .ok_or_else(|| "an API process admits, so it has a queue".to_owned())
 }
 

@@ -72,7 +72,7 @@ async fn two_thousand_applies_on_cap_five_hundred() {
     let worker = IssueWorker::new(parts.source.clone().expect("a source"), parts.store.clone());
     let running = tokio::spawn(async move { worker.run(std::future::pending()).await });
     let state = Arc::new(
-        AppState::new(parts.service.clone().expect("a service"), "full-stack")
+        AppState::new(Arc::new(parts.service.expect("a service")), "full-stack")
             .with_identity(Identity::TrustedClients),
     );
     let app = router(state);
