@@ -115,6 +115,7 @@ impl CouponService {
     /// delivers into the service's store, until [`RunningWorker::stop`] (graceful: the
     /// batch in hand is finished and acked) or, for an in-process queue that was closed,
     /// [`RunningWorker::drain`]. `None` without a source ([`CouponService::with_source`]).
+    #[must_use = "dropping the RunningWorker stops the worker"]
     pub fn spawn_worker(&self, config: WorkerConfig) -> Option<RunningWorker> {
         let source = self.source.clone()?;
         Some(IssueWorker::with_config(source, self.store.clone(), config).spawn())

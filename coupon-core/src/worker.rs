@@ -177,7 +177,9 @@ impl IssueWorker {
     }
 
     /// Runs on a task of its own until [`RunningWorker::stop`], or until the source is
-    /// closed and drained ([`RunningWorker::drain`]).
+    /// closed and drained ([`RunningWorker::drain`]). Dropping the [`RunningWorker`]
+    /// stops the worker as `stop` does, without waiting for it.
+    #[must_use = "dropping the RunningWorker stops the worker"]
     pub fn spawn(self) -> RunningWorker {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
@@ -436,7 +438,9 @@ impl IssueWorker {
     }
 }
 
-/// A worker on a task of its own ([`IssueWorker::spawn`]).
+/// A worker on a task of its own ([`IssueWorker::spawn`]). Dropping it stops the worker
+/// (gracefully, as [`RunningWorker::stop`]) without waiting for it.
+#[must_use = "dropping the RunningWorker stops the worker"]
 pub struct RunningWorker {
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<WorkerReport>>,
@@ -451,7 +455,9 @@ impl RunningWorker {
     }
 
     /// Waits until the source ends by itself (an in-process queue that was closed, once
-    /// everything in it is persisted) and returns what the worker did.
+    /// everything in it is persisted) and returns what the worker did. It has no
+    /// deadline: a shared source (Kafka, the database's queue) never ends, and a closed
+    /// in-process queue ends only once the store has taken every ticket in it.
     pub async fn drain(self) -> Result<WorkerReport> {
         Self::joined(self.task.await)
     }

@@ -186,7 +186,10 @@ async fn the_service_runs_its_worker_until_drained_or_stopped() {
     service.apply(campaign.id, UserId(1)).await.unwrap();
     let issued = coupon_issued_soon(&service, campaign.id, UserId(1)).await;
     assert!(issued, "the running worker persisted the first coupon");
-    let stopped = worker.stop().await.expect("a clean stop");
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), worker.stop())
+        .await
+        .expect("the worker stops when told")
+        .expect("a clean stop");
     assert_eq!(stopped.issued, 1);
 
     // Drained: what is queued when the queue closes is persisted before it ends.
@@ -197,7 +200,10 @@ async fn the_service_runs_its_worker_until_drained_or_stopped() {
         .spawn_worker(crate::WorkerConfig::default())
         .expect("a worker");
     queue.close();
-    let drained = worker.drain().await.expect("a clean drain");
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(10), worker.drain())
+        .await
+        .expect("the worker ends once the closed queue is empty")
+        .expect("a clean drain");
     assert_eq!(drained.issued, 2);
     assert_eq!(store.issued_count(campaign.id).await.unwrap(), 3);
 }

@@ -191,9 +191,9 @@ impl IssueSource for MeteredSource {
 
     /// Forwarded: Kafka's consumer polls here while the worker waits out a store
     /// outage, or it leaves its group after `max.poll.interval.ms` and its partitions
-    /// move.
+    /// move. Not counted as a worker error: it is called every second of an outage.
     async fn keep_alive(&self) -> Result<()> {
-        self.counted(self.inner.keep_alive().await)
+        self.inner.keep_alive().await
     }
 
     async fn lag(&self) -> Result<Option<u64>> {
