@@ -81,8 +81,8 @@ TANSU_FEATURES=libsql
 # The broker's optimisation level (cargo's release profile), FIRSTCOME_TANSU_OPT_LEVEL to
 # change it. 1 by default: measured on 2026-11-27 (2 cores, one build alone each), it
 # builds in 6 min 57 s against 8 min 22 s at 3, and the Kafka tests ran as fast on it
-# (9.1 to 9.8 s for the same seven, each level twice, alternated). Benchmarks that are
-# bound by the broker read higher with 3.
+# (9.1 to 9.8 s for the same seven, each level twice, alternated). Benchmarks bound by
+# the broker were not measured on it: compare them with earlier figures at 3.
 TANSU_OPT_LEVEL=${FIRSTCOME_TANSU_OPT_LEVEL:-1}
 
 # Our build of tansu: the published release with scripts/tansu/<crate>/*.patch applied to
