@@ -428,6 +428,25 @@ struct StallingQueue {
     calls: std::sync::atomic::AtomicU32,
 }
 
+impl StallingQueue {
+    /// The queue, the signal of its first publish starting, and the tickets its later
+    /// publishes stored.
+    fn new() -> (
+        Self,
+        tokio::sync::oneshot::Receiver<()>,
+        tokio::sync::mpsc::UnboundedReceiver<IssueTicket>,
+    ) {
+        let (entered_tx, entered) = tokio::sync::oneshot::channel();
+        let (published_tx, published) = tokio::sync::mpsc::unbounded_channel();
+        let queue = Self {
+            entered: Mutex::new(Some(entered_tx)),
+            published: published_tx,
+            calls: std::sync::atomic::AtomicU32::new(0),
+        };
+        (queue, entered, published)
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::IssueQueue for StallingQueue {
     async fn publish(&self, ticket: &IssueTicket) -> crate::Result<()> {
@@ -446,13 +465,7 @@ impl crate::IssueQueue for StallingQueue {
 /// on a task of its own, with the same ticket.
 #[tokio::test]
 async fn a_dropped_apply_still_hands_its_ticket_off() {
-    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
-    let (published_tx, mut published) = tokio::sync::mpsc::unbounded_channel();
-    let queue = StallingQueue {
-        entered: Mutex::new(Some(entered_tx)),
-        published: published_tx,
-        calls: std::sync::atomic::AtomicU32::new(0),
-    };
+    let (queue, entered, mut published) = StallingQueue::new();
     let issuer = CouponIssuer::new(
         Arc::new(granting(5)),
         Arc::new(queue),
@@ -795,13 +808,7 @@ async fn an_applicant_who_hung_up_mid_apply_is_not_told_sold_out() {
     use crate::CouponCounter;
     let counter = Arc::new(crate::memory::MemoryCounter::new());
     counter.rebuild(&campaign(1), &[]).await.unwrap();
-    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
-    let (published_tx, mut published) = tokio::sync::mpsc::unbounded_channel();
-    let queue = StallingQueue {
-        entered: Mutex::new(Some(entered_tx)),
-        published: published_tx,
-        calls: std::sync::atomic::AtomicU32::new(0),
-    };
+    let (queue, entered, mut published) = StallingQueue::new();
     let mut store = store_with(campaign(1));
     store.expect_coupons_of().returning(|_, _| Ok(Vec::new()));
     store.expect_record_pending().returning(|_| Ok(()));
