@@ -44,6 +44,47 @@ pub fn decode(payload: Option<&[u8]>) -> Result<IssueTicket, DecodeError> {
         .ok_or(DecodeError::Empty)?;
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    from_value(value)
+}
+
+/// Encodes several tickets as one message: a single ticket exactly as [`encode`] does
+/// (what a reader of [`decode`] takes), more as a JSON array of them.
+///
+/// ```
+/// use coupon_core::{CampaignId, IssueTicket, UserId, codec};
+/// let tickets: Vec<_> = (1..=3).map(|user| IssueTicket::new(CampaignId(1), UserId(user), 1, user)).collect();
+/// assert_eq!(codec::decode_group(Some(&codec::encode_group(&tickets))), Ok(tickets));
+/// let one = IssueTicket::new(CampaignId(1), UserId(9), 1, 9);
+/// assert_eq!(codec::encode_group(std::slice::from_ref(&one)), codec::encode(&one));
+/// ```
+pub fn encode_group(tickets: &[IssueTicket]) -> Vec<u8> {
+    match tickets {
+        [one] => encode(one),
+        // As in `encode`: serialising these cannot fail.
+        many => serde_json::to_vec(many).unwrap_or_default(),
+    }
+}
+
+/// Decodes a message holding one ticket ([`encode`]) or a JSON array of tickets
+/// ([`encode_group`]). Every ticket is checked as [`decode`] checks one; if any fails,
+/// so does the message (it is parked whole, with the first reason).
+pub fn decode_group(payload: Option<&[u8]>) -> Result<Vec<IssueTicket>, DecodeError> {
+    let bytes = payload
+        .filter(|b| !b.is_empty())
+        .ok_or(DecodeError::Empty)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    match value {
+        serde_json::Value::Array(values) if !values.is_empty() => {
+            values.into_iter().map(from_value).collect()
+        }
+        serde_json::Value::Array(_) => Err(DecodeError::NotJson("an empty array".into())),
+        value => from_value(value).map(|ticket| vec![ticket]),
+    }
+}
+
+/// Checks the version of one ticket's JSON before its shape.
+fn from_value(value: serde_json::Value) -> Result<IssueTicket, DecodeError> {
     let object = value
         .as_object()
         .ok_or_else(|| DecodeError::NotJson("a JSON value that is not an object".into()))?;
@@ -125,5 +166,32 @@ mod tests {
             let error = decode(payload.as_deref()).expect_err("malformed");
             assert!(expected(&error), "{payload:?} gave {error:?}");
         }
+    }
+
+    #[test]
+    fn a_group_reads_back_in_order_and_fails_whole_on_one_bad_ticket() {
+        let tickets: Vec<_> = (1..=300)
+            .map(|user| IssueTicket::new(CampaignId(7), UserId(user), 1, user))
+            .collect();
+        assert_eq!(
+            decode_group(Some(&encode_group(&tickets))),
+            Ok(tickets.clone())
+        );
+        // A reader of groups reads a single ticket too.
+        let one = ticket();
+        assert_eq!(decode_group(Some(&encode(&one))), Ok(vec![one]));
+
+        let mut group: serde_json::Value =
+            serde_json::from_slice(&encode_group(&tickets[..3])).unwrap();
+        group[1]["version"] = 9.into();
+        assert_eq!(
+            decode_group(Some(group.to_string().as_bytes())),
+            Err(DecodeError::UnknownVersion(9))
+        );
+        for bad in [&b"[]"[..], b"[1]", b"{}", b""] {
+            assert!(decode_group(Some(bad)).is_err(), "{bad:?}");
+        }
+        // A reader of single tickets refuses a group: it is parked, never half-read.
+        assert!(decode(Some(&encode_group(&tickets[..2]))).is_err());
     }
 }

@@ -119,8 +119,9 @@ pub trait IssueSource: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Tickets waiting for this consumer (its share of the queue lag), when the source can
-    /// tell; `None` by default.
+    /// What waits for this consumer (its share of the queue lag), when the source can
+    /// tell: tickets, or messages where a message may hold several (Kafka's records
+    /// hold groups); `None` by default.
     async fn lag(&self) -> Result<Option<u64>> {
         Ok(None)
     }

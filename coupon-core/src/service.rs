@@ -218,8 +218,9 @@ impl CouponService {
         replay_failures(self.store.as_ref(), self.queue.as_ref(), campaign, tickets).await
     }
 
-    /// Tickets waiting in the hand-off this process's worker reads, when there is one
-    /// and it can tell.
+    /// What waits in the hand-off this process's worker reads ([`IssueSource::lag`]:
+    /// tickets, or Kafka records of up to a group each), when there is one and it can
+    /// tell.
     pub async fn lag(&self) -> Option<u64> {
         match &self.source {
             Some(source) => source.lag().await.ok().flatten(),

@@ -30,15 +30,21 @@ pub struct KafkaConfig {
     /// Create missing topics at start-up (default false: a missing topic is an error,
     /// so that a misspelt name fails loudly instead of writing where nobody reads).
     pub create_topics: bool,
-    /// Producer `linger.ms` (default 10 ms): how long to wait to fill a broker batch.
-    /// Each accepted apply waits up to this for its delivery report; a shorter linger
-    /// sends more, smaller requests, and below the broker's answer time librdkafka's
-    /// broker thread spins on `poll` while its in-flight requests are outstanding: at
-    /// 2 ms the API process spent 144 µs of CPU per accepted apply against 109 µs at
-    /// 10 ms (docs/benchmarks.md).
+    /// Producer `linger.ms` (default 1 ms): how long librdkafka waits to fill a request.
+    /// Tickets already gather into records while earlier ones are in flight
+    /// ([`KafkaConfig::max_group`]), so a long linger only adds to every apply's wait: at
+    /// 1 ms the API served 1.2x the requests/s of 10 ms for the same CPU per accepted
+    /// apply (docs/benchmarks.md). With `max_group` 1 (a record per ticket) keep 10 ms
+    /// or more: below the broker's answer time librdkafka's broker thread then polls in
+    /// a loop (144 µs of API CPU per accepted apply at 2 ms against 109 µs at 10 ms).
     pub linger: Duration,
     /// Producer `batch.num.messages` (default 10,000).
     pub batch_num_messages: u32,
+    /// Most tickets in one record (default 250, at most [`MAX_GROUP`]): tickets waiting
+    /// for one partition leave together, so the producer, the broker and the workers
+    /// handle one record where they would handle hundreds. 1 sends every ticket in a
+    /// record of its own, the format workers before groups read.
+    pub max_group: usize,
     /// Producer `message.timeout.ms` (default 10 s): after it, a publish's outcome is
     /// unknown and the slot stays reserved for reconciliation.
     pub delivery_timeout: Duration,
@@ -49,6 +55,14 @@ pub struct KafkaConfig {
     pub extra: BTreeMap<String, String>,
 }
 
+/// Most tickets [`KafkaConfig::max_group`] allows in one record: about 200 KB of JSON,
+/// well inside a broker's default message size limit (1 MB).
+pub const MAX_GROUP: usize = 1_000;
+
+/// Room for one ticket's JSON in a record (about 190 bytes, with margin): `check` refuses
+/// a `message.max.bytes` below `max_group` times this.
+const TICKET_BYTES: usize = 256;
+
 /// librdkafka settings the promises rest on, set by this crate and never from
 /// [`KafkaConfig::extra`]: the producer's idempotence and `acks=all` (a delivery report
 /// means the ticket is stored, a retry never duplicates it), the consumer committing
@@ -56,7 +70,8 @@ pub struct KafkaConfig {
 /// the fields that have a name of their own in [`KafkaConfig`].
 /// librdkafka's aliases of them are refused too, with or without the `topic.` prefix
 /// librdkafka accepts on topic settings; so is `partitioner`, which keeps one user's
-/// tickets on one partition.
+/// dead letters on one partition (tickets choose theirs with
+/// [`codec::partition`](crate::codec::partition)).
 pub const RESERVED_SETTINGS: [&str; 10] = [
     "bootstrap.servers",
     "group.id",
@@ -101,6 +116,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("create_topics", &self.create_topics)
             .field("linger", &self.linger)
             .field("batch_num_messages", &self.batch_num_messages)
+            .field("max_group", &self.max_group)
             .field("delivery_timeout", &self.delivery_timeout)
             .field("batch_linger", &self.batch_linger)
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
@@ -118,8 +134,9 @@ impl KafkaConfig {
             group_id: "firstcome-issuer".to_owned(),
             partitions: 3,
             create_topics: false,
-            linger: Duration::from_millis(10),
+            linger: Duration::from_millis(1),
             batch_num_messages: 10_000,
+            max_group: 250,
             delivery_timeout: Duration::from_secs(10),
             batch_linger: Duration::from_millis(20),
             extra: BTreeMap::new(),
@@ -161,6 +178,12 @@ impl KafkaConfig {
         self
     }
 
+    /// Sets [`KafkaConfig::max_group`].
+    pub fn with_max_group(mut self, max_group: usize) -> Self {
+        self.max_group = max_group;
+        self
+    }
+
     /// Sets [`KafkaConfig::delivery_timeout`].
     pub fn with_delivery_timeout(mut self, timeout: Duration) -> Self {
         self.delivery_timeout = timeout;
@@ -181,9 +204,45 @@ impl KafkaConfig {
         self
     }
 
-    /// Refuses extra settings that would override one of [`RESERVED_SETTINGS`]: a
-    /// permanent error naming it.
+    /// Refuses extra settings that would override one of [`RESERVED_SETTINGS`], a
+    /// [`KafkaConfig::max_group`] outside 1 to [`MAX_GROUP`], and a `message.max.bytes`
+    /// too small for a full group: a permanent error naming it.
+    ///
+    /// ```
+    /// use coupon_kafka::KafkaConfig;
+    /// let config = KafkaConfig::new("127.0.0.1:9092");
+    /// assert!(config.clone().with_max_group(0).check().is_err());
+    /// assert!(config.clone().with_max_group(1_001).check().is_err());
+    /// assert!(config.clone().with("message.max.bytes", "10000").check().is_err());
+    /// assert!(config.with_max_group(10).with("message.max.bytes", "10000").check().is_ok());
+    /// ```
     pub fn check(&self) -> coupon_core::Result<()> {
+        if !(1..=MAX_GROUP).contains(&self.max_group) {
+            return Err(coupon_core::Error::backend(
+                crate::error::BACKEND,
+                format!(
+                    "max_group {} is not between 1 and {MAX_GROUP} tickets per record",
+                    self.max_group
+                ),
+                None,
+            ));
+        }
+        let largest_record = self.max_group.saturating_mul(TICKET_BYTES);
+        if let Some(limit) = self.extra.get("message.max.bytes")
+            && limit
+                .parse::<usize>()
+                .is_ok_and(|limit| limit < largest_record)
+        {
+            return Err(coupon_core::Error::backend(
+                crate::error::BACKEND,
+                format!(
+                    "message.max.bytes {limit} is too small for groups of {} tickets \
+                     (up to {largest_record} bytes): lower max_group",
+                    self.max_group
+                ),
+                None,
+            ));
+        }
         match self
             .extra
             .keys()

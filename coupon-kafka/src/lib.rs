@@ -34,13 +34,14 @@ pub mod codec;
 mod config;
 mod dead_letter;
 mod error;
+mod group;
 mod offsets;
 mod producer;
 mod queue;
 mod source;
 mod topics;
 
-pub use config::{KafkaConfig, MAX_POLL_INTERVAL, RESERVED_SETTINGS, reserved_setting};
+pub use config::{KafkaConfig, MAX_GROUP, MAX_POLL_INTERVAL, RESERVED_SETTINGS, reserved_setting};
 pub use dead_letter::{KIND_HEADER, ORIGIN_HEADER, REASON_HEADER};
 pub use queue::KafkaIssueQueue;
 pub use source::KafkaIssueSource;

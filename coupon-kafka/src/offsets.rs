@@ -2,30 +2,46 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-/// Tracks delivered messages per partition until they are done (persisted or
-/// dead-lettered). Batches may be acked out of order and redelivered; the committable
-/// offset never passes a message that is not done, so a commit never skips one.
+/// Tracks delivered messages per partition until they are done (every ticket of the
+/// message persisted or dead-lettered). Batches may be acked out of order, may hold part
+/// of a message's tickets, and may be redelivered; the committable offset never passes
+/// a message with a ticket not done, so a commit never skips one.
 #[derive(Debug, Default)]
 pub(crate) struct OffsetTracker {
-    partitions: HashMap<i32, BTreeMap<i64, bool>>,
+    /// Per partition, per offset: which of the message's tickets are done.
+    partitions: HashMap<i32, BTreeMap<i64, Vec<bool>>>,
 }
 
 impl OffsetTracker {
-    pub(crate) fn delivered(&mut self, partition: i32, offset: i64) {
+    /// A message of `tickets` tickets (at least one is counted) was received.
+    pub(crate) fn delivered(&mut self, partition: i32, offset: i64, tickets: usize) {
         self.partitions
             .entry(partition)
             .or_default()
             .entry(offset)
-            .or_insert(false);
+            .or_insert_with(|| vec![false; tickets.max(1)]);
     }
 
-    pub(crate) fn done(&mut self, partition: i32, offset: i64) {
+    /// The message's ticket at `index` is done.
+    pub(crate) fn done(&mut self, partition: i32, offset: i64, index: usize) {
         if let Some(done) = self
             .partitions
             .get_mut(&partition)
             .and_then(|offsets| offsets.get_mut(&offset))
+            .and_then(|tickets| tickets.get_mut(index))
         {
             *done = true;
+        }
+    }
+
+    /// The whole message is done (parked unread on the dead-letter topic).
+    pub(crate) fn done_all(&mut self, partition: i32, offset: i64) {
+        if let Some(tickets) = self
+            .partitions
+            .get_mut(&partition)
+            .and_then(|offsets| offsets.get_mut(&offset))
+        {
+            tickets.fill(true);
         }
     }
 
@@ -40,8 +56,8 @@ impl OffsetTracker {
         let mut commits = Vec::new();
         for (&partition, offsets) in &self.partitions {
             let mut next = None;
-            for (&offset, &done) in offsets {
-                if !done {
+            for (&offset, tickets) in offsets {
+                if !tickets.iter().all(|&done| done) {
                     break;
                 }
                 next = Some(offset + 1);
@@ -73,15 +89,15 @@ mod tests {
     fn commits_only_a_done_prefix() {
         let mut tracker = OffsetTracker::default();
         for offset in 0..5 {
-            tracker.delivered(0, offset);
+            tracker.delivered(0, offset, 1);
         }
-        tracker.done(0, 3);
-        tracker.done(0, 4);
+        tracker.done(0, 3, 0);
+        tracker.done(0, 4, 0);
         assert_eq!(tracker.committable(), vec![], "0..=2 are still in flight");
-        tracker.done(0, 0);
-        tracker.done(0, 1);
+        tracker.done(0, 0, 0);
+        tracker.done(0, 1, 0);
         assert_eq!(tracker.committable(), vec![(0, 2)]);
-        tracker.done(0, 2);
+        tracker.done(0, 2, 0);
         assert_eq!(tracker.committable(), vec![(0, 5)]);
         tracker.committed(0, 5);
         assert_eq!(tracker.committable(), vec![]);
@@ -90,23 +106,45 @@ mod tests {
     #[test]
     fn partitions_are_independent_and_forgettable() {
         let mut tracker = OffsetTracker::default();
-        tracker.delivered(0, 10);
-        tracker.delivered(1, 20);
-        tracker.delivered(1, 21);
-        tracker.done(0, 10);
-        tracker.done(1, 21);
+        tracker.delivered(0, 10, 1);
+        tracker.delivered(1, 20, 1);
+        tracker.delivered(1, 21, 1);
+        tracker.done(0, 10, 0);
+        tracker.done(1, 21, 0);
         assert_eq!(tracker.committable(), vec![(0, 11)]);
         tracker.forget(1);
-        tracker.done(1, 20);
+        tracker.done(1, 20, 0);
         assert_eq!(tracker.committable(), vec![(0, 11)]);
     }
 
     #[test]
     fn redelivery_of_a_done_offset_keeps_it_done() {
         let mut tracker = OffsetTracker::default();
-        tracker.delivered(0, 0);
-        tracker.done(0, 0);
-        tracker.delivered(0, 0);
+        tracker.delivered(0, 0, 1);
+        tracker.done(0, 0, 0);
+        tracker.delivered(0, 0, 1);
         assert_eq!(tracker.committable(), vec![(0, 1)]);
+    }
+
+    #[test]
+    fn a_message_of_several_tickets_is_done_only_when_all_are() {
+        let mut tracker = OffsetTracker::default();
+        tracker.delivered(0, 0, 3);
+        tracker.delivered(0, 1, 1);
+        tracker.done(0, 1, 0);
+        tracker.done(0, 0, 2);
+        tracker.done(0, 0, 0);
+        assert_eq!(
+            tracker.committable(),
+            vec![],
+            "ticket 1 of offset 0 is not done"
+        );
+        tracker.done(0, 0, 0); // a redelivered ticket done again changes nothing
+        assert_eq!(tracker.committable(), vec![]);
+        tracker.done(0, 0, 1);
+        assert_eq!(tracker.committable(), vec![(0, 2)]);
+        tracker.delivered(0, 2, 4);
+        tracker.done_all(0, 2);
+        assert_eq!(tracker.committable(), vec![(0, 3)]);
     }
 }

@@ -89,11 +89,51 @@ impl ReplaceableProducer {
         match producer.send(record, queue_timeout).await {
             Ok(_) => Ok(()),
             Err((error, _)) => {
-                if producer_state_broken(&error) || producer.client().fatal_error().is_some() {
-                    self.replace(&producer);
-                }
+                self.failed(&producer, &error);
                 Err(error)
             }
+        }
+    }
+
+    /// Queues one record for `partition` without waiting (a full local queue is an
+    /// error at once) and returns the wait for its delivery report. Records queued by
+    /// successive calls reach their partition in that order.
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        partition: i32,
+        payload: &[u8],
+    ) -> Result<impl Future<Output = Result<(), KafkaError>> + Send + 'static, KafkaError> {
+        let record = FutureRecord::<'_, [u8], [u8]>::to(&self.topic)
+            .partition(partition)
+            .payload(payload);
+        let producer = self.current();
+        match producer.send_result(record) {
+            Ok(delivery) => {
+                let this = self.clone();
+                Ok(async move {
+                    let result = match delivery.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((error, _))) => Err(error),
+                        // The producer dropped the report: nothing says whether it was stored.
+                        Err(_) => Err(KafkaError::Canceled),
+                    };
+                    if let Err(error) = &result {
+                        this.failed(&producer, error);
+                    }
+                    result
+                })
+            }
+            Err((error, _)) => {
+                self.failed(&producer, &error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Replaces `producer` when `error` says its state broke.
+    fn failed(&self, producer: &Arc<FutureProducer>, error: &KafkaError) {
+        if producer_state_broken(error) || producer.client().fatal_error().is_some() {
+            self.replace(producer);
         }
     }
 

@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use coupon_core::{Error, IssueQueue, IssueTicket, QueueMark, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
-use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{classify, publish_failed};
+use crate::group::Lanes;
 use crate::producer::ReplaceableProducer;
-use crate::{KafkaConfig, codec, topics};
+use crate::{KafkaConfig, topics};
 
 /// Publishes tickets to the ticket topic with an idempotent, `acks=all` producer.
 ///
@@ -21,7 +21,13 @@ use crate::{KafkaConfig, codec, topics};
 /// only when the ticket certainly never reached a broker (local queue full, message too
 /// large, topic unknown); a delivery timeout and everything else are
 /// [`Error::PublishUnknown`](coupon_core::Error::PublishUnknown), and the settler rolls
-/// the admission forward. Messages are keyed `campaign:user`.
+/// the admission forward.
+///
+/// Tickets travel in groups: those waiting for one partition while its earlier records
+/// are in flight leave together as one record (a JSON array, or the ticket alone when
+/// it is one), at most [`KafkaConfig::max_group`] of them; each publish still returns
+/// only with its record's delivery report. A user's tickets all go to one partition
+/// ([`codec::partition`](crate::codec::partition)), in order.
 ///
 /// An idempotent producer can be left unusable by a broker restart or failover: every
 /// later send fails or times out. When a send fails that way, the producer is replaced
@@ -37,6 +43,8 @@ use crate::{KafkaConfig, codec, topics};
 #[derive(Clone)]
 pub struct KafkaIssueQueue {
     producer: Arc<ReplaceableProducer>,
+    /// One lane per partition, gathering tickets into records.
+    lanes: Arc<Lanes>,
     /// A client of the workers' group that never joins it: it reads the end of each
     /// partition and the offsets the group committed, for [`IssueQueue::drained`].
     offsets: Arc<BaseConsumer>,
@@ -62,8 +70,11 @@ impl KafkaIssueQueue {
             .consumer()
             .create()
             .map_err(|e| classify(e, || "creating the offsets client".into()))?;
+        let producer = Arc::new(producer);
+        let lanes = Arc::new(Lanes::start(&producer, config.partitions, config.max_group));
         Ok(Self {
-            producer: Arc::new(producer),
+            lanes,
+            producer,
             offsets: Arc::new(offsets),
             topic: config.topic,
         })
@@ -110,8 +121,16 @@ fn partitions(client: &BaseConsumer, topic: &str) -> Result<i32> {
 
 #[async_trait]
 impl IssueQueue for KafkaIssueQueue {
-    /// The cluster answers a metadata request for the ticket topic within 2 s.
+    /// Every partition's lane runs and the cluster answers a metadata request for the
+    /// ticket topic within 2 s.
     async fn ready(&self) -> Result<()> {
+        if !self.lanes.running() {
+            return Err(Error::backend(
+                crate::error::BACKEND,
+                "a partition's lane has stopped: this queue refuses its tickets",
+                None,
+            ));
+        }
         let producer = self.producer.current();
         let topic = self.topic.clone();
         tokio::task::spawn_blocking(move || {
@@ -187,19 +206,11 @@ impl IssueQueue for KafkaIssueQueue {
         .await
     }
 
+    /// Hands the ticket to its partition's lane ([`crate::group`]): it leaves in that
+    /// partition's next record, with the other tickets waiting there.
     async fn publish(&self, ticket: &IssueTicket) -> Result<()> {
-        let key = codec::key(ticket);
-        let payload = codec::encode(ticket);
-        // Never wait on a full local queue: that would stall the apply path; refusing
-        // lets the issuer release the slot at once.
-        self.producer
-            .send(
-                Some(key.as_str()),
-                Some(payload.as_slice()),
-                None,
-                Timeout::After(Duration::ZERO),
-            )
-            .await
-            .map_err(publish_failed)
+        // A full lane refuses at once rather than stall the apply path; the issuer then
+        // gives the slot back.
+        self.lanes.publish(ticket).await.map_err(publish_failed)
     }
 }

@@ -26,6 +26,8 @@ enum Pending {
     Ticket {
         partition: i32,
         offset: i64,
+        /// Its place in the message's group.
+        index: usize,
         ticket: IssueTicket,
     },
     Malformed {
@@ -103,8 +105,11 @@ impl ConsumerContext for Context {
 /// - A batch dropped without an ack (a worker task aborted mid-batch) is handed out
 ///   again; a crashed process's uncommitted messages go to the group's next owner.
 /// - Partitions revoked by a rebalance are forgotten: nothing is committed for them.
-/// - An unreadable message (not JSON, unknown version, bad shape) is parked on the
-///   dead-letter topic with its reason and origin, and its offset counts as done.
+/// - A message holds one ticket or a group of them; its offset is committed once every
+///   ticket of it is done, whichever batches they were handed out in.
+/// - An unreadable message (not JSON, unknown version, bad shape, in any ticket of a
+///   group) is parked whole on the dead-letter topic with its reason and origin, and its
+///   offset counts as done.
 /// - Back-pressure: messages are fetched only while the worker asks, and librdkafka's
 ///   prefetch is bounded (`queued.max.messages.kbytes`), so a slow store slows fetching.
 /// - While the worker waits out an unavailable store, [`IssueSource::keep_alive`] pauses
@@ -184,23 +189,32 @@ impl KafkaIssueSource {
 
     fn accept(&self, message: &BorrowedMessage<'_>) {
         let (partition, offset) = (message.partition(), message.offset());
-        let pending = match codec::decode(message.payload()) {
-            Ok(ticket) => Pending::Ticket {
-                partition,
-                offset,
-                ticket,
-            },
-            Err(error) => Pending::Malformed {
-                partition,
-                offset,
-                key: message.key().map(<[u8]>::to_vec),
-                payload: message.payload().map(<[u8]>::to_vec),
-                reason: error.to_string(),
-            },
-        };
         let mut state = lock(&self.state);
-        state.offsets.delivered(partition, offset);
-        state.buffer.push_back(pending);
+        match codec::decode_group(message.payload()) {
+            Ok(tickets) => {
+                state.offsets.delivered(partition, offset, tickets.len());
+                state
+                    .buffer
+                    .extend(tickets.into_iter().enumerate().map(|(index, ticket)| {
+                        Pending::Ticket {
+                            partition,
+                            offset,
+                            index,
+                            ticket,
+                        }
+                    }));
+            }
+            Err(error) => {
+                state.offsets.delivered(partition, offset, 1);
+                state.buffer.push_back(Pending::Malformed {
+                    partition,
+                    offset,
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec),
+                    reason: error.to_string(),
+                });
+            }
+        }
     }
 
     fn buffered(&self) -> usize {
@@ -240,7 +254,7 @@ impl KafkaIssueSource {
                         .await?;
                     let mut state = lock(&self.state);
                     state.buffer.pop_front();
-                    state.offsets.done(partition, offset);
+                    state.offsets.done_all(partition, offset);
                 }
                 Some(Pending::Ticket { .. }) => {
                     let mut state = lock(&self.state);
@@ -370,10 +384,13 @@ impl IssueSource for KafkaIssueSource {
             let mut state = lock(&self.state);
             for pending in &receipt.pending {
                 if let Pending::Ticket {
-                    partition, offset, ..
+                    partition,
+                    offset,
+                    index,
+                    ..
                 } = pending
                 {
-                    state.offsets.done(*partition, *offset);
+                    state.offsets.done(*partition, *offset, *index);
                 }
             }
         }
@@ -411,7 +428,9 @@ impl IssueSource for KafkaIssueSource {
         Ok(())
     }
 
-    /// Messages between this consumer's position and the end of each partition it owns.
+    /// Messages between this consumer's position and the end of each partition it owns:
+    /// records, each holding one ticket or a group of up to
+    /// [`KafkaConfig::max_group`](crate::KafkaConfig::max_group).
     async fn lag(&self) -> Result<Option<u64>> {
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();

@@ -260,3 +260,73 @@ async fn redis_kafka_postgres_pipeline_issues_exactly_cap() {
     })
     .await;
 }
+
+/// Tickets published at once leave in groups (fewer records than tickets), and a worker
+/// that acked only the first tickets of a group and stopped leaves the rest of that
+/// group to the next one: the committed offset never passes a ticket not done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tickets_travel_in_groups_and_a_half_done_group_is_delivered_again() {
+    use coupon_core::{IssueQueue, IssueSource};
+    use std::collections::HashSet;
+    let config = support::config(1);
+    let queue = Arc::new(
+        KafkaIssueQueue::connect(config.clone())
+            .await
+            .expect("producer"),
+    );
+    let tickets = support::tickets(coupon_core::CampaignId(1), 600);
+    let mut publishing = tokio::task::JoinSet::new();
+    for ticket in tickets.clone() {
+        let queue = queue.clone();
+        publishing.spawn(async move { queue.publish(&ticket).await.expect("publish") });
+    }
+    while let Some(published) = publishing.join_next().await {
+        published.expect("publisher task");
+    }
+    let records = queue.mark().await.expect("mark").expect("a mark").positions[0];
+    assert!(
+        records <= 300,
+        "600 tickets published at once took {records} records"
+    );
+
+    let first = KafkaIssueSource::connect(config.clone())
+        .await
+        .expect("consumer");
+    let mut seen = HashSet::new();
+    // Small batches, acked, until well into the groups; then one taken and never acked.
+    while seen.len() < 100 {
+        let batch = first
+            .next_batch(7)
+            .await
+            .expect("a batch")
+            .expect("tickets");
+        seen.extend(batch.tickets.iter().map(|t| t.ticket_id));
+        first.ack(batch).await.expect("ack");
+    }
+    let unacked = first
+        .next_batch(7)
+        .await
+        .expect("a batch")
+        .expect("tickets");
+    drop(unacked);
+    drop(first);
+
+    let second = KafkaIssueSource::connect(config).await.expect("consumer");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < tickets.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {} tickets ever delivered",
+            seen.len(),
+            tickets.len()
+        );
+        if let Ok(Ok(Some(batch))) =
+            tokio::time::timeout(Duration::from_millis(500), second.next_batch(100)).await
+        {
+            seen.extend(batch.tickets.iter().map(|t| t.ticket_id));
+            second.ack(batch).await.expect("ack");
+        }
+    }
+    let expected: HashSet<_> = tickets.iter().map(|t| t.ticket_id).collect();
+    assert_eq!(seen, expected);
+}

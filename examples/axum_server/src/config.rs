@@ -169,6 +169,11 @@ pub struct Config {
     /// Most tickets in one producer batch (`batch.num.messages`).
     #[arg(long, env = "KAFKA_BATCH_NUM_MESSAGES", default_value_t = kafka_defaults().batch_num_messages)]
     pub kafka_batch_num_messages: u32,
+    /// Most tickets in one record on the ticket topic (1 to 1000): tickets waiting for
+    /// one partition leave together. 1 writes one record per ticket, the format workers
+    /// older than groups read: start workers of this version first.
+    #[arg(long, env = "KAFKA_MAX_GROUP", default_value_t = kafka_defaults().max_group)]
+    pub kafka_max_group: usize,
     /// How long (ms) a publish may wait for the broker's acknowledgement
     /// (`message.timeout.ms`); after it the outcome is unknown and settlement resolves
     /// it. At most `--publish-timeout-ms` (enforced at start).
@@ -620,7 +625,8 @@ impl Config {
             .with_partitions(self.kafka_partitions)
             .with_create_topics(self.kafka_create_topics)
             .with_linger(Duration::from_millis(self.kafka_linger_ms))
-            .with_delivery_timeout(Duration::from_millis(self.kafka_delivery_timeout_ms));
+            .with_delivery_timeout(Duration::from_millis(self.kafka_delivery_timeout_ms))
+            .with_max_group(self.kafka_max_group);
         kafka.batch_num_messages = self.kafka_batch_num_messages;
         kafka.batch_linger = Duration::from_millis(self.kafka_batch_linger_ms);
         self.kafka_options
