@@ -4,8 +4,7 @@ use std::process::ExitCode;
 
 use firstcome_server::config::Config;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     // The log goes to stderr: stdout is for what a command prints (the JSON reports of
     // `settle`, `dead-letters`...), which a warning must not corrupt.
     tracing_subscriber::fmt()
@@ -16,10 +15,24 @@ async fn main() -> ExitCode {
         )
         .init();
     let config = Config::from_command_line();
-    let result = match config.command.clone() {
-        Some(command) => firstcome_server::run_command(config, command).await,
-        None => firstcome_server::run(config, firstcome_server::shutdown_signal()).await,
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if config.runtime_threads > 0 {
+        runtime.worker_threads(config.runtime_threads);
+    }
+    let runtime = match runtime.build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
     };
+    let result = runtime.block_on(async {
+        match config.command.clone() {
+            Some(command) => firstcome_server::run_command(config, command).await,
+            None => firstcome_server::run(config, firstcome_server::shutdown_signal()).await,
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
