@@ -89,3 +89,83 @@ async fn broker_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
     running.abort();
     support::assert_exactly(store.as_ref(), campaign, 2_000).await;
 }
+
+/// A publish that gave up while its ticket still waited in its partition's lane (every
+/// record of the lane in flight to a dead broker) never lands, not even once the broker
+/// is back and the lane moves on: the issuer took it as not sent and rolls the admission
+/// forward itself, and a counter rebuild counts on nothing landing after the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publish_given_up_in_its_lane_never_lands() {
+    use coupon_core::IssueSource;
+    let broker = PrivateService::start("kafka");
+    let brokers = format!("127.0.0.1:{}", broker.port());
+    let config = support::config_on(&brokers, 1).with_delivery_timeout(Duration::from_secs(4));
+    let queue = Arc::new(
+        KafkaIssueQueue::connect(config.clone())
+            .await
+            .expect("producer"),
+    );
+    let tickets = support::tickets(coupon_core::CampaignId(1), 7);
+    let (warm_up, in_flight, given_up, after) =
+        (&tickets[0], &tickets[1..5], &tickets[5], &tickets[6]);
+    queue
+        .publish(warm_up)
+        .await
+        .expect("publish with the broker up");
+
+    broker.kill();
+    // One record each, so that all four of the lane's records are in flight.
+    let mut flying = JoinSet::new();
+    for ticket in in_flight {
+        let (queue, ticket) = (queue.clone(), ticket.clone());
+        flying.spawn(async move { queue.publish(&ticket).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waited = tokio::time::timeout(Duration::from_millis(500), queue.publish(given_up)).await;
+    assert!(
+        waited.is_err(),
+        "the lane had room: the publish answered {waited:?} instead of waiting"
+    );
+
+    broker.restart();
+    while flying.join_next().await.is_some() {}
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while queue.publish(after).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no publish succeeds after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let source = KafkaIssueSource::connect(config).await.expect("consumer");
+    let mut seen = Vec::new();
+    let quiet_after = |seen: &Vec<IssueTicket>| seen.iter().any(|t| t == after);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut settled_at = None;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the last ticket never arrived: {seen:?}"
+        );
+        if let Ok(Ok(Some(batch))) =
+            tokio::time::timeout(Duration::from_millis(500), source.next_batch(100)).await
+        {
+            seen.extend(batch.tickets.iter().cloned());
+            source.ack(batch).await.expect("ack");
+        }
+        if quiet_after(&seen) {
+            // Anything sent before the last ticket is in the partition ahead of it; wait
+            // a little more all the same.
+            let since = *settled_at.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+    }
+    assert!(
+        !seen.iter().any(|t| t == given_up),
+        "the ticket whose publish was given up landed: {seen:?}"
+    );
+    assert!(seen.iter().any(|t| t == warm_up), "{seen:?}");
+}
