@@ -114,6 +114,22 @@ impl Api {
         Ok((status, body))
     }
 
+    /// A GET as the admin, sent again (up to five times) when it fails in transport: a
+    /// pooled keep-alive connection the server has just closed fails at send, and a
+    /// read is safe to repeat. Any answer is returned as it is.
+    pub async fn read(&self, path: &str) -> Result<(StatusCode, Value), String> {
+        let mut attempt = 1;
+        loop {
+            match self.call(Method::GET, path, None).await {
+                Err(_) if attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
     /// One request with exactly `headers` (and a JSON content type when there is a
     /// body); the status, the headers and the JSON body.
     pub async fn request(
@@ -209,10 +225,7 @@ impl Api {
                 let mut held = Vec::new();
                 for user in chunk {
                     let path = format!("/campaigns/{campaign}/coupons/{user}");
-                    let (status, body) = probe
-                        .call(Method::GET, &path, None)
-                        .await
-                        .expect("coupon route");
+                    let (status, body) = probe.read(&path).await.expect("coupon route");
                     match status {
                         StatusCode::OK => {
                             assert_eq!(body["coupons"].as_u64(), Some(1), "user {user}: {body}");
