@@ -104,10 +104,7 @@ impl Rush {
         let stop = Arc::new(AtomicBool::new(false));
         let heard = Arc::new(Mutex::new(Heard::default()));
         let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-        let client: HttpClient =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_max_idle_per_host(settings.concurrency)
-                .build_http();
+        let client: HttpClient = load::http_client(settings.concurrency);
         let apis = Arc::new(apis);
         let mut tasks = tokio::task::JoinSet::new();
         for user in 1..=settings.applicants {

@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, StatusCode};
 use coupon_testkit::proxy::{FaultProxy, ProxyMode};
 use coupon_testkit::services::PrivateService;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use load::HttpClient;
 
 use crate::schedule::{Backend, Network};
@@ -180,9 +178,7 @@ impl ServerProcess {
             env,
             settings: settings.clone(),
             crashes: Vec::new(),
-            client: Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(256)
-                .build_http(),
+            client: load::http_client(256),
         };
         process.spawn().await?;
         Ok(process)

@@ -148,6 +148,21 @@ pub struct Report {
 /// The HTTP client the load tool (and the chaos tool) send with.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// How long a pooled connection may sit idle before it is dropped: below the service's
+/// `--header-read-timeout-ms` (5 s by default), which also closes a kept-alive
+/// connection idle that long, so that the pool never hands out a connection the server
+/// is closing at that moment (the send would fail).
+pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The client every tool and test talks to the service with: up to `max_idle` pooled
+/// connections, none kept past [`POOL_IDLE_TIMEOUT`].
+pub fn http_client(max_idle: usize) -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(max_idle)
+        .build_http()
+}
+
 /// One request to `url`, with `token` as a bearer credential and `body` as JSON: the
 /// status and the JSON answer (`Value::Null` when the answer is not JSON); a transport
 /// error is `Err`.
@@ -192,9 +207,7 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
         return Err("--users, --requests and --concurrency must be at least 1".into());
     }
     let base = args.url.trim_end_matches('/').to_owned();
-    let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(args.concurrency)
-        .build_http();
+    let client = http_client(args.concurrency);
 
     let (status, created) = call(
         &client,

@@ -9,16 +9,13 @@ use axum::http::{Method, Request, StatusCode, header};
 use clap::Parser;
 use firstcome_server::config::Config;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 /// The admin token of every service these tests start.
 pub const TOKEN: &str = "fault-tests-admin";
 
 /// An HTTP client keeping connections alive.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub use load::HttpClient;
 
 /// The service running on a free loopback port.
 pub struct Service {
@@ -77,7 +74,7 @@ impl Service {
             };
             firstcome_server::serve(config, Some(listener), shutdown).await
         });
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let client = load::http_client(usize::MAX);
         Self {
             api: Api { url, client },
             stop,
@@ -112,22 +109,6 @@ impl Api {
             .request(method, path, body, &[("authorization", &admin)])
             .await?;
         Ok((status, body))
-    }
-
-    /// A GET as the admin, sent again (up to five times) when it fails in transport: a
-    /// pooled keep-alive connection the server has just closed fails at send, and a
-    /// read is safe to repeat. Any answer is returned as it is.
-    pub async fn read(&self, path: &str) -> Result<(StatusCode, Value), String> {
-        let mut attempt = 1;
-        loop {
-            match self.call(Method::GET, path, None).await {
-                Err(_) if attempt < 5 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                answer => return answer,
-            }
-        }
     }
 
     /// One request with exactly `headers` (and a JSON content type when there is a
@@ -225,7 +206,10 @@ impl Api {
                 let mut held = Vec::new();
                 for user in chunk {
                     let path = format!("/campaigns/{campaign}/coupons/{user}");
-                    let (status, body) = probe.read(&path).await.expect("coupon route");
+                    let (status, body) = probe
+                        .call(Method::GET, &path, None)
+                        .await
+                        .expect("coupon route");
                     match status {
                         StatusCode::OK => {
                             assert_eq!(body["coupons"].as_u64(), Some(1), "user {user}: {body}");
@@ -512,7 +496,7 @@ impl Process {
         let child = command.spawn().expect("start firstcome-server");
         let api = Api {
             url: format!("http://127.0.0.1:{port}"),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: load::http_client(usize::MAX),
         };
         let process = Self { child, api };
         if !args.contains(&"worker") {
