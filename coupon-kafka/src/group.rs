@@ -22,7 +22,7 @@ use crate::producer::ReplaceableProducer;
 /// window); with a record per ticket, one request of five or more tickets blocked its
 /// partition until answered, and the broker thread, its next batch ready, polled in a
 /// loop meanwhile. Four records never reach that limit.
-pub(crate) const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 4;
 
 /// Tickets that may wait in one lane; past it a publish is refused at once (as when
 /// librdkafka's own queue is full), so the issuer gives the slot back.
