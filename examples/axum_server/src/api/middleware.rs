@@ -1,0 +1,100 @@
+//! Middleware of every route: the request time limit and the per-address rate limit.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use axum::body::{Body, HttpBody};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
+
+use super::Shared;
+use crate::error::ApiError;
+use crate::listen::peer_address;
+
+/// Answers a request that outlasts [`AppState::request_timeout`]: 408 when its body had
+/// not all arrived (the client is slow), else 503 (we are). An apply cut short this way
+/// is finished by the issuer (or rolled forward by the settler): the client hears an
+/// error, and the coupon route tells the truth.
+pub(super) async fn time_limit(State(state): Shared, request: Request, next: Next) -> Response {
+    let (request, body_read) = watch_body(request);
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) if !body_read.load(Ordering::Relaxed) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the request's body did not arrive within {:?}",
+                state.request_timeout
+            ),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {:?}; try again",
+                state.request_timeout
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// `request` with a body that records when it has been read to its end.
+fn watch_body(request: Request) -> (Request, Arc<AtomicBool>) {
+    let read = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| {
+        read.store(body.is_end_stream(), Ordering::Relaxed);
+        Body::new(WatchedBody {
+            inner: body,
+            read: read.clone(),
+        })
+    });
+    (request, read)
+}
+
+/// A body that sets `read` once its last frame has been taken.
+struct WatchedBody {
+    inner: Body,
+    read: Arc<AtomicBool>,
+}
+
+impl HttpBody for WatchedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Refuses a request over its client address's rate with 429.
+pub(super) async fn limit_address(State(state): Shared, request: Request, next: Next) -> Response {
+    if let Some(peer) = peer_address(&request)
+        && let Err(refusal) = state.limiter.check_address(peer.ip())
+    {
+        state.metrics.request("any", "rate_limited");
+        return refusal.into_response();
+    }
+    next.run(request).await
+}
