@@ -127,6 +127,30 @@ async fn slow_body(full_stack: bool) {
     service.stop().await;
 }
 
+/// An admin route checks the token before it reads the body: a client without the
+/// token hears 401 at once however slowly its body comes, and cannot hold its
+/// connection for the request timeout (it used to, and then heard 408).
+#[tokio::test]
+async fn an_admin_route_refuses_a_missing_token_before_the_body_arrives() {
+    let service = start(&["--request-timeout-ms", "60000"], false).await;
+    let mut stream = TcpStream::connect(address(&service))
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /campaigns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"name\":",
+        )
+        .await
+        .expect("a partial body");
+    let answer = read_until_closed(&mut stream, Duration::from_secs(10))
+        .await
+        .expect("an answer and a close long before the request timeout");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("\"error\":\"unauthorized\""), "{answer}");
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn a_graceful_shutdown_stops_waiting_for_a_stuck_client_at_its_deadline() {
     stuck_client_at_shutdown(false).await;

@@ -1,19 +1,69 @@
 //! The admin token's routes: campaigns, close and reopen, settlement, dead letters.
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use coupon_core::{CampaignId, NewCampaign};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiJson, OptionalJson, Shared, campaign_id, require_admin};
+use super::{ApiJson, AppState, OptionalJson, Shared, campaign_id};
+use crate::auth::is_admin;
 use crate::error::ApiError;
 use crate::wire::{
     AdminCampaign, CampaignList, CampaignView, CreateCampaign, ErrorBody, ReopenRequest,
     ReplayRequest,
 };
+
+/// The admin routes. The token is checked before anything else of the request is
+/// read: a client without it cannot hold a connection open by sending a body slowly.
+pub(super) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/campaigns", post(create_campaign))
+        .route("/admin/campaigns", get(list_campaigns))
+        .route("/admin/campaigns/{id}/close", post(close_campaign))
+        .route("/admin/campaigns/{id}/reopen", post(reopen_campaign))
+        .route("/admin/settle", post(settle))
+        .route("/admin/dead-letters", get(dead_letters))
+        .route("/admin/dead-letters/replay", post(replay))
+        .route_layer(from_fn_with_state(state, require_admin))
+}
+
+/// Refuses a request without the admin token with 401, counting it against its route.
+async fn require_admin(State(state): Shared, request: Request, next: Next) -> Response {
+    if is_admin(request.headers(), &state.admin_token) {
+        return next.run(request).await;
+    }
+    let path = request.extensions().get::<MatchedPath>();
+    state
+        .metrics
+        .request(route_name(path.map(MatchedPath::as_str)), "unauthorized");
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "this route needs Authorization: Bearer <admin token>",
+    )
+    .into_response()
+}
+
+/// The `route` label of an admin route's metrics.
+fn route_name(path: Option<&str>) -> &'static str {
+    match path {
+        Some("/campaigns") => "create_campaign",
+        Some("/admin/campaigns") => "list_campaigns",
+        Some("/admin/campaigns/{id}/close") => "close_campaign",
+        Some("/admin/campaigns/{id}/reopen") => "reopen_campaign",
+        Some("/admin/settle") => "settle",
+        Some("/admin/dead-letters") => "dead_letters",
+        Some("/admin/dead-letters/replay") => "replay",
+        _ => "admin",
+    }
+}
 
 #[utoipa::path(post, path = "/campaigns", tag = "admin",
     request_body = CreateCampaign, security(("admin" = [])),
@@ -29,10 +79,8 @@ use crate::wire::{
     ))]
 pub(crate) async fn create_campaign(
     State(state): Shared,
-    headers: HeaderMap,
     body: Result<ApiJson<CreateCampaign>, ApiError>,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers, "create_campaign")?;
     let ApiJson(body) = body?;
     let mut new =
         NewCampaign::new(body.name, body.cap).per_user_limit(body.per_user_limit.unwrap_or(1));
@@ -51,11 +99,7 @@ pub(crate) async fn create_campaign(
         (status = 429, description = "over a rate limit (`rate_limited`); `Retry-After`", body = ErrorBody),
         (status = 503, description = "a backend is unavailable (nothing was done, or the outcome is unknown: retrying tells); `Retry-After`", body = ErrorBody)
     ))]
-pub(crate) async fn list_campaigns(
-    State(state): Shared,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    require_admin(&state, &headers, "list_campaigns")?;
+pub(crate) async fn list_campaigns(State(state): Shared) -> Result<Response, ApiError> {
     let campaigns = state.service.campaigns().await?;
     let campaigns = campaigns.iter().map(AdminCampaign::from).collect();
     Ok(Json(CampaignList { campaigns }).into_response())
@@ -75,10 +119,8 @@ pub(crate) async fn list_campaigns(
     ))]
 pub(crate) async fn close_campaign(
     State(state): Shared,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers, "close_campaign")?;
     let campaign = state.service.close(campaign_id(&id)?).await?;
     state.metrics.request("close_campaign", "closed");
     Ok(Json(CampaignView::from(&campaign)).into_response())
@@ -101,11 +143,9 @@ pub(crate) async fn close_campaign(
     ))]
 pub(crate) async fn reopen_campaign(
     State(state): Shared,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<OptionalJson<ReopenRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers, "reopen_campaign")?;
     let campaign = campaign_id(&id)?;
     let OptionalJson(request) = body?;
     let closes_at = request.and_then(|request| request.closes_at);
@@ -141,10 +181,8 @@ fn campaign_filter(
     ))]
 pub(crate) async fn settle(
     State(state): Shared,
-    headers: HeaderMap,
     query: Result<Query<CampaignFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers, "settle")?;
     let report = state.service.settle(campaign_filter(query)?).await?;
     state.metrics.request("settle", "settled");
     Ok(Json(report).into_response())
@@ -162,10 +200,8 @@ pub(crate) async fn settle(
     ))]
 pub(crate) async fn dead_letters(
     State(state): Shared,
-    headers: HeaderMap,
     query: Result<Query<CampaignFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers, "dead_letters")?;
     let failures = state.service.dead_letters(campaign_filter(query)?).await?;
     Ok(Json(json!({ "dead_letters": failures })).into_response())
 }
@@ -185,10 +221,8 @@ pub(crate) async fn dead_letters(
     ))]
 pub(crate) async fn replay(
     State(state): Shared,
-    headers: HeaderMap,
     body: Result<ApiJson<ReplayRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers, "replay")?;
     let ApiJson(request) = body?;
     let report = state
         .service

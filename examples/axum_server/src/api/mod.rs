@@ -95,16 +95,10 @@ pub(crate) type Shared = State<Arc<AppState>>;
 /// The service's routes over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
     let limited = Router::new()
-        .route("/campaigns", post(admin::create_campaign))
+        .merge(admin::routes(state.clone()))
         .route("/campaigns/{id}", get(get_campaign))
         .route("/campaigns/{id}/apply", post(apply))
         .route("/campaigns/{id}/coupons/{user_id}", get(get_coupon))
-        .route("/admin/campaigns", get(admin::list_campaigns))
-        .route("/admin/campaigns/{id}/close", post(admin::close_campaign))
-        .route("/admin/campaigns/{id}/reopen", post(admin::reopen_campaign))
-        .route("/admin/settle", post(admin::settle))
-        .route("/admin/dead-letters", get(admin::dead_letters))
-        .route("/admin/dead-letters/replay", post(admin::replay))
         .route("/ui", get(crate::live::page))
         .route_layer(from_fn_with_state(state.clone(), middleware::limit_address));
     // Probes and metrics stay outside the address limit: a monitor must always get in.
@@ -190,23 +184,6 @@ pub(crate) fn campaign_id(text: &str) -> Result<CampaignId, ApiError> {
             format!("no campaign {text:?}"),
         )
     })
-}
-
-/// Refuses a request without the admin token, counting it against `route`.
-pub(crate) fn require_admin(
-    state: &AppState,
-    headers: &HeaderMap,
-    route: &'static str,
-) -> Result<(), ApiError> {
-    if is_admin(headers, &state.admin_token) {
-        return Ok(());
-    }
-    state.metrics.request(route, "unauthorized");
-    Err(ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "this route needs Authorization: Bearer <admin token>",
-    ))
 }
 
 #[utoipa::path(get, path = "/campaigns/{id}", tag = "applicants", params(("id" = u64, Path, description = "campaign id")),
