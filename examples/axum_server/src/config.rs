@@ -129,6 +129,14 @@ pub struct Config {
     /// their connections (the worker then finishes its batch).
     #[arg(long, env = "SHUTDOWN_DEADLINE_MS", default_value_t = 30_000)]
     pub shutdown_deadline_ms: u64,
+    /// Most connections open at once; lowered at start to the open-files limit minus
+    /// 128 (the service's own files) when that is less. Past it new clients wait.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Most connections one client address (an IPv6 /64) may hold open (0: no cap);
+    /// at most half the cap on all connections; none with trusted clients.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
     /// Redis for admission (`redis://host:port/`); in-memory when unset.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
@@ -498,6 +506,22 @@ impl Config {
         }
     }
 
+    /// The caps on open connections, in all and per client address, given the
+    /// process's open-files limit (`None`: unknown). The service's own files (the
+    /// database's and brokers' connections, SQLite's files, the runtime's) keep
+    /// [`FILES_RESERVED`] of the limit, and one address never gets more than half the
+    /// connections, so that it cannot keep every other client out.
+    pub fn connection_caps(&self, open_files: Option<u64>) -> (usize, Option<usize>) {
+        let mut total = self.max_connections.max(1);
+        if let Some(limit) = open_files.and_then(|limit| usize::try_from(limit).ok()) {
+            total = total.min(limit.saturating_sub(FILES_RESERVED).max(limit / 2).max(1));
+        }
+        let per_address = (self.max_connections_per_address > 0
+            && self.identity != IdentityKind::TrustedClients)
+            .then(|| self.max_connections_per_address.min((total / 2).max(1)));
+        (total, per_address)
+    }
+
     /// Refuses settings that cannot work: a zero timeout or backoff (a publish that
     /// can never succeed, a worker retrying in a tight loop), a Kafka delivery timeout
     /// above the publish timeout (the rebuild grace counts on the bound), a worker
@@ -671,6 +695,10 @@ fn kafka_defaults() -> KafkaConfig {
 fn store_defaults() -> SeaOrmStoreConfig {
     SeaOrmStoreConfig::new("")
 }
+
+/// Open files kept for the service's own use when the connection cap is lowered to the
+/// open-files limit.
+pub const FILES_RESERVED: usize = 128;
 
 /// The fewest characters an admin token may have: a short one can be guessed.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
@@ -924,6 +952,23 @@ mod tests {
             parse(&["--queue", "sql", "--worker-keep-alive-ms", "30000"]).check(),
             Ok(())
         );
+    }
+
+    #[test]
+    fn connection_caps_stay_under_the_open_files_limit_and_half_of_it_per_address() {
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(["firstcome-server"].iter().chain(args)).expect("parses")
+        };
+        let defaults = parse(&["--identity", "jwt"]);
+        assert_eq!(defaults.connection_caps(None), (10_000, Some(256)));
+        assert_eq!(defaults.connection_caps(Some(65_536)), (10_000, Some(256)));
+        assert_eq!(defaults.connection_caps(Some(1_024)), (896, Some(256)));
+        assert_eq!(defaults.connection_caps(Some(256)), (128, Some(64)));
+        assert_eq!(defaults.connection_caps(Some(100)), (50, Some(25)));
+        let off = parse(&["--identity", "jwt", "--max-connections-per-address", "0"]);
+        assert_eq!(off.connection_caps(None), (10_000, None));
+        let trusted = parse(&["--identity", "trusted-clients"]);
+        assert_eq!(trusted.connection_caps(None), (10_000, None));
     }
 
     #[test]

@@ -140,13 +140,23 @@ pub async fn serve(
             .with_rate_limits(config.rate_limits())
             .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms));
         let state = Arc::new(state);
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("listening on http://{address}");
-        let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+        let open_files = process_stats::open_files_limit();
+        let (max_connections, max_connections_per_address) = config.connection_caps(open_files);
+        println!(
+            "  connections: at most {max_connections} (open-files limit {}), {} per client address",
+            open_files.map_or("unknown".to_owned(), |limit| limit.to_string()),
+            max_connections_per_address.map_or("no cap".to_owned(), |cap| cap.to_string())
+        );
         let limits = listen::HttpLimits {
             header_read: std::time::Duration::from_millis(config.header_read_timeout_ms),
             shutdown_deadline: std::time::Duration::from_millis(config.shutdown_deadline_ms),
+            max_connections,
+            max_connections_per_address,
         };
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("listening on http://{address}");
+        let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+
         listen::serve_http(listener, app, limits, shutdown).await;
     } else {
         shutdown.as_mut().await;

@@ -1,9 +1,11 @@
-//! Serving the router on a TCP listener with the limits a public service needs: a
-//! client must send its request headers in time, and a graceful shutdown waits for
-//! requests in flight only until its deadline.
+//! Serving the router on a TCP listener with the limits a public service needs: a cap
+//! on open connections, in all and per client address; a client must send its request
+//! headers in time; and a graceful shutdown waits for requests in flight only until
+//! its deadline.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,9 +14,12 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
+
+use crate::limits::AddressConnections;
 
 /// The connection-level limits.
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +28,17 @@ pub struct HttpLimits {
     pub header_read: Duration,
     /// How long a graceful shutdown waits for requests in flight.
     pub shutdown_deadline: Duration,
+    /// Most connections open at once; past it the listener stops accepting (new
+    /// clients wait in the kernel's backlog) until one closes.
+    pub max_connections: usize,
+    /// Most connections one client address may hold open (`None`: no cap); one more
+    /// is answered 503 and closed at once.
+    pub max_connections_per_address: Option<usize>,
 }
+
+/// The body of the answer to a connection over its address's cap.
+const TOO_MANY_CONNECTIONS: &str =
+    r#"{"error":"too_many_connections","message":"too many open connections from this address"}"#;
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, lets
 /// requests in flight finish for up to `limits.shutdown_deadline`, and closes the
@@ -40,8 +55,21 @@ pub async fn serve_http(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read);
+    let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address = limits
+        .max_connections_per_address
+        .map(AddressConnections::new);
     tokio::pin!(shutdown);
     loop {
+        // A connection is accepted only with a slot free: at the cap, newcomers wait
+        // in the backlog rather than take the file descriptors the service needs.
+        let permit = tokio::select! {
+            permit = open.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break, // never closed
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -54,6 +82,16 @@ pub async fn serve_http(
             },
             () = &mut shutdown => break,
         };
+        let slot = match &per_address {
+            Some(addresses) => match addresses.admit(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    refuse(&stream, peer);
+                    continue;
+                }
+            },
+            None => None,
+        };
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
@@ -64,6 +102,8 @@ pub async fn serve_http(
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
+            // Held until the connection ends.
+            drop((permit, slot));
         });
         // Reap finished connections so the set does not grow with every client.
         while connections.try_join_next().is_some() {}
@@ -80,6 +120,20 @@ pub async fn serve_http(
         }
     }
     connections.shutdown().await;
+}
+
+/// Answers a connection over its address's cap with 503 and closes it. The write does
+/// not wait: a fresh connection's send buffer takes the few bytes, and a client that
+/// does not read them loses nothing it could use.
+fn refuse(stream: &TcpStream, peer: SocketAddr) {
+    tracing::debug!(%peer, "too many connections from this address; refused");
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         x-content-type-options: nosniff\r\nretry-after: 1\r\nconnection: close\r\n\
+         content-length: {}\r\n\r\n{TOO_MANY_CONNECTIONS}",
+        TOO_MANY_CONNECTIONS.len()
+    );
+    let _ = stream.try_write(answer.as_bytes());
 }
 
 /// The peer address of a request served by [`serve_http`], if it was.

@@ -35,6 +35,24 @@ pub fn own() -> Option<ProcessStats> {
     read("self")
 }
 
+/// This process's soft limit of open files (`ulimit -n`, `LimitNOFILE=`), from
+/// `/proc/self/limits`; `None` where that cannot be read or there is no limit.
+pub fn open_files_limit() -> Option<u64> {
+    parse_open_files_limit(&std::fs::read_to_string("/proc/self/limits").ok()?)
+}
+
+/// The soft limit of the "Max open files" line of a `/proc/<pid>/limits` text.
+fn parse_open_files_limit(limits: &str) -> Option<u64> {
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn read(pid: &str) -> Option<ProcessStats> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: fields resume after
@@ -159,5 +177,16 @@ mod tests {
             sample(&text, "process_open_fds").is_some_and(|fds| fds >= 3.0),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_open_files_limit_is_the_soft_one() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             95432                95432                processes \n\
+                      Max open files            256                  524288               files     \n";
+        assert_eq!(parse_open_files_limit(limits), Some(256));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_files_limit(unlimited), None);
     }
 }

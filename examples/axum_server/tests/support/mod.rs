@@ -445,7 +445,17 @@ impl Process {
     /// harness are not inherited: each process gets only what `env` names), and waits
     /// until it answers `/healthz` (API roles) or has printed its banner (workers).
     pub async fn start(port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::spawn(port, args, env, None).await
+        Self::spawn(port, args, env, None, None).await
+    }
+
+    /// [`Process::start`] under an open-files limit of `open_files` (`ulimit -n`).
+    pub async fn start_with_open_files(
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+        open_files: u32,
+    ) -> Self {
+        Self::spawn(port, args, env, None, Some(open_files)).await
     }
 
     /// [`Process::start`] with the process's output and log, at `info`, written to `log`.
@@ -456,7 +466,7 @@ impl Process {
         log: &std::path::Path,
     ) -> Self {
         let file = std::fs::File::create(log).expect("create the process's log file");
-        Self::spawn(port, args, env, Some(file)).await
+        Self::spawn(port, args, env, Some(file), None).await
     }
 
     async fn spawn(
@@ -464,8 +474,22 @@ impl Process {
         args: &[&str],
         env: &[(&str, &str)],
         log: Option<std::fs::File>,
+        open_files: Option<u32>,
     ) -> Self {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_firstcome-server"));
+        let binary = env!("CARGO_BIN_EXE_firstcome-server");
+        let mut command = match open_files {
+            // The shell lowers the limit, then becomes the server.
+            Some(limit) => {
+                let mut shell = std::process::Command::new("sh");
+                shell.args([
+                    "-c",
+                    &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
+                    binary,
+                ]);
+                shell
+            }
+            None => std::process::Command::new(binary),
+        };
         for name in [
             "REDIS_URL",
             "KAFKA_BROKERS",
