@@ -14,6 +14,7 @@ use jsonwebtoken::Algorithm;
 
 use crate::auth::{Identity, JwtRules, JwtVerifier, read_key_file};
 use crate::limits::{Rate, RateLimits};
+use crate::secrets::{self, QuietParser};
 
 /// Which parts of the service this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,15 +78,24 @@ pub struct Config {
     #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
     /// Bearer token that `POST /campaigns` and the admin routes require, at least 16
-    /// characters; a random one is generated and printed when unset.
-    #[arg(long, env = "ADMIN_TOKEN", value_parser = parse_admin_token)]
+    /// characters; when unset, a random one is written to the file
+    /// `firstcome-admin-token` (mode 0600) in the working directory.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = QuietParser::new(parse_admin_token))]
     pub admin_token: Option<String>,
+    /// A file holding the admin token (instead of `--admin-token`).
+    #[arg(long, env = "ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
     /// How the service learns who applies and who reads a coupon.
     #[arg(long, env = "IDENTITY", value_enum, default_value = "jwt")]
     pub identity: IdentityKind,
-    /// HS256 secret of the users' JWTs, at least 32 bytes.
-    #[arg(long, env = "JWT_SECRET")]
+    /// HS256 secret of the users' JWTs, at least 32 bytes. With no key at all the
+    /// service starts only on a loopback address, with a random secret written to the
+    /// file `firstcome-jwt-secret` (mode 0600) in the working directory.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// A file holding the HS256 secret (instead of `--jwt-secret`).
+    #[arg(long, env = "JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_secret_file: Option<PathBuf>,
     /// PEM file of the public key that verifies the users' JWTs (`--jwt-algorithm`).
     #[arg(long, env = "JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
@@ -138,7 +148,7 @@ pub struct Config {
     #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
     pub max_connections_per_address: usize,
     /// Redis for admission (`redis://host:port/`); in-memory when unset.
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Key prefix in Redis.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value_t = redis_defaults().key_prefix)]
@@ -196,15 +206,19 @@ pub struct Config {
     /// line in the variable (a value may hold commas and spaces). The settings the
     /// promises rest on (`coupon_kafka::RESERVED_SETTINGS`: idempotence, acks,
     /// commits...) are refused.
-    #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", value_delimiter = '\n', value_parser = KafkaOptionParser)]
+    #[arg(long = "kafka-option", env = "KAFKA_OPTIONS", hide_env_values = true, value_delimiter = '\n', value_parser = QuietParser::new(parse_kafka_option))]
     pub kafka_options: Vec<(String, String)>,
     /// Database of campaigns and coupons: `sqlite://...`, `postgres://...`, `mysql://...`.
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://firstcome.db?mode=rwc"
     )]
     pub database_url: String,
+    /// A file holding the database URL (instead of `--database-url`).
+    #[arg(long, env = "DATABASE_URL_FILE", conflicts_with = "database_url")]
+    pub database_url_file: Option<PathBuf>,
     /// Most connections the store's pool opens.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = store_defaults().max_connections)]
     pub database_max_connections: u32,
@@ -398,6 +412,12 @@ impl Config {
             if empty { arg.env(None) } else { arg }
         });
         let matches = command.get_matches();
+        for flag in secrets::given_on_the_command_line(&matches) {
+            tracing::warn!(
+                "{flag}: a secret given as a flag is visible to every user of this machine \
+                 (ps, /proc/<pid>/cmdline)"
+            );
+        }
         Self::from_arg_matches(&matches)
             .map_err(|error| error.format(&mut Self::command()))
             .unwrap_or_else(|error| error.exit())
@@ -435,6 +455,45 @@ impl Config {
             }
         }
         self
+    }
+
+    /// The settings with each secret given as a file (`ADMIN_TOKEN_FILE`,
+    /// `JWT_SECRET_FILE`, `DATABASE_URL_FILE`) read into its setting; an error names the
+    /// variable and the file, never what it holds.
+    pub fn with_secret_files(mut self) -> Result<Self, String> {
+        if let Some(path) = self.admin_token_file.take() {
+            let token = secrets::read_file("ADMIN_TOKEN_FILE", &path)?;
+            let token =
+                parse_admin_token(&token).map_err(|why| format!("ADMIN_TOKEN_FILE: {why}"))?;
+            self.admin_token = Some(token);
+        }
+        if let Some(path) = self.jwt_secret_file.take() {
+            self.jwt_secret = Some(secrets::read_file("JWT_SECRET_FILE", &path)?);
+        }
+        if let Some(path) = self.database_url_file.take() {
+            self.database_url = secrets::read_file("DATABASE_URL_FILE", &path)?
+                .trim()
+                .to_owned();
+        }
+        Ok(self)
+    }
+
+    /// Refuses to listen on `address` with JWT identity and no key: the secret the
+    /// service would generate is for trying it on one's own machine (anyone who reads
+    /// it signs in as any user), so it is allowed on a loopback address only.
+    pub fn check_listening(&self, address: SocketAddr) -> Result<(), String> {
+        let key_missing = self.identity == IdentityKind::Jwt
+            && self.jwt_secret.is_none()
+            && self.jwt_public_key.is_none()
+            && self.jwt_jwks.is_none();
+        if key_missing && !address.ip().is_loopback() {
+            return Err(format!(
+                "--identity jwt needs a key to listen on {address}: set JWT_SECRET (or \
+                 JWT_SECRET_FILE), --jwt-public-key or --jwt-jwks; a generated secret is \
+                 only for a loopback address"
+            ));
+        }
+        Ok(())
     }
 
     /// What a JWT must carry besides its signature.
@@ -479,11 +538,7 @@ impl Config {
                         .map_err(|_| format!("{} is not UTF-8", path.display()))?;
                     JwtVerifier::jwks(&json, &rules)?
                 } else {
-                    let secret = format!(
-                        "{}{}",
-                        uuid::Uuid::new_v4().simple(),
-                        uuid::Uuid::new_v4().simple()
-                    );
+                    let secret = secrets::generate();
                     let verifier = JwtVerifier::hs256(secret.as_bytes(), &rules)?;
                     return Ok((Identity::Jwt(verifier), Some(secret)));
                 };
@@ -727,34 +782,6 @@ fn parse_confirm(value: &str) -> Result<Confirm, String> {
             .parse()
             .map(Confirm::Replicas)
             .map_err(|_| format!("{number:?}: expected auto, off or a number of replicas")),
-    }
-}
-
-/// Parses `--kafka-option` with an error that never shows the value (clap's own
-/// message would).
-#[derive(Debug, Clone, Copy)]
-struct KafkaOptionParser;
-
-impl clap::builder::TypedValueParser for KafkaOptionParser {
-    type Value = (String, String);
-
-    fn parse_ref(
-        &self,
-        command: &clap::Command,
-        _: Option<&clap::Arg>,
-        value: &std::ffi::OsStr,
-    ) -> Result<Self::Value, clap::Error> {
-        let refuse = |why: String| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid value for --kafka-option: {why}\n"),
-            )
-            .with_cmd(command)
-        };
-        let option = value
-            .to_str()
-            .ok_or_else(|| refuse("not UTF-8".to_owned()))?;
-        parse_kafka_option(option).map_err(refuse)
     }
 }
 

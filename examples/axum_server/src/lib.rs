@@ -14,6 +14,7 @@ pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod process_stats;
+pub mod secrets;
 pub mod wire;
 
 use std::future::Future;
@@ -30,6 +31,12 @@ use crate::api::AppState;
 use crate::config::{Command, Config, Role};
 use crate::metrics::{MeteredSource, Metrics};
 
+/// Where a generated admin token is written, in the working directory.
+pub const GENERATED_ADMIN_TOKEN: &str = "firstcome-admin-token";
+
+/// Where a generated JWT secret is written, in the working directory.
+pub const GENERATED_JWT_SECRET: &str = "firstcome-jwt-secret";
+
 /// Runs what `config` asks for until `shutdown` completes, then stops gracefully: the
 /// API stops accepting and finishes requests in flight, then the worker finishes and
 /// acks its batch (draining the in-process queue first, on the embedded default).
@@ -37,9 +44,12 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    let config = config.without_empty_values().with_secret_files()?;
+    config.check()?;
     let listener = if config.role == config::Role::Worker {
         None
     } else {
+        config.check_listening(config.bind)?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|e| format!("binding {}: {e}", config.bind))?;
@@ -54,9 +64,12 @@ pub async fn serve(
     listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let config = config.without_empty_values();
+    let config = config.without_empty_values().with_secret_files()?;
     // Settings that cannot work fail before any backend is waited for.
     config.check()?;
+    if let Some(listener) = &listener {
+        config.check_listening(listener.local_addr().map_err(|e| e.to_string())?)?;
+    }
     let (identity, generated_secret) = config.identity()?;
     let mut shutdown = Box::pin(shutdown);
     let Some(backends) = connect(&config, shutdown.as_mut()).await? else {
@@ -122,16 +135,29 @@ pub async fn serve(
     });
 
     if let (Some(service), Some(listener)) = (service.clone(), listener) {
-        let admin_token = config.admin_token.clone().unwrap_or_else(|| {
-            let token = uuid::Uuid::new_v4().simple().to_string();
-            println!("  admin token (generated; set ADMIN_TOKEN to choose one): {token}");
-            token
-        });
+        // Generated secrets go to files only their owner reads, never to the output,
+        // which ends up in container and journal logs.
+        let admin_token = match config.admin_token.clone() {
+            Some(token) => token,
+            None => {
+                let token = secrets::generate();
+                secrets::write_generated(std::path::Path::new(GENERATED_ADMIN_TOKEN), &token)
+                    .map_err(|error| format!("{error} (or set ADMIN_TOKEN)"))?;
+                println!(
+                    "  admin token: generated into ./{GENERATED_ADMIN_TOKEN} (mode 0600; set \
+                     ADMIN_TOKEN or ADMIN_TOKEN_FILE to choose one)"
+                );
+                token
+            }
+        };
         println!("  identity: {identity:?}");
         if let Some(secret) = generated_secret {
+            secrets::write_generated(std::path::Path::new(GENERATED_JWT_SECRET), &secret)
+                .map_err(|error| format!("{error} (or set JWT_SECRET)"))?;
             println!(
-                "  JWT secret (generated; set JWT_SECRET to choose one, \
-                 `firstcome-server mint-token` signs with it): {secret}"
+                "  JWT secret: generated into ./{GENERATED_JWT_SECRET} (mode 0600; \
+                 `JWT_SECRET_FILE={GENERATED_JWT_SECRET} firstcome-server mint-token --user 42` \
+                 signs with it; set JWT_SECRET or JWT_SECRET_FILE to choose one)"
             );
         }
         let state = AppState::new(service, admin_token)
@@ -188,7 +214,7 @@ pub async fn serve(
 
 /// Runs an operator task once and prints its result as JSON.
 pub async fn run_command(config: Config, command: Command) -> Result<(), String> {
-    let config = config.without_empty_values();
+    let config = config.without_empty_values().with_secret_files()?;
     config.check()?;
     let print = |value: serde_json::Value| {
         println!(

@@ -1,4 +1,5 @@
-//! The binary's settings from the environment: a variable set to nothing counts as unset.
+//! The binary's settings from the environment: a variable set to nothing counts as unset,
+//! and secrets never print.
 
 use std::process::Command;
 
@@ -68,4 +69,245 @@ fn an_empty_database_url_is_refused_not_replaced() {
         String::from_utf8_lossy(&output.stdout)
     );
     assert_eq!(created, 0, "a database file was created");
+}
+
+/// Secrets every test below sets, and the part of each that must never be printed.
+const SECRETS: [(&str, &str, &str); 5] = [
+    (
+        "ADMIN_TOKEN",
+        "admin-token-never-printed",
+        "admin-token-never-printed",
+    ),
+    (
+        "JWT_SECRET",
+        "jwt-secret-never-printed-of-32-bytes!!",
+        "jwt-secret-never-printed",
+    ),
+    (
+        "REDIS_URL",
+        "redis://:redis-password-never-printed@127.0.0.1:1/",
+        "redis-password-never-printed",
+    ),
+    (
+        "KAFKA_OPTIONS",
+        "sasl.password=kafka-password-never-printed",
+        "kafka-password-never-printed",
+    ),
+    (
+        "DATABASE_URL",
+        "postgres://user:db-password-never-printed@127.0.0.1:1/x",
+        "db-password-never-printed",
+    ),
+];
+
+/// `output` holds none of the secrets' hidden parts.
+fn assert_no_secret(what: &str, output: &str) {
+    for (name, _, hidden) in SECRETS {
+        assert!(!output.contains(hidden), "{what} shows {name}:\n{output}");
+    }
+}
+
+fn server() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_firstcome-server"));
+    command
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `--help` names each secret's variable and hides its value; a bad secret is refused
+/// by the setting's name, and one given as a flag draws a warning, neither showing it.
+#[test]
+fn help_and_errors_name_secrets_without_showing_them() {
+    let help = server()
+        .arg("--help")
+        .envs(SECRETS.map(|(name, value, _)| (name, value)))
+        .output()
+        .expect("--help");
+    let help = text(&help);
+    assert!(help.contains("[env: ADMIN_TOKEN]"), "{help}");
+    assert!(help.contains("[env: DATABASE_URL]"), "{help}");
+    assert_no_secret("--help", &help);
+
+    let short = server()
+        .args(["--admin-token", "shortsecret", "dead-letters"])
+        .output()
+        .expect("a short token");
+    let short = text(&short);
+    assert!(short.contains("invalid value for --admin-token"), "{short}");
+    assert!(!short.contains("shortsecret"), "{short}");
+
+    let flagged = server()
+        .args(["--admin-token", "admin-token-never-printed", "mint-token"])
+        .args(["--user", "1"])
+        .output()
+        .expect("a token as a flag");
+    let flagged = text(&flagged);
+    assert!(
+        flagged.contains("--admin-token (use ADMIN_TOKEN or ADMIN_TOKEN_FILE)"),
+        "{flagged}"
+    );
+    assert_no_secret("a warning", &flagged);
+
+    let both = server()
+        .args(["mint-token", "--user", "1"])
+        .env("ADMIN_TOKEN", "admin-token-never-printed")
+        .env("ADMIN_TOKEN_FILE", "/nonexistent")
+        .output()
+        .expect("both");
+    let both = text(&both);
+    assert!(both.contains("cannot be used with"), "{both}");
+    assert_no_secret("a conflict", &both);
+}
+
+/// The service started with every secret set prints none of them, and one started with
+/// none writes the ones it generates to files only its user reads; with no JWT key it
+/// refuses a non-loopback address. The `*_FILE` variants carry the secrets.
+#[test]
+fn the_start_up_output_shows_no_secret_and_generated_ones_go_to_private_files() {
+    use std::io::{BufRead, Read, Write};
+
+    let directory = std::env::temp_dir().join(format!(
+        "firstcome-secrets-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&directory).expect("a working folder");
+    // Runs the service until it listens; everything it printed, and its address.
+    let start = |env: &[(&str, &str)]| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = server()
+            .current_dir(&directory)
+            .env_remove("DATABASE_URL")
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the service");
+        let mut printed = String::new();
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        for line in lines.by_ref() {
+            let line = line.expect("a line");
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.starts_with("listening on") {
+                break;
+            }
+        }
+        (child, printed, port)
+    };
+    let stop = |mut child: std::process::Child, mut printed: String| {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut printed);
+        printed
+    };
+
+    let database = format!("sqlite://{}/db.sqlite?mode=rwc", directory.display());
+    let files = [
+        ("admin", "admin-token-never-printed"),
+        ("jwt", "jwt-secret-never-printed-of-32-bytes!!"),
+        ("database", database.as_str()),
+    ];
+    for (name, value) in files {
+        std::fs::write(directory.join(name), format!("{value}\n")).expect("a secret file");
+    }
+    let (child, printed, port) = start(&[
+        ("ADMIN_TOKEN_FILE", "admin"),
+        ("JWT_SECRET_FILE", "jwt"),
+        ("DATABASE_URL_FILE", "database"),
+        (
+            "KAFKA_OPTIONS",
+            "sasl.password=kafka-password-never-printed",
+        ),
+    ]);
+    assert!(printed.contains("listening on"), "{printed}");
+    // The token from the file opens the admin routes.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .write_all(
+            b"GET /admin/campaigns HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+              Authorization: Bearer admin-token-never-printed\r\n\r\n",
+        )
+        .expect("a request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let printed = stop(child, printed);
+    assert_no_secret("the start-up output", &printed);
+    let minted = server()
+        .args(["mint-token", "--user", "42"])
+        .current_dir(&directory)
+        .env("JWT_SECRET_FILE", "jwt")
+        .output()
+        .expect("mint-token");
+    let verifier = firstcome_server::auth::JwtVerifier::hs256(
+        b"jwt-secret-never-printed-of-32-bytes!!",
+        &firstcome_server::auth::JwtRules::default(),
+    )
+    .expect("a verifier");
+    let token = String::from_utf8_lossy(&minted.stdout);
+    assert_eq!(
+        verifier.user(token.trim()).map_err(|e| e.code()),
+        Ok(coupon_core::UserId(42))
+    );
+
+    // Nothing configured: the README's `scripts/run.sh`.
+    let (child, printed, _) = start(&[("DATABASE_URL", &database)]);
+    let printed = stop(child, printed);
+    assert!(printed.contains("listening on"), "{printed}");
+    for file in [
+        firstcome_server::GENERATED_ADMIN_TOKEN,
+        firstcome_server::GENERATED_JWT_SECRET,
+    ] {
+        let path = directory.join(file);
+        let secret = std::fs::read_to_string(&path).expect("a generated secret");
+        assert_eq!(secret.trim().len(), 64, "{file}");
+        assert!(
+            !printed.contains(secret.trim()),
+            "{file} printed:\n{printed}"
+        );
+        assert!(
+            printed.contains(&format!("./{file} (mode 0600")),
+            "{printed}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    }
+
+    let exposed = server()
+        .current_dir(&directory)
+        .env("DATABASE_URL", &database)
+        .env("BIND", "0.0.0.0:0")
+        .output()
+        .expect("a start on every address");
+    let exposed = text(&exposed);
+    assert!(
+        exposed.contains("--identity jwt needs a key to listen on 0.0.0.0:0"),
+        "{exposed}"
+    );
+    let _ = std::fs::remove_dir_all(&directory);
 }
