@@ -89,14 +89,19 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Whether `headers` carry `Authorization: Bearer <admin_token>`.
 pub fn is_admin(headers: &HeaderMap, admin_token: &str) -> bool {
+    bears(headers, admin_token)
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`.
+pub fn bears(headers: &HeaderMap, token: &str) -> bool {
     let Some(given) = bearer(headers) else {
         return false;
     };
     // Compare every byte whatever the first mismatch, so timing reveals nothing.
-    given.len() == admin_token.len()
+    given.len() == token.len()
         && given
             .bytes()
-            .zip(admin_token.bytes())
+            .zip(token.bytes())
             .fold(0u8, |diff, (a, b)| diff | (a ^ b))
             == 0
 }

@@ -139,6 +139,10 @@ pub struct Config {
     /// their connections (the worker then finishes its batch).
     #[arg(long, env = "SHUTDOWN_DEADLINE_MS", default_value_t = 30_000)]
     pub shutdown_deadline_ms: u64,
+    /// Bearer token `GET /metrics` requires (the admin token opens it too), at least 16
+    /// characters; unset: the metrics are public.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true, value_parser = QuietParser::new(parse_admin_token))]
+    pub metrics_token: Option<String>,
     /// Most connections open at once; lowered at start to the open-files limit minus
     /// 128 (the service's own files) when that is less. Past it new clients wait.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
@@ -439,6 +443,7 @@ impl Config {
     pub fn without_empty_values(mut self) -> Self {
         for value in [
             &mut self.admin_token,
+            &mut self.metrics_token,
             &mut self.redis_url,
             &mut self.kafka_brokers,
             &mut self.jwt_secret,

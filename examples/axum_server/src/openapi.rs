@@ -65,6 +65,15 @@ impl Modify for SecuritySchemes {
             ))),
         );
         components.add_security_scheme(
+            "metrics",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("the metrics token (--metrics-token), when set"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "admin",
             SecurityScheme::Http(
                 HttpBuilder::new()

@@ -97,19 +97,26 @@ pub fn write_generated(path: &Path, secret: &str) -> Result<(), String> {
 /// machine reads them (`ps`, `/proc/<pid>/cmdline`): their variables or files keep them
 /// out of sight.
 pub fn given_on_the_command_line(matches: &clap::ArgMatches) -> Vec<&'static str> {
-    ["admin_token", "jwt_secret", "database_url", "kafka_options"]
-        .into_iter()
-        .filter(|id| {
-            matches.try_get_raw(id).ok().flatten().is_some()
-                && matches.value_source(id) == Some(ValueSource::CommandLine)
-        })
-        .map(|id| match id {
-            "admin_token" => "--admin-token (use ADMIN_TOKEN or ADMIN_TOKEN_FILE)",
-            "jwt_secret" => "--jwt-secret (use JWT_SECRET or JWT_SECRET_FILE)",
-            "database_url" => "--database-url (use DATABASE_URL or DATABASE_URL_FILE)",
-            _ => "--kafka-option (use KAFKA_OPTIONS)",
-        })
-        .collect()
+    [
+        "admin_token",
+        "metrics_token",
+        "jwt_secret",
+        "database_url",
+        "kafka_options",
+    ]
+    .into_iter()
+    .filter(|id| {
+        matches.try_get_raw(id).ok().flatten().is_some()
+            && matches.value_source(id) == Some(ValueSource::CommandLine)
+    })
+    .map(|id| match id {
+        "admin_token" => "--admin-token (use ADMIN_TOKEN or ADMIN_TOKEN_FILE)",
+        "metrics_token" => "--metrics-token (use METRICS_TOKEN)",
+        "jwt_secret" => "--jwt-secret (use JWT_SECRET or JWT_SECRET_FILE)",
+        "database_url" => "--database-url (use DATABASE_URL or DATABASE_URL_FILE)",
+        _ => "--kafka-option (use KAFKA_OPTIONS)",
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Every status code of the API, and the bad-input list, through the router in memory.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -8,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::Utc;
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
-use coupon_core::{CouponService, IssueWorker};
+use coupon_core::{Batch, CouponService, IssueQueue, IssueSource, IssueTicket, IssueWorker};
 use firstcome_server::api::{AppState, BODY_LIMIT, router};
 use firstcome_server::auth::Identity;
 use http_body_util::BodyExt;
@@ -35,7 +36,9 @@ fn service() -> Service {
             ),
             TOKEN,
         )
-        .with_identity(Identity::TrustedClients),
+        .with_identity(Identity::TrustedClients)
+        // These tests change what the backends answer between two calls.
+        .with_probe_cache(Duration::ZERO),
     );
     Service {
         app: router(state),
@@ -518,11 +521,103 @@ async fn health_readiness_and_metrics() {
         (status, body["error"].as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready"))
     );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("queue:"),
-        "{body}"
+    // The part, not its error (the log has that).
+    assert_eq!(body["message"], "not ready: queue", "{body}");
+}
+
+/// A queue that counts how often the probes ask it.
+struct Counting {
+    inner: Arc<MemoryQueue>,
+    ready: AtomicU64,
+    lag: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl IssueQueue for Counting {
+    async fn publish(&self, ticket: &IssueTicket) -> coupon_core::Result<()> {
+        IssueQueue::publish(self.inner.as_ref(), ticket).await
+    }
+
+    async fn ready(&self) -> coupon_core::Result<()> {
+        self.ready.fetch_add(1, Ordering::Relaxed);
+        IssueQueue::ready(self.inner.as_ref()).await
+    }
+}
+
+#[async_trait::async_trait]
+impl IssueSource for Counting {
+    async fn next_batch(&self, max: usize) -> coupon_core::Result<Option<Batch>> {
+        IssueSource::next_batch(self.inner.as_ref(), max).await
+    }
+
+    async fn ack(&self, batch: Batch) -> coupon_core::Result<()> {
+        IssueSource::ack(self.inner.as_ref(), batch).await
+    }
+
+    async fn lag(&self) -> coupon_core::Result<Option<u64>> {
+        self.lag.fetch_add(1, Ordering::Relaxed);
+        IssueSource::lag(self.inner.as_ref()).await
+    }
+}
+
+/// Readiness and the queue lag ask the backends; 200 concurrent calls of each ask
+/// them once while the answer is fresh (here for an hour, 1 s by default).
+#[tokio::test]
+async fn a_flood_of_readiness_and_metrics_calls_asks_the_backends_once() {
+    let queue = Arc::new(Counting {
+        inner: Arc::new(MemoryQueue::new(10)),
+        ready: AtomicU64::new(0),
+        lag: AtomicU64::new(0),
+    });
+    let service = CouponService::new(
+        Arc::new(MemoryCounter::new()),
+        queue.clone(),
+        Arc::new(MemoryStore::new()),
+    )
+    .with_source(queue.clone());
+    let app = router(Arc::new(
+        AppState::new(Arc::new(service), TOKEN).with_probe_cache(Duration::from_secs(3_600)),
+    ));
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        let app = app.clone();
+        let path = if i % 2 == 0 { "/readyz" } else { "/metrics" };
+        calls.spawn(async move { send(&app, get(path)).await.0 });
+    }
+    while let Some(status) = calls.join_next().await {
+        assert_eq!(status.expect("a call"), StatusCode::OK);
+    }
+    assert_eq!(queue.ready.load(Ordering::Relaxed), 1, "readiness asked");
+    assert_eq!(queue.lag.load(Ordering::Relaxed), 1, "lag asked");
+}
+
+/// With a metrics token, `/metrics` answers only it and the admin token.
+#[tokio::test]
+async fn a_metrics_token_guards_the_metrics() {
+    let store = Arc::new(MemoryStore::new());
+    let queue = Arc::new(MemoryQueue::new(10));
+    let service = CouponService::new(Arc::new(MemoryCounter::new()), queue, store);
+    let app = router(Arc::new(
+        AppState::new(Arc::new(service), TOKEN)
+            .with_metrics_token(Some("metrics-token-of-16+".into())),
+    ));
+    let (status, _, body) = send(&app, get("/metrics")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
     );
+    for token in ["metrics-token-of-16+", TOKEN] {
+        let request = Request::builder()
+            .uri("/metrics")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .expect("a request");
+        let (status, _, body) = send(&app, request).await;
+        assert_eq!(status, StatusCode::OK, "{token}");
+        assert!(
+            body.as_str()
+                .is_some_and(|text| text.contains("firstcome_requests_total")),
+            "{body}"
+        );
+    }
 }

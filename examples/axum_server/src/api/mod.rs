@@ -44,6 +44,10 @@ pub struct AppState {
     pub limiter: Limiter,
     /// How long a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// The bearer token `/metrics` requires besides the admin's, if any.
+    pub metrics_token: Option<String>,
+    /// Readiness and lag, cached.
+    probes: probes::ProbeCache,
 }
 
 /// The default of [`AppState::request_timeout`].
@@ -62,7 +66,22 @@ impl AppState {
             identity: Identity::Jwt(JwtVerifier::refusing_everyone()),
             limiter: Limiter::new(RateLimits::default()),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            metrics_token: None,
+            probes: probes::ProbeCache::new(probes::DEFAULT_PROBE_CACHE),
         }
+    }
+
+    /// Serves `/metrics` only to callers with `token` (or the admin token).
+    pub fn with_metrics_token(mut self, token: Option<String>) -> Self {
+        self.metrics_token = token;
+        self
+    }
+
+    /// Reuses readiness and lag answers for `ttl` (1 s by default; zero asks the
+    /// backends at every call).
+    pub fn with_probe_cache(mut self, ttl: Duration) -> Self {
+        self.probes = probes::ProbeCache::new(ttl);
+        self
     }
 
     /// Learns the user of a request as `identity` says.

@@ -1,13 +1,88 @@
-//! Health, readiness, metrics and the OpenAPI document.
+//! Health, readiness, metrics and the OpenAPI document. Readiness and the queue lag ask
+//! the backends (a ping of each, a `COUNT(*)` of the queue table, Kafka's watermarks),
+//! so their answers are cached ([`ProbeCache`]): a flood of `/readyz` or `/metrics`
+//! costs the backends one call per second at most.
+
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use coupon_core::CouponService;
 
-use super::Shared;
+use super::{AppState, Shared};
 use crate::error::ApiError;
 use crate::wire::{ErrorBody, Health};
+
+/// How long a readiness or lag answer is reused by default.
+pub(crate) const DEFAULT_PROBE_CACHE: Duration = Duration::from_secs(1);
+
+/// A value computed at most once per `ttl`: callers within it share the last answer,
+/// and callers arriving while it is computed wait for that one computation.
+struct Cached<T> {
+    ttl: Duration,
+    slot: tokio::sync::Mutex<Option<(Instant, T)>>,
+}
+
+impl<T: Clone> Cached<T> {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn get(&self, compute: impl Future<Output = T>) -> T {
+        // Held across the computation on purpose: concurrent callers queue here
+        // instead of each asking the backends.
+        let mut slot = self.slot.lock().await;
+        if let Some((at, value)) = slot.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return value.clone();
+        }
+        let value = compute.await;
+        *slot = Some((Instant::now(), value.clone()));
+        value
+    }
+}
+
+/// The cached answers of the probes.
+pub(crate) struct ProbeCache {
+    /// The ports that did not answer (empty: ready).
+    not_ready: Cached<Vec<&'static str>>,
+    /// The queue lag.
+    lag: Cached<Option<u64>>,
+}
+
+impl ProbeCache {
+    /// Answers reused for `ttl` (zero: asked every time).
+    pub(crate) fn new(ttl: Duration) -> Self {
+        Self {
+            not_ready: Cached::new(ttl),
+            lag: Cached::new(ttl),
+        }
+    }
+
+    /// The ports of `service` that do not answer; the errors go to the log, not to the
+    /// client (they name keys, hosts, raw backend messages).
+    async fn not_ready(&self, service: &CouponService) -> Vec<&'static str> {
+        self.not_ready
+            .get(async {
+                let readiness = service.readiness().await;
+                if !readiness.is_ready() {
+                    tracing::warn!(%readiness, "not ready");
+                }
+                readiness.failures.iter().map(|(port, _)| *port).collect()
+            })
+            .await
+    }
+
+    async fn lag(&self, service: &CouponService) -> Option<u64> {
+        self.lag.get(service.lag()).await
+    }
+}
 
 /// `GET /healthz`: the process is up.
 #[utoipa::path(get, path = "/healthz", tag = "probes",
@@ -24,8 +99,8 @@ pub(crate) async fn healthz() -> Json<Health> {
         (status = 503, description = "a backend does not answer (`not_ready`)", body = ErrorBody)
     ))]
 pub(crate) async fn ready(State(state): Shared) -> Response {
-    let readiness = state.service.readiness().await;
-    if readiness.is_ready() {
+    let not_ready = state.probes.not_ready(&state.service).await;
+    if not_ready.is_empty() {
         Json(Health {
             status: "ready".into(),
         })
@@ -34,22 +109,44 @@ pub(crate) async fn ready(State(state): Shared) -> Response {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
-            readiness.to_string(),
+            format!("not ready: {}", not_ready.join(", ")),
         )
         .into_response()
     }
 }
 
-/// `GET /metrics`: Prometheus text.
+/// `GET /metrics`: Prometheus text; with `--metrics-token`, for that token or the
+/// admin's only.
 #[utoipa::path(get, path = "/metrics", tag = "probes",
-    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
-pub(crate) async fn metrics(State(state): Shared) -> Response {
-    let lag = state.service.lag().await;
+    security((), ("metrics" = []), ("admin" = [])),
+    responses(
+        (status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
+        (status = 401, description = "`--metrics-token` is set and neither it nor the admin token came (`unauthorized`)", body = ErrorBody)
+    ))]
+pub(crate) async fn metrics(State(state): Shared, headers: HeaderMap) -> Response {
+    if !may_read_metrics(&state, &headers) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this route needs Authorization: Bearer <metrics token>",
+        )
+        .into_response();
+    }
+    let lag = state.probes.lag(&state.service).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(lag, state.service.settler()),
     )
         .into_response()
+}
+
+/// Whether `headers` may read the metrics: anyone without a metrics token, else the
+/// holders of it or of the admin token (the live page reads them with the latter).
+fn may_read_metrics(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.metrics_token else {
+        return true;
+    };
+    crate::auth::bears(headers, token) || crate::auth::is_admin(headers, &state.admin_token)
 }
 
 /// `GET /openapi.json`: the OpenAPI 3.1 document of these routes.
