@@ -143,6 +143,10 @@ pub struct Config {
     /// characters; unset: the metrics are public.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true, value_parser = QuietParser::new(parse_admin_token))]
     pub metrics_token: Option<String>,
+    /// Host names the service answers to (comma-separated, any port); a request for
+    /// another is 421. Unset: any.
+    #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// Most connections open at once; lowered at start to the open-files limit minus
     /// 128 (the service's own files) when that is less. Past it new clients wait.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]

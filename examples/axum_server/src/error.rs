@@ -7,6 +7,10 @@ use coupon_core::Error;
 
 use crate::wire::ErrorBody;
 
+/// The message of every `unavailable` answer.
+pub const UNAVAILABLE_MESSAGE: &str = "a backend is unavailable; try again (nothing was done, or the outcome is unknown: \
+     retrying tells)";
+
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {
@@ -60,12 +64,14 @@ impl From<Error> for ApiError {
                 "invalid_campaign",
                 error.to_string(),
             ),
+            // The backend's own words (hosts, key names, raw errors) go to the log,
+            // the client gets the code and a fixed message.
             _ if error.is_retryable() => {
                 tracing::warn!(%error, "backend unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
-                    error.to_string(),
+                    UNAVAILABLE_MESSAGE,
                 )
             }
             _ => {

@@ -165,6 +165,7 @@ pub async fn serve(
             .with_identity(identity)
             .with_rate_limits(config.rate_limits())
             .with_metrics_token(config.metrics_token.clone())
+            .with_allowed_hosts(&config.allowed_hosts)
             .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms));
         let state = Arc::new(state);
         let open_files = process_stats::open_files_limit();

@@ -32,7 +32,7 @@ use crate::api;
         api::probes::metrics,
         crate::live::page,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &EveryRoute),
     tags(
         (name = "applicants", description = "applying, and reading one's coupon"),
         (name = "admin", description = "the admin token's routes"),
@@ -82,6 +82,41 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+    }
+}
+
+/// Answers any route may give besides its own: 421 when `--allowed-hosts` leaves out
+/// the request's host.
+struct EveryRoute;
+
+impl Modify for EveryRoute {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let misdirected = utoipa::openapi::ResponseBuilder::new()
+            .description("the request's Host is not one of --allowed-hosts (`unknown_host`)")
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .insert("421".to_owned(), misdirected.clone().into());
+            }
+        }
     }
 }
 

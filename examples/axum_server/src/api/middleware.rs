@@ -1,4 +1,5 @@
-//! Middleware of every route: the request time limit and the per-address rate limit.
+//! Middleware of every route: the allowed `Host` names, `nosniff` on every answer, the
+//! request time limit and the per-address rate limit.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::task::{Context, Poll};
 
 use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
@@ -15,6 +16,65 @@ use http_body::{Frame, SizeHint};
 use super::Shared;
 use crate::error::ApiError;
 use crate::listen::peer_address;
+
+/// Refuses with 421 a request whose `Host` is not one of [`AppState::allowed_hosts`],
+/// when that list is set: a page on another site cannot reach the service through a
+/// name of its own pointed at this address (DNS rebinding).
+///
+/// [`AppState::allowed_hosts`]: super::AppState::allowed_hosts
+pub(super) async fn check_host(State(state): Shared, request: Request, next: Next) -> Response {
+    if let Some(allowed) = &state.allowed_hosts {
+        let host = request
+            .uri()
+            .host()
+            .map(str::to_owned)
+            .or_else(|| {
+                let value = request.headers().get(header::HOST)?.to_str().ok()?;
+                Some(host_name(value).to_owned())
+            })
+            .map(|host| normalise_host(&host));
+        if !host.is_some_and(|host| allowed.contains(&host)) {
+            return ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "unknown_host",
+                "this service does not answer to that host name",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The name of a `Host` value without its port: `example.com:8080` is `example.com`,
+/// `[::1]:8080` is `[::1]`.
+fn host_name(value: &str) -> &str {
+    match value.rfind(':') {
+        Some(colon) if !value[colon..].contains(']') => &value[..colon],
+        _ => value,
+    }
+}
+
+/// A host name as the allowed list holds it: lower case, no final dot, an IPv6
+/// address in brackets.
+pub(super) fn normalise_host(name: &str) -> String {
+    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    if name.contains(':') && !name.starts_with('[') {
+        format!("[{name}]")
+    } else {
+        name
+    }
+}
+
+/// Adds `X-Content-Type-Options: nosniff` to every answer: several echo what the client
+/// sent, which a browser must never take for a script or a page.
+pub(super) async fn nosniff(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    response
+}
 
 /// Answers a request that outlasts [`AppState::request_timeout`]: 408 when its body had
 /// not all arrived (the client is slow), else 503 (we are). An apply cut short this way

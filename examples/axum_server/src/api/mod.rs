@@ -15,7 +15,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use coupon_core::{ApplyOutcome, CampaignId, CouponService, CouponStatus, UserId};
+use coupon_core::{ApplyOutcome, CampaignId, CampaignState, CouponService, CouponStatus, UserId};
 use serde::de::DeserializeOwned;
 
 use crate::auth::{Caller, Identity, JwtVerifier, is_admin};
@@ -48,6 +48,8 @@ pub struct AppState {
     pub metrics_token: Option<String>,
     /// Readiness and lag, cached.
     probes: probes::ProbeCache,
+    /// The `Host` names requests may carry (normalised), when limited.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// The default of [`AppState::request_timeout`].
@@ -68,7 +70,20 @@ impl AppState {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             metrics_token: None,
             probes: probes::ProbeCache::new(probes::DEFAULT_PROBE_CACHE),
+            allowed_hosts: None,
         }
+    }
+
+    /// Answers only requests whose `Host` is one of `hosts` (any port); an empty list
+    /// leaves every host allowed.
+    pub fn with_allowed_hosts(mut self, hosts: &[String]) -> Self {
+        let hosts: Vec<String> = hosts
+            .iter()
+            .filter(|host| !host.trim().is_empty())
+            .map(|host| middleware::normalise_host(host))
+            .collect();
+        self.allowed_hosts = (!hosts.is_empty()).then_some(hosts);
+        self
     }
 
     /// Serves `/metrics` only to callers with `token` (or the admin token).
@@ -136,6 +151,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(from_fn_with_state(state.clone(), middleware::time_limit))
+        .layer(from_fn_with_state(state.clone(), middleware::check_host))
+        .layer(axum::middleware::from_fn(middleware::nosniff))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -206,17 +223,26 @@ pub(crate) fn campaign_id(text: &str) -> Result<CampaignId, ApiError> {
 }
 
 #[utoipa::path(get, path = "/campaigns/{id}", tag = "applicants", params(("id" = u64, Path, description = "campaign id")),
+    security((), ("admin" = [])),
     responses(
         (status = 200, description = "the campaign's counts", body = CampaignStatus),
-        (status = 404, description = "no such campaign (`unknown_campaign`)", body = ErrorBody),
+        (status = 404, description = "no such campaign, or one not open yet asked for without the admin token (`unknown_campaign`)", body = ErrorBody),
         (status = 429, description = "over a rate limit (`rate_limited`); `Retry-After`", body = ErrorBody),
         (status = 503, description = "a backend is unavailable (nothing was done, or the outcome is unknown: retrying tells); `Retry-After`", body = ErrorBody)
     ))]
 pub(crate) async fn get_campaign(
     State(state): Shared,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<CampaignStatus>, ApiError> {
-    let status = state.service.status(campaign_id(&id)?).await?;
+    let campaign = campaign_id(&id)?;
+    let status = state.service.status(campaign).await?;
+    // An upcoming campaign's name and definition are the admin's until it opens: ids
+    // are sequential, so anyone could otherwise list a secret drop before its time.
+    // The answer is the one an id that does not exist gets.
+    if status.state == CampaignState::NotOpen && !is_admin(&headers, &state.admin_token) {
+        return Err(coupon_core::Error::UnknownCampaign { campaign }.into());
+    }
     Ok(Json(CampaignStatus::from(&status)))
 }
 
