@@ -116,6 +116,7 @@ pub fn unauthorized(message: impl Into<String>) -> ApiError {
 #[derive(Debug, Deserialize)]
 struct Subject {
     sub: String,
+    exp: u64,
 }
 
 /// The claims [`mint_hs256`] signs.
@@ -142,11 +143,17 @@ pub struct JwtRules {
     pub audience: Option<String>,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     pub leeway_secs: u64,
+    /// The longest a token may still live (its `exp` at most this far from now, plus
+    /// the leeway), if limited: a stolen token that never expires is a key for good.
+    pub max_lifetime_secs: Option<u64>,
 }
 
 /// Verifies JWTs against one key (a shared secret or a public key) or a key set.
 pub struct JwtVerifier {
     keys: Vec<VerifyingKey>,
+    /// The latest `exp` accepted, as seconds from now ([`JwtRules::max_lifetime_secs`]
+    /// plus the leeway).
+    max_remaining_secs: Option<u64>,
 }
 
 struct VerifyingKey {
@@ -209,12 +216,18 @@ impl JwtVerifier {
         if keys.is_empty() {
             return Err("the JWKS holds no RSA or P-256 key".into());
         }
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            max_remaining_secs: max_remaining(rules),
+        })
     }
 
     /// A verifier no token passes: no key (a key set of none).
     pub fn refusing_everyone() -> Self {
-        Self { keys: Vec::new() }
+        Self {
+            keys: Vec::new(),
+            max_remaining_secs: None,
+        }
     }
 
     fn one(key: DecodingKey, algorithm: Algorithm, rules: &JwtRules) -> Self {
@@ -224,6 +237,7 @@ impl JwtVerifier {
                 key,
                 validation: validation(algorithm, rules),
             }],
+            max_remaining_secs: max_remaining(rules),
         }
     }
 
@@ -255,6 +269,14 @@ impl JwtVerifier {
             }
             match jsonwebtoken::decode::<Subject>(token, &candidate.key, &candidate.validation) {
                 Ok(data) => {
+                    if let Some(max) = self.max_remaining_secs
+                        && data.claims.exp > now_secs().saturating_add(max)
+                    {
+                        return Err(unauthorized(
+                            "the token expires later than this service accepts: ask for a \
+                             shorter-lived one",
+                        ));
+                    }
                     return data.claims.sub.parse().map(UserId).map_err(|_| {
                         unauthorized(format!("sub {:?} is not a user id", data.claims.sub))
                     });
@@ -267,6 +289,20 @@ impl JwtVerifier {
             None => format!("no key of this service verifies {:?} tokens", header.alg),
         }))
     }
+}
+
+/// How far ahead of now a token's `exp` may be under `rules`.
+fn max_remaining(rules: &JwtRules) -> Option<u64> {
+    rules
+        .max_lifetime_secs
+        .map(|max| max.saturating_add(rules.leeway_secs))
+}
+
+/// Seconds since the epoch (0 on a clock before it).
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// The fewest bytes an HS256 secret may have.
@@ -315,6 +351,14 @@ pub fn mint_hs256(
     ttl_secs: u64,
     rules: &JwtRules,
 ) -> Result<String, String> {
+    if let Some(max) = rules.max_lifetime_secs
+        && ttl_secs > max
+    {
+        return Err(format!(
+            "a token valid for {ttl_secs} s would be refused: the service accepts at most \
+             {max} s (--jwt-max-lifetime-secs)"
+        ));
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|error| error.to_string())?

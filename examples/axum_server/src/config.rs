@@ -114,6 +114,10 @@ pub struct Config {
     /// Clock skew (seconds) tolerated on a JWT's `exp` and `nbf`.
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
     pub jwt_leeway_secs: u64,
+    /// The longest a JWT may still be valid (its `exp` at most this many seconds
+    /// ahead, plus the leeway); 0: no maximum.
+    #[arg(long, env = "JWT_MAX_LIFETIME_SECS", default_value_t = 86_400)]
+    pub jwt_max_lifetime_secs: u64,
     /// The header that names the user with `--identity header`.
     #[arg(long, env = "USER_HEADER", default_value = "x-user-id")]
     pub user_header: String,
@@ -511,6 +515,8 @@ impl Config {
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
             leeway_secs: self.jwt_leeway_secs,
+            max_lifetime_secs: (self.jwt_max_lifetime_secs > 0)
+                .then_some(self.jwt_max_lifetime_secs),
         }
     }
 

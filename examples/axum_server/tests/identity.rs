@@ -144,6 +144,7 @@ fn rules(issuer: Option<&str>, audience: Option<&str>) -> JwtRules {
         issuer: issuer.map(String::from),
         audience: audience.map(String::from),
         leeway_secs: 0,
+        max_lifetime_secs: None,
     }
 }
 
@@ -279,6 +280,39 @@ async fn forged_expired_early_wrong_audience_issuer_and_algorithm_tokens_are_ref
         (StatusCode::ACCEPTED, &json!(2)),
         "{body}"
     );
+}
+
+/// A token may live at most `--jwt-max-lifetime-secs` (here a day, the default) from
+/// now: one whose `exp` is 31 years ahead is refused, as minting one is.
+#[tokio::test]
+async fn a_token_living_longer_than_the_maximum_lifetime_is_refused() {
+    let limited = JwtRules {
+        max_lifetime_secs: Some(86_400),
+        leeway_secs: 30,
+        ..rules(None, None)
+    };
+    let verifier = JwtVerifier::hs256(SECRET, &limited).expect("verifier");
+    let (app, campaign) = service(Identity::Jwt(verifier), RateLimits::default()).await;
+    let for_ever = hs256(&json!({ "sub": "1", "exp": now() + 31 * 365 * 86_400 }));
+    let a_day_and_a_minute = hs256(&json!({ "sub": "1", "exp": now() + 86_400 + 60 }));
+    for (why, token) in [
+        ("31 years", for_ever),
+        ("a day and a minute", a_day_and_a_minute),
+    ] {
+        let (status, body) = apply_with(&app, campaign, &token).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+            "{why}: {body}"
+        );
+    }
+    let a_day = hs256(&json!({ "sub": "1", "exp": now() + 86_400 }));
+    let (status, body) = apply_with(&app, campaign, &a_day).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "a day: {body}");
+    let minted =
+        firstcome_server::auth::mint_hs256(SECRET, coupon_core::UserId(2), 86_401, &limited)
+            .expect_err("a ttl above the maximum");
+    assert!(minted.contains("--jwt-max-lifetime-secs"), "{minted}");
 }
 
 fn base64_url(bytes: &[u8]) -> String {
