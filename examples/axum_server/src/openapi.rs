@@ -31,6 +31,8 @@ use crate::api;
         api::probes::ready,
         api::probes::metrics,
         crate::live::page,
+        crate::live::script,
+        crate::live::style,
     ),
     modifiers(&SecuritySchemes, &EveryRoute),
     tags(

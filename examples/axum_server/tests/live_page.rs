@@ -58,31 +58,48 @@ async fn the_live_page_shows_what_the_api_says_during_a_rush() {
     service.stop().await;
 }
 
-/// The page is one document: no script, style, image or font from anywhere else, and
-/// a policy that forbids loading any; it reads well on a phone's width.
+/// The page loads nothing from anywhere else and nothing inline: its script and style
+/// are files of this service, and its policy forbids every other script, style, image
+/// or font (an injected `<script>` would not run); it reads well on a phone's width.
 #[tokio::test]
-async fn the_live_page_is_self_contained() {
+async fn the_live_page_is_self_contained_without_inline_script() {
     let service = Service::start(&["--database-url", "sqlite::memory:"]).await;
-    let (status, headers, body) = service
-        .api
-        .request(Method::GET, "/ui", None, &[])
-        .await
-        .expect("the page");
-    service.stop().await;
-    assert_eq!(status, StatusCode::OK);
-    let html = body.as_str().expect("an HTML page, not JSON");
-    assert!(
-        headers["content-type"]
+    let mut answers = Vec::new();
+    for path in ["/ui", "/ui/live.js", "/ui/live.css"] {
+        let (status, headers, body) = service
+            .api
+            .request(Method::GET, path, None, &[])
+            .await
+            .expect("an answer");
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let content_type = headers["content-type"].to_str().unwrap().to_owned();
+        let policy = headers["content-security-policy"]
             .to_str()
             .unwrap()
-            .starts_with("text/html")
-    );
-    let policy = headers["content-security-policy"].to_str().unwrap();
-    assert!(policy.starts_with("default-src 'none'"), "{policy}");
-    assert!(policy.contains("connect-src 'self'"), "{policy}");
-    for outside in ["http://", "https://", "//cdn", " src=", "<link"] {
-        assert!(!html.contains(outside), "the page refers to {outside:?}");
+            .to_owned();
+        assert_eq!(
+            policy,
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        answers.push((content_type, body.as_str().expect("text").to_owned()));
     }
+    service.stop().await;
+    let [(html_type, html), (script_type, script), (style_type, _)] =
+        <[_; 3]>::try_from(answers).expect("three answers");
+    assert!(html_type.starts_with("text/html"), "{html_type}");
+    assert!(script_type.starts_with("text/javascript"), "{script_type}");
+    assert!(style_type.starts_with("text/css"), "{style_type}");
+    for outside in ["http://", "https://", "//cdn", "<style", " style=", " on"] {
+        assert!(!html.contains(outside), "the page holds {outside:?}");
+    }
+    // Its one script and one style sheet, both its own files.
+    assert_eq!(html.matches("<script").count(), 1);
+    assert!(html.contains(r#"<script src="/ui/live.js"></script>"#));
+    assert!(html.contains(r#"<link rel="stylesheet" href="/ui/live.css">"#));
+    assert!(script.contains("refresh();"), "the page's script");
     assert!(html.contains(r#"name="viewport" content="width=device-width"#));
 }
 

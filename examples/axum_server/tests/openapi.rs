@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use axum::http::{Method, StatusCode};
 
 /// Every path the router serves (a new route must be documented, and this list grown).
-const ROUTES: [&str; 14] = [
+const ROUTES: [&str; 16] = [
     "/campaigns",
     "/campaigns/{id}",
     "/campaigns/{id}/apply",
@@ -24,6 +24,8 @@ const ROUTES: [&str; 14] = [
     "/readyz",
     "/metrics",
     "/ui",
+    "/ui/live.js",
+    "/ui/live.css",
 ];
 
 #[tokio::test]
