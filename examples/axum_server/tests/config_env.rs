@@ -169,8 +169,9 @@ fn help_and_errors_name_secrets_without_showing_them() {
     assert_no_secret("a conflict", &both);
 }
 
-/// The service started with every secret set prints none of them, and one started with
-/// none writes the ones it generates to files only its user reads; with no JWT key it
+/// The service started with every secret set prints none of them and creates its SQLite
+/// file for its user only, and one started with none writes the secrets it generates to
+/// files only its user reads; with no JWT key it
 /// refuses a non-loopback address. The `*_FILE` variants carry the secrets.
 #[test]
 fn the_start_up_output_shows_no_secret_and_generated_ones_go_to_private_files() {
@@ -251,6 +252,16 @@ fn the_start_up_output_shows_no_secret_and_generated_ones_go_to_private_files() 
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let printed = stop(child, printed);
     assert_no_secret("the start-up output", &printed);
+    // The database file holds coupon codes: its user's only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(directory.join("db.sqlite"))
+            .expect("the database file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the SQLite file");
+    }
     let minted = server()
         .args(["mint-token", "--user", "42"])
         .current_dir(&directory)
