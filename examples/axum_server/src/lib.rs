@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod openapi;
 pub mod process_stats;
 pub mod secrets;
+
+pub use secrets::{GENERATED_ADMIN_TOKEN, GENERATED_JWT_SECRET};
 pub mod wire;
 
 use std::future::Future;
@@ -30,12 +32,6 @@ use tokio::sync::watch;
 use crate::api::AppState;
 use crate::config::{Command, Config, Role};
 use crate::metrics::{MeteredSource, Metrics};
-
-/// Where a generated admin token is written, in the working directory.
-pub const GENERATED_ADMIN_TOKEN: &str = "firstcome-admin-token";
-
-/// Where a generated JWT secret is written, in the working directory.
-pub const GENERATED_JWT_SECRET: &str = "firstcome-jwt-secret";
 
 /// Runs what `config` asks for until `shutdown` completes, then stops gracefully: the
 /// API stops accepting and finishes requests in flight, then the worker finishes and
@@ -135,30 +131,13 @@ pub async fn serve(
     });
 
     if let (Some(service), Some(listener)) = (service.clone(), listener) {
-        // Generated secrets go to files only their owner reads, never to the output,
-        // which ends up in container and journal logs.
         let admin_token = match config.admin_token.clone() {
             Some(token) => token,
-            None => {
-                let token = secrets::generate();
-                secrets::write_generated(std::path::Path::new(GENERATED_ADMIN_TOKEN), &token)
-                    .map_err(|error| format!("{error} (or set ADMIN_TOKEN)"))?;
-                println!(
-                    "  admin token: generated into ./{GENERATED_ADMIN_TOKEN} (mode 0600; set \
-                     ADMIN_TOKEN or ADMIN_TOKEN_FILE to choose one)"
-                );
-                token
-            }
+            None => secrets::generated_admin_token()?,
         };
         println!("  identity: {identity:?}");
         if let Some(secret) = generated_secret {
-            secrets::write_generated(std::path::Path::new(GENERATED_JWT_SECRET), &secret)
-                .map_err(|error| format!("{error} (or set JWT_SECRET)"))?;
-            println!(
-                "  JWT secret: generated into ./{GENERATED_JWT_SECRET} (mode 0600; \
-                 `JWT_SECRET_FILE={GENERATED_JWT_SECRET} firstcome-server mint-token --user 42` \
-                 signs with it; set JWT_SECRET or JWT_SECRET_FILE to choose one)"
-            );
+            secrets::keep_generated_jwt_secret(&secret)?;
         }
         let state = AppState::new(service, admin_token)
             .with_metrics(metrics)

@@ -63,6 +63,38 @@ pub fn read_file(variable: &str, path: &Path) -> Result<String, String> {
     Ok(secret.to_owned())
 }
 
+/// Where a generated admin token is written, in the working directory.
+pub const GENERATED_ADMIN_TOKEN: &str = "firstcome-admin-token";
+
+/// Where a generated JWT secret is written, in the working directory.
+pub const GENERATED_JWT_SECRET: &str = "firstcome-jwt-secret";
+
+/// A random admin token, written to [`GENERATED_ADMIN_TOKEN`] (never to the output,
+/// which ends up in container and journal logs); the banner names the file.
+pub fn generated_admin_token() -> Result<String, String> {
+    let token = generate();
+    write_generated(Path::new(GENERATED_ADMIN_TOKEN), &token)
+        .map_err(|error| format!("{error} (or set ADMIN_TOKEN)"))?;
+    println!(
+        "  admin token: generated into ./{GENERATED_ADMIN_TOKEN} (mode 0600; set ADMIN_TOKEN \
+         or ADMIN_TOKEN_FILE to choose one)"
+    );
+    Ok(token)
+}
+
+/// Writes a JWT secret the service generated to [`GENERATED_JWT_SECRET`], so that
+/// `mint-token` can sign with it; the banner names the file.
+pub fn keep_generated_jwt_secret(secret: &str) -> Result<(), String> {
+    write_generated(Path::new(GENERATED_JWT_SECRET), secret)
+        .map_err(|error| format!("{error} (or set JWT_SECRET)"))?;
+    println!(
+        "  JWT secret: generated into ./{GENERATED_JWT_SECRET} (mode 0600; \
+         `JWT_SECRET_FILE={GENERATED_JWT_SECRET} firstcome-server mint-token --user 42` signs \
+         with it; set JWT_SECRET or JWT_SECRET_FILE to choose one)"
+    );
+    Ok(())
+}
+
 /// A random secret of 64 hex characters (256 bits).
 pub fn generate() -> String {
     format!(
