@@ -252,9 +252,14 @@ impl KafkaIssueSource {
                     self.dead_letters
                         .malformed(key.as_deref(), payload.as_deref(), &reason, &origin)
                         .await?;
-                    let mut state = lock(&self.state);
-                    state.buffer.pop_front();
-                    state.offsets.done_all(partition, offset);
+                    {
+                        let mut state = lock(&self.state);
+                        state.buffer.pop_front();
+                        state.offsets.done_all(partition, offset);
+                    }
+                    // No ack will come for it: at a partition's end, nothing else would
+                    // commit its offset, and the queue would never count as drained.
+                    self.commit().await?;
                 }
                 Some(Pending::Ticket { .. }) => {
                     let mut state = lock(&self.state);

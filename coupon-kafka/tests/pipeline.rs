@@ -138,6 +138,64 @@ async fn malformed_messages_are_dead_lettered_and_the_rest_persisted() {
     assert_eq!(reasons[2], "empty payload");
 }
 
+/// A record that is not a ticket, written last to every partition after the tickets, is
+/// dead-lettered and its offset committed: the group reaches the queue's mark although
+/// nothing more is published, as a counter rebuild waiting for the queue to drain needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_malformed_record_ending_each_partition_is_committed() {
+    use coupon_core::IssueQueue;
+    let config = support::config(3);
+    let (store, campaign) = support::store_with_campaign(300).await;
+    let queue = Arc::new(
+        KafkaIssueQueue::connect(config.clone())
+            .await
+            .expect("producer"),
+    );
+    support::publish_all(queue.clone(), &support::tickets(campaign, 300)).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()
+        .expect("raw producer");
+    for partition in 0..3 {
+        producer
+            .send(
+                FutureRecord::<[u8], [u8]>::to(&config.topic)
+                    .partition(partition)
+                    .payload(b"not a ticket"),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("raw send");
+    }
+
+    let source = KafkaIssueSource::connect(config.clone())
+        .await
+        .expect("consumer");
+    let worker = support::RunningWorker::start(
+        Arc::new(source),
+        store.clone(),
+        WorkerConfig::default().with_batch_size(500),
+    );
+    support::wait_for(store.as_ref(), campaign, 300).await;
+    let found = support::dead_letters(&config, 3).await;
+    assert!(
+        found
+            .iter()
+            .all(|(kind, reason)| kind == "malformed" && reason.starts_with("not a JSON object")),
+        "{found:?}"
+    );
+    let mark = queue.mark().await.expect("mark").expect("a mark");
+    support::wait_drained(&queue, &mark, &config, Duration::from_secs(30)).await;
+    let report = worker.stop().await;
+    assert_eq!(
+        (report.issued, report.duplicates, report.dead_lettered),
+        (300, 0, 0),
+        "{report:?}"
+    );
+    support::assert_exactly(store.as_ref(), campaign, 300).await;
+}
+
 async fn send(producer: &FutureProducer, topic: &str, key: Option<&[u8]>, payload: &[u8]) {
     let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(payload);
     if let Some(key) = key {

@@ -158,3 +158,70 @@ pub async fn dead_letters(config: &KafkaConfig, count: usize) -> Vec<(String, St
     }
     found
 }
+
+/// The offset the group of `config` committed on each partition of its ticket topic
+/// (`None`: nothing committed), read by a client that never joins the group.
+pub async fn committed_offsets(config: &KafkaConfig, partitions: i32) -> Vec<Option<i64>> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::{Offset, TopicPartitionList};
+    let (brokers, group, topic) = (
+        config.brokers.clone(),
+        config.group_id.clone(),
+        config.topic.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .create()
+            .expect("offsets client");
+        let mut wanted = TopicPartitionList::new();
+        for partition in 0..partitions {
+            wanted
+                .add_partition_offset(&topic, partition, Offset::Invalid)
+                .expect("list a partition");
+        }
+        let committed = client
+            .committed_offsets(wanted, Duration::from_secs(10))
+            .expect("the group's committed offsets");
+        (0..partitions)
+            .map(
+                |partition| match committed.find_partition(&topic, partition) {
+                    Some(element) => match element.offset() {
+                        Offset::Offset(offset) => Some(offset),
+                        _ => None,
+                    },
+                    None => None,
+                },
+            )
+            .collect()
+    })
+    .await
+    .expect("offsets task")
+}
+
+/// Waits until `queue` says the group committed up to `mark` on every partition;
+/// panics after `within`, with what the group had committed against the mark.
+pub async fn wait_drained(
+    queue: &coupon_kafka::KafkaIssueQueue,
+    mark: &coupon_core::QueueMark,
+    config: &KafkaConfig,
+    within: Duration,
+) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        // An error (the broker still coming back) is an answer of "not yet".
+        if let Ok(true) = queue.drained(mark).await {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let partitions = i32::try_from(mark.positions.len()).expect("partition count");
+            let committed = committed_offsets(config, partitions).await;
+            panic!(
+                "not drained after {within:?}: the group committed {committed:?}, the mark is {:?}",
+                mark.positions
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
