@@ -32,6 +32,7 @@
 
 pub mod codec;
 mod config;
+mod context;
 mod dead_letter;
 mod error;
 mod group;

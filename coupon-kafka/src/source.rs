@@ -1,101 +1,20 @@
 //! [`IssueSource`] on Kafka: a consumer group that commits only what the store persisted.
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use coupon_core::{Batch, Error, IssueSource, IssueTicket, Result};
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
+use crate::context::{Context, Pending, SharedState, State, lock};
 use crate::dead_letter::DeadLetters;
 use crate::error::{BACKEND, classify};
-use crate::offsets::OffsetTracker;
 use crate::{KafkaConfig, codec, topics};
-
-/// A message taken off the topic and not yet handed out or dead-lettered.
-#[derive(Clone)]
-enum Pending {
-    Ticket {
-        partition: i32,
-        offset: i64,
-        /// Its place in the message's group.
-        index: usize,
-        ticket: IssueTicket,
-    },
-    Malformed {
-        partition: i32,
-        offset: i64,
-        key: Option<Vec<u8>>,
-        payload: Option<Vec<u8>>,
-        reason: String,
-    },
-}
-
-impl Pending {
-    fn partition(&self) -> i32 {
-        match self {
-            Pending::Ticket { partition, .. } | Pending::Malformed { partition, .. } => *partition,
-        }
-    }
-}
-
-/// What the consumer holds between calls, shared with the rebalance callback.
-#[derive(Default)]
-struct State {
-    buffer: VecDeque<Pending>,
-    /// Tickets of batches dropped without an ack, to hand out again first.
-    redelivery: VecDeque<Pending>,
-    offsets: OffsetTracker,
-}
-
-type SharedState = Arc<Mutex<State>>;
-
-fn lock(state: &SharedState) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Drops what this consumer held of partitions taken away by a rebalance: their new
-/// owner starts from the last committed offset, and commits for them would be refused.
-struct Context {
-    state: SharedState,
-    revoked: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl ClientContext for Context {}
-
-impl ConsumerContext for Context {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let partitions = |list: &rdkafka::TopicPartitionList| -> Vec<i32> {
-            list.elements().iter().map(|e| e.partition()).collect()
-        };
-        match rebalance {
-            Rebalance::Assign(assigned) => {
-                tracing::info!(partitions = ?partitions(assigned), "partitions assigned to this worker");
-            }
-            Rebalance::Revoke(revoked) => {
-                tracing::info!(partitions = ?partitions(revoked), "partitions revoked from this worker");
-                self.revoked
-                    .fetch_add(revoked.count() as u64, Ordering::Relaxed);
-                let mut state = lock(&self.state);
-                for element in revoked.elements() {
-                    let partition = element.partition();
-                    state.offsets.forget(partition);
-                    state.buffer.retain(|p| p.partition() != partition);
-                    state.redelivery.retain(|p| p.partition() != partition);
-                }
-            }
-            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
-        }
-    }
-}
 
 /// Consumes tickets as a member of the configured consumer group.
 ///
