@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use coupon_core::IssueTicket;
+use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 
+use crate::commit::Commits;
 use crate::offsets::OffsetTracker;
 
 /// A message taken off the topic and not yet handed out or dead-lettered.
@@ -44,6 +46,7 @@ pub(crate) struct State {
     /// Tickets of batches dropped without an ack, to hand out again first.
     pub(crate) redelivery: VecDeque<Pending>,
     pub(crate) offsets: OffsetTracker,
+    pub(crate) commits: Commits,
 }
 
 pub(crate) type SharedState = Arc<Mutex<State>>;
@@ -54,6 +57,12 @@ pub(crate) fn lock(state: &SharedState) -> MutexGuard<'_, State> {
 
 /// Drops what this consumer held of partitions taken away by a rebalance: their new
 /// owner starts from the last committed offset, and commits for them would be refused.
+///
+/// Commits are not answered here: rust-rdkafka 0.39 never calls
+/// `ConsumerContext::commit_callback` for a `CommitMode::Async` commit (it passes
+/// librdkafka no reply queue; fede1024/rust-rdkafka#856), so the
+/// [`Committer`](crate::commit::Committer) commits synchronously on a thread of its own
+/// and reads each answer there.
 pub(crate) struct Context {
     pub(crate) state: SharedState,
     pub(crate) revoked: Arc<AtomicU64>,
@@ -63,7 +72,7 @@ impl ClientContext for Context {}
 
 impl ConsumerContext for Context {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let partitions = |list: &rdkafka::TopicPartitionList| -> Vec<i32> {
+        let partitions = |list: &TopicPartitionList| -> Vec<i32> {
             list.elements().iter().map(|e| e.partition()).collect()
         };
         match rebalance {
@@ -78,6 +87,7 @@ impl ConsumerContext for Context {
                 for element in revoked.elements() {
                     let partition = element.partition();
                     state.offsets.forget(partition);
+                    state.commits.forget(partition);
                     state.buffer.retain(|p| p.partition() != partition);
                     state.redelivery.retain(|p| p.partition() != partition);
                 }

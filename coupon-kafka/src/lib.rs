@@ -31,6 +31,7 @@
 //! (`scripts/services.sh install` installs them).
 
 pub mod codec;
+mod commit;
 mod config;
 mod context;
 mod dead_letter;

@@ -70,8 +70,9 @@ impl OffsetTracker {
         commits
     }
 
-    /// Drops what a successful commit of `next` for `partition` covered.
-    pub(crate) fn committed(&mut self, partition: i32, next: i64) {
+    /// Drops the messages of `partition` before `next`, all done: committing `next` is
+    /// now the [`Commits`](crate::commit::Commits)' to do, retries included.
+    pub(crate) fn release(&mut self, partition: i32, next: i64) {
         if let Some(offsets) = self.partitions.get_mut(&partition) {
             *offsets = offsets.split_off(&next);
             if offsets.is_empty() {
@@ -99,7 +100,7 @@ mod tests {
         assert_eq!(tracker.committable(), vec![(0, 2)]);
         tracker.done(0, 2, 0);
         assert_eq!(tracker.committable(), vec![(0, 5)]);
-        tracker.committed(0, 5);
+        tracker.release(0, 5);
         assert_eq!(tracker.committable(), vec![]);
     }
 

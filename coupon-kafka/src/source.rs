@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coupon_core::{Batch, Error, IssueSource, IssueTicket, Result};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::Offset;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
+use crate::commit::Committer;
 use crate::context::{Context, Pending, SharedState, State, lock};
 use crate::dead_letter::DeadLetters;
 use crate::error::{BACKEND, classify};
@@ -18,9 +19,13 @@ use crate::{KafkaConfig, codec, topics};
 
 /// Consumes tickets as a member of the configured consumer group.
 ///
-/// - Offsets are committed only by [`IssueSource::ack`], and only up to the first
-///   message not yet done, so a commit never passes a ticket that is not persisted,
-///   whatever order batches are acked in.
+/// - Offsets are committed after [`IssueSource::ack`] (and after an unreadable message
+///   is dead-lettered), only up to the first message not yet done, so a commit never
+///   passes a ticket that is not persisted, whatever order batches are acked in.
+/// - A thread of the source sends the commits, one at a time, reads each answer, and
+///   sends a failed commit again a second later, whether or not anything more arrives:
+///   once every message of a partition is done, the group's offset reaches its end,
+///   which [`IssueQueue::drained`](coupon_core::IssueQueue::drained) waits for.
 /// - A batch dropped without an ack (a worker task aborted mid-batch) is handed out
 ///   again; a crashed process's uncommitted messages go to the group's next owner.
 /// - Partitions revoked by a rebalance are forgotten: nothing is committed for them.
@@ -41,6 +46,7 @@ pub struct KafkaIssueSource {
     revoked: Arc<std::sync::atomic::AtomicU64>,
     state: SharedState,
     redelivered: Arc<Notify>,
+    committer: Committer,
     receiving: tokio::sync::Mutex<()>,
     dead_letters: DeadLetters,
     topic: String,
@@ -93,8 +99,15 @@ impl KafkaIssueSource {
         consumer
             .subscribe(&[&config.topic])
             .map_err(|e| classify(e, || format!("subscribing to {:?}", config.topic)))?;
+        let consumer = Arc::new(consumer);
         Ok(Self {
-            consumer: Arc::new(consumer),
+            committer: Committer::start(
+                Arc::downgrade(&consumer),
+                config.topic.clone(),
+                state.clone(),
+            )
+            .map_err(|e| Error::backend(BACKEND, "starting the commit thread", Some(e.into())))?,
+            consumer,
             paused: AtomicBool::new(false),
             revoked,
             state,
@@ -178,7 +191,7 @@ impl KafkaIssueSource {
                     }
                     // No ack will come for it: at a partition's end, nothing else would
                     // commit its offset, and the queue would never count as drained.
-                    self.commit().await?;
+                    self.committer.kick();
                 }
                 Some(Pending::Ticket { .. }) => {
                     let mut state = lock(&self.state);
@@ -211,40 +224,6 @@ impl KafkaIssueSource {
             self.consumer
                 .resume(&assignment)
                 .map_err(|e| classify(e, || format!("resuming {assignment:?}")))?;
-        }
-        Ok(())
-    }
-
-    async fn commit(&self) -> Result<()> {
-        let commits = lock(&self.state).offsets.committable();
-        if commits.is_empty() {
-            return Ok(());
-        }
-        let assigned = self
-            .consumer
-            .assignment()
-            .map_err(|e| classify(e, || "reading the assignment".into()))?;
-        let mut list = TopicPartitionList::new();
-        for &(partition, next) in &commits {
-            if assigned.find_partition(&self.topic, partition).is_some() {
-                list.add_partition_offset(&self.topic, partition, Offset::Offset(next))
-                    .map_err(|e| classify(e, || "building the commit".into()))?;
-            }
-        }
-        if list.count() == 0 {
-            return Ok(());
-        }
-        // Asynchronous: the next batch need not wait for the coordinator. A commit that
-        // is lost only means those tickets come again, which the store turns into
-        // duplicates; it can never commit past a ticket that is not done.
-        self.consumer
-            .commit(&list, CommitMode::Async)
-            .map_err(|e| classify(e, || format!("committing {list:?}")))?;
-        let mut state = lock(&self.state);
-        for element in list.elements() {
-            if let Offset::Offset(next) = element.offset() {
-                state.offsets.committed(element.partition(), next);
-            }
         }
         Ok(())
     }
@@ -320,7 +299,10 @@ impl IssueSource for KafkaIssueSource {
         }
         receipt.acked = true;
         drop(receipt);
-        self.commit().await
+        // Committed by the committer's thread, which sends a failed commit again: the
+        // tickets are done whatever becomes of the commit, and the worker need not wait.
+        self.committer.kick();
+        Ok(())
     }
 
     async fn dead_letter(&self, ticket: &IssueTicket, reason: &str) -> Result<()> {
