@@ -201,10 +201,13 @@ impl SeaOrmStore {
     }
 
     /// Applies the migrations not yet applied; running it again changes nothing.
+    ///
+    /// Any number of processes may call it at once on the same database (replicas
+    /// started together): the runs take turns under a lock of the database (PostgreSQL's
+    /// advisory lock, MySQL's `GET_LOCK`, SQLite's write lock), and each one after the
+    /// first finds nothing to do.
     pub async fn migrate(&self) -> Result<()> {
-        Migrator::up(&self.db, None)
-            .await
-            .map_err(|e| classify(e, || "running migrations".to_owned()))
+        crate::migration::migrate_locked(&self.db).await
     }
 
     /// The underlying connection, for queries of your own.

@@ -522,7 +522,7 @@ impl Process {
             url: format!("http://127.0.0.1:{port}"),
             client: load::http_client(usize::MAX),
         };
-        let process = Self { child, api };
+        let mut process = Self { child, api };
         if !args.contains(&"worker") {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
@@ -535,10 +535,18 @@ impl Process {
                     Instant::now() < deadline,
                     "the service did not answer within 60 s"
                 );
+                if let Some(status) = process.exit_status() {
+                    panic!("the service exited before answering: {status}");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         process
+    }
+
+    /// How the process ended, if it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// `kill -9`.
