@@ -124,6 +124,11 @@ impl NewCampaign {
     /// The longest name every store holds, in characters.
     pub const MAX_NAME_CHARS: usize = 255;
 
+    /// The largest per-user limit: it bounds the work one application can cause (the
+    /// counter reads and the store writes of one user's slots), whatever a campaign
+    /// asks for.
+    pub const MAX_PER_USER_LIMIT: u32 = 1_000;
+
     /// The earliest window bound every store holds.
     pub const EARLIEST: DateTime<Utc> = DateTime::from_timestamp(1, 0).expect("in range");
 
@@ -203,6 +208,9 @@ impl NewCampaign {
         }
         if self.per_user_limit == 0 {
             return invalid("per_user_limit", "must be at least 1");
+        }
+        if self.per_user_limit > Self::MAX_PER_USER_LIMIT {
+            return invalid("per_user_limit", "must be at most 1000");
         }
         if self.per_user_limit > i32::MAX as u32 {
             // SQL backends store it in a signed 32-bit column.

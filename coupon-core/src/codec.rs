@@ -128,7 +128,7 @@ mod tests {
     fn refuses_each_malformed_shape() {
         let mut wrong_version: serde_json::Value =
             serde_json::from_slice(&encode(&ticket())).unwrap();
-        wrong_version["version"] = 3.into();
+        wrong_version["version"] = 4.into();
         let mut missing_user =
             serde_json::from_slice::<serde_json::Value>(&encode(&ticket())).unwrap();
         missing_user.as_object_mut().unwrap().remove("user");
@@ -153,7 +153,7 @@ mod tests {
                 *e == DecodeError::NoVersion
             }),
             (Some(wrong_version.to_string().into_bytes()), |e| {
-                *e == DecodeError::UnknownVersion(3)
+                *e == DecodeError::UnknownVersion(4)
             }),
             (Some(missing_user.to_string().into_bytes()), |e| {
                 matches!(e, DecodeError::BadTicket(_))

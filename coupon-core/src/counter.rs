@@ -1,5 +1,6 @@
 //! Admission: the fast gate that hands out at most `cap` slots.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,8 +34,8 @@ pub trait CouponCounter: Send + Sync + 'static {
     /// [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown): the slot may be held.
     async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> Result<Admission>;
 
-    /// Gives back `held` (matched by user, slot and rank) after its ticket was
-    /// definitely not stored.
+    /// Gives back `held` (matched by user, slot, rank and epoch, where it has one) after
+    /// its ticket was definitely not stored.
     ///
     /// Atomic: decrements the count only if that very slot is still held, so a double
     /// release frees one slot, not two, and never a later admission of the same slot.
@@ -49,15 +50,18 @@ pub trait CouponCounter: Send + Sync + 'static {
     /// Whether `user` holds a slot in `campaign` (admitted, not released).
     async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool>;
 
-    /// The current admitted count of `campaign` (0 for one never seen).
+    /// The current admitted count of `campaign` (0 for one never seen) and the epoch the
+    /// counter admits it in (`None` while it is not built: never built, or it lost its
+    /// memory and waits for a rebuild).
     async fn status(&self, campaign: CampaignId) -> Result<CounterStatus>;
 
-    /// Every slot held in `campaign`, in no particular order: what the settler compares
-    /// with the store.
+    /// Every slot held in `campaign`, in no particular order, each of the counter's
+    /// current epoch: what the settler compares with the store.
     async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>>;
 
-    /// The slots `user` holds in `campaign`, by slot: what an apply answered
-    /// "already applied" records as pending while their coupons are not stored yet.
+    /// The slots `user` holds in `campaign`, by slot, each of the counter's current
+    /// epoch: what an apply answered "already applied" records as pending while their
+    /// coupons are not stored yet.
     async fn slots_of(&self, campaign: &Campaign, user: UserId) -> Result<Vec<HeldSlot>>;
 
     /// Claims slots for settlement: atomically per slot, marks each one of `slots` that
@@ -74,29 +78,94 @@ pub trait CouponCounter: Send + Sync + 'static {
         reclaim_after: Duration,
     ) -> Result<Vec<HeldSlot>>;
 
-    /// Rebuilds the counter of `campaign` from the store's truth after the counter lost
-    /// data: every slot of `held` ([`CouponStore::coupon_slots`](crate::CouponStore::coupon_slots):
-    /// one per coupon, with its user, slot and rank) that the counter lacks is recorded
-    /// as admitted.
+    /// Whether the counter still admits `campaign` in `epoch`, asked after a ticket of
+    /// that epoch was acknowledged by a queue that does not check epochs itself
+    /// ([`IssueQueue::in_store`](crate::IssueQueue::in_store) is false).
     ///
-    /// Must never lower the count and must be safe while applications are arriving: a
-    /// slot admitted since the loss stays as it is, and the count ends as the number of
-    /// slots held. Where the counter reuses released ranks, the ranks below the highest
-    /// one recorded that no slot holds become free, so new admissions take neither a
-    /// stored rank nor one above the cap.
-    async fn restore(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<RestoreReport>;
+    /// `true` must mean: no rebuild of the campaign has closed the counter since the
+    /// ticket's admission and before this answer, so any later rebuild begins after the
+    /// ticket was visible in the queue and counts it. Anything less certain is `false`
+    /// (the issuer then records the ticket as pending in the store, which refuses it
+    /// when a rebuild superseded it). A counter shared between processes answers from
+    /// its backend, not from a cache.
+    async fn confirm_epoch(&self, campaign: CampaignId, epoch: u64) -> Result<bool>;
 
-    /// Builds the counter of `campaign` from the store's slots and marks it ready on
-    /// this backend: the fencing step behind [`Error::NotReady`](crate::Error::NotReady).
+    /// Rebuilds the counter of `campaign` in a new epoch: the fencing step behind
+    /// [`Error::NotReady`](crate::Error::NotReady).
     ///
     /// A counter admits only in a campaign it built (at creation, with no slots, or
-    /// after a loss, once the queue has drained what was published before it), so that
-    /// a counter that lost its memory can never grant a slot twice. Like
-    /// [`restore`](CouponCounter::restore) it only adds the slots it lacks; it then
-    /// recounts the slots and the free ranks and writes the marker. One process at a
-    /// time rebuilds a campaign ([`Rebuild::Busy`] for the others); a counter that is
-    /// ready already is left alone ([`Rebuild::AlreadyReady`]).
-    async fn rebuild(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<Rebuild>;
+    /// after it lost its memory), so that it never grants a slot twice. The rebuild, one
+    /// process at a time per campaign ([`Rebuild::Busy`] for the others):
+    /// 1. closes the campaign: no admission until step 3, and a counter that is ready is
+    ///    left alone ([`Rebuild::AlreadyReady`]);
+    /// 2. hands the slots it still holds to `seal` ([`SealEpoch::seal`]), which seals
+    ///    a new epoch in the store and answers every slot the campaign holds;
+    /// 3. records those slots (keeping any it holds), recounts them, frees every rank
+    ///    below the highest held that no slot holds, and admits again in the new epoch,
+    ///    unless its memory was lost again since step 1 (a different server, the
+    ///    rebuild's lock taken over): then it changes nothing and fails with a retryable
+    ///    error, and the next rebuild starts over.
+    async fn rebuild(&self, campaign: &Campaign, seal: Arc<dyn SealEpoch>) -> Result<Rebuild>;
+}
+
+/// The step of a counter rebuild that decides what the rebuilt counter holds: it seals a
+/// new epoch of the campaign in the store ([`CouponStore::seal_epoch`](crate::CouponStore::seal_epoch)),
+/// after whatever wait the hand-off needs, and answers the epoch with every slot the
+/// campaign holds.
+///
+/// [`SealedEpoch`] itself is one: a fixed answer, for tests and tools.
+#[async_trait]
+pub trait SealEpoch: Send + Sync + 'static {
+    /// Called once the counter admits no one in the campaign, with the slots it still
+    /// holds (`counted`): returns the new epoch and every slot the counter must hold in
+    /// it, `counted` among them.
+    async fn seal(&self, counted: Vec<HeldSlot>) -> Result<SealedEpoch>;
+}
+
+/// A sealed counter epoch: its number and every slot the campaign holds in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SealedEpoch {
+    /// The new epoch (greater than every earlier one of the campaign).
+    pub epoch: u64,
+    /// Every slot admitted in the campaign, one per (user, slot).
+    pub slots: Vec<HeldSlot>,
+}
+
+impl SealedEpoch {
+    /// Epoch `epoch` holding `slots`.
+    pub fn new(epoch: u64, slots: Vec<HeldSlot>) -> Self {
+        Self { epoch, slots }
+    }
+}
+
+/// A fixed answer: this epoch, with these slots and those the counter still held.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
+/// use std::sync::Arc;
+/// use coupon_core::memory::MemoryCounter;
+/// use coupon_core::{Campaign, CampaignId, CouponCounter, NewCampaign, Rebuild, SealedEpoch};
+/// let counter = MemoryCounter::new();
+/// let campaign = Campaign::from_new(CampaignId(1), NewCampaign::new("drop", 10));
+/// let built = counter.rebuild(&campaign, Arc::new(SealedEpoch::new(1, vec![]))).await?;
+/// assert!(matches!(built, Rebuild::Built(_)));
+/// assert_eq!(counter.status(campaign.id).await?.epoch, Some(1));
+/// # Ok(()) }
+/// ```
+#[async_trait]
+impl SealEpoch for SealedEpoch {
+    async fn seal(&self, counted: Vec<HeldSlot>) -> Result<SealedEpoch> {
+        let mut slots = self.slots.clone();
+        let known: std::collections::HashSet<(UserId, u32)> =
+            slots.iter().map(|slot| (slot.user, slot.slot)).collect();
+        slots.extend(
+            counted
+                .into_iter()
+                .filter(|slot| !known.contains(&(slot.user, slot.slot))),
+        );
+        Ok(SealedEpoch::new(self.epoch, slots))
+    }
 }
 
 /// What [`CouponCounter::rebuild`] did.
@@ -123,6 +192,9 @@ pub struct HeldSlot {
     /// Redis counter does not, to keep each admission one small integer). The settler
     /// times slots without it from when it first saw them.
     pub admitted_at: Option<DateTime<Utc>>,
+    /// The counter epoch the slot is held in, which its ticket carries; 0 where no epoch
+    /// applies (a slot read from the store).
+    pub epoch: u64,
 }
 
 /// What [`CouponCounter::release`] did.
@@ -142,16 +214,24 @@ pub enum Release {
 pub struct CounterStatus {
     /// Slots currently taken.
     pub admitted: u64,
+    /// The epoch it admits in; `None` while it is not built (it answers
+    /// [`Error::NotReady`](crate::Error::NotReady) until rebuilt).
+    pub epoch: Option<u64>,
 }
 
 impl CounterStatus {
-    /// A status with `admitted` slots taken.
-    pub fn new(admitted: u64) -> Self {
-        Self { admitted }
+    /// A status with `admitted` slots taken, admitting in `epoch` (`None`: not built).
+    pub fn new(admitted: u64, epoch: Option<u64>) -> Self {
+        Self { admitted, epoch }
+    }
+
+    /// Whether the counter admits (it is built).
+    pub fn is_ready(&self) -> bool {
+        self.epoch.is_some()
     }
 }
 
-/// What [`CouponCounter::restore`] changed.
+/// What a rebuild ([`CouponCounter::rebuild`]) changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RestoreReport {

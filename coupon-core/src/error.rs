@@ -127,6 +127,35 @@ pub enum Error {
         backend: &'static str,
     },
 
+    /// The admission was superseded: the campaign's counter was rebuilt in a new epoch
+    /// from a snapshot that does not hold it, so its slot may be someone else's now. Its
+    /// applicant was never told yes; applying again tells what holds now.
+    #[error(
+        "campaign {campaign}, user {user}: an admission of counter epoch {epoch} was superseded by a rebuild; apply again"
+    )]
+    Superseded {
+        /// The campaign applied to.
+        campaign: CampaignId,
+        /// The applicant.
+        user: UserId,
+        /// The epoch the admission was made in.
+        epoch: u64,
+    },
+
+    /// The store refused the ticket of the applicant's admission for good (a dead letter,
+    /// or over the cap): no coupon follows unless an operator replays it.
+    #[error(
+        "campaign {campaign}, user {user}: the store refused this admission's ticket ({reason})"
+    )]
+    TicketRefused {
+        /// The campaign applied to.
+        campaign: CampaignId,
+        /// The applicant.
+        user: UserId,
+        /// The failure recorded for it.
+        reason: String,
+    },
+
     /// The component was shut down and takes no more work.
     #[error("{what} is closed")]
     Closed {
@@ -164,11 +193,13 @@ impl Error {
             Error::PublishRefused { .. }
             | Error::NotHandedOff { .. }
             | Error::Unavailable { .. }
-            | Error::NotReady { .. } => ErrorClass::Retryable,
+            | Error::NotReady { .. }
+            | Error::Superseded { .. } => ErrorClass::Retryable,
             Error::UnknownCampaign { .. }
             | Error::InvalidCampaign { .. }
             | Error::Backend { .. }
             | Error::SchemaMismatch { .. }
+            | Error::TicketRefused { .. }
             | Error::Closed { .. } => ErrorClass::Permanent,
         }
     }

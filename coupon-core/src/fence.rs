@@ -1,15 +1,30 @@
-//! Rebuilding a counter that lost its memory: wait out the publishes already on their
-//! way, let the queue drain them into the store, then rebuild from the store.
+//! Rebuilding a counter that lost its memory, in a new epoch: close it, let the queue
+//! hand over what it already acknowledged, seal the epoch in the store, build from that.
+//!
+//! No step waits for "long enough": a ticket that becomes visible after the seal is of
+//! an older epoch and not counted by it, so the store refuses it as superseded, and its
+//! applicant was never told yes (an acknowledged publish is confirmed against the
+//! counter's epoch before `Accepted`, docs/architecture.md).
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use chrono::Utc;
+
 use crate::memory::lock;
-use crate::{Campaign, CampaignId, CouponCounter, CouponStore, IssueQueue, Rebuild, Result};
+use crate::{
+    Campaign, CampaignId, CouponCounter, CouponStore, HeldSlot, IssueQueue, Rebuild, Result,
+    SealEpoch, SealedEpoch, WindowState,
+};
 
 /// How often a rebuild asks whether the queue has drained.
-const DRAIN_POLL: Duration = Duration::from_millis(200);
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+/// How often the watcher looks for counters that lost their memory.
+pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Marks a campaign's rebuild over when dropped.
 struct Rebuilding {
@@ -23,12 +38,11 @@ impl Drop for Rebuilding {
     }
 }
 
-/// Starts at most one rebuild per campaign in this process.
+/// Starts at most one rebuild per campaign in this process, and watches for losses.
 pub(crate) struct Fence {
     counter: Arc<dyn CouponCounter>,
     queue: Arc<dyn IssueQueue>,
     store: Arc<dyn CouponStore>,
-    grace: Duration,
     drain_fallback: Duration,
     rebuilding: Mutex<HashSet<CampaignId>>,
 }
@@ -38,22 +52,25 @@ impl Fence {
         counter: Arc<dyn CouponCounter>,
         queue: Arc<dyn IssueQueue>,
         store: Arc<dyn CouponStore>,
-        grace: Duration,
         drain_fallback: Duration,
     ) -> Self {
         Self {
             counter,
             queue,
             store,
-            grace,
             drain_fallback,
             rebuilding: Mutex::new(HashSet::new()),
         }
     }
 
+    /// Whether this process is rebuilding `campaign`'s counter now.
+    pub(crate) fn is_rebuilding(&self, campaign: CampaignId) -> bool {
+        lock(&self.rebuilding).contains(&campaign)
+    }
+
     /// Rebuilds `campaign`'s counter on a task of its own, unless this process is
     /// rebuilding it already. Needs a tokio runtime; without one it does nothing (the
-    /// next apply asks again).
+    /// watcher, or the next apply, asks again).
     pub(crate) fn rebuild_in_background(self: &Arc<Self>, campaign: Arc<Campaign>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -63,7 +80,7 @@ impl Fence {
         }
         let fence = self.clone();
         runtime.spawn(async move {
-            // Whatever happens to this task (even a panic), the next apply may start
+            // Whatever happens to this task (even a panic), a later call may start
             // another rebuild.
             let _done = Rebuilding {
                 fence: fence.clone(),
@@ -71,7 +88,7 @@ impl Fence {
             };
             match fence.rebuild(&campaign).await {
                 Ok(Rebuild::Built(report)) => {
-                    tracing::warn!(campaign = %campaign.id, admitted = report.admitted, restored = report.added, "counter rebuilt from the store; admitting again");
+                    tracing::warn!(campaign = %campaign.id, admitted = report.admitted, restored = report.added, "counter rebuilt in a new epoch; admitting again");
                 }
                 Ok(Rebuild::AlreadyReady) => {
                     tracing::info!(campaign = %campaign.id, "counter was rebuilt meanwhile");
@@ -80,20 +97,76 @@ impl Fence {
                     tracing::info!(campaign = %campaign.id, "another process is rebuilding the counter");
                 }
                 Err(error) => {
-                    tracing::warn!(campaign = %campaign.id, %error, "counter rebuild failed; the next apply tries again");
+                    tracing::warn!(campaign = %campaign.id, %error, "counter rebuild failed; it starts over");
                 }
             }
         });
     }
 
-    /// The rebuild itself. Every admission made before the loss was published, or
-    /// gave up publishing, within the grace period; the queue's mark taken after it
-    /// covers all of them, and once the queue has drained past it their coupons are in
-    /// the store, which is then the whole truth with the tickets recorded as pending
-    /// (each recorded by the same deadline as the publish it follows).
-    async fn rebuild(&self, campaign: &Campaign) -> Result<Rebuild> {
-        tracing::warn!(campaign = %campaign.id, grace = ?self.grace, "counter not ready: rebuilding it from the store once the queue has drained");
-        tokio::time::sleep(self.grace).await;
+    /// The rebuild itself: the counter closes the campaign, then the seal below runs.
+    pub(crate) async fn rebuild(self: &Arc<Self>, campaign: &Campaign) -> Result<Rebuild> {
+        tracing::warn!(campaign = %campaign.id, "counter not ready: rebuilding it in a new epoch");
+        let seal = StoreSeal {
+            fence: self.clone(),
+            campaign: campaign.id,
+            drain: true,
+        };
+        self.counter.rebuild(campaign, Arc::new(seal)).await
+    }
+
+    /// Builds the counter of a campaign just created: nothing of it can be on its way,
+    /// so the seal waits for no queue.
+    pub(crate) async fn build_new(self: &Arc<Self>, campaign: &Campaign) -> Result<Rebuild> {
+        let seal = StoreSeal {
+            fence: self.clone(),
+            campaign: campaign.id,
+            drain: false,
+        };
+        self.counter.rebuild(campaign, Arc::new(seal)).await
+    }
+
+    /// Every [`WATCH_INTERVAL`] until `shutdown`: starts the rebuild of every campaign
+    /// that may admit (not closed) whose counter is not built, so that a loss is acted
+    /// on when it happens, not at the next apply.
+    pub(crate) async fn watch(self: &Arc<Self>, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            if let Err(error) = self.rebuild_lost().await {
+                tracing::debug!(%error, "looking for counters to rebuild failed; trying again");
+            }
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(WATCH_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// One pass of [`watch`](Self::watch): the campaigns whose rebuilds it started.
+    pub(crate) async fn rebuild_lost(self: &Arc<Self>) -> Result<usize> {
+        let now = Utc::now();
+        let mut started = 0;
+        for summary in self.store.campaigns().await? {
+            let campaign = summary.campaign;
+            if campaign.window_state(now) == WindowState::Closed {
+                continue;
+            }
+            // A counter that cannot answer now is not known to be lost.
+            let Ok(status) = self.counter.status(campaign.id).await else {
+                continue;
+            };
+            if !status.is_ready() && !self.is_rebuilding(campaign.id) {
+                self.rebuild_in_background(Arc::new(campaign));
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    /// Waits until the queue holds nothing published before now that the store has not
+    /// taken: the queue's mark and drain, or the fallback wait for a queue that cannot
+    /// tell.
+    async fn drain(&self) -> Result<()> {
         match self.queue.mark().await? {
             Some(mark) => {
                 while !self.queue.drained(&mark).await? {
@@ -102,7 +175,26 @@ impl Fence {
             }
             None => tokio::time::sleep(self.drain_fallback).await,
         }
-        let held = crate::admitted_slots(self.store.as_ref(), campaign.id).await?;
-        self.counter.rebuild(campaign, &held).await
+        Ok(())
+    }
+}
+
+/// The seal of a rebuild: once the counter is closed, the tickets the queue already
+/// acknowledged reach the store (drained, or counted in place by a queue kept in the
+/// store), then the store seals the new epoch.
+struct StoreSeal {
+    fence: Arc<Fence>,
+    campaign: CampaignId,
+    /// Whether to wait for the queue (never for a campaign just created).
+    drain: bool,
+}
+
+#[async_trait]
+impl SealEpoch for StoreSeal {
+    async fn seal(&self, counted: Vec<HeldSlot>) -> Result<SealedEpoch> {
+        if self.drain && !self.fence.queue.in_store() {
+            self.fence.drain().await?;
+        }
+        self.fence.store.seal_epoch(self.campaign, &counted).await
     }
 }

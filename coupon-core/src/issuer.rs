@@ -1,19 +1,20 @@
 //! The capped-apply algorithm: window, sold-out memo, admission, durable hand-off.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
 use crate::fence::Fence;
+use crate::handoff::{AbandonGuard, HandOff};
 use crate::memory::lock;
-use crate::sold_out::SoldOutMemo;
+use crate::sold_out::{Holders, Memo, SoldOutMemo};
 use crate::unanswered::Unanswered;
 use crate::{
     Admission, ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, HeldSlot,
-    IssueQueue, IssueTicket, NewCampaign, Release, Result, TicketId, UserId, WindowState,
+    IssueQueue, IssueTicket, NewCampaign, Result, TicketId, UserId, WindowState,
 };
 
 /// Settings of a [`CouponIssuer`].
@@ -26,14 +27,6 @@ pub struct IssuerConfig {
     /// Longest wait for the queue to take a ticket; after it the apply answers
     /// `Pending` (the settler rolls the admission forward). Default 10 s.
     pub publish_timeout: Duration,
-    /// After the counter is found not ready, how long a rebuild waits before it takes
-    /// the queue's mark: longer than any publish of an admission made before the loss
-    /// can take. A publish gives up at the publish timeout, and one finished for a
-    /// caller that went away may start just before it; a queue that keeps a message it
-    /// accepted (Kafka, until its delivery timeout, which must not exceed the publish
-    /// timeout) may store it up to one more publish timeout later. So at least twice
-    /// the publish timeout plus a second (enforced). Default 21 s.
-    pub rebuild_grace: Duration,
     /// How long a rebuild waits for the queue to drain when the queue cannot tell
     /// ([`IssueQueue::mark`] is `None`). Default 30 s.
     pub drain_fallback: Duration,
@@ -49,7 +42,6 @@ impl Default for IssuerConfig {
         Self {
             sold_out_ttl: Duration::from_millis(500),
             publish_timeout: Duration::from_secs(10),
-            rebuild_grace: Duration::from_secs(21),
             drain_fallback: Duration::from_secs(30),
             campaign_refresh: Duration::from_secs(1),
         }
@@ -75,9 +67,8 @@ impl IssuerConfig {
         self
     }
 
-    /// Sets [`IssuerConfig::rebuild_grace`] and [`IssuerConfig::drain_fallback`].
-    pub fn with_rebuild_waits(mut self, grace: Duration, drain_fallback: Duration) -> Self {
-        self.rebuild_grace = grace;
+    /// Sets [`IssuerConfig::drain_fallback`].
+    pub fn with_drain_fallback(mut self, drain_fallback: Duration) -> Self {
         self.drain_fallback = drain_fallback;
         self
     }
@@ -98,9 +89,10 @@ const HOLDERS_MEMO_LIMIT: usize = 1_000_000;
 /// [`Settler`](crate::Settler) rolls forward.
 ///
 /// A counter that lost its memory answers [`Error::NotReady`]; the issuer passes that
-/// on (a retryable error) and starts rebuilding the campaign's counter from the store
-/// once the queue has drained what was published before the loss (one rebuild per
-/// campaign in this process; the counter lets one process at a time write it).
+/// on (a retryable error), unless the store already holds the campaign's cap of coupons
+/// (then it answers `SoldOut`, or `AlreadyApplied` to a holder), and starts rebuilding
+/// the campaign's counter in a new epoch (one rebuild per campaign in this process; the
+/// counter lets one process at a time write it).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
@@ -125,9 +117,12 @@ pub struct CouponIssuer {
     store: Arc<dyn CouponStore>,
     campaigns: RwLock<HashMap<CampaignId, Cached>>,
     campaign_refresh: Duration,
-    sold_out: SoldOutMemo,
+    sold_out: Arc<SoldOutMemo>,
     holders: Mutex<HashSet<(CampaignId, UserId)>>,
     fence: Arc<Fence>,
+    /// Campaigns whose store held `cap` coupons when last asked, and when it was asked:
+    /// read while the counter is not ready, at most once a second per campaign.
+    full: Mutex<HashMap<CampaignId, (Instant, bool)>>,
 }
 
 /// A campaign definition and when it was read from the store.
@@ -135,18 +130,6 @@ pub struct CouponIssuer {
 struct Cached {
     campaign: Arc<Campaign>,
     read_at: Instant,
-}
-
-/// The ports a hand-off needs, shared with the task that finishes an abandoned one.
-struct HandOff {
-    counter: Arc<dyn CouponCounter>,
-    queue: Arc<dyn IssueQueue>,
-    /// Where a ticket whose publish has no known outcome is recorded before `Pending`.
-    store: Arc<dyn CouponStore>,
-    publish_timeout: Duration,
-    /// Admissions taken here whose applicant heard no yes (an error, a caller gone):
-    /// the sold-out flag does not answer them.
-    unanswered: Unanswered,
 }
 
 impl CouponIssuer {
@@ -169,20 +152,11 @@ impl CouponIssuer {
         store: Arc<dyn CouponStore>,
         config: IssuerConfig,
     ) -> Self {
-        // The grace must outlast every publish of an admission made before a loss: the
-        // issuer's and the settler's, each perhaps kept by the queue one timeout more.
-        let longest = config.publish_timeout.max(crate::settler::PUBLISH_TIMEOUT);
-        let grace = config.rebuild_grace.max(
-            longest
-                .saturating_mul(2)
-                .saturating_add(Duration::from_secs(1)),
-        );
         Self {
             fence: Arc::new(Fence::new(
                 counter.clone(),
                 queue.clone(),
                 store.clone(),
-                grace,
                 config.drain_fallback,
             )),
             hand_off: Arc::new(HandOff {
@@ -195,9 +169,15 @@ impl CouponIssuer {
             store,
             campaigns: RwLock::new(HashMap::new()),
             campaign_refresh: config.campaign_refresh,
-            sold_out: SoldOutMemo::new(config.sold_out_ttl),
+            sold_out: Arc::new(SoldOutMemo::new(config.sold_out_ttl)),
             holders: Mutex::new(HashSet::new()),
+            full: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The fence that rebuilds this issuer's counter.
+    pub(crate) fn fence(&self) -> &Arc<Fence> {
+        &self.fence
     }
 
     /// Creates a campaign in the store and builds its counter, so that it admits from
@@ -205,7 +185,7 @@ impl CouponIssuer {
     /// campaign exists anyway and its first apply starts the rebuild.
     pub async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
         let campaign = self.store.create_campaign(new).await?;
-        match self.hand_off.counter.rebuild(&campaign, &[]).await {
+        match self.fence.build_new(&campaign).await {
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(campaign = %campaign.id, %error, "counter not built at creation; the first apply rebuilds it");
@@ -230,18 +210,23 @@ impl CouponIssuer {
             WindowState::Closed => return Ok(ApplyOutcome::Closed),
             WindowState::Open => {}
         }
-        // Sold out for everyone but an applicant whose earlier apply here took a slot
-        // and told them nothing: their slot becomes a coupon, the counter says so.
-        if self.sold_out.is_sold_out(campaign.id, Instant::now())
-            && !self.hand_off.unanswered.contains(campaign.id, user)
-        {
-            return Ok(ApplyOutcome::SoldOut);
+        // Sold out for everyone but the holders (who hear where their slots stand) and an
+        // applicant whose earlier apply here took a slot and told them nothing.
+        match self.sold_out.check(campaign.id, user, Instant::now()) {
+            Memo::SoldOut if !self.hand_off.unanswered.contains(campaign.id, user) => {
+                return Ok(ApplyOutcome::SoldOut);
+            }
+            Memo::Holder { .. } => return self.answer_holder(&campaign, user).await,
+            _ => {}
         }
         let admission = match self.hand_off.counter.try_acquire(&campaign, user).await {
             Ok(admission) => admission,
             Err(error @ Error::NotReady { .. }) => {
                 self.fence.rebuild_in_background(campaign.clone());
-                return Err(error);
+                return match self.while_rebuilding(&campaign, user).await {
+                    Some(answer) => Ok(answer),
+                    None => Err(error),
+                };
             }
             Err(error) => return Err(error),
         };
@@ -250,28 +235,24 @@ impl CouponIssuer {
                 rank,
                 slot,
                 admitted_at,
+                epoch,
             } => HeldSlot {
                 user,
                 slot,
                 rank,
                 admitted_at: Some(admitted_at),
+                epoch,
             },
-            Admission::AlreadyApplied => {
-                let answer = self.already_applied(&campaign, user).await;
-                if answer.is_ok() {
-                    self.hand_off.unanswered.answered(campaign.id, user);
-                }
-                return answer;
-            }
+            Admission::AlreadyApplied => return self.answer_holder(&campaign, user).await,
             Admission::SoldOut => {
-                self.sold_out.mark(campaign.id, Instant::now());
+                self.sold_out_now(&campaign, false);
                 return Ok(ApplyOutcome::SoldOut);
             }
         };
         let ticket = IssueTicket::for_slot(campaign.id, &held);
         let releasing = AtomicBool::new(false);
         // Every publish of this admission, here or on behalf of a caller that went
-        // away, ends by this deadline: what a counter rebuild's grace period waits out.
+        // away, ends by this deadline.
         let now = tokio::time::Instant::now();
         let deadline = now
             .checked_add(self.hand_off.publish_timeout)
@@ -383,6 +364,90 @@ impl CouponIssuer {
         }
     }
 
+    /// A user who holds slots applied again: where their slots stand.
+    async fn answer_holder(&self, campaign: &Campaign, user: UserId) -> Result<ApplyOutcome> {
+        let answer = self.already_applied(campaign, user).await;
+        if answer.is_ok() {
+            self.hand_off.unanswered.answered(campaign.id, user);
+        }
+        answer
+    }
+
+    /// Records that `campaign` is sold out now and, when the memo asks for it, loads who
+    /// holds its slots on a task of its own: from the counter, or from the store's
+    /// coupons when the counter is not ready.
+    fn sold_out_now(&self, campaign: &Campaign, from_store: bool) {
+        if !self.sold_out.mark(campaign.id, Instant::now()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.sold_out.loaded(campaign.id, None, Instant::now());
+            return;
+        };
+        let (memo, id) = (self.sold_out.clone(), campaign.id);
+        let (counter, store) = (self.hand_off.counter.clone(), self.store.clone());
+        runtime.spawn(async move {
+            let holders = if from_store {
+                store
+                    .holders(id)
+                    .await
+                    .map(|users| Holders::tally(users, true))
+            } else {
+                counter
+                    .held_slots(id)
+                    .await
+                    .map(|slots| Holders::tally(slots.into_iter().map(|slot| slot.user), false))
+            };
+            if let Err(error) = &holders {
+                tracing::debug!(campaign = %id, %error, "loading the holders of a sold-out campaign failed");
+            }
+            memo.loaded(id, holders.ok(), Instant::now());
+        });
+    }
+
+    /// The answer to `user` while the counter is being rebuilt, when the store can give
+    /// one: a campaign whose store holds `cap` coupons is sold out whatever the counter
+    /// says (`AlreadyApplied` to a holder of as many coupons as the limit allows).
+    /// `None` otherwise: the caller hears the counter's retryable error.
+    async fn while_rebuilding(&self, campaign: &Campaign, user: UserId) -> Option<ApplyOutcome> {
+        if !self.store_is_full(campaign).await {
+            return None;
+        }
+        self.sold_out_now(campaign, true);
+        match self.sold_out.check(campaign.id, user, Instant::now()) {
+            Memo::SoldOut => Some(ApplyOutcome::SoldOut),
+            Memo::Holder { count, .. } if count >= campaign.per_user_limit => {
+                Some(ApplyOutcome::AlreadyApplied)
+            }
+            Memo::Holder { .. } => Some(ApplyOutcome::SoldOut),
+            // The holders are loading: the store answers this one.
+            Memo::Unknown => {
+                let coupons = self.store.coupons_of(campaign.id, user).await.ok()?;
+                Some(if coupons.len() >= campaign.per_user_limit as usize {
+                    ApplyOutcome::AlreadyApplied
+                } else {
+                    ApplyOutcome::SoldOut
+                })
+            }
+        }
+    }
+
+    /// Whether the store holds `campaign`'s cap of coupons, read at most once a second.
+    async fn store_is_full(&self, campaign: &Campaign) -> bool {
+        let now = Instant::now();
+        if let Some(&(at, full)) = lock(&self.full).get(&campaign.id)
+            && now.saturating_duration_since(at) < Duration::from_secs(1)
+        {
+            return full;
+        }
+        let full = match self.store.issued_count(campaign.id).await {
+            Ok(issued) => issued >= campaign.cap,
+            Err(_) => false,
+        };
+        lock(&self.full).insert(campaign.id, (now, full));
+        full
+    }
+
     /// The counter says the user holds every slot they may: `AlreadyApplied` once the
     /// store holds that many coupons, `Pending` until then, once the tickets of the
     /// slots without a coupon are recorded in the store (the earlier apply that took
@@ -436,162 +501,11 @@ impl CouponIssuer {
         {
             return Err(changed());
         }
-        // One deadline for every record, like a single hand-off's: each lands inside
-        // the grace period a counter rebuild waits before it reads the store.
         let tickets: Vec<IssueTicket> = claimed
             .iter()
             .map(|slot| IssueTicket::for_slot(campaign.id, slot))
             .collect();
         self.hand_off.record_pending(&tickets).await?;
         Ok(ApplyOutcome::Pending)
-    }
-}
-
-impl HandOff {
-    /// Publishes by `deadline`: the admission's time plus the publish timeout.
-    async fn publish(&self, ticket: &IssueTicket, deadline: tokio::time::Instant) -> Result<()> {
-        crate::queue::publish_by(self.queue.as_ref(), ticket, deadline, "issuer").await
-    }
-
-    /// Publishes the ticket of a slot just granted; on a definite refusal gives the slot
-    /// back (setting `releasing` first), on anything else keeps it for the settler.
-    async fn run(
-        &self,
-        ticket: &IssueTicket,
-        releasing: &AtomicBool,
-        deadline: tokio::time::Instant,
-    ) -> Result<ApplyOutcome> {
-        let error = match self.publish(ticket, deadline).await {
-            Ok(()) => {
-                return Ok(ApplyOutcome::Accepted {
-                    rank: ticket.rank,
-                    ticket_id: ticket.ticket_id,
-                });
-            }
-            // Only a definite refusal proves the ticket exists nowhere; any other failure
-            // might have stored it, and releasing then could let cap + 1 tickets exist.
-            Err(error @ Error::PublishRefused { .. }) => error,
-            Err(error) => return self.keep_pending(ticket, error).await,
-        };
-        releasing.store(true, Ordering::Relaxed);
-        match self
-            .counter
-            .release(ticket.campaign, &ticket.held_slot())
-            .await
-        {
-            Ok(Release::Released | Release::NotHeld) => Err(Error::NotHandedOff {
-                campaign: ticket.campaign,
-                user: ticket.user,
-                source: Box::new(error),
-            }),
-            // Claimed meanwhile (by a settler, or a repeated apply answering pending):
-            // its ticket may be published from now on, so it is pending, and recorded.
-            Ok(Release::Settling) => self.keep_pending(ticket, error).await,
-            // The release may or may not have run: the slot is either free or held
-            // without a ticket (which the settler will publish). Neither is a promise
-            // yet, so the caller hears a retryable error; applying again tells which.
-            Err(release_error) => {
-                tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, %error, %release_error, "hand-off refused and giving the slot back failed");
-                Err(release_error)
-            }
-        }
-    }
-
-    /// The publish of `ticket` has no known outcome: records the ticket in the store
-    /// before answering `Pending`, so that the admission outlives the counter (a counter
-    /// that loses its memory is rebuilt with it, and the settler publishes it from the
-    /// store). When the store cannot take it either, the caller hears the publish's
-    /// error instead (retryable; the slot stays held for the settler): `Pending` is a
-    /// promise only once it is durable.
-    ///
-    /// Bounded by the publish timeout: the record lands by the admission's time plus
-    /// twice the publish timeout, inside the grace period a counter rebuild waits
-    /// before it reads the store.
-    async fn keep_pending(&self, ticket: &IssueTicket, error: Error) -> Result<ApplyOutcome> {
-        match self.record_pending(std::slice::from_ref(ticket)).await {
-            Ok(()) => {
-                tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, ticket = %ticket.ticket_id, %error, "hand-off outcome unknown; ticket recorded as pending, the settler will roll it forward");
-                Ok(ApplyOutcome::Pending)
-            }
-            Err(record_error) => {
-                tracing::warn!(campaign = %ticket.campaign, user = %ticket.user, ticket = %ticket.ticket_id, %error, %record_error, "hand-off outcome unknown and the pending ticket not recorded; the settler will roll the slot forward");
-                Err(error)
-            }
-        }
-    }
-
-    /// Records `tickets` as pending, all within one publish timeout: every `Pending`
-    /// answer's record lands inside the grace period a counter rebuild waits before it
-    /// reads the store.
-    async fn record_pending(&self, tickets: &[IssueTicket]) -> Result<()> {
-        let record_all = async {
-            for ticket in tickets {
-                self.store.record_pending(ticket).await?;
-            }
-            Ok(())
-        };
-        tokio::time::timeout(self.publish_timeout, record_all)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::outcome_unknown(
-                    "issuer",
-                    format!("recording {} pending ticket(s) timed out", tickets.len()),
-                    None,
-                ))
-            })
-    }
-
-    /// Publishes the ticket of an admission whose caller went away mid-publish. Never
-    /// releases: the first publish may still be on its way (a broker client keeps a
-    /// message it queued), so a failure here leaves the slot to the settler.
-    async fn finish_abandoned(&self, ticket: &IssueTicket, deadline: tokio::time::Instant) {
-        match self.publish(ticket, deadline).await {
-            Ok(()) => tracing::debug!(ticket = %ticket.ticket_id, "finished an abandoned hand-off"),
-            Err(error) => {
-                tracing::warn!(ticket = %ticket.ticket_id, %error, "abandoned hand-off failed; the settler will roll it forward");
-            }
-        }
-    }
-}
-
-/// Finishes the hand-off of a granted slot whose `apply` future was dropped mid-publish:
-/// on a task of its own, so that no admission waits for the settler's grace period only
-/// because its caller went away.
-struct AbandonGuard<'a> {
-    hand_off: &'a Arc<HandOff>,
-    ticket: Option<&'a IssueTicket>,
-    /// Set once the publish was refused and the release began: from then on nothing
-    /// may publish the ticket again (the slot may already be free for someone else).
-    releasing: &'a AtomicBool,
-    /// When every publish of this admission must have ended.
-    deadline: tokio::time::Instant,
-}
-
-impl AbandonGuard<'_> {
-    fn disarm(mut self) {
-        self.ticket = None;
-    }
-}
-
-impl Drop for AbandonGuard<'_> {
-    fn drop(&mut self) {
-        let Some(ticket) = self.ticket.take() else {
-            return;
-        };
-        self.hand_off.unanswered.note(ticket.campaign, ticket.user);
-        if self.releasing.load(Ordering::Relaxed) {
-            // Released or not, nobody heard yes: a slot still held without a ticket is
-            // the settler's to publish, a free one is free.
-            return;
-        }
-        // Without a runtime (the caller's own runtime is shutting down) the settler
-        // publishes the ticket after its grace period instead.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let hand_off = self.hand_off.clone();
-        let ticket = ticket.clone();
-        let deadline = self.deadline;
-        runtime.spawn(async move { hand_off.finish_abandoned(&ticket, deadline).await });
     }
 }

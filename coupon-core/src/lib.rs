@@ -43,6 +43,7 @@ mod counter;
 mod coupon;
 mod error;
 mod fence;
+mod handoff;
 mod ids;
 mod issuer;
 pub mod memory;
@@ -62,7 +63,9 @@ mod worker;
 mod tests;
 
 pub use campaign::{Campaign, NewCampaign, WindowState};
-pub use counter::{CounterStatus, CouponCounter, HeldSlot, Rebuild, Release, RestoreReport};
+pub use counter::{
+    CounterStatus, CouponCounter, HeldSlot, Rebuild, Release, RestoreReport, SealEpoch, SealedEpoch,
+};
 pub use coupon::{Coupon, CouponCode};
 pub use error::{BoxError, Error, ErrorClass, Result};
 pub use ids::{CampaignId, TicketId, UserId};

@@ -43,6 +43,9 @@ pub enum Admission {
         /// When: by the counter's clock where it keeps admission times (the ticket
         /// carries it), else the caller's.
         admitted_at: DateTime<Utc>,
+        /// The counter's epoch in the campaign: the one its last rebuild sealed
+        /// ([`CouponStore::seal_epoch`](crate::CouponStore::seal_epoch)).
+        epoch: u64,
     },
     /// The count is at the cap; nothing changed.
     SoldOut,
@@ -62,4 +65,8 @@ pub enum IssueOutcome {
     OverCap,
     /// Nothing was written: the ticket names a campaign the store does not know.
     UnknownCampaign,
+    /// Nothing was written: the ticket is of a counter epoch a rebuild superseded, and
+    /// that rebuild did not count its slot, which may belong to someone else now. Its
+    /// applicant was never told yes (docs/architecture.md, "Fences rest on identity").
+    Superseded,
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::{CampaignId, HeldSlot, IssueTicket, Result};
+use crate::{IssueTicket, Result};
 
 /// The producing side of the hand-off, called on the apply path.
 #[cfg_attr(test, mockall::automock)]
@@ -28,6 +28,21 @@ pub trait IssueQueue: Send + Sync + 'static {
     /// over-issues.
     async fn publish(&self, ticket: &IssueTicket) -> Result<()>;
 
+    /// Whether the queue lives in the store's own database and takes part in its epoch
+    /// seals ([`CouponStore::seal_epoch`](crate::CouponStore::seal_epoch)): the seal
+    /// counts the tickets waiting in it, and a publish of a ticket whose epoch a seal
+    /// superseded (and whose slot that seal did not count) is refused
+    /// ([`Error::PublishRefused`](crate::Error::PublishRefused)), atomically with the
+    /// seal. Then an acknowledged publish proves the ticket is counted by every later
+    /// rebuild, and a rebuild need not wait for the queue to drain.
+    ///
+    /// `false` by default: a rebuild waits for the queue to drain past its mark
+    /// ([`IssueQueue::mark`]), and the issuer asks the counter to confirm the epoch
+    /// after each acknowledged publish ([`CouponCounter::confirm_epoch`](crate::CouponCounter::confirm_epoch)).
+    fn in_store(&self) -> bool {
+        false
+    }
+
     /// Whether the queue can take tickets now (for readiness probes); `Ok` by default.
     async fn ready(&self) -> Result<()> {
         Ok(())
@@ -36,6 +51,7 @@ pub trait IssueQueue: Send + Sync + 'static {
     /// The queue's position now: every ticket published before this call lies before
     /// it. `None` when the queue cannot tell (the default); a counter rebuild then
     /// waits a fixed time instead ([`IssuerConfig::drain_fallback`](crate::IssuerConfig)).
+    /// Not asked of a queue [`in_store`](IssueQueue::in_store).
     async fn mark(&self) -> Result<Option<QueueMark>> {
         Ok(None)
     }
@@ -48,20 +64,11 @@ pub trait IssueQueue: Send + Sync + 'static {
         let _ = mark;
         Ok(true)
     }
-
-    /// The slots of `campaign` whose tickets wait in the queue, for rebuilding an
-    /// in-memory counter at start-up together with the store's coupons
-    /// ([`CouponService::restore_counter`](crate::CouponService::restore_counter)).
-    /// `None` when the queue cannot list what it holds (the default).
-    async fn queued_slots(&self, campaign: CampaignId) -> Result<Option<Vec<HeldSlot>>> {
-        let _ = campaign;
-        Ok(None)
-    }
 }
 
 /// Publishes `ticket` on `queue` by `deadline`; a queue that has not answered by then
-/// is an unknown outcome (`who` names the caller). Every publish of an admission is
-/// bounded this way, so that a counter rebuild's grace period can wait all of them out.
+/// is an unknown outcome (`who` names the caller), so no caller waits on a queue for
+/// ever.
 pub(crate) async fn publish_by(
     queue: &dyn IssueQueue,
     ticket: &IssueTicket,

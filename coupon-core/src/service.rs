@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::{
-    ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, HeldSlot, IssueFailure,
+    ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, IssueFailure,
     IssueQueue, IssueSource, IssuerConfig, NewCampaign, ReplayReport, Result, SettleReport,
     Settler, SettlerConfig, TicketId, UserId, WindowState, replay_failures,
 };
@@ -168,8 +168,10 @@ impl CouponService {
     }
 
     async fn status_of(&self, campaign: Campaign, issued: u64) -> Result<CampaignStatus> {
-        let admitted = self.counter.status(campaign.id).await?.admitted;
-        Ok(CampaignStatus::new(campaign, admitted, issued))
+        let counter = self.counter.status(campaign.id).await?;
+        let mut status = CampaignStatus::new(campaign, counter.admitted, issued);
+        status.rebuilding = !counter.is_ready();
+        Ok(status)
     }
 
     /// What `user` holds of `campaign`: coupons, an admission not persisted yet, or
@@ -228,44 +230,39 @@ impl CouponService {
         }
     }
 
-    /// Builds the counter of every campaign from what the queue still holds and the
-    /// coupons and pending tickets the store holds, read in that order so that a ticket
-    /// a worker elsewhere moves from one to the other meanwhile is counted.
-    ///
-    /// Only for a counter of this process's own that starts empty (in memory), at
-    /// start-up, before the first apply: it skips the fence's wait for publishes under
-    /// way, so on a shared counter, or with applies running, an admission still on its
-    /// way would be missing from the count. A counter that already built a campaign
-    /// keeps it ([`CouponCounter::rebuild`]).
-    ///
-    /// Returns `None` and builds nothing when the queue cannot list what it holds for
-    /// some campaign (Kafka): each campaign is then left to the fence, which rebuilds it
-    /// at its first apply once the workers drained the queue.
-    pub async fn restore_counter(&self) -> Result<Option<usize>> {
-        let campaigns = self.store.campaigns().await?;
-        let mut queued_by_campaign = Vec::with_capacity(campaigns.len());
-        for summary in &campaigns {
-            match self.queue.queued_slots(summary.campaign.id).await? {
-                Some(queued) => queued_by_campaign.push(queued),
-                None => return Ok(None),
+    /// Rebuilds, one after the other, the counter of every campaign that may admit (not
+    /// closed) and is not built: what a process whose counter starts empty (in memory)
+    /// does before it listens, so that its first applies find their campaigns ready.
+    /// Returns how many it built; a campaign that fails is left to the watcher
+    /// ([`CouponService::watch_counters`]).
+    pub async fn rebuild_counters(&self) -> Result<usize> {
+        let now = Utc::now();
+        let mut built = 0;
+        for summary in self.store.campaigns().await? {
+            let campaign = summary.campaign;
+            if campaign.window_state(now) == WindowState::Closed
+                || self.counter.status(campaign.id).await?.is_ready()
+            {
+                continue;
+            }
+            match self.issuer.fence().rebuild(&campaign).await {
+                Ok(crate::Rebuild::Built(_)) => built += 1,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(campaign = %campaign.id, %error, "counter not rebuilt at start; the watcher tries again");
+                }
             }
         }
-        let mut restored = 0;
-        for (summary, queued) in campaigns.iter().zip(queued_by_campaign) {
-            let id = summary.campaign.id;
-            let mut held = crate::admitted_slots(self.store.as_ref(), id).await?;
-            // A queued ticket whose coupon exists (a duplicate) is one slot, not two.
-            let stored: std::collections::HashSet<_> =
-                held.iter().map(|slot| (slot.user, slot.slot)).collect();
-            held.extend(
-                queued
-                    .into_iter()
-                    .filter(|slot: &HeldSlot| !stored.contains(&(slot.user, slot.slot))),
-            );
-            self.counter.rebuild(&summary.campaign, &held).await?;
-            restored += 1;
-        }
-        Ok(Some(restored))
+        Ok(built)
+    }
+
+    /// Watches the counter until `shutdown`: about every second, every campaign that may
+    /// admit and whose counter is not built (it lost its memory: a restart, a failover,
+    /// a lease lost) is rebuilt on a task of its own, without waiting for an apply.
+    /// Every process that admits runs it; the counter lets one rebuild a campaign at a
+    /// time.
+    pub async fn watch_counters(&self, shutdown: impl std::future::Future<Output = ()>) {
+        self.issuer.fence().watch(shutdown).await;
     }
 }
 
@@ -288,21 +285,34 @@ pub enum CampaignState {
 pub struct CampaignStatus {
     /// The definition.
     pub campaign: Campaign,
-    /// Applications the counter admitted.
+    /// Applications the counter admitted (what it holds now: after it lost its memory,
+    /// fewer than were admitted, until rebuilt).
     pub admitted: u64,
     /// Coupons the store holds.
     pub issued: u64,
-    /// Where it stands now.
+    /// Where it stands now: sold out when either the counter or the store is full.
     pub state: CampaignState,
+    /// Whether its counter is not built now (it lost its memory and is being rebuilt):
+    /// applications answer 503 meanwhile, unless the campaign is sold out.
+    pub rebuilding: bool,
 }
 
 impl CampaignStatus {
     /// The status of `campaign` with these counts, its state as of now.
+    ///
+    /// ```
+    /// use coupon_core::{Campaign, CampaignId, CampaignState, CampaignStatus, NewCampaign};
+    /// let campaign = Campaign::from_new(CampaignId(1), NewCampaign::new("drop", 10));
+    /// // A counter that lost its memory says 0; the store holds all 10.
+    /// let status = CampaignStatus::new(campaign, 0, 10);
+    /// assert_eq!((status.state, status.remaining()), (CampaignState::SoldOut, 0));
+    /// ```
     pub fn new(campaign: Campaign, admitted: u64, issued: u64) -> Self {
+        let taken = admitted.max(issued);
         let state = match campaign.window_state(Utc::now()) {
             WindowState::NotOpen => CampaignState::NotOpen,
             WindowState::Closed => CampaignState::Closed,
-            WindowState::Open if admitted >= campaign.cap => CampaignState::SoldOut,
+            WindowState::Open if taken >= campaign.cap => CampaignState::SoldOut,
             WindowState::Open => CampaignState::Open,
         };
         Self {
@@ -310,15 +320,18 @@ impl CampaignStatus {
             admitted,
             issued,
             state,
+            rebuilding: false,
         }
     }
 
-    /// Slots not admitted yet.
+    /// Slots not taken yet: never more than the coupons the store could still take.
     pub fn remaining(&self) -> u64 {
-        self.campaign.cap.saturating_sub(self.admitted)
+        self.campaign
+            .cap
+            .saturating_sub(self.admitted.max(self.issued))
     }
 
-    /// Whether the window is open and every slot admitted.
+    /// Whether the window is open and every slot taken.
     pub fn is_sold_out(&self) -> bool {
         self.state == CampaignState::SoldOut
     }

@@ -114,7 +114,9 @@ impl SettleReport {
 /// let (counter, queue, store) =
 ///     (Arc::new(MemoryCounter::new()), Arc::new(MemoryQueue::new(16)), Arc::new(MemoryStore::new()));
 /// let campaign = store.create_campaign(NewCampaign::new("drop", 10)).await?;
-/// counter.rebuild(&campaign, &[]).await?; // what CouponIssuer::create_campaign does
+/// // What CouponIssuer::create_campaign does: seal the first epoch, build the counter.
+/// let sealed = store.seal_epoch(campaign.id, &[]).await?;
+/// counter.rebuild(&campaign, Arc::new(sealed)).await?;
 /// // A slot was taken, and the process died before publishing its ticket:
 /// counter.try_acquire(&campaign, UserId(7)).await?;
 ///
@@ -330,9 +332,8 @@ impl Settler {
             .counter
             .claim(campaign.id, &unsettled, self.config.grace)
             .await?;
-        // Bounded like the issuer's publishes, from the claim on: a counter rebuild's
-        // grace period must outlast every publish of an admission made before a loss.
-        // Claims left when time runs out expire, and a later pass takes them again.
+        // Bounded like the issuer's publishes, from the claim on: claims left when time
+        // runs out expire, and a later pass takes them again.
         let deadline = tokio::time::Instant::now() + PUBLISH_TIMEOUT;
         for slot in claimed {
             if tokio::time::Instant::now() >= deadline {

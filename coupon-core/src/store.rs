@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Campaign, CampaignId, Coupon, HeldSlot, IssueOutcome, IssueTicket, NewCampaign, Result,
-    TicketId, UserId,
+    SealedEpoch, TicketId, UserId,
 };
 
 /// The store of campaigns and coupons.
@@ -45,9 +45,12 @@ pub trait CouponStore: Send + Sync + 'static {
     ///
     /// Must hold under concurrent callers: the check against `cap` and the insert happen
     /// in one serialised step per campaign, a ticket id stored before is a `Duplicate`,
-    /// and so is a ticket whose user already holds `per_user_limit` coupons. Re-running
-    /// the same batch changes nothing. A ticket for a campaign that does not exist is
-    /// answered `UnknownCampaign` without failing the others.
+    /// and so is a ticket whose user already holds `per_user_limit` coupons. A ticket of
+    /// an epoch below the campaign's sealed epoch ([`CouponStore::seal_epoch`]) whose
+    /// (user, slot) that seal did not count is `Superseded` (epoch 0 is never checked).
+    /// Then a ticket past the cap is `OverCap`. Re-running the same batch changes
+    /// nothing. A ticket for a campaign that does not exist is answered
+    /// `UnknownCampaign` without failing the others.
     ///
     /// Errors must be classified ([`Error::class`](crate::Error::class)): the worker
     /// retries a retryable or unknown-outcome error forever, and looks for the ticket to
@@ -75,10 +78,33 @@ pub trait CouponStore: Send + Sync + 'static {
 
     /// Records the ticket of an admission whose hand-off has no known outcome, before
     /// its applicant hears [`ApplyOutcome::Pending`](crate::ApplyOutcome::Pending): from
-    /// then on the admission outlives the counter (a counter rebuilt from the store counts
-    /// it, [`admitted_slots`]) and the [`Settler`](crate::Settler) publishes its ticket
-    /// until the coupon exists. Idempotent by ticket id; durable when it returns.
+    /// then on the admission outlives the counter (every later epoch seal counts it)
+    /// and the [`Settler`](crate::Settler) publishes its ticket until the coupon exists.
+    /// Idempotent by ticket id; durable when it returns.
+    ///
+    /// Refuses, atomically with the seals, a ticket the issue rules refuse: of an epoch a
+    /// seal superseded and not counted by it ([`Error::Superseded`](crate::Error::Superseded)),
+    /// or one with an open failure record ([`Error::TicketRefused`](crate::Error::TicketRefused):
+    /// the store refused it for good, so no `Pending` may promise it).
     async fn record_pending(&self, ticket: &IssueTicket) -> Result<()>;
+
+    /// Seals a new counter epoch of `campaign`: what a counter rebuild builds from.
+    ///
+    /// In one step, atomic with [`issue_batch`](CouponStore::issue_batch),
+    /// [`record_pending`](CouponStore::record_pending) and the publishes of a queue kept
+    /// in this store ([`IssueQueue::in_store`](crate::IssueQueue::in_store)):
+    /// - gathers every slot admitted in the campaign: `counted` (what the counter still
+    ///   holds), one per coupon ([`CouponStore::coupon_slots`]), one per recorded pending
+    ///   ticket without a coupon, one per open failure record (a dead letter may be
+    ///   replayed), and one per ticket waiting in a queue kept in this store;
+    /// - makes the campaign's epoch one more than its last, and keeps the gathered slots
+    ///   without a coupon as that epoch's snapshot: from then on a ticket of an older
+    ///   epoch whose (user, slot) is not in it is superseded;
+    /// - answers the new epoch and the gathered slots, one per (user, slot).
+    ///
+    /// Fails with [`Error::UnknownCampaign`](crate::Error::UnknownCampaign) for a campaign
+    /// it does not know.
+    async fn seal_epoch(&self, campaign: CampaignId, counted: &[HeldSlot]) -> Result<SealedEpoch>;
 
     /// The recorded pending tickets of `campaign` whose coupon the store does not hold
     /// (no coupon with that ticket id), oldest admission first.
@@ -171,13 +197,16 @@ pub fn coupon_slot(coupon: &Coupon, position: u32) -> HeldSlot {
         slot,
         rank: coupon.rank,
         admitted_at: None,
+        epoch: 0,
     }
 }
 
 /// Every slot of `campaign` the store knows was admitted: one per coupon
-/// ([`CouponStore::coupon_slots`]) and one per recorded pending ticket without a coupon
-/// ([`CouponStore::pending_tickets`]). What a counter that lost its memory is rebuilt
-/// from, so that no admission whose applicant heard `Pending` is given to someone else.
+/// ([`CouponStore::coupon_slots`]), one per recorded pending ticket without a coupon
+/// ([`CouponStore::pending_tickets`]) and one per open failure record
+/// ([`CouponStore::failures`]: a dead letter may be replayed), one per (user, slot).
+/// What a store gathers when it seals an epoch ([`CouponStore::seal_epoch`]), read here
+/// through the trait: a store may call it inside its own atomic step.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
@@ -196,17 +225,23 @@ pub async fn admitted_slots(
     campaign: CampaignId,
 ) -> Result<Vec<HeldSlot>> {
     let pending = store.pending_tickets(campaign).await?;
+    let failed = store.failures(Some(campaign)).await?;
     let mut slots = store.coupon_slots(campaign).await?;
-    // Read after the pending tickets: one whose coupon was stored in between is in the
-    // coupons, and counted once.
-    let stored: std::collections::HashSet<(UserId, u32)> =
+    // Read after the pending tickets and the failures: one whose coupon was stored in
+    // between is in the coupons, and counted once.
+    let mut known: std::collections::HashSet<(UserId, u32)> =
         slots.iter().map(|slot| (slot.user, slot.slot)).collect();
-    slots.extend(
-        pending
+    let others = pending.iter().chain(
+        failed
             .iter()
-            .map(IssueTicket::held_slot)
-            .filter(|slot| !stored.contains(&(slot.user, slot.slot))),
+            .filter(|failure| failure.is_open())
+            .map(|failure| &failure.ticket),
     );
+    for ticket in others {
+        if known.insert((ticket.user, ticket.slot)) {
+            slots.push(ticket.held_slot());
+        }
+    }
     Ok(slots)
 }
 

@@ -8,7 +8,9 @@ use crate::{CampaignId, HeldSlot, TicketId, UserId};
 /// One admitted application, on its way from the counter to the store.
 ///
 /// Its id follows from (campaign, user, slot) ([`TicketId::for_admission`]), so the
-/// same admission always makes the same ticket. Serialised as self-describing JSON with
+/// same admission always makes the same ticket. It carries the epoch of the counter that
+/// admitted it: a ticket whose epoch a counter rebuild superseded, and whose slot that
+/// rebuild did not count, is refused by the store ([`IssueOutcome::Superseded`](crate::IssueOutcome::Superseded)). Serialised as self-describing JSON with
 /// a `version` field so that a consumer can refuse (and dead-letter) a shape it does not
 /// understand instead of guessing.
 ///
@@ -41,6 +43,12 @@ pub struct IssueTicket {
     pub rank: u64,
     /// When the counter admitted the user.
     pub admitted_at: DateTime<Utc>,
+    /// The epoch of the counter that admitted it, or that counted it when it was
+    /// rebuilt ([`CouponStore::seal_epoch`](crate::CouponStore::seal_epoch)). 0 for a
+    /// ticket written before epochs existed (versions 1 and 2), which the store takes
+    /// without that check.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 fn first_slot() -> u32 {
@@ -49,24 +57,39 @@ fn first_slot() -> u32 {
 
 impl IssueTicket {
     /// The ticket format this crate writes.
-    pub const VERSION: u16 = 2;
+    pub const VERSION: u16 = 3;
 
-    /// The versions this crate reads: 1 (random ids, no slot) and 2.
-    pub const READABLE_VERSIONS: [u16; 2] = [1, 2];
+    /// The versions this crate reads: 1 (random ids, no slot), 2 (no epoch) and 3.
+    pub const READABLE_VERSIONS: [u16; 3] = [1, 2, 3];
 
-    /// The ticket of `user`'s `slot`-th admission to `campaign` at `rank`, admitted now.
+    /// The ticket of `user`'s `slot`-th admission to `campaign` at `rank`, admitted now,
+    /// of no epoch (0: [`IssueTicket::in_epoch`] sets one).
     pub fn new(campaign: CampaignId, user: UserId, slot: u32, rank: u64) -> Self {
         let held = HeldSlot {
             user,
             slot,
             rank,
             admitted_at: Some(Utc::now()),
+            epoch: 0,
         };
         Self::for_slot(campaign, &held)
     }
 
+    /// The same ticket, of counter epoch `epoch`.
+    ///
+    /// ```
+    /// use coupon_core::{CampaignId, IssueTicket, UserId};
+    /// let ticket = IssueTicket::new(CampaignId(7), UserId(42), 1, 9).in_epoch(3);
+    /// assert_eq!((ticket.epoch, ticket.held_slot().epoch), (3, 3));
+    /// ```
+    pub fn in_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
     /// The ticket of a slot the counter holds: the same id and rank as when it was first
-    /// published (and the same admission time, where the counter keeps it).
+    /// published (and the same admission time, where the counter keeps it), of the epoch
+    /// the counter holds it in.
     pub fn for_slot(campaign: CampaignId, held: &HeldSlot) -> Self {
         Self {
             version: Self::VERSION,
@@ -76,6 +99,7 @@ impl IssueTicket {
             slot: held.slot,
             rank: held.rank,
             admitted_at: held.admitted_at.unwrap_or_else(Utc::now),
+            epoch: held.epoch,
         }
     }
 
@@ -86,6 +110,7 @@ impl IssueTicket {
             slot: self.slot,
             rank: self.rank,
             admitted_at: Some(self.admitted_at),
+            epoch: self.epoch,
         }
     }
 }
@@ -99,7 +124,10 @@ mod tests {
         let json = r#"{"version":1,"ticket_id":"0b0f1c1e-2a54-4c5b-9a51-5c4f3f5e1a10",
             "campaign":7,"user":42,"rank":3,"admitted_at":"2026-11-25T10:00:00Z"}"#;
         let ticket: IssueTicket = serde_json::from_str(json).unwrap();
-        assert_eq!((ticket.version, ticket.slot, ticket.rank), (1, 1, 3));
+        assert_eq!(
+            (ticket.version, ticket.slot, ticket.rank, ticket.epoch),
+            (1, 1, 3, 0)
+        );
         assert_eq!(
             ticket.ticket_id.to_string(),
             "0b0f1c1e-2a54-4c5b-9a51-5c4f3f5e1a10"

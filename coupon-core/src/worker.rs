@@ -79,7 +79,11 @@ pub struct WorkerReport {
     /// Tickets found already stored (redeliveries, republished admissions).
     pub duplicates: u64,
     /// Tickets the store refused because the campaign was full; recorded as failures.
+    /// Each one is a broken promise (its applicant was told yes): logged as an error.
     pub over_cap: u64,
+    /// Tickets of a counter epoch a rebuild superseded without counting them: their
+    /// applicants were never told yes, and nothing is recorded.
+    pub superseded: u64,
     /// Tickets the store refused for good (a permanent error found by splitting the
     /// batch, an unknown campaign): recorded as failures, replayable.
     pub dead_lettered: u64,
@@ -93,6 +97,7 @@ impl WorkerReport {
         self.issued += other.issued;
         self.duplicates += other.duplicates;
         self.over_cap += other.over_cap;
+        self.superseded += other.superseded;
         self.dead_lettered += other.dead_lettered;
         self.retries += other.retries;
     }
@@ -277,6 +282,11 @@ impl IssueWorker {
                 }
                 Settled::Stored(IssueOutcome::Duplicate) => {
                     report.duplicates += 1;
+                    continue;
+                }
+                Settled::Stored(IssueOutcome::Superseded) => {
+                    tracing::info!(campaign = %ticket.campaign, user = %ticket.user, ticket = %ticket.ticket_id, epoch = ticket.epoch, "ticket of a superseded counter epoch refused: its admission was never promised");
+                    report.superseded += 1;
                     continue;
                 }
                 Settled::Stored(IssueOutcome::OverCap) => {

@@ -42,8 +42,8 @@ async fn settler_republishes_only_admissions_missing_from_the_store() {
     use std::time::Duration;
 
     use coupon_core::{
-        Admission, CouponCounter, CouponStore, IssueTicket, IssueWorker, NewCampaign, Settler,
-        SettlerConfig, UserId,
+        Admission, CouponCounter, CouponStore, IssueTicket, IssueWorker, NewCampaign, SealedEpoch,
+        Settler, SettlerConfig, UserId,
     };
 
     let counter = Arc::new(MemoryCounter::new());
@@ -53,7 +53,10 @@ async fn settler_republishes_only_admissions_missing_from_the_store() {
         .create_campaign(NewCampaign::new("settle", 3))
         .await
         .unwrap();
-    counter.rebuild(&campaign, &[]).await.unwrap();
+    counter
+        .rebuild(&campaign, Arc::new(SealedEpoch::new(1, Vec::new())))
+        .await
+        .unwrap();
     let mut granted = Vec::new();
     for user in [1, 2, 3] {
         match counter.try_acquire(&campaign, UserId(user)).await.unwrap() {
@@ -142,7 +145,12 @@ async fn recorded_pending_tickets_outlive_a_counter_that_lost_its_memory() {
 
     let rebuilt = admitted_slots(store.as_ref(), campaign.id).await.unwrap();
     assert_eq!(rebuilt, vec![pending.held_slot()]);
-    counter.rebuild(&campaign, &rebuilt).await.unwrap();
+    let sealed = store.seal_epoch(campaign.id, &[]).await.unwrap();
+    assert_eq!(
+        sealed.slots, rebuilt,
+        "the seal counts what the store holds"
+    );
+    counter.rebuild(&campaign, Arc::new(sealed)).await.unwrap();
     assert_eq!(counter.status(campaign.id).await.unwrap().admitted, 1);
 
     queue.close();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use coupon_core::memory::MemoryCounter;
 use coupon_core::{
     ApplyOutcome, CouponCounter, CouponIssuer, CouponStore, IssueQueue, IssueTicket, NewCampaign,
-    Settler, SettlerConfig, UserId, WorkerConfig,
+    SealedEpoch, Settler, SettlerConfig, UserId, WorkerConfig,
 };
 use coupon_kafka::{KafkaIssueQueue, KafkaIssueSource, codec};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
@@ -212,7 +212,7 @@ async fn a_lost_delivery_report_is_pending_and_becomes_one_coupon() {
     let counter = Arc::new(MemoryCounter::new());
     let built = store.campaign(campaign).await.expect("campaign");
     counter
-        .rebuild(&built, &[])
+        .rebuild(&built, Arc::new(SealedEpoch::new(1, Vec::new())))
         .await
         .expect("build the counter");
     let issuer = CouponIssuer::new(counter.clone(), queue.clone(), store.clone());

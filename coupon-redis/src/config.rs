@@ -19,10 +19,6 @@ pub struct RedisCounterConfig {
     pub response_timeout: Duration,
     /// How long one connection attempt may take (default 1 s).
     pub connection_timeout: Duration,
-    /// Accept a server whose `maxmemory-policy` may evict keys (default `false`: such a
-    /// server is refused at connect). An evicted key of a live campaign stops its
-    /// admissions until the counter is rebuilt from the store.
-    pub allow_eviction: bool,
     /// Whether an admission waits for replicas to acknowledge it before it counts
     /// (default [`Confirm::Auto`]).
     pub confirm: Confirm,
@@ -56,7 +52,6 @@ impl RedisCounterConfig {
             key_prefix: "coupon".to_owned(),
             response_timeout: Duration::from_secs(1),
             connection_timeout: Duration::from_secs(1),
-            allow_eviction: false,
             confirm: Confirm::Auto,
             confirm_timeout: Duration::from_millis(100),
         }
@@ -66,12 +61,6 @@ impl RedisCounterConfig {
     pub fn with_confirm(mut self, confirm: Confirm, timeout: Duration) -> Self {
         self.confirm = confirm;
         self.confirm_timeout = timeout;
-        self
-    }
-
-    /// Sets [`RedisCounterConfig::allow_eviction`].
-    pub fn with_allow_eviction(mut self, allow: bool) -> Self {
-        self.allow_eviction = allow;
         self
     }
 
@@ -160,7 +149,6 @@ impl fmt::Debug for RedisCounterConfig {
             .field("key_prefix", &self.key_prefix)
             .field("response_timeout", &self.response_timeout)
             .field("connection_timeout", &self.connection_timeout)
-            .field("allow_eviction", &self.allow_eviction)
             .field("confirm", &self.confirm)
             .field("confirm_timeout", &self.confirm_timeout)
             .finish()

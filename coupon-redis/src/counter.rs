@@ -1,38 +1,31 @@
 //! [`CouponCounter`] on Redis: one Lua script per operation, one round trip per apply.
 
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coupon_core::{
     Admission, Campaign, CampaignId, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild,
-    Release, RestoreReport, Result, UserId,
+    Release, Result, SealEpoch, UserId,
 };
 use redis::{AsyncCommands, Script, Value};
 
 use crate::connection::{Connection, ServerFacts, Session};
 use crate::error::{BACKEND, classify, unexpected_reply};
+use crate::probe::{Probes, Reading};
 use crate::{CampaignKeys, Confirm, RedisCounterConfig};
 
 static TRY_ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/try_acquire.lua")));
 static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
-static RESTORE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/restore.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/claim.lua")));
-static SEAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/seal.lua")));
-static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/unlock.lua")));
-
-/// How long a rebuild may hold a campaign's lock; a rebuild that dies leaves it to
-/// another process after this.
-const REBUILD_LOCK_MS: u64 = 60_000;
 
 /// Holders restored, or slots claimed, per script call: each call is atomic, and small
 /// enough not to stall the server for other clients.
-const CHUNK: usize = 1_000;
+pub(crate) const CHUNK: usize = 1_000;
 
 /// An exact admission counter shared by every process that points at one Redis.
 ///
@@ -45,16 +38,22 @@ const CHUNK: usize = 1_000;
 /// admission time, so the settler can rebuild its ticket. Per-user limits above 1 are
 /// supported: another hash counts slots per user, touched only by such campaigns.
 ///
-/// Fencing: a campaign admits only on the server process its counter was built on.
-/// [`CouponCounter::rebuild`] writes that server's `run_id` into the campaign's state,
-/// and every admission compares it with the `run_id` of the server the connection
-/// reaches, read whenever a connection opens. A restart (empty or not), a failover to
-/// a replica, or a lost key leaves no matching marker, so the counter answers
-/// [`Error::NotReady`] until it is rebuilt from the store. On Redis Cluster the marker's
+/// Fencing: a campaign admits only on the server process its counter was built on, in
+/// the epoch its rebuild sealed. [`CouponCounter::rebuild`] writes that server's
+/// `run_id` and the epoch into the campaign's state; every admission compares the
+/// marker with the `run_id` of the server the connection reaches, read whenever a
+/// connection opens, and returns the epoch with the grant. A restart (empty or not), a
+/// failover to a replica, or a lost key leaves no matching marker, so the counter
+/// answers [`Error::NotReady`] until it is rebuilt. On Redis Cluster the marker's
 /// presence is checked, not the server's identity (docs/architecture.md).
 ///
-/// `connect` refuses a server whose `maxmemory-policy` could evict keys, unless
-/// [`RedisCounterConfig::allow_eviction`] says otherwise.
+/// `connect` refuses a server whose `maxmemory-policy` could evict the campaign's keys
+/// (an `allkeys-*` policy): the keys carry no expiry, so `noeviction` and the
+/// `volatile-*` policies never evict them.
+///
+/// The work of one admission is bounded whatever the campaign's per-user limit (at
+/// most [`NewCampaign::MAX_PER_USER_LIMIT`](coupon_core::NewCampaign::MAX_PER_USER_LIMIT)):
+/// a returning user costs two hash reads, not one per slot.
 ///
 /// ```no_run
 /// # async fn demo() -> coupon_core::Result<()> {
@@ -67,10 +66,11 @@ const CHUNK: usize = 1_000;
 /// ```
 #[derive(Clone)]
 pub struct RedisCounter {
-    connection: Connection,
+    pub(crate) connection: Connection,
     prefix: String,
     confirm: Confirm,
     confirm_timeout: Duration,
+    probes: Arc<Probes>,
 }
 
 impl std::fmt::Debug for RedisCounter {
@@ -93,18 +93,19 @@ impl RedisCounter {
         let (connection, facts) = Connection::open(&config)
             .await
             .map_err(|e| classify(e, || format!("connecting to {config:?}")))?;
-        check_eviction(&facts, config.allow_eviction)?;
+        check_eviction(&facts)?;
         check_confirm(&config, &facts)?;
         Ok(Self {
             connection,
             prefix: config.key_prefix,
             confirm: config.confirm,
             confirm_timeout: config.confirm_timeout,
+            probes: Arc::default(),
         })
     }
 
     /// A connection for one operation and the identity of the server it reaches.
-    async fn session(&self) -> Result<Session> {
+    pub(crate) async fn session(&self) -> Result<Session> {
         self.connection
             .session()
             .await
@@ -138,38 +139,23 @@ impl RedisCounter {
         CampaignKeys::new(&self.prefix, campaign)
     }
 
-    /// Every slot held in `campaign`, read incrementally with `HSCAN` so a large
-    /// campaign does not block the server.
-    async fn scan_held(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
+    /// Whether `campaign` is built on the server a session reaches now, and its epoch
+    /// there.
+    async fn marker(&self, campaign: CampaignId) -> Result<(bool, Option<u64>)> {
         let keys = self.keys(campaign);
-        let mut connection = self.session().await?;
-        let mut held = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
-                .arg(&keys.users)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(1_000)
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| classify(e, || format!("HSCAN {}", keys.users)))?;
-            for (field, value) in page {
-                // `~free` and other bookkeeping fields are not slots.
-                if field.starts_with('~') {
-                    continue;
-                }
-                held.push(parse_held(&field, &value).ok_or_else(|| {
-                    unexpected_reply(format!("{} holds {field:?} = {value:?}", keys.users))
-                })?);
-            }
-            if next == 0 {
-                return Ok(held);
-            }
-            cursor = next;
-        }
+        let mut session = self.session().await?;
+        let ((built, epoch), count): ((Option<String>, Option<u64>), Option<i64>) = redis::pipe()
+            .cmd("HMGET")
+            .arg(&keys.users)
+            .arg("~built")
+            .arg("~epoch")
+            .get(&keys.count)
+            .query_async(&mut session)
+            .await
+            .map_err(|e| classify(e, || format!("reading the marker of {keys:?}")))?;
+        let built = built.as_deref() == Some(session.identity()) && count.is_some();
+        Ok((built, epoch))
     }
-
     /// Deletes every key of `campaign` (for tests and for retiring a finished campaign).
     pub async fn forget(&self, campaign: CampaignId) -> Result<()> {
         let keys = self.keys(campaign);
@@ -200,9 +186,7 @@ impl CouponCounter for RedisCounter {
             .invoke_async(&mut session)
             .await
             .map_err(|e| classify(e, || format!("try_acquire on {keys:?}")))?;
-        let granted =
-            matches!(reply, Value::Array(_)) || matches!(reply, Value::Int(rank) if rank > 0);
-        if granted {
+        if matches!(reply, Value::Array(_)) {
             self.confirmed(&session, &keys).await?;
         }
         match reply {
@@ -212,18 +196,15 @@ impl CouponCounter for RedisCounter {
                 backend: BACKEND,
             }),
             Value::Int(0) => Ok(Admission::SoldOut),
-            // Slot 1, the common case: a bare rank, the cheapest reply.
-            Value::Int(rank) if rank > 0 => Ok(Admission::Granted {
-                rank: rank as u64,
-                slot: 1,
-                admitted_at: Utc::now(),
-            }),
             Value::Array(ref granted) => match granted.as_slice() {
-                [Value::Int(rank), Value::Int(slot)] if *rank > 0 && *slot > 0 => {
+                [Value::Int(rank), Value::Int(slot), Value::Int(epoch)]
+                    if *rank > 0 && *slot > 0 && *epoch > 0 =>
+                {
                     Ok(Admission::Granted {
                         rank: *rank as u64,
                         slot: u32::try_from(*slot).unwrap_or(u32::MAX),
                         admitted_at: Utc::now(),
+                        epoch: *epoch as u64,
                     })
                 }
                 _ => Err(unexpected_reply(format!(
@@ -254,6 +235,7 @@ impl CouponCounter for RedisCounter {
             .arg(held.slot)
             .arg(held.rank)
             .arg(session.identity())
+            .arg(held.epoch)
             .invoke_async(&mut session)
             .await
             .map_err(|e| classify(e, || format!("release on {keys:?}")))?;
@@ -291,42 +273,59 @@ impl CouponCounter for RedisCounter {
 
     async fn status(&self, campaign: CampaignId) -> Result<CounterStatus> {
         let keys = self.keys(campaign);
-        let count: Option<i64> = self
-            .session()
-            .await?
+        let mut session = self.session().await?;
+        let ((built, epoch), count): ((Option<String>, Option<u64>), Option<i64>) = redis::pipe()
+            .cmd("HMGET")
+            .arg(&keys.users)
+            .arg("~built")
+            .arg("~epoch")
             .get(&keys.count)
+            .query_async(&mut session)
             .await
-            .map_err(|e| classify(e, || format!("GET {}", keys.count)))?;
+            .map_err(|e| classify(e, || format!("reading the status of {keys:?}")))?;
         let admitted = u64::try_from(count.unwrap_or(0))
             .map_err(|_| unexpected_reply(format!("{} holds a negative count", keys.count)))?;
-        Ok(CounterStatus::new(admitted))
+        let ready = built.as_deref() == Some(session.identity()) && count.is_some();
+        Ok(CounterStatus::new(admitted, epoch.filter(|_| ready)))
     }
 
     async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
-        self.scan_held(campaign).await
+        let epoch = self.marker(campaign).await?.1.unwrap_or(0);
+        let mut held = crate::rebuild::scan_held(self, campaign).await?;
+        for slot in &mut held {
+            slot.epoch = epoch;
+        }
+        Ok(held)
     }
 
     async fn slots_of(&self, campaign: &Campaign, user: UserId) -> Result<Vec<HeldSlot>> {
         let keys = self.keys(campaign.id);
-        // Slot 1 is the field "<user>", slot k above it "<user>:<k>".
-        let fields: Vec<String> = (1..=campaign.per_user_limit.max(1))
-            .map(|slot| match slot {
-                1 => user.get().to_string(),
-                slot => format!("{user}:{slot}", user = user.get()),
-            })
-            .collect();
+        // Slot 1 is the field "<user>", slot k above it "<user>:<k>"; the epoch they are
+        // held in is "~epoch", read in the same call.
+        let mut fields: Vec<String> = vec!["~epoch".to_owned()];
+        fields.extend((1..=campaign.per_user_limit.max(1)).map(|slot| match slot {
+            1 => user.get().to_string(),
+            slot => format!("{user}:{slot}", user = user.get()),
+        }));
         let values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(&keys.users)
             .arg(&fields)
             .query_async(&mut self.session().await?)
             .await
             .map_err(|e| classify(e, || format!("HMGET {} for user {user}", keys.users)))?;
+        let epoch = values
+            .first()
+            .and_then(|value| value.as_deref())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0);
         let mut held = Vec::new();
-        for (field, value) in fields.iter().zip(values) {
+        for (field, value) in fields.iter().zip(values).skip(1) {
             if let Some(value) = value {
-                held.push(parse_held(field, &value).ok_or_else(|| {
+                let mut slot = parse_held(field, &value).ok_or_else(|| {
                     unexpected_reply(format!("{} holds {field:?} = {value:?}", keys.users))
-                })?);
+                })?;
+                slot.epoch = epoch;
+                held.push(slot);
             }
         }
         Ok(held)
@@ -364,157 +363,25 @@ impl CouponCounter for RedisCounter {
         Ok(claimed)
     }
 
-    /// Records the store's slots with their ranks. It does not rebuild the list of
-    /// released ranks (a [`rebuild`](CouponCounter::rebuild) does): new admissions
-    /// continue at the count plus one, which can repeat a stored rank when ranks were
-    /// released before the loss.
-    async fn restore(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<RestoreReport> {
-        let keys = self.keys(campaign.id);
-        let mut added = 0;
-        let mut admitted = self.status(campaign.id).await?.admitted;
-        for chunk in held.chunks(CHUNK) {
-            let mut invocation = RESTORE.key(&keys.count);
-            invocation
-                .key(&keys.users)
-                .key(&keys.slots)
-                .arg(campaign.per_user_limit);
-            for slot in chunk {
-                invocation
-                    .arg(slot.user.get())
-                    .arg(slot.slot)
-                    .arg(slot.rank);
-            }
-            let (chunk_added, count): (u64, u64) = invocation
-                .invoke_async(&mut self.session().await?)
-                .await
-                .map_err(|e| classify(e, || format!("restore on {keys:?}")))?;
-            added += chunk_added;
-            admitted = count;
-        }
-        tracing::info!(campaign = %campaign.id, added, admitted, backend = BACKEND, "counter restored from the store");
-        Ok(RestoreReport::new(added, admitted))
-    }
-
-    /// Under the campaign's rebuild lock: records the store's slots (keeping those
-    /// held), recounts the slots, frees every rank below the highest held that no slot
-    /// holds, and seals the state with the identity of the server the rebuild began
-    /// on. Should the connection reach another server meanwhile, the marker does not
-    /// match it and the next apply asks for another rebuild.
-    async fn rebuild(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<Rebuild> {
-        let keys = self.keys(campaign.id);
-        let mut session = self.session().await?;
-        let identity = session.identity().to_owned();
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        let locked: Option<String> = redis::cmd("SET")
-            .arg(&keys.rebuild)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(REBUILD_LOCK_MS)
-            .query_async(&mut session)
-            .await
-            .map_err(|e| classify(e, || format!("locking {}", keys.rebuild)))?;
-        if locked.is_none() {
-            return Ok(Rebuild::Busy);
-        }
-        let built = self.build_locked(campaign, held, &identity, &token).await;
-        if !matches!(built, Ok(Rebuild::Built(_))) {
-            // Sealing releases the lock; anything else gives it back here.
-            // On a session of its own: the first one may be what broke.
-            let unlocked = match self.session().await {
-                Ok(mut fresh) => UNLOCK
-                    .key(&keys.rebuild)
-                    .arg(&token)
-                    .invoke_async::<i64>(&mut fresh)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| classify(e, || format!("unlocking {}", keys.rebuild))),
-                Err(error) => Err(error),
-            };
-            if let Err(error) = unlocked {
-                tracing::warn!(%error, "giving back the rebuild lock failed; it expires by itself");
-            }
-        }
-        built
-    }
-}
-
-impl RedisCounter {
-    async fn build_locked(
-        &self,
-        campaign: &Campaign,
-        held: &[HeldSlot],
-        identity: &str,
-        token: &str,
-    ) -> Result<Rebuild> {
-        let keys = self.keys(campaign.id);
-        let mut session = self.session().await?;
-        let (built, count): (Option<String>, Option<i64>) = redis::pipe()
-            .hget(&keys.users, "~built")
-            .get(&keys.count)
-            .query_async(&mut session)
-            .await
-            .map_err(|e| classify(e, || format!("reading the marker of {keys:?}")))?;
-        if built.as_deref() == Some(identity) && count.is_some() {
-            return Ok(Rebuild::AlreadyReady);
-        }
-        // Closed for the whole rebuild: with only the count lost the marker would still
-        // match, and the count the restore writes back would reopen admissions on a
-        // partial state before the seal.
-        let _: i64 = redis::cmd("HDEL")
-            .arg(&keys.users)
-            .arg("~built")
-            .query_async(&mut session)
-            .await
-            .map_err(|e| classify(e, || format!("closing {}", keys.users)))?;
-        let added = self.restore(campaign, held).await?.added;
-        let slots = self.scan_held(campaign.id).await?;
-        let ranks: std::collections::BTreeSet<u64> = slots
-            .iter()
-            .map(|slot| slot.rank)
-            .filter(|&rank| rank > 0)
-            .collect();
-        let top = ranks.last().copied().unwrap_or(0);
-        let free: Vec<u64> = (1..=top).filter(|rank| !ranks.contains(rank)).collect();
-        let _: () = redis::cmd("DEL")
-            .arg(&keys.free)
-            .query_async(&mut session)
-            .await
-            .map_err(|e| classify(e, || format!("DEL {}", keys.free)))?;
-        for chunk in free.chunks(CHUNK) {
-            let mut zadd = redis::cmd("ZADD");
-            zadd.arg(&keys.free);
-            for rank in chunk {
-                zadd.arg(rank).arg(rank);
-            }
-            let _: i64 = zadd
-                .query_async(&mut session)
-                .await
-                .map_err(|e| classify(e, || format!("ZADD {}", keys.free)))?;
-        }
-        let sealed: i64 = SEAL
-            .key(&keys.count)
-            .key(&keys.users)
-            .key(&keys.free)
-            .key(&keys.rebuild)
-            .arg(token)
-            .arg(identity)
-            .arg(slots.len())
-            .invoke_async(&mut session)
-            .await
-            .map_err(|e| classify(e, || format!("sealing {keys:?}")))?;
-        if sealed != 1 {
-            return Err(Error::unavailable(
+    /// A read of the campaign's marker, sent after this call began and shared by the
+    /// calls about the same campaign made meanwhile ([`crate::probe`]).
+    async fn confirm_epoch(&self, campaign: CampaignId, epoch: u64) -> Result<bool> {
+        let reading: Reading = self
+            .probes
+            .ask(campaign, || async { self.marker(campaign).await.ok() })
+            .await;
+        match reading {
+            Some((built, current)) => Ok(built && current == Some(epoch)),
+            None => Err(Error::unavailable(
                 BACKEND,
-                format!("rebuilding {keys:?}: the lock expired before the end"),
+                format!("confirming epoch {epoch} of campaign {campaign}: the read failed"),
                 None,
-            ));
+            )),
         }
-        tracing::info!(campaign = %campaign.id, added, admitted = slots.len(), free = free.len(), server = identity, "counter rebuilt from the store");
-        Ok(Rebuild::Built(RestoreReport::new(
-            added,
-            slots.len() as u64,
-        )))
+    }
+
+    async fn rebuild(&self, campaign: &Campaign, seal: Arc<dyn SealEpoch>) -> Result<Rebuild> {
+        crate::rebuild::rebuild(self, campaign, seal.as_ref()).await
     }
 }
 
@@ -555,27 +422,27 @@ fn check_confirm(config: &RedisCounterConfig, facts: &ServerFacts) -> Result<()>
 }
 
 /// Refuses a server that may evict a campaign's keys: an evicted count or holder list
-/// would be a counter that forgot, fenced but unavailable until rebuilt.
-fn check_eviction(facts: &ServerFacts, allow_eviction: bool) -> Result<()> {
+/// would be a counter that forgot. The keys carry no expiry, so only the `allkeys-*`
+/// policies can evict them.
+fn check_eviction(facts: &ServerFacts) -> Result<()> {
     match facts.maxmemory_policy.as_deref() {
-        Some("noeviction") | None => Ok(()),
-        Some(_) if allow_eviction => Ok(()),
-        Some(policy) => Err(Error::Backend {
+        Some(policy) if policy.starts_with("allkeys-") => Err(Error::Backend {
             backend: BACKEND,
             message: format!(
                 "maxmemory-policy is {policy}: Redis may evict a live campaign's keys, and a \
                  counter that forgets admissions must stop admitting until rebuilt. Set \
-                 `maxmemory-policy noeviction` on the server, or accept the risk with \
-                 RedisCounterConfig::with_allow_eviction (--redis-allow-eviction)"
+                 `maxmemory-policy noeviction` (or a volatile-* policy, which never evicts \
+                 keys without an expiry, as the counter's are)"
             ),
             source: None,
         }),
+        _ => Ok(()),
     }
 }
 
 /// A field and value of the `users` hash as a held slot: `<user>` or `<user>:<slot>`,
 /// and `<rank>:<ms>[:<token>]` (or a bare `<ms>` written before ranks were kept: rank 0).
-fn parse_held(field: &str, value: &str) -> Option<HeldSlot> {
+pub(crate) fn parse_held(field: &str, value: &str) -> Option<HeldSlot> {
     let (user, slot) = match field.split_once(':') {
         Some((user, slot)) => (user.parse().ok()?, slot.parse().ok()?),
         None => (field.parse().ok()?, 1),
@@ -592,6 +459,7 @@ fn parse_held(field: &str, value: &str) -> Option<HeldSlot> {
         slot,
         rank,
         admitted_at: Some(DateTime::from_timestamp_millis(millis)?),
+        epoch: 0,
     })
 }
 
@@ -661,7 +529,9 @@ mod tests {
             let campaign = ready_campaign_from(&counter, new).await;
             let first = run_script(&counter, &campaign, 7, "a1").await;
             let again = run_script(&counter, &campaign, 7, "a1").await;
-            assert_eq!(first, Value::Int(1), "limit {limit}");
+            let grant =
+                |rank, slot| Value::Array(vec![Value::Int(rank), Value::Int(slot), Value::Int(1)]);
+            assert_eq!(first, grant(1, 1), "limit {limit}");
             assert_eq!(again, first, "limit {limit}: the resent request");
             assert_eq!(
                 counter.status(campaign.id).await.expect("status").admitted,
@@ -671,7 +541,7 @@ mod tests {
             let expected = if limit == 1 {
                 Value::Int(-1)
             } else {
-                Value::Array(vec![Value::Int(2), Value::Int(2)])
+                grant(2, 2)
             };
             assert_eq!(other, expected, "limit {limit}: a new request");
             let other_again = run_script(&counter, &campaign, 7, "b2").await;

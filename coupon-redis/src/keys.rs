@@ -21,6 +21,8 @@ pub struct CampaignKeys {
     pub claims: String,
     /// The lock of a rebuild in progress (a string: the rebuild's token, with a TTL).
     pub rebuild: String,
+    /// The hash tag the keys share, for keys a rebuild prepares under its token.
+    tag: String,
 }
 
 impl CampaignKeys {
@@ -42,7 +44,18 @@ impl CampaignKeys {
             free: format!("{tag}:free"),
             claims: format!("{tag}:claims"),
             rebuild: format!("{tag}:rebuild"),
+            tag,
         }
+    }
+
+    /// Where the rebuild holding the lock with `token` prepares the free ranks and the
+    /// per-user records, which its seal renames into place: a rebuild that lost the
+    /// lock then writes nothing the campaign reads.
+    pub(crate) fn prepared(&self, token: &str) -> (String, String) {
+        (
+            format!("{}:free:{token}", self.tag),
+            format!("{}:slots:{token}", self.tag),
+        )
     }
 
     /// Every key of the campaign.

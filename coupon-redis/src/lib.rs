@@ -35,6 +35,8 @@ mod connection;
 mod counter;
 mod error;
 mod keys;
+mod probe;
+mod rebuild;
 
 pub use config::{Confirm, RedisCounterConfig};
 pub use counter::RedisCounter;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use coupon_core::memory::MemoryStore;
 use coupon_core::{
     Admission, Campaign, CouponCounter, CouponStore, Error, IssueOutcome, IssueTicket, NewCampaign,
-    Rebuild, UserId,
+    Rebuild, SealedEpoch, UserId,
 };
 use coupon_redis::{RedisCounter, RedisCounterConfig};
 use coupon_testkit::redis_servers::PrivateRedis;
@@ -61,17 +61,20 @@ async fn ready(store: &MemoryStore, counter: &RedisCounter, cap: u64) -> Arc<Cam
         .create_campaign(NewCampaign::new("fault", cap))
         .await
         .expect("campaign");
-    let built = counter.rebuild(&campaign, &[]).await.expect("build");
+    let built = counter
+        .rebuild(&campaign, Arc::new(SealedEpoch::new(1, Vec::new())))
+        .await
+        .expect("build");
     assert!(matches!(built, Rebuild::Built(_)), "{built:?}");
     Arc::new(campaign)
 }
 
 /// Rebuilds from the store's coupons, retrying while Redis is still coming back.
 async fn rebuild_from(store: &MemoryStore, counter: &RedisCounter, campaign: &Campaign) -> u64 {
-    let holders = store.coupon_slots(campaign.id).await.expect("coupon slots");
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            match counter.rebuild(campaign, &holders).await {
+            let sealed = store.seal_epoch(campaign.id, &[]).await.expect("seal");
+            match counter.rebuild(campaign, Arc::new(sealed)).await {
                 Ok(Rebuild::Built(report)) => return report.admitted,
                 Ok(other) => panic!("rebuild answered {other:?}"),
                 Err(error) if error.is_retryable() => {
@@ -200,8 +203,8 @@ async fn another_server_with_the_data_is_not_trusted_until_rebuilt() {
     assert_eq!(not_ready, 100);
     assert_eq!(
         redis.cli(&["HLEN", &counter.keys(campaign.id).users]),
-        "41",
-        "the snapshot's 40 holders and the stale marker"
+        "42",
+        "the snapshot's 40 holders and the stale marker and epoch"
     );
 
     assert_eq!(rebuild_from(&store, &counter, &campaign).await, 60);
@@ -261,7 +264,8 @@ async fn a_lost_key_stops_admissions_until_rebuilt() {
     assert_eq!(store.issued_count(campaign.id).await.expect("count"), 300);
 }
 
-/// A server that may evict keys is refused at connect, saying why, unless allowed.
+/// A server that may evict the counter's keys (an `allkeys-*` policy) is refused at
+/// connect, saying why; one that evicts only keys with an expiry is not.
 #[tokio::test]
 async fn a_server_that_may_evict_is_refused() {
     let redis = PrivateRedis::start_with(&["--maxmemory-policy", "allkeys-lru"]);
@@ -278,9 +282,11 @@ async fn a_server_that_may_evict_is_refused() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    RedisCounter::connect(RedisCounterConfig::new(redis.url()).with_allow_eviction(true))
+    // The counter's keys carry no expiry: a volatile-* policy never evicts them.
+    let volatile = PrivateRedis::start_with(&["--maxmemory-policy", "volatile-lru"]);
+    RedisCounter::connect(RedisCounterConfig::new(volatile.url()))
         .await
-        .expect("allowed explicitly");
+        .expect("volatile-lru evicts only keys with an expiry");
 }
 
 /// SCRIPT FLUSH while applies are in flight: EVALSHA fails with NOSCRIPT, the script is

@@ -12,7 +12,7 @@ use std::time::Duration;
 use coupon_core::memory::MemoryStore;
 use coupon_core::{
     Admission, CouponCounter, CouponStore, Error, IssueOutcome, IssueTicket, NewCampaign, Rebuild,
-    UserId,
+    SealedEpoch, UserId,
 };
 use coupon_redis::{Confirm, RedisCounter, RedisCounterConfig};
 use coupon_testkit::redis_servers::PrivateSentinels;
@@ -67,7 +67,10 @@ async fn failover_mid_rush(confirm: Confirm) {
             .await
             .expect("campaign"),
     );
-    let built = counter.rebuild(&campaign, &[]).await.expect("build");
+    let built = counter
+        .rebuild(&campaign, Arc::new(SealedEpoch::new(1, Vec::new())))
+        .await
+        .expect("build");
     assert!(matches!(built, Rebuild::Built(_)), "{built:?}");
 
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -106,8 +109,8 @@ async fn failover_mid_rush(confirm: Confirm) {
                         }
                         Ok(_) => break,
                         Err(Error::NotReady { .. }) => {
-                            let held = store.coupon_slots(campaign.id).await.expect("slots");
-                            match counter.rebuild(&campaign, &held).await {
+                            let sealed = store.seal_epoch(campaign.id, &[]).await.expect("seal");
+                            match counter.rebuild(&campaign, Arc::new(sealed)).await {
                                 Ok(Rebuild::Built(report)) => {
                                     tally.lock().expect("tally").rebuilt.push(report.added);
                                 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use coupon_core::{Coupon, Error, IssueOutcome, IssueTicket, Result};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend};
 
+use crate::epoch::{self, EpochLock};
 use crate::error::{BACKEND, classify, classify_commit};
 use crate::sql::{self, SqlBuilder};
 
@@ -101,16 +102,28 @@ async fn issue_campaign(
     let (mut held, stored) = holdings(txn, backend, campaign, &batch)
         .await
         .map_err(|e| classify(e, what))?;
+    // The campaign row is locked, and a seal locks it first: the epoch cannot move now.
+    let sealed = epoch::current(txn, &[campaign], EpochLock::None)
+        .await
+        .map_err(|e| classify(e, what))?
+        .get(&campaign)
+        .copied()
+        .unwrap_or(0);
+    let superseded = epoch::superseded(txn, campaign, sealed, &batch)
+        .await
+        .map_err(|e| classify(e, what))?;
 
     let mut issued = locked.issued;
     let mut seen = HashSet::new();
     let mut rows = Vec::new();
-    for (&i, ticket) in indices.iter().zip(&batch) {
+    for (position, (&i, ticket)) in indices.iter().zip(&batch).enumerate() {
         let id = ticket.ticket_id.to_string();
         let slots = held.entry(ticket.user.get() as i64).or_insert(0);
         outcomes[i] = if stored.contains(&id) || !seen.insert(id) || *slots >= locked.per_user_limit
         {
             IssueOutcome::Duplicate
+        } else if superseded.contains(&position) {
+            IssueOutcome::Superseded
         } else if issued >= locked.cap {
             IssueOutcome::OverCap
         } else {

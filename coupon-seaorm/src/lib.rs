@@ -14,6 +14,9 @@
 //! | `coupon` | id, campaign_id, user_id, user_slot, rank, code, ticket_id, issued_at | unique (user_id, campaign_id, user_slot), index campaign_id, unique code, unique ticket_id |
 //! | `issue_failure` | id, ticket_id, campaign_id, ticket, error, attempts, first_seen, last_seen, replayed_at | unique ticket_id |
 //! | `issue_queue` | id, ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries, dead_reason | index available_at, index campaign_id |
+//! | `pending_ticket` | id, ticket_id, campaign_id, ticket, recorded_at | unique ticket_id, index campaign_id |
+//! | `counter_epoch` | campaign_id, epoch | primary campaign_id |
+//! | `epoch_slot` | campaign_id, user_id, user_slot | primary (campaign_id, user_id, user_slot) |
 //!
 //! [`SqlIssueQueue`] and [`SqlIssueSource`] are the hand-off as the `issue_queue` table of
 //! the same database: no broker to run, and an accepted ticket is as durable as a coupon.
@@ -34,6 +37,7 @@
 //! ```
 
 pub mod entity;
+mod epoch;
 mod error;
 mod issue;
 mod migration;

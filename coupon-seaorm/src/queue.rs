@@ -1,6 +1,7 @@
 //! [`IssueQueue`] as a table: `publish` returns once the ticket is committed, and
 //! concurrent publishes share one commit.
 
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,10 +9,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use coupon_core::{CampaignId, Error, HeldSlot, IssueQueue, IssueTicket, QueueMark, Result, codec};
+use coupon_core::{Error, IssueQueue, IssueTicket, QueueMark, Result, codec};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::{Notify, oneshot};
 
+use crate::epoch::{self, EpochLock};
 use crate::error::{BACKEND, classify, classify_commit};
 use crate::sql::{self, SqlBuilder};
 use crate::{SeaOrmStore, SqlIssueSource};
@@ -215,30 +217,10 @@ impl IssueQueue for SqlIssueQueue {
             .map_err(|e| classify(e, || "reading issue_queue".to_owned()))
     }
 
-    /// Every ticket of `campaign` in the table that is not dead-lettered.
-    async fn queued_slots(&self, campaign: CampaignId) -> Result<Option<Vec<HeldSlot>>> {
-        let backend = self.shared.db.get_database_backend();
-        let mut query = SqlBuilder::new(
-            backend,
-            "SELECT ticket FROM issue_queue WHERE dead_reason IS NULL AND campaign_id = ",
-        );
-        query.bind(campaign.get() as i64);
-        let rows = self
-            .shared
-            .db
-            .query_all_raw(query.build())
-            .await
-            .map_err(|e| classify(e, || format!("reading queued tickets of {campaign}")))?;
-        let mut slots = Vec::with_capacity(rows.len());
-        for row in rows {
-            let text: String = row
-                .try_get_by_index(0)
-                .map_err(|e| classify(e, || "reading a queued ticket".to_owned()))?;
-            if let Ok(ticket) = codec::decode(Some(text.as_bytes())) {
-                slots.push(ticket.held_slot());
-            }
-        }
-        Ok(Some(slots))
+    /// Kept in the store's own database: its seals count the rows waiting here, and a
+    /// publish of a superseded ticket is refused in the same transaction as its insert.
+    fn in_store(&self) -> bool {
+        true
     }
 
     /// The highest row id committed so far.
@@ -285,8 +267,7 @@ impl SqlIssueQueue {
 /// Inserts the tickets of `group` in one transaction and answers each waiter.
 async fn commit_group(shared: &Shared, mut group: Vec<Waiting>) {
     // A publisher that gave up (its timeout, its caller gone) was answered "unknown"
-    // and its admission is left to the settler: committing its ticket now, perhaps
-    // long after, would land it past a counter rebuild's mark.
+    // and its admission is left to the settler: nothing is gained by committing it now.
     group.retain(|waiting| !waiting.done.is_closed());
     if group.is_empty() {
         return;
@@ -298,9 +279,17 @@ async fn commit_group(shared: &Shared, mut group: Vec<Waiting>) {
         shared.commits.fetch_add(1, Ordering::Relaxed);
         shared.arrived.notify_waiters();
     }
-    for waiter in waiters {
+    for (i, waiter) in waiters.into_iter().enumerate() {
         let answer = match &result {
-            Ok(()) => Ok(()),
+            Ok(superseded) if superseded.contains(&i) => Err(Error::PublishRefused {
+                backend: BACKEND,
+                source: Box::new(Error::Superseded {
+                    campaign: tickets[i].campaign,
+                    user: tickets[i].user,
+                    epoch: tickets[i].epoch,
+                }),
+            }),
+            Ok(_) => Ok(()),
             Err(error) if error.is_outcome_unknown() => Err(Error::PublishUnknown {
                 backend: BACKEND,
                 source: error.to_string().into(),
@@ -316,11 +305,25 @@ async fn commit_group(shared: &Shared, mut group: Vec<Waiting>) {
 }
 
 /// One transaction of multi-row inserts; an error before `COMMIT` stored nothing.
-async fn insert(db: &DatabaseConnection, tickets: &[IssueTicket]) -> Result<()> {
+/// Answers the indexes of the tickets it left out: of an epoch a seal superseded
+/// without counting their slot (checked under the epoch rows' shared lock, so a seal
+/// either counts what this commits or comes first and is seen here).
+async fn insert(db: &DatabaseConnection, tickets: &[IssueTicket]) -> Result<HashSet<usize>> {
     let backend = db.get_database_backend();
-    let txn = sql::begin_write(db).await?;
+    let txn = sql::begin_queue_write(db)
+        .await
+        .map_err(|e| classify(e, || "issue_queue: BEGIN".to_owned()))?;
+    let superseded = superseded(&txn, tickets)
+        .await
+        .map_err(|e| classify(e, || "issue_queue: reading counter epochs".to_owned()))?;
     let now = Utc::now();
-    for chunk in tickets.chunks(crate::issue::CHUNK) {
+    let kept: Vec<&IssueTicket> = tickets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !superseded.contains(i))
+        .map(|(_, ticket)| ticket)
+        .collect();
+    for chunk in kept.chunks(crate::issue::CHUNK) {
         let mut insert = SqlBuilder::new(
             backend,
             "INSERT INTO issue_queue (ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries) VALUES ",
@@ -344,5 +347,34 @@ async fn insert(db: &DatabaseConnection, tickets: &[IssueTicket]) -> Result<()> 
     }
     txn.commit()
         .await
-        .map_err(|e| classify_commit(e, || "issue_queue: COMMIT".to_owned()))
+        .map_err(|e| classify_commit(e, || "issue_queue: COMMIT".to_owned()))?;
+    Ok(superseded)
+}
+
+/// The indexes of `tickets` a seal superseded, with the epoch rows of their campaigns
+/// locked for share until the transaction ends.
+async fn superseded(
+    txn: &sea_orm::DatabaseTransaction,
+    tickets: &[IssueTicket],
+) -> std::result::Result<HashSet<usize>, sea_orm::DbErr> {
+    let mut by_campaign: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, ticket) in tickets.iter().enumerate() {
+        by_campaign
+            .entry(ticket.campaign.get() as i64)
+            .or_default()
+            .push(i);
+    }
+    let campaigns: Vec<i64> = by_campaign.keys().copied().collect();
+    let sealed = epoch::current(txn, &campaigns, EpochLock::Share).await?;
+    let mut refused = HashSet::new();
+    for (campaign, indexes) in by_campaign {
+        let Some(&epoch) = sealed.get(&campaign) else {
+            continue; // never sealed: nothing to supersede
+        };
+        let group: Vec<&IssueTicket> = indexes.iter().map(|&i| &tickets[i]).collect();
+        for position in epoch::superseded(txn, campaign, epoch, &group).await? {
+            refused.insert(indexes[position]);
+        }
+    }
+    Ok(refused)
 }

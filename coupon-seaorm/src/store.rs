@@ -8,19 +8,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coupon_core::{
     Campaign, CampaignId, CampaignSummary, Coupon, CouponCode, CouponStore, Error, HeldSlot,
-    IssueFailure, IssueOutcome, IssueTicket, NewCampaign, Result, TicketId, UserId, coupon_slot,
+    IssueFailure, IssueOutcome, IssueTicket, NewCampaign, Result, SealedEpoch, TicketId, UserId,
+    coupon_slot,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
-use sea_orm_migration::MigratorTrait;
 
 use crate::entity::{campaign, coupon, issue_failure, pending_ticket};
+use crate::epoch::{self, EpochLock};
 use crate::error::{BACKEND, classify};
-use crate::sql::SqlBuilder;
-use crate::{Migrator, issue};
+use crate::issue;
+use crate::sql::{self, SqlBuilder};
 
 /// How to reach the database.
 #[derive(Clone)]
@@ -160,6 +161,8 @@ const SCHEMA: &[(&str, &str)] = &[
         "pending_ticket",
         "id, ticket_id, campaign_id, ticket, recorded_at",
     ),
+    ("counter_epoch", "campaign_id, epoch"),
+    ("epoch_slot", "campaign_id, user_id, user_slot"),
     (
         "issue_queue",
         "id, ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries, dead_reason",
@@ -579,11 +582,46 @@ impl CouponStore for SeaOrmStore {
         self.bounded(Call::Write, async {
             let key = ticket.ticket_id.to_string();
             let what = || format!("recording pending ticket {key}");
+            let campaign =
+                i64::try_from(ticket.campaign.get()).map_err(|_| Error::UnknownCampaign {
+                    campaign: ticket.campaign,
+                })?;
             let json = serde_json::to_string(ticket)
                 .map_err(|e| Error::backend(BACKEND, what(), Some(e.into())))?;
+            let txn = sql::begin_queue_write(&self.db)
+                .await
+                .map_err(|e| classify(e, what))?;
+            // Shared with other records and publishes, exclusive of a seal.
+            let sealed = epoch::current(&txn, &[campaign], EpochLock::Share)
+                .await
+                .map_err(|e| classify(e, what))?
+                .get(&campaign)
+                .copied()
+                .unwrap_or(0);
+            if !epoch::superseded(&txn, campaign, sealed, &[ticket])
+                .await
+                .map_err(|e| classify(e, what))?
+                .is_empty()
+            {
+                return Err(Error::Superseded {
+                    campaign: ticket.campaign,
+                    user: ticket.user,
+                    epoch: ticket.epoch,
+                });
+            }
+            if let Some(reason) = epoch::open_failure(&txn, &key)
+                .await
+                .map_err(|e| classify(e, what))?
+            {
+                return Err(Error::TicketRefused {
+                    campaign: ticket.campaign,
+                    user: ticket.user,
+                    reason,
+                });
+            }
             let row = pending_ticket::ActiveModel {
                 ticket_id: Set(key.clone()),
-                campaign_id: Set(ticket.campaign.get() as i64),
+                campaign_id: Set(campaign),
                 ticket: Set(json),
                 recorded_at: Set(Utc::now()),
                 ..Default::default()
@@ -591,12 +629,17 @@ impl CouponStore for SeaOrmStore {
             // Recorded before (a repeated answer, or a concurrent one): the same ticket.
             pending_ticket::Entity::insert(row)
                 .on_conflict_do_nothing_on([pending_ticket::Column::TicketId])
-                .exec_without_returning(&self.db)
+                .exec_without_returning(&txn)
                 .await
                 .map_err(|e| classify(e, what))?;
-            Ok(())
+            txn.commit().await.map_err(|e| classify(e, what))
         })
         .await
+    }
+
+    async fn seal_epoch(&self, campaign: CampaignId, counted: &[HeldSlot]) -> Result<SealedEpoch> {
+        self.bounded(Call::Write, epoch::seal(&self.db, campaign, counted))
+            .await
     }
 
     async fn pending_tickets(&self, campaign: CampaignId) -> Result<Vec<IssueTicket>> {

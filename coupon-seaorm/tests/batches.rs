@@ -37,7 +37,9 @@ async fn replayed_twice_stays_at_the_cap(store: SeaOrmStore) {
                     IssueOutcome::Issued(_) => issued += 1,
                     IssueOutcome::OverCap => over += 1,
                     IssueOutcome::Duplicate => duplicate += 1,
-                    IssueOutcome::UnknownCampaign => panic!("campaign exists"),
+                    IssueOutcome::UnknownCampaign | IssueOutcome::Superseded => {
+                        panic!("{outcome:?}: the campaign exists, and no epoch was sealed")
+                    }
                 }
             }
         }

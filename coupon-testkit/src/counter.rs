@@ -8,8 +8,10 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 
 use super::{fresh_campaign, ready_campaign, ready_campaign_from};
+use async_trait::async_trait;
 use coupon_core::{
-    Admission, Campaign, CouponCounter, Error, HeldSlot, NewCampaign, Rebuild, Release, UserId,
+    Admission, Campaign, CouponCounter, Error, HeldSlot, NewCampaign, Rebuild, Release, Result,
+    SealEpoch, SealedEpoch, UserId,
 };
 
 /// Runs every scenario in one test, for a deployment too costly to start once per
@@ -22,15 +24,17 @@ pub async fn all(counter: Arc<dyn CouponCounter>) {
     held_slots_list_every_admission(counter.clone()).await;
     claimed_slots_are_never_released(counter.clone()).await;
     concurrent_claims_take_each_slot_once(counter.clone()).await;
-    restore_adds_holders_and_never_lowers(counter.clone()).await;
     admits_only_once_built(counter.clone()).await;
+    admissions_carry_the_epoch_they_were_made_in(counter.clone()).await;
+    one_rebuild_at_a_time(counter.clone()).await;
+    a_failed_seal_leaves_the_counter_closed(counter.clone()).await;
     rebuild_frees_the_gaps_between_stored_ranks(counter.clone()).await;
     per_user_limit_above_one(counter).await;
 }
 
 /// A counter admits no one in a campaign it has not built (never built, or lost):
-/// `NotReady`, and nothing is held. A rebuild makes it admit; a second rebuild changes
-/// nothing.
+/// `NotReady`, and nothing is held. A rebuild makes it admit in the sealed epoch,
+/// holding the sealed slots; a second rebuild changes nothing.
 pub async fn admits_only_once_built(counter: Arc<dyn CouponCounter>) {
     let campaign = fresh_campaign(10);
     let refused = counter.try_acquire(&campaign, UserId(1)).await;
@@ -40,8 +44,10 @@ pub async fn admits_only_once_built(counter: Arc<dyn CouponCounter>) {
     );
     let held = counter.held_slots(campaign.id).await.expect("held_slots");
     assert!(held.is_empty(), "a refused apply holds {held:?}");
+    let status = counter.status(campaign.id).await.expect("status");
+    assert_eq!(status.epoch, None, "not built: no epoch");
     let built = counter
-        .rebuild(&campaign, &[stored(7, 1)])
+        .rebuild(&campaign, Arc::new(SealedEpoch::new(4, vec![stored(7, 1)])))
         .await
         .expect("rebuild");
     assert!(
@@ -49,10 +55,154 @@ pub async fn admits_only_once_built(counter: Arc<dyn CouponCounter>) {
         "{built:?}"
     );
     let next = granted(counter.as_ref(), &campaign, UserId(1)).await;
-    assert_eq!(next.rank, 2, "the stored rank 1 is not granted again");
-    let again = counter.rebuild(&campaign, &[]).await.expect("rebuild");
+    assert_eq!(
+        (next.rank, next.epoch),
+        (2, 4),
+        "the stored rank 1 is not granted again"
+    );
+    let again = counter
+        .rebuild(&campaign, Arc::new(SealedEpoch::new(5, Vec::new())))
+        .await
+        .expect("rebuild");
     assert_eq!(again, Rebuild::AlreadyReady);
-    assert_eq!(admitted(counter.as_ref(), &campaign).await, 2);
+    let status = counter.status(campaign.id).await.expect("status");
+    assert_eq!((status.admitted, status.epoch), (2, Some(4)));
+}
+
+/// Every admission, held slot and status carries the epoch the counter was built in;
+/// the counter confirms that epoch and no other, and a slot of another epoch is not
+/// given back whatever its numbers.
+pub async fn admissions_carry_the_epoch_they_were_made_in(counter: Arc<dyn CouponCounter>) {
+    let campaign = fresh_campaign(10);
+    let built = counter
+        .rebuild(&campaign, Arc::new(SealedEpoch::new(3, Vec::new())))
+        .await
+        .expect("rebuild");
+    assert!(matches!(built, Rebuild::Built(_)), "{built:?}");
+    let held = granted(counter.as_ref(), &campaign, UserId(9)).await;
+    assert_eq!(held.epoch, 3, "{held:?}");
+    let listed = counter.held_slots(campaign.id).await.expect("held_slots");
+    assert_eq!(
+        listed.iter().map(|slot| slot.epoch).collect::<Vec<_>>(),
+        vec![3]
+    );
+    let of_user = counter
+        .slots_of(&campaign, UserId(9))
+        .await
+        .expect("slots_of");
+    assert_eq!(
+        of_user.iter().map(|slot| slot.epoch).collect::<Vec<_>>(),
+        vec![3]
+    );
+    assert!(
+        counter
+            .confirm_epoch(campaign.id, 3)
+            .await
+            .expect("confirm")
+    );
+    assert!(
+        !counter
+            .confirm_epoch(campaign.id, 2)
+            .await
+            .expect("confirm")
+    );
+    assert!(
+        !counter
+            .confirm_epoch(fresh_campaign(1).id, 3)
+            .await
+            .expect("confirm"),
+        "a campaign never built confirms nothing"
+    );
+    let older = HeldSlot { epoch: 2, ..held };
+    assert_eq!(
+        release(counter.as_ref(), &campaign, &older).await,
+        Release::NotHeld,
+        "a slot of another epoch"
+    );
+    assert_eq!(
+        release(counter.as_ref(), &campaign, &held).await,
+        Release::Released
+    );
+}
+
+/// A seal that answers slowly, counting its calls.
+struct SlowSeal {
+    calls: std::sync::atomic::AtomicUsize,
+    epoch: u64,
+}
+
+#[async_trait]
+impl SealEpoch for SlowSeal {
+    async fn seal(&self, counted: Vec<HeldSlot>) -> Result<SealedEpoch> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        SealedEpoch::new(self.epoch, vec![stored(1, 1)])
+            .seal(counted)
+            .await
+    }
+}
+
+/// Rebuilds of one campaign started together: exactly one seals and builds; the others
+/// answer `Busy` (or `AlreadyReady`, once it is built), and no admission happens before
+/// the seal's slots are in.
+pub async fn one_rebuild_at_a_time(counter: Arc<dyn CouponCounter>) {
+    let campaign = Arc::new(fresh_campaign(10));
+    let seal = Arc::new(SlowSeal {
+        calls: std::sync::atomic::AtomicUsize::new(0),
+        epoch: 7,
+    });
+    let mut rebuilds = JoinSet::new();
+    for _ in 0..4 {
+        let (counter, campaign, seal) = (counter.clone(), campaign.clone(), seal.clone());
+        rebuilds.spawn(async move { counter.rebuild(&campaign, seal).await });
+    }
+    let early = counter.try_acquire(&campaign, UserId(2)).await;
+    assert!(
+        matches!(early, Err(Error::NotReady { .. })),
+        "admitted during a rebuild: {early:?}"
+    );
+    let mut answers = Vec::new();
+    while let Some(answer) = rebuilds.join_next().await {
+        answers.push(answer.expect("rebuild task").expect("rebuild"));
+    }
+    let built = answers
+        .iter()
+        .filter(|answer| matches!(answer, Rebuild::Built(_)))
+        .count();
+    assert_eq!(built, 1, "{answers:?}");
+    assert_eq!(seal.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let next = granted(counter.as_ref(), &campaign, UserId(2)).await;
+    assert_eq!((next.rank, next.epoch), (2, 7));
+}
+
+/// A seal that fails.
+struct FailingSeal;
+
+#[async_trait]
+impl SealEpoch for FailingSeal {
+    async fn seal(&self, _counted: Vec<HeldSlot>) -> Result<SealedEpoch> {
+        Err(Error::unavailable("test", "the store is away", None))
+    }
+}
+
+/// A rebuild whose seal fails changes nothing: the counter stays closed (`NotReady`),
+/// and the next rebuild builds it.
+pub async fn a_failed_seal_leaves_the_counter_closed(counter: Arc<dyn CouponCounter>) {
+    let campaign = fresh_campaign(10);
+    let failed = counter.rebuild(&campaign, Arc::new(FailingSeal)).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let refused = counter.try_acquire(&campaign, UserId(1)).await;
+    assert!(
+        matches!(refused, Err(Error::NotReady { .. })),
+        "{refused:?}"
+    );
+    let built = counter
+        .rebuild(&campaign, Arc::new(SealedEpoch::new(2, Vec::new())))
+        .await
+        .expect("rebuild");
+    assert!(matches!(built, Rebuild::Built(_)), "{built:?}");
+    let held = granted(counter.as_ref(), &campaign, UserId(1)).await;
+    assert_eq!((held.rank, held.epoch), (1, 2));
 }
 
 /// 1,000 concurrent applicants on cap 100: exactly 100 grants, ranks 1..=100 once each.
@@ -122,11 +272,13 @@ async fn granted(counter: &dyn CouponCounter, campaign: &Campaign, user: UserId)
             rank,
             slot,
             admitted_at,
+            epoch,
         }) => HeldSlot {
             user,
             slot,
             rank,
             admitted_at: Some(admitted_at),
+            epoch,
         },
         other => panic!("user {user} not granted: {other:?}"),
     }
@@ -320,57 +472,15 @@ pub async fn concurrent_claims_take_each_slot_once(counter: Arc<dyn CouponCounte
     assert_eq!(claimed.len(), 200, "no slot claimed twice");
 }
 
-/// A slot as the store reports it for a restore.
+/// A slot as the store reports it for a rebuild.
 fn stored(user: u64, rank: u64) -> HeldSlot {
     HeldSlot {
         user: UserId(user),
         slot: 1,
         rank,
         admitted_at: None,
+        epoch: 0,
     }
-}
-
-/// Restore records the store's slots, keeps admissions made since the loss, and never
-/// lowers the count; running it twice changes nothing.
-pub async fn restore_adds_holders_and_never_lowers(counter: Arc<dyn CouponCounter>) {
-    let campaign = ready_campaign(counter.as_ref(), 10).await;
-    // Admitted after the counter lost its data, not yet in the store.
-    for user in [1, 2] {
-        let admission = counter.try_acquire(&campaign, UserId(user)).await;
-        assert!(matches!(admission, Ok(Admission::Granted { .. })));
-    }
-    let holders = [stored(2, 2), stored(3, 3), stored(4, 4)];
-    let report = counter
-        .restore(&campaign, &holders)
-        .await
-        .expect("restore failed");
-    assert_eq!((report.added, report.admitted), (2, 4));
-    let status = counter.status(campaign.id).await.expect("status failed");
-    assert_eq!(status.admitted, 4);
-    let again = counter.try_acquire(&campaign, UserId(3)).await;
-    assert_eq!(
-        again.expect("try_acquire failed"),
-        Admission::AlreadyApplied
-    );
-
-    let report = counter
-        .restore(&campaign, &holders)
-        .await
-        .expect("restore failed");
-    assert_eq!((report.added, report.admitted), (0, 4));
-    let next = counter.try_acquire(&campaign, UserId(5)).await;
-    let next = next.expect("try_acquire failed");
-    assert!(
-        matches!(
-            next,
-            Admission::Granted {
-                rank: 5,
-                slot: 1,
-                ..
-            }
-        ),
-        "{next:?}"
-    );
 }
 
 /// After a rebuild, new admissions take no rank the store holds: the gaps below the
@@ -380,7 +490,10 @@ pub async fn rebuild_frees_the_gaps_between_stored_ranks(counter: Arc<dyn Coupon
     let campaign = fresh_campaign(5);
     // The store holds ranks 1 and 3 (rank 2 was released before the loss).
     let built = counter
-        .rebuild(&campaign, &[stored(10, 1), stored(30, 3)])
+        .rebuild(
+            &campaign,
+            Arc::new(SealedEpoch::new(1, vec![stored(10, 1), stored(30, 3)])),
+        )
         .await
         .expect("rebuild failed");
     let Rebuild::Built(report) = built else {
@@ -431,6 +544,7 @@ pub async fn per_user_limit_above_one(counter: Arc<dyn CouponCounter>) {
         slot: 2,
         rank: 3,
         admitted_at: None,
+        epoch: 0,
     };
     assert_eq!(
         release(counter.as_ref(), &campaign, &second).await,

@@ -38,7 +38,9 @@ macro_rules! counter_scenarios {
             held_slots_list_every_admission,
             claimed_slots_are_never_released,
             concurrent_claims_take_each_slot_once,
-            restore_adds_holders_and_never_lowers,
+            admissions_carry_the_epoch_they_were_made_in,
+            one_rebuild_at_a_time,
+            a_failed_seal_leaves_the_counter_closed,
             rebuild_frees_the_gaps_between_stored_ranks,
             per_user_limit_above_one,
         );

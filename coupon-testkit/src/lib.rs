@@ -31,11 +31,14 @@ pub mod services;
 pub mod sim;
 pub mod store;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use coupon_core::{Campaign, CampaignId, CouponCounter, CouponStore, NewCampaign, Rebuild};
+use coupon_core::{
+    Campaign, CampaignId, CouponCounter, CouponStore, NewCampaign, Rebuild, SealedEpoch,
+};
 
 /// Locks `mutex`, whether or not a panicking holder poisoned it: the scenarios' shared
 /// records stay readable after one task failed.
@@ -55,7 +58,7 @@ pub fn fresh_campaign_from(new: NewCampaign) -> Campaign {
     Campaign::from_new(CampaignId(id.max(1)), new)
 }
 
-/// A [`fresh_campaign`] whose counter `counter` has built (with no slots), as a
+/// A [`fresh_campaign`] whose counter `counter` has built (epoch 1, no slots), as a
 /// campaign created through [`CouponIssuer::create_campaign`](coupon_core::CouponIssuer::create_campaign) is.
 pub async fn ready_campaign(counter: &dyn CouponCounter, cap: u64) -> Campaign {
     ready_campaign_from(counter, NewCampaign::new("conformance", cap)).await
@@ -64,7 +67,9 @@ pub async fn ready_campaign(counter: &dyn CouponCounter, cap: u64) -> Campaign {
 /// [`ready_campaign`] with the other settings of `new`.
 pub async fn ready_campaign_from(counter: &dyn CouponCounter, new: NewCampaign) -> Campaign {
     let campaign = fresh_campaign_from(new);
-    let built = counter.rebuild(&campaign, &[]).await;
+    let built = counter
+        .rebuild(&campaign, Arc::new(SealedEpoch::new(1, Vec::new())))
+        .await;
     assert!(
         matches!(built, Ok(Rebuild::Built(_))),
         "building the counter of a new campaign: {built:?}"

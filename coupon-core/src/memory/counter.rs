@@ -1,5 +1,6 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::lock;
 use crate::{
     Admission, Campaign, CampaignId, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild,
-    Release, RestoreReport, Result, UserId,
+    Release, RestoreReport, Result, SealEpoch, UserId,
 };
 
 /// An exact admission counter in process memory.
@@ -19,15 +20,29 @@ use crate::{
 ///
 /// Like every counter it admits only in campaigns it built ([`CouponCounter::rebuild`]):
 /// a new process starts with none, and rebuilds each from the store before admitting.
+///
+/// A counter in one process's memory must be the only one admitting for its store: a
+/// deployment that may start a second process on the same database makes the counter
+/// [`suspended`](MemoryCounter::suspended) and resumes it only while the process holds
+/// the database's lease (`coupon_seaorm::CounterLease`); [`suspend`](MemoryCounter::suspend)
+/// forgets every campaign when the lease is lost.
 #[derive(Debug, Default)]
 pub struct MemoryCounter {
     campaigns: RwLock<HashMap<CampaignId, Arc<Mutex<Slots>>>>,
+    /// While set, nothing is admitted and nothing rebuilt.
+    suspended: AtomicBool,
+    /// Suspensions so far: a rebuild that saw another number when it began must not
+    /// admit on what it sealed.
+    suspensions: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct Slots {
-    /// Built from the store ([`CouponCounter::rebuild`]): admits only then.
-    built: bool,
+    /// The epoch it admits in, once built from the store ([`CouponCounter::rebuild`]):
+    /// admits only then.
+    epoch: Option<u64>,
+    /// A rebuild is between closing and sealing.
+    rebuilding: bool,
     admitted: u64,
     /// The highest rank granted (or restored); new ranks continue from it.
     top_rank: u64,
@@ -107,6 +122,35 @@ impl MemoryCounter {
         Self::default()
     }
 
+    /// An empty counter that neither admits nor rebuilds until [`resume`](Self::resume)d.
+    pub fn suspended() -> Self {
+        let counter = Self::default();
+        counter.suspended.store(true, Ordering::SeqCst);
+        counter
+    }
+
+    /// Stops admitting and forgets every campaign (each answers
+    /// [`Error::NotReady`] until rebuilt after [`resume`](Self::resume)): this process
+    /// may no longer be the only one admitting.
+    pub fn suspend(&self) {
+        self.suspended.store(true, Ordering::SeqCst);
+        self.suspensions.fetch_add(1, Ordering::SeqCst);
+        let campaigns = self.campaigns.read().unwrap_or_else(|e| e.into_inner());
+        for slots in campaigns.values() {
+            *lock(slots) = Slots::default();
+        }
+    }
+
+    /// Allows rebuilds again (and with them admissions).
+    pub fn resume(&self) {
+        self.suspended.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether the counter is suspended.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::SeqCst)
+    }
+
     fn slots(&self, campaign: CampaignId) -> Arc<Mutex<Slots>> {
         if let Some(slots) = self
             .campaigns
@@ -126,12 +170,12 @@ impl CouponCounter for MemoryCounter {
     async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> Result<Admission> {
         let slots = self.slots(campaign.id);
         let mut slots = lock(&slots);
-        if !slots.built {
+        let Some(epoch) = slots.epoch else {
             return Err(Error::NotReady {
                 campaign: campaign.id,
                 backend: "memory",
             });
-        }
+        };
         let Slots {
             admitted,
             top_rank,
@@ -180,13 +224,15 @@ impl CouponCounter for MemoryCounter {
             // The time as kept (to the millisecond), so that the ticket and the held slot
             // agree exactly.
             admitted_at: DateTime::from_timestamp_millis(granted.at_ms).unwrap_or(admitted_at),
+            epoch,
         })
     }
 
     async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release> {
         let slots = self.slots(campaign);
         let mut slots = lock(&slots);
-        if !slots.holds(held) {
+        // A slot of another epoch is another admission, whatever its numbers.
+        if !slots.holds(held) || (held.epoch != 0 && slots.epoch != Some(held.epoch)) {
             return Ok(Release::NotHeld);
         }
         if slots
@@ -225,13 +271,14 @@ impl CouponCounter for MemoryCounter {
 
     async fn status(&self, campaign: CampaignId) -> Result<CounterStatus> {
         let slots = self.slots(campaign);
-        let admitted = lock(&slots).admitted;
-        Ok(CounterStatus::new(admitted))
+        let slots = lock(&slots);
+        Ok(CounterStatus::new(slots.admitted, slots.epoch))
     }
 
     async fn slots_of(&self, campaign: &Campaign, user: UserId) -> Result<Vec<HeldSlot>> {
         let slots = self.slots(campaign.id);
         let slots = lock(&slots);
+        let epoch = slots.epoch.unwrap_or(0);
         let mut held: Vec<HeldSlot> = slots
             .holders
             .get(&user)
@@ -244,6 +291,7 @@ impl CouponCounter for MemoryCounter {
                         slot: granted.slot,
                         rank: granted.rank,
                         admitted_at: DateTime::from_timestamp_millis(granted.at_ms),
+                        epoch,
                     })
                     .collect()
             })
@@ -255,6 +303,7 @@ impl CouponCounter for MemoryCounter {
     async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
         let slots = self.slots(campaign);
         let slots = lock(&slots);
+        let epoch = slots.epoch.unwrap_or(0);
         Ok(slots
             .holders
             .iter()
@@ -264,6 +313,7 @@ impl CouponCounter for MemoryCounter {
                     slot: granted.slot,
                     rank: granted.rank,
                     admitted_at: DateTime::from_timestamp_millis(granted.at_ms),
+                    epoch,
                 })
             })
             .collect())
@@ -296,25 +346,67 @@ impl CouponCounter for MemoryCounter {
         Ok(claimed)
     }
 
-    async fn restore(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<RestoreReport> {
-        let slots = self.slots(campaign.id);
-        let mut slots = lock(&slots);
-        Ok(slots.restore(held))
+    /// The epoch as this process holds it: the counter is its memory, and a lease
+    /// lost would have suspended it.
+    async fn confirm_epoch(&self, campaign: CampaignId, epoch: u64) -> Result<bool> {
+        let slots = self.slots(campaign);
+        let current = lock(&slots).epoch;
+        Ok(current == Some(epoch) && !self.is_suspended())
     }
 
-    async fn rebuild(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<Rebuild> {
-        let slots = self.slots(campaign.id);
-        let mut slots = lock(&slots);
-        if slots.built {
-            return Ok(Rebuild::AlreadyReady);
+    async fn rebuild(&self, campaign: &Campaign, seal: Arc<dyn SealEpoch>) -> Result<Rebuild> {
+        let not_ready = || Error::NotReady {
+            campaign: campaign.id,
+            backend: "memory",
+        };
+        let cell = self.slots(campaign.id);
+        let suspensions = self.suspensions.load(Ordering::SeqCst);
+        let counted = {
+            let mut slots = lock(&cell);
+            if slots.epoch.is_some() {
+                return Ok(Rebuild::AlreadyReady);
+            }
+            if self.is_suspended() {
+                return Err(not_ready());
+            }
+            if slots.rebuilding {
+                return Ok(Rebuild::Busy);
+            }
+            slots.rebuilding = true;
+            slots.held()
+        };
+        let sealed = seal.seal(counted).await;
+        let mut slots = lock(&cell);
+        slots.rebuilding = false;
+        let sealed = sealed?;
+        // Suspended while the seal ran (even if resumed since): another process may
+        // have sealed a later epoch meanwhile.
+        if self.is_suspended() || self.suspensions.load(Ordering::SeqCst) != suspensions {
+            return Err(not_ready());
         }
-        let report = slots.restore(held);
-        slots.built = true;
+        let report = slots.restore(&sealed.slots);
+        slots.epoch = Some(sealed.epoch);
         Ok(Rebuild::Built(report))
     }
 }
 
 impl Slots {
+    /// Every slot held, of no epoch (what a rebuild hands to the seal).
+    fn held(&self) -> Vec<HeldSlot> {
+        self.holders
+            .iter()
+            .flat_map(|(&user, holding)| {
+                holding.slots().iter().map(move |granted| HeldSlot {
+                    user,
+                    slot: granted.slot,
+                    rank: granted.rank,
+                    admitted_at: DateTime::from_timestamp_millis(granted.at_ms),
+                    epoch: 0,
+                })
+            })
+            .collect()
+    }
+
     /// Adds the slots of `held` that are missing and frees the gaps between ranks.
     fn restore(&mut self, held: &[HeldSlot]) -> RestoreReport {
         let slots = self;

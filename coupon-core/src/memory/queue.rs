@@ -7,9 +7,7 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
 use super::lock;
-use crate::{
-    Batch, CampaignId, Error, HeldSlot, IssueQueue, IssueSource, IssueTicket, QueueMark, Result,
-};
+use crate::{Batch, Error, IssueQueue, IssueSource, IssueTicket, QueueMark, Result};
 
 const BACKEND: &str = "memory queue";
 
@@ -179,15 +177,6 @@ impl IssueQueue for MemoryQueue {
     async fn drained(&self, _mark: &QueueMark) -> Result<bool> {
         let acked = self.shared.acked.load(Ordering::Acquire);
         Ok(acked >= self.shared.published.load(Ordering::Acquire))
-    }
-
-    /// Nothing while every ticket enqueued is acked (a fresh queue, at start-up);
-    /// otherwise `None`: the channel cannot be read without taking from it.
-    async fn queued_slots(&self, _campaign: CampaignId) -> Result<Option<Vec<HeldSlot>>> {
-        let acked = self.shared.acked.load(Ordering::Acquire);
-        let idle = acked >= self.shared.published.load(Ordering::Acquire)
-            && lock(&self.shared.redelivery).is_empty();
-        Ok(idle.then(Vec::new))
     }
 }
 

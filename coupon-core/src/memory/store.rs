@@ -9,11 +9,15 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     Campaign, CampaignId, CampaignSummary, Coupon, CouponStore, Error, HeldSlot, IssueFailure,
-    IssueOutcome, IssueTicket, NewCampaign, Result, TicketId, UserId, coupon_slot,
+    IssueOutcome, IssueTicket, NewCampaign, Result, SealedEpoch, TicketId, UserId, coupon_slot,
 };
 
 /// A coupon store in process memory, enforcing the same rules as the database stores:
-/// the cap and the per-user limit under one lock per campaign, idempotence by ticket id.
+/// the cap, the per-user limit and the epoch fence under one lock per campaign,
+/// idempotence by ticket id.
+///
+/// Locks are taken in one order, a campaign's ledger, then the pending tickets, then the
+/// failures, so that an epoch seal sees all three at one instant.
 #[derive(Debug)]
 pub struct MemoryStore {
     next_id: AtomicU64,
@@ -29,14 +33,30 @@ struct Ledger {
     tickets: HashSet<TicketId>,
     /// Indices into `coupons` of each holder's coupons.
     by_user: HashMap<UserId, Vec<usize>>,
+    /// The last sealed counter epoch (0: none yet).
+    epoch: u64,
+    /// The slots without a coupon that the last seal counted: a ticket of an older
+    /// epoch is taken only for one of these.
+    snapshot: HashSet<(UserId, u32)>,
 }
 
 impl Ledger {
+    /// Whether `ticket` is of an epoch the last seal superseded, for a slot it did not
+    /// count.
+    fn supersedes(&self, ticket: &IssueTicket) -> bool {
+        ticket.epoch > 0
+            && ticket.epoch < self.epoch
+            && !self.snapshot.contains(&(ticket.user, ticket.slot))
+    }
+
     fn issue(&mut self, ticket: &IssueTicket) -> IssueOutcome {
         let held = self.by_user.get(&ticket.user).map_or(0, Vec::len);
         if self.tickets.contains(&ticket.ticket_id) || held >= self.campaign.per_user_limit as usize
         {
             return IssueOutcome::Duplicate;
+        }
+        if self.supersedes(ticket) {
+            return IssueOutcome::Superseded;
         }
         if self.coupons.len() as u64 >= self.campaign.cap {
             return IssueOutcome::OverCap;
@@ -49,6 +69,18 @@ impl Ledger {
             .push(self.coupons.len());
         self.coupons.push(coupon.clone());
         IssueOutcome::Issued(coupon)
+    }
+
+    /// One slot per coupon.
+    fn coupon_slots(&self) -> Vec<HeldSlot> {
+        let mut slots = Vec::with_capacity(self.coupons.len());
+        for indices in self.by_user.values() {
+            for (position, &i) in indices.iter().enumerate() {
+                let position = u32::try_from(position + 1).unwrap_or(u32::MAX);
+                slots.push(coupon_slot(&self.coupons[i], position));
+            }
+        }
+        slots
     }
 }
 
@@ -90,6 +122,8 @@ impl CouponStore for MemoryStore {
             coupons: Vec::new(),
             tickets: HashSet::new(),
             by_user: HashMap::new(),
+            epoch: 0,
+            snapshot: HashSet::new(),
         };
         self.campaigns
             .write()
@@ -179,14 +213,7 @@ impl CouponStore for MemoryStore {
 
     async fn coupon_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
         let ledger = self.ledger(campaign)?;
-        let ledger = lock(&ledger);
-        let mut slots = Vec::with_capacity(ledger.coupons.len());
-        for indices in ledger.by_user.values() {
-            for (position, &i) in indices.iter().enumerate() {
-                let position = u32::try_from(position + 1).unwrap_or(u32::MAX);
-                slots.push(coupon_slot(&ledger.coupons[i], position));
-            }
-        }
+        let slots = lock(&ledger).coupon_slots();
         Ok(slots)
     }
 
@@ -197,10 +224,61 @@ impl CouponStore for MemoryStore {
     }
 
     async fn record_pending(&self, ticket: &IssueTicket) -> Result<()> {
-        lock(&self.pending)
+        let ledger = self.ledger(ticket.campaign)?;
+        let ledger = lock(&ledger);
+        if ledger.supersedes(ticket) {
+            return Err(Error::Superseded {
+                campaign: ticket.campaign,
+                user: ticket.user,
+                epoch: ticket.epoch,
+            });
+        }
+        let mut pending = lock(&self.pending);
+        if let Some(failure) = lock(&self.failures)
+            .iter()
+            .find(|failure| failure.ticket.ticket_id == ticket.ticket_id && failure.is_open())
+        {
+            return Err(Error::TicketRefused {
+                campaign: ticket.campaign,
+                user: ticket.user,
+                reason: failure.error.clone(),
+            });
+        }
+        pending
             .entry(ticket.ticket_id)
             .or_insert_with(|| ticket.clone());
         Ok(())
+    }
+
+    async fn seal_epoch(&self, campaign: CampaignId, counted: &[HeldSlot]) -> Result<SealedEpoch> {
+        let ledger = self.ledger(campaign)?;
+        let mut ledger = lock(&ledger);
+        let pending = lock(&self.pending);
+        let failures = lock(&self.failures);
+        let mut slots = ledger.coupon_slots();
+        let mut known: HashSet<(UserId, u32)> =
+            slots.iter().map(|slot| (slot.user, slot.slot)).collect();
+        let stored = known.clone();
+        let waiting = pending
+            .values()
+            .filter(|ticket| !ledger.tickets.contains(&ticket.ticket_id))
+            .chain(
+                failures
+                    .iter()
+                    .filter(|failure| failure.is_open())
+                    .map(|failure| &failure.ticket),
+            )
+            .filter(|ticket| ticket.campaign == campaign)
+            .map(IssueTicket::held_slot)
+            .chain(counted.iter().copied());
+        for slot in waiting {
+            if known.insert((slot.user, slot.slot)) {
+                slots.push(slot);
+            }
+        }
+        ledger.epoch += 1;
+        ledger.snapshot = known.difference(&stored).copied().collect();
+        Ok(SealedEpoch::new(ledger.epoch, slots))
     }
 
     async fn pending_tickets(&self, campaign: CampaignId) -> Result<Vec<IssueTicket>> {

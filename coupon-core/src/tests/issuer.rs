@@ -6,7 +6,7 @@ use super::{campaign, unavailable};
 use crate::{
     Admission, ApplyOutcome, Campaign, CampaignId, Coupon, CouponIssuer, Error, HeldSlot,
     IssueTicket, MockCouponCounter, MockCouponStore, MockIssueQueue, NewCampaign, Release,
-    TicketId, UserId,
+    SealEpoch, SealedEpoch, TicketId, UserId,
 };
 
 const USER: UserId = UserId(42);
@@ -37,6 +37,7 @@ fn granting(rank: u64) -> MockCouponCounter {
                 rank,
                 slot: 1,
                 admitted_at: Utc::now(),
+                epoch: 3,
             })
         });
     counter
@@ -66,7 +67,15 @@ async fn accepted_only_after_the_publish_is_acknowledged() {
         sink.lock().unwrap().push(ticket.clone());
         Ok(())
     });
-    let issuer = issuer(granting(7), queue, store_with(campaign(10)));
+    // Not a queue in the store: the counter confirms the epoch before `Accepted`.
+    queue.expect_in_store().return_const(false);
+    let mut counter = granting(7);
+    counter
+        .expect_confirm_epoch()
+        .times(1)
+        .withf(|campaign, epoch| *campaign == CampaignId(1) && *epoch == 3)
+        .returning(|_, _| Ok(true));
+    let issuer = issuer(counter, queue, store_with(campaign(10)));
 
     let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
     let tickets = published.lock().unwrap();
@@ -76,9 +85,10 @@ async fn accepted_only_after_the_publish_is_acknowledged() {
             tickets[0].campaign,
             tickets[0].user,
             tickets[0].slot,
-            tickets[0].rank
+            tickets[0].rank,
+            tickets[0].epoch
         ),
-        (CampaignId(1), USER, 1, 7)
+        (CampaignId(1), USER, 1, 7, 3)
     );
     assert_eq!(
         tickets[0].ticket_id,
@@ -91,6 +101,64 @@ async fn accepted_only_after_the_publish_is_acknowledged() {
             rank: 7,
             ticket_id: tickets[0].ticket_id
         }
+    );
+}
+
+/// An acknowledged ticket whose epoch the counter no longer confirms (a rebuild closed
+/// it meanwhile) is not `Accepted`: it is recorded as pending, which the store allows
+/// only while no seal superseded it; when one did, the applicant hears a retryable
+/// error, and no one was promised anything.
+#[tokio::test]
+async fn an_acknowledged_ticket_of_an_unconfirmed_epoch_is_pending_or_refused() {
+    for superseded in [false, true] {
+        let mut queue = MockIssueQueue::new();
+        queue.expect_publish().times(1).returning(|_| Ok(()));
+        queue.expect_in_store().return_const(false);
+        let mut counter = granting(7);
+        counter.expect_confirm_epoch().returning(|_, _| Ok(false));
+        let mut store = store_with(campaign(10));
+        store
+            .expect_record_pending()
+            .times(1)
+            .returning(move |ticket| {
+                if superseded {
+                    Err(Error::Superseded {
+                        campaign: ticket.campaign,
+                        user: ticket.user,
+                        epoch: ticket.epoch,
+                    })
+                } else {
+                    Ok(())
+                }
+            });
+        let issuer = issuer(counter, queue, store);
+        let outcome = issuer.apply(CampaignId(1), USER).await;
+        if superseded {
+            let error = outcome.unwrap_err();
+            assert!(
+                matches!(error, Error::Superseded { epoch: 3, .. }) && error.is_retryable(),
+                "{error:?}"
+            );
+        } else {
+            assert_eq!(outcome.unwrap(), ApplyOutcome::Pending);
+        }
+    }
+}
+
+/// A queue kept in the store refuses superseded tickets itself: its acknowledgement is
+/// `Accepted` without asking the counter.
+#[tokio::test]
+async fn a_queue_in_the_store_needs_no_epoch_confirmation() {
+    let mut queue = MockIssueQueue::new();
+    queue.expect_publish().times(1).returning(|_| Ok(()));
+    queue.expect_in_store().return_const(true);
+    let mut counter = granting(7);
+    counter.expect_confirm_epoch().never();
+    let issuer = issuer(counter, queue, store_with(campaign(10)));
+    let outcome = issuer.apply(CampaignId(1), USER).await.unwrap();
+    assert!(
+        matches!(outcome, ApplyOutcome::Accepted { rank: 7, .. }),
+        "{outcome:?}"
     );
 }
 
@@ -272,14 +340,29 @@ async fn sold_out_is_remembered_without_another_counter_trip() {
         .expect_try_acquire()
         .times(1)
         .returning(|_, _| Ok(Admission::SoldOut));
+    // The memo loads who holds the slots once, and answers from it from then on.
+    counter.expect_held_slots().times(1).returning(|_| {
+        Ok(vec![HeldSlot {
+            user: UserId(99),
+            ..earlier_slot()
+        }])
+    });
     let mut queue = MockIssueQueue::new();
     queue.expect_publish().times(0);
-    let issuer = issuer(counter, queue, store_with(campaign(10)));
+    let issuer = issuer(counter, queue, holding(1));
 
-    for user in 1..=5 {
+    assert_eq!(
+        issuer.apply(CampaignId(1), UserId(1)).await.unwrap(),
+        ApplyOutcome::SoldOut
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    for user in 2..=5 {
         let outcome = issuer.apply(CampaignId(1), UserId(user)).await.unwrap();
         assert_eq!(outcome, ApplyOutcome::SoldOut);
     }
+    // A winner pressing again holds a coupon: told so, still without a counter trip.
+    let winner = issuer.apply(CampaignId(1), UserId(99)).await.unwrap();
+    assert_eq!(winner, ApplyOutcome::AlreadyApplied);
 }
 
 fn holding(coupons: usize) -> MockCouponStore {
@@ -327,6 +410,7 @@ fn earlier_slot() -> HeldSlot {
         slot: 1,
         rank: 5,
         admitted_at: Some(Utc::now()),
+        epoch: 3,
     }
 }
 
@@ -633,19 +717,15 @@ impl crate::CouponCounter for StallingRelease {
     ) -> crate::Result<Vec<HeldSlot>> {
         self.inner.claim(campaign, slots, reclaim_after).await
     }
-    async fn restore(
-        &self,
-        campaign: &Campaign,
-        held: &[HeldSlot],
-    ) -> crate::Result<crate::RestoreReport> {
-        self.inner.restore(campaign, held).await
+    async fn confirm_epoch(&self, campaign: CampaignId, epoch: u64) -> crate::Result<bool> {
+        self.inner.confirm_epoch(campaign, epoch).await
     }
     async fn rebuild(
         &self,
         campaign: &Campaign,
-        held: &[HeldSlot],
+        seal: Arc<dyn SealEpoch>,
     ) -> crate::Result<crate::Rebuild> {
-        self.inner.rebuild(campaign, held).await
+        self.inner.rebuild(campaign, seal).await
     }
 }
 
@@ -679,36 +759,24 @@ async fn a_hand_off_abandoned_while_releasing_publishes_nothing_more() {
 }
 
 /// A counter that lost its memory: the apply fails as retryable and grants nothing,
-/// and the issuer rebuilds the counter from the store only after the grace period and
-/// once the queue has drained past the mark it took then.
+/// and the issuer rebuilds the counter at once, in the epoch the store seals once the
+/// queue has drained past the mark it took then, from every slot the seal answers: no
+/// grace period is waited out.
 #[tokio::test(start_paused = true)]
-async fn a_counter_not_ready_is_rebuilt_from_the_store_after_the_queue_drained() {
-    use crate::{QueueMark, Rebuild, RestoreReport};
+async fn a_counter_not_ready_is_rebuilt_in_the_epoch_the_store_seals_once_the_queue_drained() {
+    use crate::{CouponCounter, QueueMark};
     let stored = HeldSlot {
         user: UserId(9),
         slot: 1,
         rank: 1,
         admitted_at: None,
+        epoch: 0,
     };
-    let mut counter = MockCouponCounter::new();
-    counter.expect_try_acquire().returning(|campaign, _| {
-        Err(Error::NotReady {
-            campaign: campaign.id,
-            backend: "mock",
-        })
-    });
-    let rebuilt = Arc::new(Mutex::new(
-        Vec::<(tokio::time::Instant, Vec<HeldSlot>)>::new(),
-    ));
-    let sink = rebuilt.clone();
-    counter.expect_rebuild().times(1).returning(move |_, held| {
-        sink.lock()
-            .unwrap()
-            .push((tokio::time::Instant::now(), held.to_vec()));
-        Ok(Rebuild::Built(RestoreReport::new(1, 1)))
-    });
+    // A counter of this process's memory that lost everything: nothing built.
+    let counter = Arc::new(crate::memory::MemoryCounter::new());
     let mut queue = MockIssueQueue::new();
     queue.expect_publish().never();
+    queue.expect_in_store().return_const(false);
     queue.expect_mark().times(1).returning(|| {
         Ok(Some(QueueMark {
             positions: vec![41],
@@ -723,18 +791,17 @@ async fn a_counter_not_ready_is_rebuilt_from_the_store_after_the_queue_drained()
         Ok(*polls >= 3)
     });
     let mut store = store_with(campaign(10));
+    store.expect_issued_count().returning(|_| Ok(1));
+    let drained = polls.clone();
     store
-        .expect_coupon_slots()
+        .expect_seal_epoch()
         .times(1)
-        .returning(move |_| Ok(vec![stored]));
-    // An admission answered Pending before the loss: its ticket is in the store only.
-    let pending = IssueTicket::new(CampaignId(1), UserId(8), 1, 2);
-    let recorded = pending.clone();
-    store
-        .expect_pending_tickets()
-        .times(1)
-        .returning(move |_| Ok(vec![recorded.clone()]));
-    let issuer = issuer(counter, queue, store);
+        .returning(move |_, counted| {
+            assert!(counted.is_empty(), "the counter held nothing: {counted:?}");
+            assert_eq!(*drained.lock().unwrap(), 3, "sealed only once drained");
+            Ok(SealedEpoch::new(6, vec![stored]))
+        });
+    let issuer = CouponIssuer::new(counter.clone(), Arc::new(queue), Arc::new(store));
     let started = tokio::time::Instant::now();
 
     for _ in 0..3 {
@@ -744,19 +811,16 @@ async fn a_counter_not_ready_is_rebuilt_from_the_store_after_the_queue_drained()
             "{refused:?}"
         );
     }
-    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-    let rebuilt = rebuilt.lock().unwrap();
-    assert_eq!(rebuilt.len(), 1, "one rebuild for many refused applies");
-    assert_eq!(
-        rebuilt[0].1,
-        vec![stored, pending.held_slot()],
-        "the coupons' slots and the recorded pending ones"
-    );
+    while !counter.status(CampaignId(1)).await.unwrap().is_ready() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert!(
-        rebuilt[0].0 - started >= crate::IssuerConfig::default().rebuild_grace,
-        "rebuilt before the grace period ended"
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "rebuilt {:?} after the loss was seen: no grace period",
+        started.elapsed()
     );
-    assert_eq!(*polls.lock().unwrap(), 3, "waited until the queue drained");
+    let status = counter.status(CampaignId(1)).await.unwrap();
+    assert_eq!((status.admitted, status.epoch), (1, Some(6)));
 }
 
 /// An applicant whose apply took a slot and ended in an error (the publish's outcome
@@ -767,7 +831,10 @@ async fn a_counter_not_ready_is_rebuilt_from_the_store_after_the_queue_drained()
 async fn an_applicant_left_with_an_error_is_not_told_sold_out() {
     use crate::CouponCounter;
     let counter = Arc::new(crate::memory::MemoryCounter::new());
-    counter.rebuild(&campaign(1), &[]).await.unwrap();
+    counter
+        .rebuild(&campaign(1), Arc::new(SealedEpoch::new(1, Vec::new())))
+        .await
+        .unwrap();
     let mut queue = MockIssueQueue::new();
     queue.expect_publish().times(1).returning(|_| {
         Err(Error::PublishUnknown {
@@ -807,7 +874,10 @@ async fn an_applicant_left_with_an_error_is_not_told_sold_out() {
 async fn an_applicant_who_hung_up_mid_apply_is_not_told_sold_out() {
     use crate::CouponCounter;
     let counter = Arc::new(crate::memory::MemoryCounter::new());
-    counter.rebuild(&campaign(1), &[]).await.unwrap();
+    counter
+        .rebuild(&campaign(1), Arc::new(SealedEpoch::new(1, Vec::new())))
+        .await
+        .unwrap();
     let (queue, entered, mut published) = StallingQueue::new();
     let mut store = store_with(campaign(1));
     store.expect_coupons_of().returning(|_, _| Ok(Vec::new()));

@@ -4,7 +4,7 @@ use super::unavailable;
 use crate::memory::{MemoryCounter, MemoryQueue, MemoryStore};
 use crate::{
     ApplyOutcome, CampaignState, CouponCounter, CouponService, CouponStatus, CouponStore,
-    IssueQueue, IssueSource, IssueTicket, MockCouponStore, NewCampaign, UserId,
+    IssueSource, IssueTicket, MockCouponStore, NewCampaign, UserId,
 };
 
 fn memory_service() -> (
@@ -103,7 +103,7 @@ async fn readiness_names_each_port_that_does_not_answer() {
 }
 
 #[tokio::test]
-async fn restore_rebuilds_a_fresh_counter_from_the_store() {
+async fn rebuild_counters_builds_a_fresh_counter_in_a_new_epoch() {
     let (service, _, _, store) = memory_service();
     let campaign = service
         .create_campaign(NewCampaign::new("restore", 3))
@@ -119,8 +119,13 @@ async fn restore_rebuilds_a_fresh_counter_from_the_store() {
     // A process starting again: a fresh counter and an empty queue over the same store.
     let counter = Arc::new(MemoryCounter::new());
     let restarted = CouponService::new(counter.clone(), Arc::new(MemoryQueue::new(10)), store);
-    assert_eq!(restarted.restore_counter().await.unwrap(), Some(1));
-    assert_eq!(counter.status(campaign.id).await.unwrap().admitted, 2);
+    assert_eq!(restarted.rebuild_counters().await.unwrap(), 1);
+    let status = counter.status(campaign.id).await.unwrap();
+    assert_eq!(
+        (status.admitted, status.epoch),
+        (2, Some(2)),
+        "the creation sealed epoch 1, the restart epoch 2"
+    );
     assert!(counter.is_admitted(campaign.id, UserId(2)).await.unwrap());
     assert!(matches!(
         restarted.apply(campaign.id, UserId(1)).await.unwrap(),
@@ -130,35 +135,53 @@ async fn restore_rebuilds_a_fresh_counter_from_the_store() {
         restarted.apply(campaign.id, UserId(3)).await.unwrap(),
         ApplyOutcome::Accepted { rank: 3, .. }
     ));
+    assert_eq!(
+        restarted.rebuild_counters().await.unwrap(),
+        0,
+        "built already"
+    );
 }
 
+/// A rebuild seals only once the queue has handed the store what it holds: a ticket
+/// waiting in the channel holds the rebuild until a worker has persisted it, and then
+/// it is counted.
 #[tokio::test]
-async fn restore_builds_nothing_when_the_queue_cannot_list_its_tickets() {
+async fn a_rebuild_waits_for_the_queue_to_drain_then_counts_what_it_held() {
     let (service, _, queue, store) = memory_service();
-    let first = service
-        .create_campaign(NewCampaign::new("listed", 3))
+    let campaign = service
+        .create_campaign(NewCampaign::new("drained", 3))
         .await
         .unwrap();
-    let second = service
-        .create_campaign(NewCampaign::new("unlisted", 3))
-        .await
-        .unwrap();
-    service.apply(second.id, UserId(1)).await.unwrap();
-    // A ticket in the channel, not consumed: the in-process queue cannot list it.
-    assert_eq!(queue.queued_slots(second.id).await.unwrap(), None);
-
+    assert!(matches!(
+        service.apply(campaign.id, UserId(1)).await.unwrap(),
+        ApplyOutcome::Accepted { .. }
+    ));
     // A process starting again over the same queue and store, its counter empty.
     let counter = Arc::new(MemoryCounter::new());
-    let restarted = CouponService::new(counter.clone(), queue, store);
-    assert_eq!(restarted.restore_counter().await.unwrap(), None);
-    for campaign in [&first, &second] {
-        let refused = counter.try_acquire(campaign, UserId(2)).await;
-        assert!(
-            matches!(refused, Err(crate::Error::NotReady { .. })),
-            "campaign {} was built: {refused:?}",
-            campaign.id
-        );
-    }
+    let restarted = Arc::new(CouponService::new(
+        counter.clone(),
+        queue.clone(),
+        store.clone(),
+    ));
+    let rebuilding = {
+        let restarted = restarted.clone();
+        tokio::spawn(async move { restarted.rebuild_counters().await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !rebuilding.is_finished(),
+        "sealed with a ticket still queued"
+    );
+    let worker = crate::IssueWorker::new(queue.clone(), store.clone()).spawn();
+    let built = tokio::time::timeout(std::time::Duration::from_secs(5), rebuilding)
+        .await
+        .expect("rebuilt once drained")
+        .unwrap()
+        .unwrap();
+    assert_eq!(built, 1);
+    assert_eq!(counter.status(campaign.id).await.unwrap().admitted, 1);
+    assert!(counter.is_admitted(campaign.id, UserId(1)).await.unwrap());
+    worker.stop().await.unwrap();
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod m20261125_000001_create_tables;
 mod m20261126_000001_failure_replays;
 mod m20261126_000002_issue_queue;
 mod m20261127_000001_pending_ticket;
+mod m20261207_000001_counter_epoch;
 
 use coupon_core::Result;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_failure_replays::Migration),
             Box::new(m20261126_000002_issue_queue::Migration),
             Box::new(m20261127_000001_pending_ticket::Migration),
+            Box::new(m20261207_000001_counter_epoch::Migration),
         ]
     }
 }

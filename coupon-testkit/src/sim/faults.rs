@@ -15,7 +15,7 @@ use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
 use coupon_core::{
     Admission, Batch, Campaign, CampaignId, CampaignSummary, CounterStatus, Coupon, CouponCounter,
     CouponStore, Error, HeldSlot, IssueFailure, IssueOutcome, IssueQueue, IssueSource, IssueTicket,
-    NewCampaign, QueueMark, Rebuild, Release, RestoreReport, Result, TicketId, UserId,
+    NewCampaign, QueueMark, Rebuild, Release, Result, SealEpoch, SealedEpoch, TicketId, UserId,
 };
 
 /// How likely each fault is, per call.
@@ -245,18 +245,17 @@ impl CouponCounter for SimCounter {
         self.inner().claim(campaign, slots, reclaim_after).await
     }
 
-    async fn restore(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<RestoreReport> {
-        self.inner().restore(campaign, held).await
+    async fn confirm_epoch(&self, campaign: CampaignId, epoch: u64) -> Result<bool> {
+        self.faults.before("confirm_epoch")?;
+        self.inner().confirm_epoch(campaign, epoch).await
     }
 
-    async fn rebuild(&self, campaign: &Campaign, held: &[HeldSlot]) -> Result<Rebuild> {
+    async fn rebuild(&self, campaign: &Campaign, seal: Arc<dyn SealEpoch>) -> Result<Rebuild> {
         self.faults.before("rebuild")?;
-        let rebuilt = self.inner().rebuild(campaign, held).await?;
-        if matches!(rebuilt, Rebuild::Built(_)) {
-            self.faults.note(
-                "counter rebuilt",
-                format!("from {} stored slots", held.len()),
-            );
+        let rebuilt = self.inner().rebuild(campaign, seal).await?;
+        if let Rebuild::Built(report) = rebuilt {
+            self.faults
+                .note("counter rebuilt", format!("{} slots", report.admitted));
         }
         Ok(rebuilt)
     }
@@ -326,10 +325,6 @@ impl IssueQueue for SimQueue {
 
     async fn drained(&self, mark: &QueueMark) -> Result<bool> {
         self.inner.drained(mark).await
-    }
-
-    async fn queued_slots(&self, campaign: CampaignId) -> Result<Option<Vec<HeldSlot>>> {
-        self.inner.queued_slots(campaign).await
     }
 }
 
@@ -435,6 +430,11 @@ impl CouponStore for SimStore {
     async fn coupon_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
         self.faults.before("coupon_slots")?;
         self.inner.coupon_slots(campaign).await
+    }
+
+    async fn seal_epoch(&self, campaign: CampaignId, counted: &[HeldSlot]) -> Result<SealedEpoch> {
+        self.faults.before("seal_epoch")?;
+        self.inner.seal_epoch(campaign, counted).await
     }
 
     async fn record_pending(&self, ticket: &IssueTicket) -> Result<()> {

@@ -167,7 +167,7 @@ async fn simulate(seed: u64, config: SimConfig) -> Result<SimReport, SimFailure>
             // The memo's clock is the real one, which a paused runtime does not move.
             .with_sold_out_ttl(Duration::ZERO)
             .with_publish_timeout(Duration::from_secs(2))
-            .with_rebuild_waits(Duration::from_secs(5), Duration::from_secs(30)),
+            .with_drain_fallback(Duration::from_secs(30)),
     ));
     // The store's create passes through the injector untouched; a first build that
     // fails leaves the campaign to the fence at its first apply.

@@ -127,11 +127,11 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
             );
             if config.redis_url.is_none() {
                 // An in-memory counter starts with no campaign built.
-                let restored = service
-                    .restore_counter()
+                let rebuilt = service
+                    .rebuild_counters()
                     .await
-                    .map_err(failed("restoring the counter"))?;
-                description.push(("counter", memory_counter(config.role, restored)));
+                    .map_err(failed("rebuilding the counter"))?;
+                description.push(("counter", memory_counter(config.role, rebuilt)));
             }
             Some(service)
         }
@@ -148,19 +148,13 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
 }
 
 /// How the start-up banner describes an in-memory counter.
-fn memory_counter(role: Role, restored: Option<usize>) -> String {
-    let restored = match restored {
-        Some(campaigns) => format!("restored {campaigns} campaigns from the database"),
-        // Kafka's queued tickets cannot be read: the fence rebuilds each campaign at
-        // its first apply once the workers drained the topic.
-        None => "each campaign rebuilt at its first apply".to_owned(),
-    };
+fn memory_counter(role: Role, rebuilt: usize) -> String {
     let scope = if role == Role::All {
         ""
     } else {
         "; only this process may admit: run one API process"
     };
-    format!("in memory ({restored}{scope})")
+    format!("in memory (rebuilt {rebuilt} campaigns from the database{scope})")
 }
 
 async fn hand_off(

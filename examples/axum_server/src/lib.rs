@@ -130,6 +130,20 @@ pub async fn serve(
         })
     });
 
+    // A counter that loses its memory (Redis restarted, a failover, a lease lost) is
+    // rebuilt as soon as that is seen, not at the next apply.
+    let watching = service.as_ref().map(|service| {
+        let service = service.clone();
+        let mut stopped = settler_stopped.clone();
+        tokio::spawn(async move {
+            service
+                .watch_counters(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await;
+        })
+    });
+
     if let (Some(service), Some(listener)) = (service.clone(), listener) {
         let admin_token = match config.admin_token.clone() {
             Some(token) => token,
@@ -174,8 +188,8 @@ pub async fn serve(
     // it from an in-process queue (closed, so its source ends once drained), the batch
     // in hand from a shared one (the rest waits there for the next worker).
     let _ = stop_settler.send(true);
-    if let Some(settling) = settling {
-        settling.abort();
+    for task in [settling, watching].into_iter().flatten() {
+        task.abort();
     }
     if let Some(worker) = worker {
         let report = match &backends.memory_queue {

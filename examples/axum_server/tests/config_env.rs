@@ -22,7 +22,6 @@ fn variables_set_to_nothing_count_as_unset() {
         "KAFKA_PARTITIONS",
         "WORKER_BATCH_SIZE",
         "SETTLE_GRACE_MS",
-        "REBUILD_GRACE_MS",
         "REDIS_CONFIRM",
         "STARTUP_PATIENCE_MS",
     ];

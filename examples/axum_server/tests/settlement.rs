@@ -11,8 +11,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use coupon_core::memory::{MemoryQueue, MemoryStore};
 use coupon_core::{
-    CouponCounter, CouponService, CouponStore, IssueWorker, NewCampaign, ServiceConfig,
-    SettlerConfig, UserId,
+    CouponCounter, CouponService, CouponStore, IssueWorker, NewCampaign, SealedEpoch,
+    ServiceConfig, SettlerConfig, UserId,
 };
 use coupon_kafka::{KafkaConfig, KafkaIssueSource};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
@@ -111,7 +111,7 @@ async fn counter_call_lost_after_the_script_ran(fault: ProxyMode) {
         .await
         .expect("campaign");
     counter
-        .rebuild(&campaign, &[])
+        .rebuild(&campaign, Arc::new(SealedEpoch::new(1, Vec::new())))
         .await
         .expect("build the counter");
     let apply = |user: u64| {
@@ -326,7 +326,7 @@ async fn two_settler_processes_publish_each_admission_once() {
     .await
     .expect("Redis");
     counter
-        .rebuild(&campaign, &[])
+        .rebuild(&campaign, Arc::new(SealedEpoch::new(1, Vec::new())))
         .await
         .expect("build the counter");
     for user in 1..=300 {

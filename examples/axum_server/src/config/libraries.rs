@@ -16,10 +16,7 @@ impl Config {
             .with_sold_out_ttl(Duration::from_millis(self.sold_out_ttl_ms))
             .with_publish_timeout(Duration::from_millis(self.publish_timeout_ms))
             .with_campaign_refresh(Duration::from_millis(self.campaign_refresh_ms))
-            .with_rebuild_waits(
-                Duration::from_millis(self.rebuild_grace_ms),
-                Duration::from_millis(self.drain_fallback_ms),
-            )
+            .with_drain_fallback(Duration::from_millis(self.drain_fallback_ms))
     }
 
     /// The settler's settings.
@@ -62,7 +59,6 @@ impl Config {
     pub fn redis(&self, url: &str) -> RedisCounterConfig {
         RedisCounterConfig::new(url)
             .with_key_prefix(&self.redis_key_prefix)
-            .with_allow_eviction(self.redis_allow_eviction)
             .with_confirm(
                 self.redis_confirm,
                 Duration::from_millis(self.redis_confirm_timeout_ms),

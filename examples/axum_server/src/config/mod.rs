@@ -301,10 +301,6 @@ pub struct Config {
     /// database's and the in-process one; it is for queues built on the library).
     #[arg(long, env = "DRAIN_FALLBACK_MS", default_value_t = ms(IssuerConfig::default().drain_fallback))]
     pub drain_fallback_ms: u64,
-    /// Accept a Redis whose `maxmemory-policy` may evict keys (refused by default: an
-    /// evicted key stops a campaign's admissions until its counter is rebuilt).
-    #[arg(long, env = "REDIS_ALLOW_EVICTION")]
-    pub redis_allow_eviction: bool,
     /// Whether an admission waits for Redis replicas to acknowledge it (`WAIT`) before
     /// it counts: `auto` (one replica, when the primary has any), `off`, or a number.
     #[arg(long, env = "REDIS_CONFIRM", default_value = "auto", value_parser = parse_confirm)]
@@ -313,12 +309,6 @@ pub struct Config {
     /// in time answers 503 and is settled later.
     #[arg(long, env = "REDIS_CONFIRM_TIMEOUT_MS", default_value_t = ms(redis_defaults().confirm_timeout))]
     pub redis_confirm_timeout_ms: u64,
-    /// After the counter is found to have lost a campaign's state, how long (ms) to wait
-    /// for publishes already under way before waiting for the queue to drain and
-    /// rebuilding the counter from the database: at least twice the longest publish
-    /// (`--publish-timeout-ms`, and the settler's 10 s) plus a second, which is enforced.
-    #[arg(long, env = "REBUILD_GRACE_MS", default_value_t = ms(IssuerConfig::default().rebuild_grace))]
-    pub rebuild_grace_ms: u64,
     /// How often (ms) the settler passes over every campaign.
     #[arg(long, env = "SETTLE_INTERVAL_MS", default_value_t = ms(SettlerConfig::default().interval))]
     pub settle_interval_ms: u64,
