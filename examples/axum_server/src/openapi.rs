@@ -87,8 +87,8 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// Answers any route may give besides its own: 421 when `--allowed-hosts` leaves out
-/// the request's host.
+/// Answers any route but the health probes may give besides its own: 421 when
+/// `--allowed-hosts` leaves out the request's host.
 struct EveryRoute;
 
 impl Modify for EveryRoute {
@@ -102,7 +102,11 @@ impl Modify for EveryRoute {
                     .build(),
             )
             .build();
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in &mut openapi.paths.paths {
+            // The health probes answer any host (`api::middleware::check_host`).
+            if path == "/healthz" || path == "/readyz" {
+                continue;
+            }
             for operation in [
                 &mut item.get,
                 &mut item.post,

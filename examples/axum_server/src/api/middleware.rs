@@ -19,11 +19,14 @@ use crate::listen::peer_address;
 
 /// Refuses with 421 a request whose `Host` is not one of [`AppState::allowed_hosts`],
 /// when that list is set: a page on another site cannot reach the service through a
-/// name of its own pointed at this address (DNS rebinding).
+/// name of its own pointed at this address (DNS rebinding). The probes answer any host
+/// ([`answers_any_host`]).
 ///
 /// [`AppState::allowed_hosts`]: super::AppState::allowed_hosts
 pub(super) async fn check_host(State(state): Shared, request: Request, next: Next) -> Response {
-    if let Some(allowed) = &state.allowed_hosts {
+    if let Some(allowed) = &state.allowed_hosts
+        && !answers_any_host(request.uri().path(), state.metrics_token.is_some())
+    {
         let host = request
             .uri()
             .host()
@@ -43,6 +46,19 @@ pub(super) async fn check_host(State(state): Shared, request: Request, next: Nex
         }
     }
     next.run(request).await
+}
+
+/// Whether `path` answers whatever the request's host: the health probes, which an
+/// orchestrator sends to a pod's own address (Kubernetes: `Host: <pod IP>:<port>`,
+/// new with every pod, so it cannot be listed) and which tell a rebinding page
+/// nothing; and `/metrics` when a metrics token guards it, since such a page cannot
+/// send the token, while a scraper, which also targets pod addresses, does.
+fn answers_any_host(path: &str, metrics_token: bool) -> bool {
+    match path {
+        "/healthz" | "/readyz" => true,
+        "/metrics" => metrics_token,
+        _ => false,
+    }
 }
 
 /// The name of a `Host` value without its port: `example.com:8080` is `example.com`,

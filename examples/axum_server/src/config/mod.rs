@@ -153,7 +153,8 @@ pub struct Config {
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true, value_parser = QuietParser::new(parse_admin_token))]
     pub metrics_token: Option<String>,
     /// Host names the service answers to (comma-separated, any port); a request for
-    /// another is 421. Unset: any.
+    /// another is 421, but for `/healthz`, `/readyz` (and `/metrics` with
+    /// `--metrics-token`), which orchestrators send to a pod's address. Unset: any.
     #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
     /// Most connections open at once; lowered at start to the open-files limit minus

@@ -196,8 +196,8 @@ async fn every_answer_says_nosniff() {
 }
 
 /// With an allowed-hosts list, a request for another host (a DNS rebinding page's name
-/// pointed at this address) is 421, whatever the route; the listed ones pass on any
-/// port, in any case.
+/// pointed at this address) is 421 on every route but the probes; the listed ones pass
+/// on any port, in any case.
 #[tokio::test]
 async fn only_the_allowed_hosts_are_answered_when_listed() {
     let store = Arc::new(MemoryStore::new());
@@ -208,7 +208,7 @@ async fn only_the_allowed_hosts_are_answered_when_listed() {
             .with_allowed_hosts(&["coupons.example.com".into(), "::1".into()]),
     ));
     let with_host = |host: Option<&str>| {
-        let mut request = Request::builder().uri("/healthz");
+        let mut request = Request::builder().uri("/openapi.json");
         if let Some(host) = host {
             request = request.header(header::HOST, host);
         }
@@ -234,4 +234,58 @@ async fn only_the_allowed_hosts_are_answered_when_listed() {
             "{host:?}"
         );
     }
+}
+
+/// Orchestrators probe a pod at its own address (Kubernetes sends `Host: <pod IP>:<port>`,
+/// which changes with every pod and cannot be listed): `/healthz` and `/readyz` answer
+/// whatever the host, as `/metrics` does once a metrics token guards it (a rebinding
+/// page cannot send the token); without one, `/metrics` answers the listed hosts only.
+#[tokio::test]
+async fn probes_answer_an_unlisted_host_so_orchestrators_reach_them() {
+    let app = |metrics_token: Option<&str>| {
+        let queue = Arc::new(MemoryQueue::new(10));
+        let service = CouponService::new(
+            Arc::new(MemoryCounter::new()),
+            queue,
+            Arc::new(MemoryStore::new()),
+        );
+        router(Arc::new(
+            AppState::new(Arc::new(service), TOKEN)
+                .with_allowed_hosts(&["coupons.example.com".into()])
+                .with_metrics_token(metrics_token.map(str::to_owned)),
+        ))
+    };
+    let probe = |path: &str, token: Option<&str>| {
+        let mut request = Request::builder()
+            .uri(path)
+            .header(header::HOST, "10.1.2.3:8080");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        request.body(Body::empty()).expect("a request")
+    };
+    let guarded = app(Some("metrics-token-of-16+"));
+    for (path, token) in [
+        ("/healthz", None),
+        ("/readyz", None),
+        ("/metrics", Some("metrics-token-of-16+")),
+    ] {
+        let (status, _, body) = send(&guarded, probe(path, token)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (status, _, _) = send(&guarded, probe("/metrics", None)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "/metrics without its token"
+    );
+    let (status, _, _) = send(&guarded, probe("/openapi.json", None)).await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "not a probe");
+    let public = app(None);
+    let (status, _, _) = send(&public, probe("/metrics", None)).await;
+    assert_eq!(
+        status,
+        StatusCode::MISDIRECTED_REQUEST,
+        "public metrics, unlisted host"
+    );
 }
