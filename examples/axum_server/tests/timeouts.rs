@@ -1,7 +1,7 @@
 //! The connection limits against the service on a loopback port, on the embedded default
 //! and on Redis + Kafka + PostgreSQL: a client that is slow to send its headers is cut
-//! off, a request whose body does not arrive in time is answered 408, an admin route
-//! without its token does not wait for the body, one address cannot hold more
+//! off, a request whose body does not arrive in time is answered 408, a route without
+//! its credentials does not wait for the body, one address cannot hold more
 //! connections than its cap, and a graceful shutdown does not wait past its deadline
 //! for a client that never finishes; with the in-process queue, a graceful stop
 //! persists every ticket it accepted.
@@ -155,27 +155,38 @@ async fn slow_body(full_stack: bool) {
     service.stop().await;
 }
 
-/// An admin route checks the token before it reads the body: a client without the
-/// token hears 401 at once however slowly its body comes, and cannot hold its
-/// connection for the request timeout (it used to, and then heard 408).
+/// The admin routes check the token, and the apply route the user's credentials, before
+/// they read the body: a client without them hears 401 at once however slowly its body
+/// comes, and cannot hold its connection for the request timeout (it used to, and then
+/// heard 408).
 #[tokio::test]
-async fn an_admin_route_refuses_a_missing_token_before_the_body_arrives() {
-    let service = start(&["--request-timeout-ms", "60000"], false).await;
-    let mut stream = TcpStream::connect(address(&service))
-        .await
-        .expect("connect");
-    stream
-        .write_all(
-            b"POST /campaigns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{\"name\":",
-        )
-        .await
-        .expect("a partial body");
-    let answer = read_until_closed(&mut stream, Duration::from_secs(10))
-        .await
-        .expect("an answer and a close long before the request timeout");
-    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    assert!(answer.contains("\"error\":\"unauthorized\""), "{answer}");
+async fn a_route_refuses_missing_credentials_before_the_body_arrives() {
+    let service = start(
+        &["--identity", "header", "--request-timeout-ms", "60000"],
+        false,
+    )
+    .await;
+    for path in ["/campaigns", "/campaigns/1/apply"] {
+        let mut stream = TcpStream::connect(address(&service))
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{{\"name\":"
+        );
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .expect("a partial body");
+        let answer = read_until_closed(&mut stream, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("{path}: no answer long before the request timeout"));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+        assert!(
+            answer.contains("\"error\":\"unauthorized\""),
+            "{path}: {answer}"
+        );
+    }
     service.stop().await;
 }
 

@@ -267,11 +267,10 @@ pub(crate) async fn get_campaign(
 pub(crate) async fn apply(
     State(state): Shared,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Result<OptionalJson<ApplyRequest>, ApiError>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let answer = apply_inner(&state, &id, &headers, body).await;
+    let answer = apply_inner(&state, &id, request).await;
     state.metrics.apply_latency(started.elapsed());
     let outcome = match &answer {
         Ok((_, outcome)) => *outcome,
@@ -284,13 +283,14 @@ pub(crate) async fn apply(
 async fn apply_inner(
     state: &AppState,
     id: &str,
-    headers: &HeaderMap,
-    body: Result<OptionalJson<ApplyRequest>, ApiError>,
+    request: Request,
 ) -> Result<(Response, &'static str), ApiError> {
-    let caller = state.identity.caller(headers)?;
+    // The credentials before the body: a client without them must not hold the
+    // connection for as long as it takes to send a body slowly.
+    let caller = state.identity.caller(request.headers())?;
     let campaign = campaign_id(id)?;
-    let OptionalJson(request) = body?;
-    let named = request.and_then(|request| request.user_id);
+    let OptionalJson(body) = OptionalJson::<ApplyRequest>::from_request(request, state).await?;
+    let named = body.and_then(|body| body.user_id);
     let user = match (caller, named) {
         (Caller::Trusted, Some(user)) => UserId(user),
         (Caller::Trusted, None) => {
