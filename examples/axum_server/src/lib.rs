@@ -64,7 +64,11 @@ pub async fn serve(
     // Settings that cannot work fail before any backend is waited for.
     config.check()?;
     if let Some(listener) = &listener {
-        config.check_listening(listener.local_addr().map_err(|e| e.to_string())?)?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        config.check_listening(address)?;
+        if let Some(warning) = config.listening_warning(address) {
+            tracing::warn!("{warning}");
+        }
     }
     let (identity, generated_secret) = config.identity()?;
     let mut shutdown = Box::pin(shutdown);
@@ -308,12 +312,16 @@ pub async fn run_command(config: Config, command: Command) -> Result<(), String>
             print(serde_json::to_value(report).unwrap_or_default());
         }
         Command::MintToken { user, ttl_secs } => {
-            let secret = config.jwt_secret.as_deref().ok_or(
-                "mint-token signs with JWT_SECRET (or --jwt-secret): the secret the service \
-                 verifies with",
-            )?;
+            let secret = config.jwt_secret.as_deref().ok_or_else(|| {
+                format!(
+                    "mint-token signs with the secret the service verifies with: set \
+                     JWT_SECRET or JWT_SECRET_FILE (a service started without one wrote \
+                     its generated secret to ./{GENERATED_JWT_SECRET} in its working \
+                     directory: JWT_SECRET_FILE={GENERATED_JWT_SECRET})"
+                )
+            })?;
             // Refuse a secret the service would refuse too.
-            auth::JwtVerifier::hs256(secret.as_bytes(), &config.jwt_rules())?;
+            config::hs256_verifier(secret, &config.jwt_rules())?;
             let token = auth::mint_hs256(
                 secret.as_bytes(),
                 coupon_core::UserId(user),

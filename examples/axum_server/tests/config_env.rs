@@ -321,3 +321,31 @@ fn the_start_up_output_shows_no_secret_and_generated_ones_go_to_private_files() 
     );
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+/// `mint-token` without a secret says where one comes from, the file a service started
+/// without one wrote included; a secret too short is refused by its setting's name,
+/// never shown.
+#[test]
+fn mint_token_says_where_its_secret_comes_from() {
+    let mint = |env: &[(&str, &str)]| {
+        let output = server()
+            .args(["mint-token", "--user", "42"])
+            .env_remove("JWT_SECRET")
+            .env_remove("JWT_SECRET_FILE")
+            .envs(env.iter().copied())
+            .output()
+            .expect("mint-token");
+        (output.status.success(), text(&output))
+    };
+    let (minted, missing) = mint(&[]);
+    assert!(!minted, "{missing}");
+    assert!(missing.contains("JWT_SECRET_FILE"), "{missing}");
+    assert!(
+        missing.contains(firstcome_server::GENERATED_JWT_SECRET),
+        "{missing}"
+    );
+    let (minted, short) = mint(&[("JWT_SECRET", "short-secret")]);
+    assert!(!minted, "{short}");
+    assert!(short.contains("JWT_SECRET"), "{short}");
+    assert!(!short.contains("short-secret"), "{short}");
+}

@@ -36,7 +36,8 @@ pub enum Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IdentityKind {
     /// A JWT bearer token whose `sub` is the user id (`--jwt-secret`, `--jwt-public-key`
-    /// or `--jwt-jwks`; a secret is generated and printed when none is set).
+    /// or `--jwt-jwks`; with none set, on a loopback address only, a secret is generated
+    /// into the file `firstcome-jwt-secret`).
     Jwt,
     /// The header `--user-header`, set by a gateway that authenticated the user: only
     /// where clients cannot reach the service except through that gateway.
@@ -444,6 +445,19 @@ impl Config {
         Ok(())
     }
 
+    /// A warning for listening on `address` with settings that trust every client
+    /// (`--identity trusted-clients`: anyone who reaches the port applies as any user,
+    /// with no rate or per-address connection limit), when others can reach it.
+    pub fn listening_warning(&self, address: SocketAddr) -> Option<String> {
+        (self.identity == IdentityKind::TrustedClients && !address.ip().is_loopback()).then(|| {
+            format!(
+                "--identity trusted-clients on {address}: anyone who reaches this port \
+                 applies as any user, with no rate or per-address connection limit; for \
+                 demos and load tests on a private network only"
+            )
+        })
+    }
+
     /// What a JWT must carry besides its signature.
     pub fn jwt_rules(&self) -> JwtRules {
         JwtRules {
@@ -456,7 +470,8 @@ impl Config {
     }
 
     /// How the service learns the user, and the HS256 secret it generated when the
-    /// JWT mode has no key configured (to be printed, so tokens can be minted).
+    /// JWT mode has no key configured (to be written to a file, so that tokens can be
+    /// minted).
     pub fn identity(&self) -> Result<(Identity, Option<String>), String> {
         let rules = self.jwt_rules();
         match self.identity {
@@ -476,7 +491,7 @@ impl Config {
                     return Err("set one of --jwt-secret, --jwt-public-key and --jwt-jwks".into());
                 }
                 let verifier = if let Some(secret) = &self.jwt_secret {
-                    JwtVerifier::hs256(secret.as_bytes(), &rules)?
+                    hs256_verifier(secret, &rules)?
                 } else if let Some(path) = &self.jwt_public_key {
                     let algorithm = match self.jwt_algorithm {
                         PublicKeyAlgorithm::Rs256 => Algorithm::RS256,
@@ -641,6 +656,16 @@ fn parse_admin_token(value: &str) -> Result<String, String> {
              (or leave it unset for a generated one)"
         ))
     }
+}
+
+/// The HS256 verifier of the `secret` set by `JWT_SECRET` (or `--jwt-secret`,
+/// `JWT_SECRET_FILE`); an error names the setting and says how to make a good one.
+pub fn hs256_verifier(secret: &str, rules: &JwtRules) -> Result<JwtVerifier, String> {
+    JwtVerifier::hs256(secret.as_bytes(), rules).map_err(|why| {
+        format!(
+            "JWT_SECRET (or --jwt-secret, JWT_SECRET_FILE): {why}; `openssl rand -hex 32` makes one"
+        )
+    })
 }
 
 /// `auto`, `off` or a number of replicas.

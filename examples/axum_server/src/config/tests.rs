@@ -197,3 +197,30 @@ fn confirm_values_parse() {
     assert_eq!(parse_confirm("2"), Ok(Confirm::Replicas(2)));
     assert!(parse_confirm("many").is_err());
 }
+
+#[test]
+fn a_short_jwt_secret_is_refused_by_its_setting_and_how_to_make_one() {
+    let config = Config::try_parse_from(["firstcome-server", "--jwt-secret", "short-secret"])
+        .expect("parses");
+    let error = config.identity().map(|_| ()).expect_err("12 bytes");
+    assert!(error.contains("JWT_SECRET"), "{error}");
+    assert!(error.contains("openssl rand -hex 32"), "{error}");
+    assert!(!error.contains("short-secret"), "{error}");
+}
+
+#[test]
+fn trusted_clients_on_an_address_others_reach_draw_a_warning() {
+    let parse = |args: &[&str]| {
+        Config::try_parse_from(["firstcome-server"].iter().chain(args)).expect("parses")
+    };
+    let trusted = parse(&["--identity", "trusted-clients"]);
+    let everywhere: SocketAddr = "0.0.0.0:8080".parse().expect("an address");
+    let loopback: SocketAddr = "127.0.0.1:8080".parse().expect("an address");
+    let warning = trusted.listening_warning(everywhere).expect("a warning");
+    assert!(warning.contains("any user"), "{warning}");
+    assert_eq!(trusted.listening_warning(loopback), None);
+    assert_eq!(
+        parse(&["--identity", "header"]).listening_warning(everywhere),
+        None
+    );
+}
