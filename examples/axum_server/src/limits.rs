@@ -249,11 +249,30 @@ mod tests {
         assert!(connections.admit(b).is_some(), "another address");
         // Addresses in one /64 share the cap.
         let v6: IpAddr = "2001:db8::1".parse().expect("v6");
-        let _v6 = [connections.admit(v6), connections.admit(v6)];
+        let _v6 = [
+            connections.admit(v6).expect("1 of 2 in the /64"),
+            connections
+                .admit("2001:db8::ffff".parse().expect("v6"))
+                .expect("2 of 2"),
+        ];
         assert!(
             connections
                 .admit("2001:db8::2".parse().expect("v6"))
                 .is_none()
+        );
+        assert!(
+            connections
+                .admit("2001:db8:0:1::1".parse().expect("v6"))
+                .is_some(),
+            "another /64"
+        );
+        // An IPv4 client of a dual-stack listener (`::ffff:a.b.c.d`) is its IPv4
+        // address: connecting both ways does not double its cap.
+        assert!(
+            connections
+                .admit("::ffff:192.0.2.1".parse().expect("mapped"))
+                .is_none(),
+            "192.0.2.1 holds its cap"
         );
         drop(first);
         assert_eq!(connections.open(a), 1);
