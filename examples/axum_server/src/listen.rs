@@ -143,3 +143,79 @@ pub fn peer_address<B>(request: &axum::http::Request<B>) -> Option<SocketAddr> {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| *address)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{HttpLimits, serve_http};
+
+    /// `GET path` on a connection of its own: what came back before the server closed
+    /// it, or `None` when nothing closed it within 10 s (a connection left waiting for a
+    /// slot that never frees).
+    async fn exchange(server: SocketAddr, path: &str) -> Option<String> {
+        let exchange = async {
+            let mut stream = TcpStream::connect(server).await.ok()?;
+            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.ok()?;
+            let mut answer = Vec::new();
+            // A reset (the panicking connection's) ends the exchange as a close does.
+            let _ = stream.read_to_end(&mut answer).await;
+            Some(String::from_utf8_lossy(&answer).into_owned())
+        };
+        tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn panics() -> &'static str {
+        panic!("a handler's bug")
+    }
+
+    /// A request whose handler panics ends its connection, and the connection's slots
+    /// (of the cap on all connections and of its address's cap, here both 1) are given
+    /// back: a slot kept by a panic would lock every client out for good.
+    #[tokio::test]
+    async fn a_panicking_request_gives_its_connection_slots_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server = listener.local_addr().expect("address");
+        let app = Router::new()
+            .route("/panic", get(panics))
+            .route("/ok", get(|| async { "ok" }));
+        let limits = HttpLimits {
+            header_read: Duration::from_secs(30),
+            shutdown_deadline: Duration::from_secs(1),
+            max_connections: 1,
+            max_connections_per_address: Some(1),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(serve_http(listener, app, limits, async {
+            let _ = stopped.await;
+        }));
+        for attempt in 0..3 {
+            let answer = exchange(server, "/panic").await;
+            assert!(
+                answer
+                    .as_deref()
+                    .is_some_and(|a| !a.starts_with("HTTP/1.1 503")),
+                "panic {attempt}: {answer:?}"
+            );
+        }
+        let answer = exchange(server, "/ok").await;
+        assert!(
+            answer
+                .as_deref()
+                .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+            "after the panics: {answer:?}"
+        );
+        let _ = stop.send(());
+        serving.await.expect("the server stops");
+    }
+}
