@@ -1,4 +1,5 @@
-//! The libraries' settings, built from the flags.
+//! The libraries' settings, built from the flags, and the check of those that cannot
+//! work.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use coupon_kafka::KafkaConfig;
 use coupon_redis::RedisCounterConfig;
 use coupon_seaorm::{SeaOrmStoreConfig, SqlQueueConfig};
 
-use super::Config;
+use super::{Config, QueueKind};
 
 impl Config {
     /// The issuer's settings.
@@ -84,5 +85,67 @@ impl Config {
         self.kafka_options
             .iter()
             .fold(kafka, |kafka, (key, value)| kafka.with(key, value))
+    }
+
+    /// Refuses settings that cannot work: a zero timeout or backoff (a publish that
+    /// can never succeed, a worker retrying in a tight loop), a Kafka delivery timeout
+    /// above the publish timeout (the rebuild grace counts on the bound), a worker
+    /// keep-alive so slow that Kafka takes a waiting worker's partitions away.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("--publish-timeout-ms", self.publish_timeout_ms),
+            (
+                "--worker-initial-backoff-ms",
+                self.worker_initial_backoff_ms,
+            ),
+            (
+                "--database-acquire-timeout-ms",
+                self.database_acquire_timeout_ms,
+            ),
+            (
+                "--database-operation-timeout-ms",
+                self.database_operation_timeout_ms,
+            ),
+            (
+                "--redis-response-timeout-ms",
+                self.redis_response_timeout_ms,
+            ),
+            (
+                "--redis-connection-timeout-ms",
+                self.redis_connection_timeout_ms,
+            ),
+            (
+                "--kafka-delivery-timeout-ms",
+                self.kafka_delivery_timeout_ms,
+            ),
+        ];
+        if let Some((flag, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{flag} must be above 0"));
+        }
+        if self.worker_max_backoff_ms < self.worker_initial_backoff_ms {
+            return Err(format!(
+                "--worker-max-backoff-ms ({}) is below --worker-initial-backoff-ms ({})",
+                self.worker_max_backoff_ms, self.worker_initial_backoff_ms
+            ));
+        }
+        if self.queue_kind() == QueueKind::Kafka {
+            // A message the broker may still store after the issuer answered `pending`
+            // must be stored within the rebuild grace, which counts on this bound.
+            if self.kafka_delivery_timeout_ms > self.publish_timeout_ms {
+                return Err(format!(
+                    "--kafka-delivery-timeout-ms ({}) may not exceed --publish-timeout-ms ({})",
+                    self.kafka_delivery_timeout_ms, self.publish_timeout_ms
+                ));
+            }
+            if self.worker_keep_alive_ms >= coupon_kafka::MAX_POLL_INTERVAL.as_millis() as u64 {
+                return Err(format!(
+                    "--worker-keep-alive-ms ({}) must stay below the consumer's poll \
+                     interval ({:?}), or a waiting worker loses its partitions",
+                    self.worker_keep_alive_ms,
+                    coupon_kafka::MAX_POLL_INTERVAL
+                ));
+            }
+        }
+        Ok(())
     }
 }

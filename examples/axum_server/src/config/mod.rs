@@ -1,25 +1,26 @@
 //! Command-line flags and environment variables.
 
+mod access;
 mod command;
 mod libraries;
+mod reading;
 
+pub use access::{FILES_RESERVED, hs256_verifier};
 pub use command::Command;
+pub use reading::MIN_ADMIN_TOKEN_LEN;
+use reading::{parse_admin_token, parse_confirm, parse_kafka_option};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::http::HeaderName;
 use clap::{Parser, ValueEnum};
 use coupon_core::{IssuerConfig, SettlerConfig, WorkerConfig};
 use coupon_kafka::KafkaConfig;
 use coupon_redis::{Confirm, RedisCounterConfig};
 use coupon_seaorm::{SeaOrmStoreConfig, SqlQueueConfig};
-use jsonwebtoken::Algorithm;
 
-use crate::auth::{Identity, JwtRules, JwtVerifier, read_key_file};
-use crate::limits::{Rate, RateLimits};
-use crate::secrets::{self, QuietParser};
+use crate::secrets::QuietParser;
 
 /// Which parts of the service this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -337,272 +338,6 @@ impl Config {
             (kind, _) => kind,
         }
     }
-
-    /// The settings from the command line and the environment, as the binary reads
-    /// them: a variable set to nothing (`SETTLE_GRACE_MS=`, as shells and compose
-    /// files write one they mean to leave unset) counts as unset, so the flag's
-    /// default applies instead of a value that does not parse. Not for the names of
-    /// shared state ([`Config::SHARED_STATE_VARIABLES`]): there an empty value is a
-    /// mistake (an unresolved `${...}`), and the default would quietly give this
-    /// process a database, key prefix, topic or group of its own; it stays empty and
-    /// the start fails. Exits with clap's message on a bad value.
-    pub fn from_command_line() -> Self {
-        use clap::{CommandFactory, FromArgMatches};
-
-        let command = Self::command().mut_args(|arg| {
-            let empty = arg.get_env().is_some_and(|name| {
-                !Self::SHARED_STATE_VARIABLES
-                    .iter()
-                    .any(|shared| name == *shared)
-                    && std::env::var_os(name)
-                        .is_some_and(|value| value.to_str().is_some_and(|v| v.trim().is_empty()))
-            });
-            if empty { arg.env(None) } else { arg }
-        });
-        let matches = command.get_matches();
-        for flag in secrets::given_on_the_command_line(&matches) {
-            tracing::warn!(
-                "{flag}: a secret given as a flag is visible to every user of this machine \
-                 (ps, /proc/<pid>/cmdline)"
-            );
-        }
-        Self::from_arg_matches(&matches)
-            .map_err(|error| error.format(&mut Self::command()))
-            .unwrap_or_else(|error| error.exit())
-    }
-
-    /// Variables that name state other processes share; [`Config::from_command_line`]
-    /// never replaces an empty one by its default.
-    pub const SHARED_STATE_VARIABLES: [&'static str; 5] = [
-        "DATABASE_URL",
-        "REDIS_KEY_PREFIX",
-        "KAFKA_TOPIC",
-        "KAFKA_DLQ_TOPIC",
-        "KAFKA_GROUP",
-    ];
-
-    /// The settings with every empty optional value unset: `REDIS_URL=` (as shells and
-    /// compose files write an unset variable) means no Redis, not a URL that does not
-    /// parse.
-    pub fn without_empty_values(mut self) -> Self {
-        for value in [
-            &mut self.admin_token,
-            &mut self.metrics_token,
-            &mut self.redis_url,
-            &mut self.kafka_brokers,
-            &mut self.jwt_secret,
-            &mut self.jwt_issuer,
-            &mut self.jwt_audience,
-        ] {
-            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                *value = None;
-            }
-        }
-        for path in [&mut self.jwt_public_key, &mut self.jwt_jwks] {
-            if path.as_deref().is_some_and(|p| p.as_os_str().is_empty()) {
-                *path = None;
-            }
-        }
-        self
-    }
-
-    /// The settings with each secret given as a file (`ADMIN_TOKEN_FILE`,
-    /// `JWT_SECRET_FILE`, `DATABASE_URL_FILE`) read into its setting; an error names the
-    /// variable and the file, never what it holds.
-    pub fn with_secret_files(mut self) -> Result<Self, String> {
-        if let Some(path) = self.admin_token_file.take() {
-            let token = secrets::read_file("ADMIN_TOKEN_FILE", &path)?;
-            let token =
-                parse_admin_token(&token).map_err(|why| format!("ADMIN_TOKEN_FILE: {why}"))?;
-            self.admin_token = Some(token);
-        }
-        if let Some(path) = self.jwt_secret_file.take() {
-            self.jwt_secret = Some(secrets::read_file("JWT_SECRET_FILE", &path)?);
-        }
-        if let Some(path) = self.database_url_file.take() {
-            self.database_url = secrets::read_file("DATABASE_URL_FILE", &path)?
-                .trim()
-                .to_owned();
-        }
-        Ok(self)
-    }
-
-    /// Refuses to listen on `address` with JWT identity and no key: the secret the
-    /// service would generate is for trying it on one's own machine (anyone who reads
-    /// it signs in as any user), so it is allowed on a loopback address only.
-    pub fn check_listening(&self, address: SocketAddr) -> Result<(), String> {
-        let key_missing = self.identity == IdentityKind::Jwt
-            && self.jwt_secret.is_none()
-            && self.jwt_public_key.is_none()
-            && self.jwt_jwks.is_none();
-        if key_missing && !address.ip().is_loopback() {
-            return Err(format!(
-                "--identity jwt needs a key to listen on {address}: set JWT_SECRET (or \
-                 JWT_SECRET_FILE), --jwt-public-key or --jwt-jwks; a generated secret is \
-                 only for a loopback address"
-            ));
-        }
-        Ok(())
-    }
-
-    /// A warning for listening on `address` with settings that trust every client
-    /// (`--identity trusted-clients`: anyone who reaches the port applies as any user,
-    /// with no rate or per-address connection limit), when others can reach it.
-    pub fn listening_warning(&self, address: SocketAddr) -> Option<String> {
-        (self.identity == IdentityKind::TrustedClients && !address.ip().is_loopback()).then(|| {
-            format!(
-                "--identity trusted-clients on {address}: anyone who reaches this port \
-                 applies as any user, with no rate or per-address connection limit; for \
-                 demos and load tests on a private network only"
-            )
-        })
-    }
-
-    /// What a JWT must carry besides its signature.
-    pub fn jwt_rules(&self) -> JwtRules {
-        JwtRules {
-            issuer: self.jwt_issuer.clone(),
-            audience: self.jwt_audience.clone(),
-            leeway_secs: self.jwt_leeway_secs,
-            max_lifetime_secs: (self.jwt_max_lifetime_secs > 0)
-                .then_some(self.jwt_max_lifetime_secs),
-        }
-    }
-
-    /// How the service learns the user, and the HS256 secret it generated when the
-    /// JWT mode has no key configured (to be written to a file, so that tokens can be
-    /// minted).
-    pub fn identity(&self) -> Result<(Identity, Option<String>), String> {
-        let rules = self.jwt_rules();
-        match self.identity {
-            IdentityKind::TrustedClients => Ok((Identity::TrustedClients, None)),
-            IdentityKind::Header => {
-                let name = HeaderName::try_from(self.user_header.trim())
-                    .map_err(|_| format!("{:?} is not a header name", self.user_header))?;
-                Ok((Identity::Header(name), None))
-            }
-            IdentityKind::Jwt => {
-                let configured = [
-                    self.jwt_secret.is_some(),
-                    self.jwt_public_key.is_some(),
-                    self.jwt_jwks.is_some(),
-                ];
-                if configured.iter().filter(|set| **set).count() > 1 {
-                    return Err("set one of --jwt-secret, --jwt-public-key and --jwt-jwks".into());
-                }
-                let verifier = if let Some(secret) = &self.jwt_secret {
-                    hs256_verifier(secret, &rules)?
-                } else if let Some(path) = &self.jwt_public_key {
-                    let algorithm = match self.jwt_algorithm {
-                        PublicKeyAlgorithm::Rs256 => Algorithm::RS256,
-                        PublicKeyAlgorithm::Es256 => Algorithm::ES256,
-                    };
-                    JwtVerifier::public_key(&read_key_file(path)?, algorithm, &rules)?
-                } else if let Some(path) = &self.jwt_jwks {
-                    let json = String::from_utf8(read_key_file(path)?)
-                        .map_err(|_| format!("{} is not UTF-8", path.display()))?;
-                    JwtVerifier::jwks(&json, &rules)?
-                } else {
-                    let secret = secrets::generate();
-                    let verifier = JwtVerifier::hs256(secret.as_bytes(), &rules)?;
-                    return Ok((Identity::Jwt(verifier), Some(secret)));
-                };
-                Ok((Identity::Jwt(verifier), None))
-            }
-        }
-    }
-
-    /// The rate limits: none for trusted clients (the load tool's mode).
-    pub fn rate_limits(&self) -> RateLimits {
-        if self.identity == IdentityKind::TrustedClients {
-            return RateLimits::default();
-        }
-        RateLimits {
-            per_user: Rate::new(self.rate_limit_user_per_sec, self.rate_limit_user_burst),
-            per_address: Rate::new(
-                self.rate_limit_address_per_sec,
-                self.rate_limit_address_burst,
-            ),
-        }
-    }
-
-    /// The caps on open connections, in all and per client address, given the
-    /// process's open-files limit (`None`: unknown). The service's own files (the
-    /// database's and brokers' connections, SQLite's files, the runtime's) keep
-    /// [`FILES_RESERVED`] of the limit, and one address never gets more than half the
-    /// connections, so that it cannot keep every other client out.
-    pub fn connection_caps(&self, open_files: Option<u64>) -> (usize, Option<usize>) {
-        let mut total = self.max_connections.max(1);
-        if let Some(limit) = open_files.and_then(|limit| usize::try_from(limit).ok()) {
-            total = total.min(limit.saturating_sub(FILES_RESERVED).max(limit / 2).max(1));
-        }
-        let per_address = (self.max_connections_per_address > 0
-            && self.identity != IdentityKind::TrustedClients)
-            .then(|| self.max_connections_per_address.min((total / 2).max(1)));
-        (total, per_address)
-    }
-
-    /// Refuses settings that cannot work: a zero timeout or backoff (a publish that
-    /// can never succeed, a worker retrying in a tight loop), a Kafka delivery timeout
-    /// above the publish timeout (the rebuild grace counts on the bound), a worker
-    /// keep-alive so slow that Kafka takes a waiting worker's partitions away.
-    pub fn check(&self) -> Result<(), String> {
-        let positive = [
-            ("--publish-timeout-ms", self.publish_timeout_ms),
-            (
-                "--worker-initial-backoff-ms",
-                self.worker_initial_backoff_ms,
-            ),
-            (
-                "--database-acquire-timeout-ms",
-                self.database_acquire_timeout_ms,
-            ),
-            (
-                "--database-operation-timeout-ms",
-                self.database_operation_timeout_ms,
-            ),
-            (
-                "--redis-response-timeout-ms",
-                self.redis_response_timeout_ms,
-            ),
-            (
-                "--redis-connection-timeout-ms",
-                self.redis_connection_timeout_ms,
-            ),
-            (
-                "--kafka-delivery-timeout-ms",
-                self.kafka_delivery_timeout_ms,
-            ),
-        ];
-        if let Some((flag, _)) = positive.iter().find(|(_, value)| *value == 0) {
-            return Err(format!("{flag} must be above 0"));
-        }
-        if self.worker_max_backoff_ms < self.worker_initial_backoff_ms {
-            return Err(format!(
-                "--worker-max-backoff-ms ({}) is below --worker-initial-backoff-ms ({})",
-                self.worker_max_backoff_ms, self.worker_initial_backoff_ms
-            ));
-        }
-        if self.queue_kind() == QueueKind::Kafka {
-            // A message the broker may still store after the issuer answered `pending`
-            // must be stored within the rebuild grace, which counts on this bound.
-            if self.kafka_delivery_timeout_ms > self.publish_timeout_ms {
-                return Err(format!(
-                    "--kafka-delivery-timeout-ms ({}) may not exceed --publish-timeout-ms ({})",
-                    self.kafka_delivery_timeout_ms, self.publish_timeout_ms
-                ));
-            }
-            if self.worker_keep_alive_ms >= coupon_kafka::MAX_POLL_INTERVAL.as_millis() as u64 {
-                return Err(format!(
-                    "--worker-keep-alive-ms ({}) must stay below the consumer's poll \
-                     interval ({:?}), or a waiting worker loses its partitions",
-                    self.worker_keep_alive_ms,
-                    coupon_kafka::MAX_POLL_INTERVAL
-                ));
-            }
-        }
-        Ok(())
-    }
 }
 
 impl std::fmt::Debug for Config {
@@ -634,69 +369,6 @@ fn kafka_defaults() -> KafkaConfig {
 
 fn store_defaults() -> SeaOrmStoreConfig {
     SeaOrmStoreConfig::new("")
-}
-
-/// Open files kept for the service's own use when the connection cap is lowered to the
-/// open-files limit.
-pub const FILES_RESERVED: usize = 128;
-
-/// The fewest characters an admin token may have: a short one can be guessed.
-pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
-
-/// An admin token of at least [`MIN_ADMIN_TOKEN_LEN`] characters, or an empty value
-/// (unset, as [`Config::without_empty_values`] reads it).
-fn parse_admin_token(value: &str) -> Result<String, String> {
-    let length = value.trim().chars().count();
-    if length == 0 || length >= MIN_ADMIN_TOKEN_LEN {
-        // Trimmed as a bearer token is when it arrives, or it could never match.
-        Ok(value.trim().to_owned())
-    } else {
-        Err(format!(
-            "{length} characters: an admin token needs at least {MIN_ADMIN_TOKEN_LEN} \
-             (or leave it unset for a generated one)"
-        ))
-    }
-}
-
-/// The HS256 verifier of the `secret` set by `JWT_SECRET` (or `--jwt-secret`,
-/// `JWT_SECRET_FILE`); an error names the setting and says how to make a good one.
-pub fn hs256_verifier(secret: &str, rules: &JwtRules) -> Result<JwtVerifier, String> {
-    JwtVerifier::hs256(secret.as_bytes(), rules).map_err(|why| {
-        format!(
-            "JWT_SECRET (or --jwt-secret, JWT_SECRET_FILE): {why}; `openssl rand -hex 32` makes one"
-        )
-    })
-}
-
-/// `auto`, `off` or a number of replicas.
-fn parse_confirm(value: &str) -> Result<Confirm, String> {
-    match value.trim() {
-        "auto" => Ok(Confirm::Auto),
-        "off" | "0" => Ok(Confirm::Off),
-        number => number
-            .parse()
-            .map(Confirm::Replicas)
-            .map_err(|_| format!("{number:?}: expected auto, off or a number of replicas")),
-    }
-}
-
-/// `KEY=VALUE`, a librdkafka setting that is not one of
-/// [`coupon_kafka::RESERVED_SETTINGS`]; the value is kept as given and never echoed in
-/// an error (it may be a password).
-fn parse_kafka_option(option: &str) -> Result<(String, String), String> {
-    let Some((key, value)) = option.split_once('=') else {
-        return Err("expected KEY=VALUE".to_owned());
-    };
-    let key = key.trim();
-    if key.is_empty() {
-        return Err("expected KEY=VALUE: the key is empty".to_owned());
-    }
-    if let Some(name) = coupon_kafka::reserved_setting(key) {
-        return Err(format!(
-            "{key:?} ({name}) is set by firstcome (its promises rest on it) and cannot be overridden"
-        ));
-    }
-    Ok((key.to_owned(), value.to_owned()))
 }
 
 #[cfg(test)]
