@@ -12,13 +12,20 @@ use serde_json::{Value, json};
 /// wait is async: the service under test runs on this thread and must keep serving (a
 /// frozen service holding SQLite's write lock would lock the subcommand out).
 async fn subcommand(database: &str, args: &[&str], env: &[(&str, &str)]) -> Result<String, String> {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_firstcome-server"))
+    use clap::CommandFactory;
+
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_firstcome-server"));
+    // The settings a test names, not those the environment exports: the harness's
+    // backends, or the ADMIN_TOKEN and JWT_SECRET README's walk-through exports.
+    for argument in firstcome_server::config::Config::command().get_arguments() {
+        if let Some(name) = argument.get_env() {
+            command.env_remove(name);
+        }
+    }
+    let output = command
         .args(args)
         .env("DATABASE_URL", database)
         .env("RUST_LOG", "warn")
-        // The backends a test names, not the harness's that the environment exports.
-        .env_remove("REDIS_URL")
-        .env_remove("KAFKA_BROKERS")
         .envs(env.iter().copied())
         .output()
         .await
