@@ -1,7 +1,7 @@
 //! Serving the router on a TCP listener with the limits a public service needs: a cap
 //! on open connections, in all and per client address; a client must send its request
-//! headers in time; and a graceful shutdown waits for requests in flight only until
-//! its deadline.
+//! headers in time, in a head of at most [`MAX_REQUEST_HEAD`]; and a graceful shutdown
+//! waits for requests in flight only until its deadline.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,6 +36,13 @@ pub struct HttpLimits {
     pub max_connections_per_address: Option<usize>,
 }
 
+/// The most a request's head (its request line and headers) may take; a larger one is
+/// answered 431. hyper buffers up to about 400 KiB by default, for every open
+/// connection: 4 GiB over the default cap of 10,000 connections, a way to exhaust the
+/// memory with slow, large heads. 32 KiB still takes large cookies (a browser sends
+/// those of every service on `localhost`, whatever the port) beside a long token.
+pub const MAX_REQUEST_HEAD: usize = 32 * 1024;
+
 /// The body of the answer to a connection over its address's cap.
 const TOO_MANY_CONNECTIONS: &str =
     r#"{"error":"too_many_connections","message":"too many open connections from this address"}"#;
@@ -54,7 +61,8 @@ pub async fn serve_http(
     let mut connections = JoinSet::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read);
+        .header_read_timeout(limits.header_read)
+        .max_buf_size(MAX_REQUEST_HEAD);
     let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_address = limits
         .max_connections_per_address
@@ -179,26 +187,81 @@ mod tests {
         panic!("a handler's bug")
     }
 
-    /// A request whose handler panics ends its connection, and the connection's slots
-    /// (of the cap on all connections and of its address's cap, here both 1) are given
-    /// back: a slot kept by a panic would lock every client out for good.
-    #[tokio::test]
-    async fn a_panicking_request_gives_its_connection_slots_back() {
+    /// Serves a router with `/ok` and `/panic` under `limits`: its address, what stops
+    /// it, and its task.
+    async fn serve_ok(
+        limits: HttpLimits,
+    ) -> (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let server = listener.local_addr().expect("address");
         let app = Router::new()
             .route("/panic", get(panics))
             .route("/ok", get(|| async { "ok" }));
-        let limits = HttpLimits {
-            header_read: Duration::from_secs(30),
-            shutdown_deadline: Duration::from_secs(1),
-            max_connections: 1,
-            max_connections_per_address: Some(1),
-        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(serve_http(listener, app, limits, async {
             let _ = stopped.await;
         }));
+        (server, stop, serving)
+    }
+
+    /// A request head (request line and headers) over [`super::MAX_REQUEST_HEAD`] is
+    /// 431 and its connection closed: each open connection would otherwise buffer up
+    /// to hyper's default of about 400 KiB, 4 GiB over the default cap of 10,000
+    /// connections. A head of a large cookie and a long token still passes.
+    #[tokio::test]
+    async fn a_request_head_over_its_limit_is_refused() {
+        let (server, stop, serving) = serve_ok(HttpLimits {
+            header_read: Duration::from_secs(30),
+            shutdown_deadline: Duration::from_secs(1),
+            max_connections: 10,
+            max_connections_per_address: None,
+        })
+        .await;
+        let with_header = |bytes: usize| async move {
+            let mut stream = TcpStream::connect(server).await.ok()?;
+            let request = format!(
+                "GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: c={}\r\n\r\n",
+                "a".repeat(bytes)
+            );
+            // The server may answer and close before it has read the whole head.
+            let _ = stream.write_all(request.as_bytes()).await;
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            Some(String::from_utf8_lossy(&answer).into_owned())
+        };
+        let large = with_header(super::MAX_REQUEST_HEAD / 2).await;
+        assert!(
+            large
+                .as_deref()
+                .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+            "{large:?}"
+        );
+        let over = with_header(super::MAX_REQUEST_HEAD * 2).await;
+        assert!(
+            over.as_deref()
+                .is_some_and(|a| a.starts_with("HTTP/1.1 431")),
+            "{over:?}"
+        );
+        let _ = stop.send(());
+        serving.await.expect("the server stops");
+    }
+
+    /// A request whose handler panics ends its connection, and the connection's slots
+    /// (of the cap on all connections and of its address's cap, here both 1) are given
+    /// back: a slot kept by a panic would lock every client out for good.
+    #[tokio::test]
+    async fn a_panicking_request_gives_its_connection_slots_back() {
+        let (server, stop, serving) = serve_ok(HttpLimits {
+            header_read: Duration::from_secs(30),
+            shutdown_deadline: Duration::from_secs(1),
+            max_connections: 1,
+            max_connections_per_address: Some(1),
+        })
+        .await;
         for attempt in 0..3 {
             let answer = exchange(server, "/panic").await;
             assert!(
