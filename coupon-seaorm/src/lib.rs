@@ -40,6 +40,7 @@ pub mod entity;
 mod epoch;
 mod error;
 mod issue;
+mod lease;
 mod migration;
 mod queue;
 mod source;
@@ -48,6 +49,7 @@ mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use lease::{CounterLease, LEASE_CHECK};
 pub use migration::Migrator;
 pub use queue::{SqlIssueQueue, SqlQueueConfig};
 pub use source::SqlIssueSource;

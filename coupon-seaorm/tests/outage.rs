@@ -1,5 +1,6 @@
 //! The worker through database faults, on a PostgreSQL of the test's own: an outage of
 //! a minute drops nothing; a ticket the store refuses for good is dead-lettered alone.
+//! The counter lease through a session the database ended.
 
 mod support;
 
@@ -10,7 +11,7 @@ use coupon_core::memory::MemoryQueue;
 use coupon_core::{
     CouponStore, IssueQueue, IssueTicket, IssueWorker, NewCampaign, UserId, WorkerReport,
 };
-use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
+use coupon_seaorm::{CounterLease, SeaOrmStore, SeaOrmStoreConfig};
 use coupon_testkit::services::PrivateService;
 use coupon_testkit::wait_for_issued;
 
@@ -120,4 +121,38 @@ async fn a_poison_ticket_in_a_batch_of_500_is_dead_lettered_alone() {
             .expect("coupons_of")
             .is_empty()
     );
+}
+
+/// The counter lease on each server database: one holder at a time; a session the
+/// database ended (an administrator, a holder gone silent) loses the lease, the check
+/// says so, and another process takes it.
+async fn one_holder_of_the_lease_at_a_time(url: &str, end_sessions: &str) {
+    let (mut first, mut second) = (CounterLease::new(url), CounterLease::new(url));
+    assert!(first.try_acquire().await.expect("first"));
+    assert!(
+        !second.try_acquire().await.expect("second"),
+        "held by the first"
+    );
+    assert!(first.check().await.expect("check"), "still the first's");
+    let admin = sea_orm::Database::connect(url).await.expect("connect");
+    sea_orm::ConnectionTrait::execute_unprepared(&admin, end_sessions)
+        .await
+        .expect("end the holder's session");
+    assert!(!first.check().await.unwrap_or(false), "the session ended");
+    assert!(second.try_acquire().await.expect("second"), "free again");
+    assert!(
+        !first.try_acquire().await.expect("first again"),
+        "the second's now"
+    );
+}
+
+#[tokio::test]
+async fn the_counter_lease_on_postgres() {
+    let url = support::fresh_database(&coupon_testkit::service_url("DATABASE_URL")).await;
+    let database = url.rsplit('/').next().expect("a database name").to_owned();
+    let end = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+    );
+    one_holder_of_the_lease_at_a_time(&url, &end).await;
 }

@@ -258,8 +258,16 @@ impl CouponCounter for MemoryCounter {
         Ok(Release::Released)
     }
 
-    /// Always: the counter is this process's memory.
+    /// Always, unless suspended: the counter is this process's memory, and it admits
+    /// only while not suspended (another process may be the one admitting).
     async fn ready(&self) -> Result<()> {
+        if self.is_suspended() {
+            return Err(Error::unavailable(
+                "memory",
+                "suspended: this process does not hold the counter lease (another one admits)",
+                None,
+            ));
+        }
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use coupon_core::{
 };
 use coupon_kafka::{KafkaIssueQueue, KafkaIssueSource};
 use coupon_redis::RedisCounter;
-use coupon_seaorm::{SeaOrmStore, SqlIssueQueue};
+use coupon_seaorm::{CounterLease, SeaOrmStore, SqlIssueQueue};
 
 use crate::config::{Config, QueueKind, Role};
 
@@ -27,6 +27,16 @@ pub struct Backends {
     pub memory_queue: Option<Arc<MemoryQueue>>,
     /// What runs where, for the start-up banner.
     pub description: Vec<(&'static str, String)>,
+    /// The task keeping this database's counter lease, when the counter is in memory:
+    /// aborting it gives the lease up.
+    pub lease: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The counter lease of an in-memory counter: whether it was held at start, and the task
+/// that keeps it.
+struct Lease {
+    held: bool,
+    keeper: tokio::task::JoinHandle<()>,
 }
 
 /// Why the parts could not be connected, and whether trying again may help (a backend
@@ -97,6 +107,7 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
     let hand_off = hand_off(config, kind, &store, &mut description).await?;
 
     let store: Arc<dyn CouponStore> = Arc::new(store);
+    let mut lease = None;
     let counter: Arc<dyn CouponCounter> = match &config.redis_url {
         Some(url) => {
             let counter = RedisCounter::connect(config.redis(url))
@@ -112,6 +123,16 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
             ));
             Arc::new(counter)
         }
+        // A counter in this process's memory admits only while this process holds the
+        // database's counter lease: a second copy on the same database waits.
+        None if hand_off.queue.is_some() => {
+            let counter = Arc::new(MemoryCounter::suspended());
+            let (held, keeper) = CounterLease::new(&config.database_url)
+                .keep(counter.clone())
+                .await;
+            lease = Some(Lease { held, keeper });
+            counter
+        }
         None => Arc::new(MemoryCounter::new()),
     };
 
@@ -125,13 +146,19 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
                     .with_issuer(config.issuer())
                     .with_settler(config.settler()),
             );
-            if config.redis_url.is_none() {
+            match &lease {
                 // An in-memory counter starts with no campaign built.
-                let rebuilt = service
-                    .rebuild_counters()
-                    .await
-                    .map_err(failed("rebuilding the counter"))?;
-                description.push(("counter", memory_counter(config.role, rebuilt)));
+                Some(Lease { held: true, .. }) => {
+                    let rebuilt = service
+                        .rebuild_counters()
+                        .await
+                        .map_err(failed("rebuilding the counter"))?;
+                    description.push(("counter", memory_counter(Some(rebuilt))));
+                }
+                Some(Lease { held: false, .. }) => {
+                    description.push(("counter", memory_counter(None)));
+                }
+                None => {}
             }
             Some(service)
         }
@@ -144,17 +171,22 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
         store,
         memory_queue: hand_off.memory,
         description,
+        lease: lease.map(|lease| lease.keeper),
     })
 }
 
-/// How the start-up banner describes an in-memory counter.
-fn memory_counter(role: Role, rebuilt: usize) -> String {
-    let scope = if role == Role::All {
-        ""
-    } else {
-        "; only this process may admit: run one API process"
-    };
-    format!("in memory (rebuilt {rebuilt} campaigns from the database{scope})")
+/// How the start-up banner describes an in-memory counter: the campaigns it rebuilt, or
+/// that it waits for the lease.
+fn memory_counter(rebuilt: Option<usize>) -> String {
+    match rebuilt {
+        Some(rebuilt) => format!(
+            "in memory, holding this database's counter lease (rebuilt {rebuilt} campaigns from the database)"
+        ),
+        None => "in memory, WAITING for this database's counter lease: another process admits \
+                 with an in-memory counter; this one answers 503 not_ready until that one stops \
+                 (set REDIS_URL to admit from several)"
+            .to_owned(),
+    }
 }
 
 async fn hand_off(

@@ -64,6 +64,29 @@ impl From<Error> for ApiError {
                 "invalid_campaign",
                 error.to_string(),
             ),
+            // Nothing was admitted: the counter is being rebuilt, or waits for this
+            // process to hold the database's counter lease.
+            Error::NotReady { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "admissions to this campaign are paused while its counter is rebuilt; try again shortly",
+            ),
+            // The admission was superseded by a counter rebuild: nobody was promised it.
+            Error::Superseded { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "superseded",
+                "your application was not admitted (the counter was rebuilt meanwhile); apply again",
+            ),
+            // The store refused this admission's ticket for good: a promise broke, and
+            // the operators were alerted (the worker's error log and metrics).
+            Error::TicketRefused { .. } => {
+                tracing::error!(%error, "an admitted applicant asked about a refused ticket");
+                Self::new(
+                    StatusCode::CONFLICT,
+                    "admission_refused",
+                    "your admission could not be made a coupon; an operator can replay it",
+                )
+            }
             // The backend's own words (hosts, key names, raw errors) go to the log,
             // the client gets the code and a fixed message.
             _ if error.is_retryable() => {

@@ -195,6 +195,10 @@ pub async fn serve(
     for task in [settling, watching].into_iter().flatten() {
         task.abort();
     }
+    // Nothing is admitted here any more: the lease may go to another process.
+    if let Some(lease) = &backends.lease {
+        lease.abort();
+    }
     if let Some(worker) = worker {
         let report = match &backends.memory_queue {
             Some(queue) => {

@@ -264,7 +264,7 @@ pub struct ErrorBody {
     /// `no_coupon`, `sold_out`, `already_applied`, `not_open`, `closed`,
     /// `unauthorized`, `forbidden`, `rate_limited`, `body_too_large`,
     /// `unsupported_media_type`, `not_found`, `method_not_allowed`, `unavailable`,
-    /// `timeout`, `not_ready`, `internal`.
+    /// `timeout`, `not_ready`, `superseded`, `admission_refused`, `internal`.
     pub error: String,
     /// What went wrong, for people.
     pub message: String,

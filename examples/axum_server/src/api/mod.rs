@@ -256,7 +256,7 @@ pub(crate) async fn get_campaign(
         (status = 401, description = "missing or invalid credentials (`unauthorized`)", body = ErrorBody),
         (status = 403, description = "`not_open`, `closed`, or `forbidden` (the body names another user)", body = ErrorBody),
         (status = 404, description = "no such campaign (`unknown_campaign`)", body = ErrorBody),
-        (status = 409, description = "`sold_out` or `already_applied`", body = ErrorBody),
+        (status = 409, description = "`sold_out`, `already_applied`, or `admission_refused` (the store refused this admission's ticket for good)", body = ErrorBody),
         (status = 422, description = "a body or parameter we cannot act on", body = ErrorBody),
         (status = 408, description = "the body did not arrive within the request timeout (`timeout`)", body = ErrorBody),
         (status = 413, description = "body over 4 KiB", body = ErrorBody),
