@@ -148,7 +148,9 @@ impl Fence {
         let mut started = 0;
         for summary in self.store.campaigns().await? {
             let campaign = summary.campaign;
-            if campaign.window_state(now) == WindowState::Closed {
+            // Closed, or full in the store (sold out whatever the counter says): nothing
+            // to admit, so no rebuild to start.
+            if campaign.window_state(now) == WindowState::Closed || summary.issued >= campaign.cap {
                 continue;
             }
             // A counter that cannot answer now is not known to be lost.
@@ -192,9 +194,15 @@ struct StoreSeal {
 #[async_trait]
 impl SealEpoch for StoreSeal {
     async fn seal(&self, counted: Vec<HeldSlot>) -> Result<SealedEpoch> {
+        // Read once the counter is closed: a seal by another rebuild from now on makes
+        // ours fail rather than land after it.
+        let after = self.fence.store.sealed_epoch(self.campaign).await?;
         if self.drain && !self.fence.queue.in_store() {
             self.fence.drain().await?;
         }
-        self.fence.store.seal_epoch(self.campaign, &counted).await
+        self.fence
+            .store
+            .seal_epoch(self.campaign, after, &counted)
+            .await
     }
 }

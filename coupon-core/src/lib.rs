@@ -38,6 +38,7 @@
 //! The conformance suite every adapter runs lives in the `coupon-testkit` crate.
 
 mod campaign;
+mod coalesce;
 pub mod codec;
 mod counter;
 mod coupon;
@@ -63,6 +64,7 @@ mod worker;
 mod tests;
 
 pub use campaign::{Campaign, NewCampaign, WindowState};
+pub use coalesce::Coalesced;
 pub use counter::{
     CounterStatus, CouponCounter, HeldSlot, Rebuild, Release, RestoreReport, SealEpoch, SealedEpoch,
 };

@@ -44,12 +44,16 @@ pub(crate) enum Memo {
     Holder { count: u32, from_store: bool },
 }
 
+/// How long after a failed load of the holders the next may start.
+const FAILED_LOAD_PAUSE: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 struct Entry {
     until: Instant,
     holders: Option<Holders>,
     loaded_at: Option<Instant>,
     loading: bool,
+    failed_at: Option<Instant>,
 }
 
 /// Remembers "sold out" answers for a short time so that the flood of late applicants
@@ -109,12 +113,16 @@ impl SoldOutMemo {
             holders: None,
             loaded_at: None,
             loading: false,
+            failed_at: None,
         });
         entry.until = now + self.ttl;
         let stale = entry
             .loaded_at
             .is_none_or(|at| now.saturating_duration_since(at) >= HOLDERS_RELOAD);
-        if stale && !entry.loading {
+        let paused = entry
+            .failed_at
+            .is_some_and(|at| now.saturating_duration_since(at) < FAILED_LOAD_PAUSE);
+        if stale && !entry.loading && !paused {
             entry.loading = true;
             return true;
         }
@@ -126,9 +134,13 @@ impl SoldOutMemo {
         let mut campaigns = self.campaigns.write().unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = campaigns.get_mut(&campaign) {
             entry.loading = false;
-            if let Some(holders) = holders {
-                entry.holders = Some(holders);
-                entry.loaded_at = Some(now);
+            match holders {
+                Some(holders) => {
+                    entry.holders = Some(holders);
+                    entry.loaded_at = Some(now);
+                    entry.failed_at = None;
+                }
+                None => entry.failed_at = Some(now),
             }
         }
     }
@@ -171,12 +183,13 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_load_is_asked_again() {
+    fn a_failed_load_is_asked_again_after_a_pause() {
         let memo = SoldOutMemo::new(Duration::from_millis(100));
         let (campaign, t0) = (CampaignId(1), Instant::now());
         assert!(memo.mark(campaign, t0));
         memo.loaded(campaign, None, t0);
-        assert!(memo.mark(campaign, t0));
+        assert!(!memo.mark(campaign, t0), "not at once");
+        assert!(memo.mark(campaign, t0 + FAILED_LOAD_PAUSE));
     }
 
     #[test]

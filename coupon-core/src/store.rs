@@ -88,15 +88,26 @@ pub trait CouponStore: Send + Sync + 'static {
     /// the store refused it for good, so no `Pending` may promise it).
     async fn record_pending(&self, ticket: &IssueTicket) -> Result<()>;
 
-    /// Seals a new counter epoch of `campaign`: what a counter rebuild builds from.
+    /// The last counter epoch sealed for `campaign` ([`CouponStore::seal_epoch`]); 0
+    /// before the first. [`Error::UnknownCampaign`](crate::Error::UnknownCampaign) for a
+    /// campaign it does not know.
+    async fn sealed_epoch(&self, campaign: CampaignId) -> Result<u64>;
+
+    /// Seals counter epoch `after + 1` of `campaign`, provided the last one sealed is
+    /// still `after` (read by the rebuild with [`CouponStore::sealed_epoch`] once it
+    /// closed the counter): what a counter rebuild builds from. When another rebuild
+    /// sealed meanwhile, nothing changes and the answer is a retryable
+    /// [`Error::Unavailable`](crate::Error::Unavailable): two rebuilds never both seal
+    /// from the same epoch, so the one that admits holds the last seal.
     ///
     /// In one step, atomic with [`issue_batch`](CouponStore::issue_batch),
     /// [`record_pending`](CouponStore::record_pending) and the publishes of a queue kept
     /// in this store ([`IssueQueue::in_store`](crate::IssueQueue::in_store)):
     /// - gathers every slot admitted in the campaign: `counted` (what the counter still
     ///   holds), one per coupon ([`CouponStore::coupon_slots`]), one per recorded pending
-    ///   ticket without a coupon, one per open failure record (a dead letter may be
-    ///   replayed), and one per ticket waiting in a queue kept in this store;
+    ///   ticket without a coupon, one per failure record without a coupon (a dead letter
+    ///   may be replayed, and a replayed one may still be on its way), and one per
+    ///   ticket waiting in a queue kept in this store;
     /// - makes the campaign's epoch one more than its last, and keeps the gathered slots
     ///   without a coupon as that epoch's snapshot: from then on a ticket of an older
     ///   epoch whose (user, slot) is not in it is superseded;
@@ -104,7 +115,12 @@ pub trait CouponStore: Send + Sync + 'static {
     ///
     /// Fails with [`Error::UnknownCampaign`](crate::Error::UnknownCampaign) for a campaign
     /// it does not know.
-    async fn seal_epoch(&self, campaign: CampaignId, counted: &[HeldSlot]) -> Result<SealedEpoch>;
+    async fn seal_epoch(
+        &self,
+        campaign: CampaignId,
+        after: u64,
+        counted: &[HeldSlot],
+    ) -> Result<SealedEpoch>;
 
     /// The recorded pending tickets of `campaign` whose coupon the store does not hold
     /// (no coupon with that ticket id), oldest admission first.
@@ -203,8 +219,9 @@ pub fn coupon_slot(coupon: &Coupon, position: u32) -> HeldSlot {
 
 /// Every slot of `campaign` the store knows was admitted: one per coupon
 /// ([`CouponStore::coupon_slots`]), one per recorded pending ticket without a coupon
-/// ([`CouponStore::pending_tickets`]) and one per open failure record
-/// ([`CouponStore::failures`]: a dead letter may be replayed), one per (user, slot).
+/// ([`CouponStore::pending_tickets`]) and one per failure record without a coupon
+/// ([`CouponStore::failures`]: a dead letter may be replayed, and a replayed one may be
+/// on its way), one per (user, slot).
 /// What a store gathers when it seals an epoch ([`CouponStore::seal_epoch`]), read here
 /// through the trait: a store may call it inside its own atomic step.
 ///
@@ -231,12 +248,9 @@ pub async fn admitted_slots(
     // between is in the coupons, and counted once.
     let mut known: std::collections::HashSet<(UserId, u32)> =
         slots.iter().map(|slot| (slot.user, slot.slot)).collect();
-    let others = pending.iter().chain(
-        failed
-            .iter()
-            .filter(|failure| failure.is_open())
-            .map(|failure| &failure.ticket),
-    );
+    let others = pending
+        .iter()
+        .chain(failed.iter().map(|failure| &failure.ticket));
     for ticket in others {
         if known.insert((ticket.user, ticket.slot)) {
             slots.push(ticket.held_slot());

@@ -145,7 +145,7 @@ async fn recorded_pending_tickets_outlive_a_counter_that_lost_its_memory() {
 
     let rebuilt = admitted_slots(store.as_ref(), campaign.id).await.unwrap();
     assert_eq!(rebuilt, vec![pending.held_slot()]);
-    let sealed = store.seal_epoch(campaign.id, &[]).await.unwrap();
+    let sealed = store.seal_epoch(campaign.id, 0, &[]).await.unwrap();
     assert_eq!(
         sealed.slots, rebuilt,
         "the seal counts what the store holds"

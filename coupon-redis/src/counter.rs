@@ -292,6 +292,15 @@ impl CouponCounter for RedisCounter {
     async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
         let epoch = self.marker(campaign).await?.1.unwrap_or(0);
         let mut held = crate::rebuild::scan_held(self, campaign).await?;
+        // A rebuild between the two reads would tag these slots with an epoch they are
+        // no longer held in (their republished tickets then refused): ask again later.
+        if self.marker(campaign).await?.1.unwrap_or(0) != epoch {
+            return Err(Error::unavailable(
+                BACKEND,
+                format!("campaign {campaign}: rebuilt while its slots were listed"),
+                None,
+            ));
+        }
         for slot in &mut held {
             slot.epoch = epoch;
         }

@@ -17,10 +17,13 @@ static RESTORE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/restore.lua")));
 static SEAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/seal.lua")));
 static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/unlock.lua")));
+static CLOSE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/close.lua")));
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/renew.lua")));
 
-/// How long a rebuild may hold a campaign's lock; a rebuild that dies leaves it to
-/// another process after this. Only liveness rests on it: a rebuild that outlives its
-/// lock writes nothing more (each write checks the lock) and fails.
+/// How long a rebuild's lock lives without renewal; a rebuild that dies leaves it to
+/// another process after this. A live rebuild renews it every quarter of that, however
+/// long its seal waits. Only liveness rests on it: a rebuild that lost its lock writes
+/// nothing more (each write checks the lock) and fails.
 const REBUILD_LOCK_MS: u64 = 60_000;
 
 /// [`CouponCounter::rebuild`](coupon_core::CouponCounter::rebuild) on Redis.
@@ -53,7 +56,31 @@ pub(crate) async fn rebuild(
     if locked.is_none() {
         return Ok(Rebuild::Busy);
     }
+    // Renewed while the rebuild runs: a long drain must not hand the lock to another
+    // rebuild, which would seal an epoch behind this one's back.
+    let renewing = {
+        let (counter, lock, token) = (counter.clone(), keys.rebuild.clone(), token.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(REBUILD_LOCK_MS / 4)).await;
+                let renewed = match counter.session().await {
+                    Ok(mut session) => RENEW
+                        .key(&lock)
+                        .arg(&token)
+                        .arg(REBUILD_LOCK_MS)
+                        .invoke_async::<i64>(&mut session)
+                        .await
+                        .unwrap_or(0),
+                    Err(_) => 0,
+                };
+                if renewed != 1 {
+                    return; // lost: the rebuild finds out at its next write
+                }
+            }
+        })
+    };
     let built = build_locked(counter, campaign, seal, &identity, &token).await;
+    renewing.abort();
     if !matches!(built, Ok(Rebuild::Built(_))) {
         // Sealing releases the lock; anything else gives it back here, on a session of
         // its own: the first one may be what broke.
@@ -110,12 +137,16 @@ async fn build_locked(
     }
     // Closed for the whole rebuild: with only the count lost the marker would still
     // match, and a partial state would admit before the seal.
-    let _: i64 = redis::cmd("HDEL")
-        .arg(&keys.users)
-        .arg("~built")
-        .query_async(&mut session)
+    let closed: i64 = CLOSE
+        .key(&keys.users)
+        .key(&keys.rebuild)
+        .arg(token)
+        .invoke_async(&mut session)
         .await
         .map_err(|e| classify(e, || format!("closing {}", keys.users)))?;
+    if closed != 1 {
+        return Err(lost());
+    }
     let counted = scan_held(counter, campaign.id).await?;
     let sealed = seal.seal(counted).await?;
     let mut added = 0;
@@ -155,6 +186,7 @@ async fn build_locked(
         .key(&keys.rebuild)
         .key(&free_key)
         .key(&slots_key)
+        .key(&keys.claims)
         .arg(token)
         .arg(identity)
         .arg(sealed.epoch)

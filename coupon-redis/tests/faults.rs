@@ -73,7 +73,13 @@ async fn ready(store: &MemoryStore, counter: &RedisCounter, cap: u64) -> Arc<Cam
 async fn rebuild_from(store: &MemoryStore, counter: &RedisCounter, campaign: &Campaign) -> u64 {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let sealed = store.seal_epoch(campaign.id, &[]).await.expect("seal");
+            let sealed = {
+                let after = store.sealed_epoch(campaign.id).await.expect("epoch");
+                store
+                    .seal_epoch(campaign.id, after, &[])
+                    .await
+                    .expect("seal")
+            };
             match counter.rebuild(campaign, Arc::new(sealed)).await {
                 Ok(Rebuild::Built(report)) => return report.admitted,
                 Ok(other) => panic!("rebuild answered {other:?}"),

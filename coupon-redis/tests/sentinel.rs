@@ -109,7 +109,13 @@ async fn failover_mid_rush(confirm: Confirm) {
                         }
                         Ok(_) => break,
                         Err(Error::NotReady { .. }) => {
-                            let sealed = store.seal_epoch(campaign.id, &[]).await.expect("seal");
+                            let sealed = {
+                                let after = store.sealed_epoch(campaign.id).await.expect("epoch");
+                                store
+                                    .seal_epoch(campaign.id, after, &[])
+                                    .await
+                                    .expect("seal")
+                            };
                             match counter.rebuild(&campaign, Arc::new(sealed)).await {
                                 Ok(Rebuild::Built(report)) => {
                                     tally.lock().expect("tally").rebuilt.push(report.added);

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use coupon_core::{CampaignId, Error, HeldSlot, IssueTicket, Result, SealedEpoch, UserId, codec};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr};
 
-use crate::error::classify;
+use crate::error::{BACKEND, classify};
 use crate::issue::CHUNK;
 use crate::sql::{self, SqlBuilder};
 
@@ -92,6 +92,20 @@ pub(crate) async fn superseded(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
+    // A ticket whose coupon exists was counted, whatever its epoch.
+    let ids: Vec<String> = older
+        .iter()
+        .map(|&i| tickets[i].ticket_id.to_string())
+        .collect();
+    let mut stored = HashSet::new();
+    for chunk in ids.chunks(CHUNK) {
+        let mut query =
+            SqlBuilder::new(backend, "SELECT ticket_id FROM coupon WHERE ticket_id IN ");
+        query.bind_list(chunk.iter().cloned());
+        for row in txn.query_all_raw(query.build()).await? {
+            stored.insert(row.try_get_by_index::<String>(0)?);
+        }
+    }
     let mut counted = HashSet::new();
     for chunk in users.chunks(CHUNK) {
         let mut query = SqlBuilder::new(
@@ -114,6 +128,7 @@ pub(crate) async fn superseded(
             let ticket = tickets[i];
             let slot = i32::try_from(ticket.slot).unwrap_or(i32::MAX);
             !counted.contains(&(ticket.user.get() as i64, slot))
+                && !stored.contains(&ticket.ticket_id.to_string())
         })
         .collect())
 }
@@ -122,6 +137,7 @@ pub(crate) async fn superseded(
 pub(crate) async fn seal(
     db: &DatabaseConnection,
     campaign: CampaignId,
+    after: u64,
     counted: &[HeldSlot],
 ) -> Result<SealedEpoch> {
     let unknown = || Error::UnknownCampaign { campaign };
@@ -144,6 +160,16 @@ pub(crate) async fn seal(
     let epoch = lock_for_update(&txn, key)
         .await
         .map_err(|e| classify(e, what))?;
+    if epoch != after {
+        // Another rebuild sealed since this one read `after`: it holds the last seal.
+        return Err(Error::unavailable(
+            BACKEND,
+            format!(
+                "campaign {campaign}: epoch {epoch} was sealed by another rebuild since this one read {after}; it starts over"
+            ),
+            None,
+        ));
+    }
     let gathered = gather(&txn, campaign, key, counted)
         .await
         .map_err(|e| classify(e, what))?;
@@ -153,6 +179,26 @@ pub(crate) async fn seal(
         .map_err(|e| classify(e, what))?;
     txn.commit().await.map_err(|e| classify(e, what))?;
     Ok(SealedEpoch::new(next, gathered.slots))
+}
+
+/// [`CouponStore::sealed_epoch`](coupon_core::CouponStore::sealed_epoch).
+pub(crate) async fn sealed(db: &DatabaseConnection, campaign: CampaignId) -> Result<u64> {
+    let unknown = || Error::UnknownCampaign { campaign };
+    let key = i64::try_from(campaign.get()).map_err(|_| unknown())?;
+    let what = || format!("reading the sealed epoch of campaign {campaign}");
+    let backend = db.get_database_backend();
+    let mut query = SqlBuilder::new(
+        backend,
+        "SELECT c.id, e.epoch FROM campaign c LEFT JOIN counter_epoch e ON e.campaign_id = c.id WHERE c.id = ",
+    );
+    query.bind(key);
+    let row = db
+        .query_one_raw(query.build())
+        .await
+        .map_err(|e| classify(e, what))?
+        .ok_or_else(unknown)?;
+    let epoch: Option<i64> = row.try_get_by_index(1).map_err(|e| classify(e, what))?;
+    Ok(epoch.map_or(0, |epoch| u64::try_from(epoch).unwrap_or(0)))
 }
 
 /// Creates the campaign's epoch row if missing and locks it; answers its epoch.
@@ -236,25 +282,26 @@ async fn gather(
     let stored = slots.len();
     let mut known: HashSet<(UserId, u32)> = slots.iter().map(|s| (s.user, s.slot)).collect();
     let mut waiting = Vec::new();
-    for (table, filter) in [
-        ("pending_ticket", ""),
-        ("issue_failure", " AND replayed_at IS NULL"),
-        ("issue_queue", " AND dead_reason IS NULL"),
-    ] {
-        let mut query = SqlBuilder::new(
-            backend,
-            &format!("SELECT ticket FROM {table} WHERE campaign_id = "),
-        );
-        query.bind(key).push(filter);
-        for row in txn.query_all_raw(query.build()).await? {
-            let text: String = row.try_get_by_index(0)?;
-            // An unreadable row holds no slot anyone was promised; the worker parks it.
-            if let Ok(ticket) = codec::decode(Some(text.as_bytes()))
-                && ticket.campaign == campaign
-                && !stored_ids.contains(&ticket.ticket_id)
-            {
-                waiting.push(ticket.held_slot());
-            }
+    // One statement, so one snapshot: a ticket moving from the queue to the failures
+    // (dead-lettered meanwhile) is in one of them, never in neither.
+    let mut query = SqlBuilder::new(
+        backend,
+        "SELECT ticket FROM pending_ticket WHERE campaign_id = ",
+    );
+    query
+        .bind(key)
+        .push(" UNION ALL SELECT ticket FROM issue_failure WHERE campaign_id = ")
+        .bind(key)
+        .push(" UNION ALL SELECT ticket FROM issue_queue WHERE dead_reason IS NULL AND campaign_id = ")
+        .bind(key);
+    for row in txn.query_all_raw(query.build()).await? {
+        let text: String = row.try_get_by_index(0)?;
+        // An unreadable row holds no slot anyone was promised; the worker parks it.
+        if let Ok(ticket) = codec::decode(Some(text.as_bytes()))
+            && ticket.campaign == campaign
+            && !stored_ids.contains(&ticket.ticket_id)
+        {
+            waiting.push(ticket.held_slot());
         }
     }
     for slot in waiting.into_iter().chain(counted.iter().copied()) {

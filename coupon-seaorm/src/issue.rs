@@ -35,7 +35,12 @@ pub(crate) async fn issue_batch(
     }
     check_ranges(tickets)?;
     let backend = db.get_database_backend();
-    let txn = sql::begin_write(db).await?;
+    // Read committed on MySQL too: each campaign's reads below must see what a seal
+    // committed before this batch locked that campaign, not a snapshot taken at the
+    // batch's first read.
+    let txn = sql::begin_queue_write(db)
+        .await
+        .map_err(|e| classify(e, || "issue_batch: BEGIN".to_owned()))?;
     if backend == DbBackend::Postgres {
         // The lookups below go by unique keys. PostgreSQL's planner, whose statistics lag a
         // table that grows by thousands of rows a second (a new database, the first
@@ -119,23 +124,26 @@ async fn issue_campaign(
     for (position, (&i, ticket)) in indices.iter().zip(&batch).enumerate() {
         let id = ticket.ticket_id.to_string();
         let slots = held.entry(ticket.user.get() as i64).or_insert(0);
-        outcomes[i] = if stored.contains(&id) || !seen.insert(id) || *slots >= locked.per_user_limit
-        {
-            IssueOutcome::Duplicate
-        } else if superseded.contains(&position) {
-            IssueOutcome::Superseded
-        } else if issued >= locked.cap {
-            IssueOutcome::OverCap
-        } else {
-            *slots += 1;
-            issued += 1;
-            let coupon = Coupon::from_ticket(ticket);
-            rows.push(NewCoupon {
-                coupon: coupon.clone(),
-                user_slot: *slots as i32,
-            });
-            IssueOutcome::Issued(coupon)
-        };
+        outcomes[i] =
+            if stored.contains(&id) || seen.contains(&id) || *slots >= locked.per_user_limit {
+                IssueOutcome::Duplicate
+            } else if superseded.contains(&position) {
+                // Not remembered as seen: a copy of this ticket id of a newer epoch, later in
+                // the batch, is judged on its own.
+                IssueOutcome::Superseded
+            } else if issued >= locked.cap {
+                IssueOutcome::OverCap
+            } else {
+                seen.insert(id);
+                *slots += 1;
+                issued += 1;
+                let coupon = Coupon::from_ticket(ticket);
+                rows.push(NewCoupon {
+                    coupon: coupon.clone(),
+                    user_slot: *slots as i32,
+                });
+                IssueOutcome::Issued(coupon)
+            };
     }
     if rows.is_empty() {
         return Ok(());

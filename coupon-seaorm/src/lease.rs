@@ -14,8 +14,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coupon_core::memory::MemoryCounter;
-use coupon_core::{Error, Result};
+use async_trait::async_trait;
+use coupon_core::memory::{LeaseCheck, MemoryCounter};
+use coupon_core::{Coalesced, Error, Result};
+use tokio::sync::Mutex;
 
 use crate::error::BACKEND;
 
@@ -38,7 +40,40 @@ const LEASE_KEY: i64 = 0x6669_7273_7463_6f02;
 /// The lease on one database, held or not.
 pub struct CounterLease {
     url: String,
-    session: Option<Session>,
+    held: Arc<Held>,
+}
+
+/// The session holding the lease, shared with the checks made on behalf of the counter.
+#[derive(Default)]
+struct Held {
+    session: Mutex<Option<Session>>,
+    checks: Coalesced<bool>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").finish_non_exhaustive()
+    }
+}
+
+/// Asks the database, at the moment of the call, whether this process's session still
+/// holds the lease: one query per group of concurrent questions.
+#[async_trait]
+impl LeaseCheck for Held {
+    async fn still_held(&self) -> bool {
+        self.checks
+            .ask(|| async {
+                let mut session = self.session.lock().await;
+                match session.as_mut() {
+                    Some(session) => matches!(
+                        tokio::time::timeout(LEASE_CHECK * 2, still_held(session)).await,
+                        Ok(Ok(true))
+                    ),
+                    None => false,
+                }
+            })
+            .await
+    }
 }
 
 enum Session {
@@ -56,8 +91,7 @@ impl std::fmt::Debug for CounterLease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CounterLease")
             .field("url", &coupon_core::redact_url(&self.url))
-            .field("held", &self.session.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -66,13 +100,13 @@ impl CounterLease {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            session: None,
+            held: Arc::default(),
         }
     }
 
     /// Whether this process held the lease at its last check.
-    pub fn is_held(&self) -> bool {
-        self.session.is_some()
+    pub async fn is_held(&self) -> bool {
+        self.held.session.lock().await.is_some()
     }
 
     /// Takes the lease if no other session holds it (`Ok(false)` if one does), or
@@ -86,53 +120,58 @@ impl CounterLease {
     /// let (mut first, mut second) = (CounterLease::new(&url), CounterLease::new(&url));
     /// assert!(first.try_acquire().await?);
     /// assert!(!second.try_acquire().await?, "one holder at a time");
-    /// first.release();
+    /// first.release().await;
     /// assert!(second.try_acquire().await?);
     /// # Ok(()) }
     /// ```
     pub async fn try_acquire(&mut self) -> Result<bool> {
-        if self.session.is_some() {
+        if self.is_held().await {
             return self.check().await;
         }
-        self.session = open(&self.url).await?;
-        Ok(self.session.is_some())
+        let opened = open(&self.url).await?;
+        let taken = opened.is_some();
+        *self.held.session.lock().await = opened;
+        Ok(taken)
     }
 
     /// Whether the lease is still this process's: its session answers and holds the
     /// lock (a session that ended took the lease with it). A failed check drops the
     /// session.
     pub async fn check(&mut self) -> Result<bool> {
-        let Some(session) = self.session.as_mut() else {
+        let mut held = self.held.session.lock().await;
+        let Some(session) = held.as_mut() else {
             return Ok(false);
         };
         match tokio::time::timeout(LEASE_CHECK * 2, still_held(session)).await {
             Ok(Ok(true)) => Ok(true),
             Ok(Ok(false)) | Err(_) => {
-                self.session = None;
+                *held = None;
                 Ok(false)
             }
             Ok(Err(error)) => {
-                self.session = None;
+                *held = None;
                 Err(error)
             }
         }
     }
 
     /// Gives the lease up (ends the session that holds it).
-    pub fn release(&mut self) {
-        self.session = None;
+    pub async fn release(&mut self) {
+        *self.held.session.lock().await = None;
     }
 
     /// Keeps `counter` admitting exactly while this process holds the lease, until the
     /// returned task is aborted (or the runtime ends): every [`LEASE_CHECK`], a waiter
     /// tries to take it and resumes the counter when it does (the service's watcher then
     /// rebuilds its campaigns in new epochs); a holder checks it and suspends the
-    /// counter when it was lost. Answers whether the lease was held at once, before the
-    /// task starts.
+    /// counter when it was lost. The counter also asks the lease before it confirms an
+    /// epoch ([`MemoryCounter::confirm_with`]). Answers whether the lease was held at
+    /// once, before the task starts.
     pub async fn keep(
         mut self,
         counter: Arc<MemoryCounter>,
     ) -> (bool, tokio::task::JoinHandle<()>) {
+        counter.confirm_with(self.held.clone());
         let held = match self.try_acquire().await {
             Ok(true) => {
                 counter.resume();
@@ -154,7 +193,7 @@ impl CounterLease {
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LEASE_CHECK).await;
-                let held_before = self.is_held();
+                let held_before = self.is_held().await;
                 match (held_before, self.try_acquire().await) {
                     (true, Ok(true)) | (false, Ok(false)) => {}
                     (false, Ok(true)) => {

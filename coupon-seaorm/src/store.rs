@@ -637,8 +637,18 @@ impl CouponStore for SeaOrmStore {
         .await
     }
 
-    async fn seal_epoch(&self, campaign: CampaignId, counted: &[HeldSlot]) -> Result<SealedEpoch> {
-        self.bounded(Call::Write, epoch::seal(&self.db, campaign, counted))
+    async fn sealed_epoch(&self, campaign: CampaignId) -> Result<u64> {
+        self.bounded(Call::Read, epoch::sealed(&self.db, campaign))
+            .await
+    }
+
+    async fn seal_epoch(
+        &self,
+        campaign: CampaignId,
+        after: u64,
+        counted: &[HeldSlot],
+    ) -> Result<SealedEpoch> {
+        self.bounded(Call::Write, epoch::seal(&self.db, campaign, after, counted))
             .await
     }
 

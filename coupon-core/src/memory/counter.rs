@@ -34,6 +34,18 @@ pub struct MemoryCounter {
     /// Suspensions so far: a rebuild that saw another number when it began must not
     /// admit on what it sealed.
     suspensions: AtomicU64,
+    /// What tells, at the moment it is asked, that this process still holds the lease
+    /// (set by the lease's keeper): an epoch is confirmed only then.
+    lease: std::sync::OnceLock<Arc<dyn LeaseCheck>>,
+}
+
+/// Tells whether this process holds the lease that lets its in-memory counter admit,
+/// asking the database at the moment of the call (so that a process that stalled while
+/// another took the lease learns it before it answers yes).
+#[async_trait]
+pub trait LeaseCheck: Send + Sync + std::fmt::Debug {
+    /// Whether the lease is this process's now.
+    async fn still_held(&self) -> bool;
 }
 
 #[derive(Debug, Default)]
@@ -137,13 +149,26 @@ impl MemoryCounter {
         self.suspensions.fetch_add(1, Ordering::SeqCst);
         let campaigns = self.campaigns.read().unwrap_or_else(|e| e.into_inner());
         for slots in campaigns.values() {
-            *lock(slots) = Slots::default();
+            let mut slots = lock(slots);
+            // A rebuild under way keeps its mark until it ends (and then fails, the
+            // suspension seen): two rebuilds of a campaign never overlap.
+            let rebuilding = slots.rebuilding;
+            *slots = Slots {
+                rebuilding,
+                ..Slots::default()
+            };
         }
     }
 
     /// Allows rebuilds again (and with them admissions).
     pub fn resume(&self) {
         self.suspended.store(false, Ordering::SeqCst);
+    }
+
+    /// Makes [`CouponCounter::confirm_epoch`] ask `check` too: the keeper of the
+    /// database's counter lease sets it once. Later calls change nothing.
+    pub fn confirm_with(&self, check: Arc<dyn LeaseCheck>) {
+        let _ = self.lease.set(check);
     }
 
     /// Whether the counter is suspended.
@@ -354,12 +379,19 @@ impl CouponCounter for MemoryCounter {
         Ok(claimed)
     }
 
-    /// The epoch as this process holds it: the counter is its memory, and a lease
-    /// lost would have suspended it.
+    /// The epoch as this process holds it, and, when a lease guards the counter
+    /// ([`MemoryCounter::confirm_with`]), the lease asked now: a process that stalled
+    /// while another took the lease must not confirm what it admitted before.
     async fn confirm_epoch(&self, campaign: CampaignId, epoch: u64) -> Result<bool> {
         let slots = self.slots(campaign);
         let current = lock(&slots).epoch;
-        Ok(current == Some(epoch) && !self.is_suspended())
+        if current != Some(epoch) || self.is_suspended() {
+            return Ok(false);
+        }
+        match self.lease.get() {
+            Some(lease) => Ok(lease.still_held().await),
+            None => Ok(true),
+        }
     }
 
     async fn rebuild(&self, campaign: &Campaign, seal: Arc<dyn SealEpoch>) -> Result<Rebuild> {
@@ -383,9 +415,14 @@ impl CouponCounter for MemoryCounter {
             slots.rebuilding = true;
             slots.held()
         };
+        // Clears the mark however this ends, even if the caller drops this future.
+        let ending = Ending(Some(&cell));
         let sealed = seal.seal(counted).await;
         let mut slots = lock(&cell);
+        // Cleared under the same lock that applies the seal: no other rebuild starts in
+        // between.
         slots.rebuilding = false;
+        ending.disarm();
         let sealed = sealed?;
         // Suspended while the seal ran (even if resumed since): another process may
         // have sealed a later epoch meanwhile.
@@ -395,6 +432,23 @@ impl CouponCounter for MemoryCounter {
         let report = slots.restore(&sealed.slots);
         slots.epoch = Some(sealed.epoch);
         Ok(Rebuild::Built(report))
+    }
+}
+
+/// Marks a campaign's rebuild over when dropped, unless disarmed.
+struct Ending<'a>(Option<&'a Mutex<Slots>>);
+
+impl Ending<'_> {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        if let Some(cell) = self.0 {
+            lock(cell).rebuilding = false;
+        }
     }
 }
 

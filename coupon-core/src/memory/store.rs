@@ -47,6 +47,8 @@ impl Ledger {
         ticket.epoch > 0
             && ticket.epoch < self.epoch
             && !self.snapshot.contains(&(ticket.user, ticket.slot))
+            // Its coupon exists: whatever the epoch, it was counted.
+            && !self.tickets.contains(&ticket.ticket_id)
     }
 
     fn issue(&mut self, ticket: &IssueTicket) -> IssueOutcome {
@@ -82,6 +84,17 @@ impl Ledger {
         }
         slots
     }
+}
+
+/// The answer to a seal whose rebuild another one overtook.
+pub(crate) fn sealed_meanwhile(campaign: CampaignId, after: u64, now: u64) -> Error {
+    Error::unavailable(
+        "store",
+        format!(
+            "campaign {campaign}: epoch {now} was sealed by another rebuild since this one read {after}; it starts over"
+        ),
+        None,
+    )
 }
 
 impl Default for MemoryStore {
@@ -250,9 +263,23 @@ impl CouponStore for MemoryStore {
         Ok(())
     }
 
-    async fn seal_epoch(&self, campaign: CampaignId, counted: &[HeldSlot]) -> Result<SealedEpoch> {
+    async fn sealed_epoch(&self, campaign: CampaignId) -> Result<u64> {
+        let ledger = self.ledger(campaign)?;
+        let epoch = lock(&ledger).epoch;
+        Ok(epoch)
+    }
+
+    async fn seal_epoch(
+        &self,
+        campaign: CampaignId,
+        after: u64,
+        counted: &[HeldSlot],
+    ) -> Result<SealedEpoch> {
         let ledger = self.ledger(campaign)?;
         let mut ledger = lock(&ledger);
+        if ledger.epoch != after {
+            return Err(sealed_meanwhile(campaign, after, ledger.epoch));
+        }
         let pending = lock(&self.pending);
         let failures = lock(&self.failures);
         let mut slots = ledger.coupon_slots();
@@ -261,14 +288,10 @@ impl CouponStore for MemoryStore {
         let stored = known.clone();
         let waiting = pending
             .values()
-            .filter(|ticket| !ledger.tickets.contains(&ticket.ticket_id))
-            .chain(
-                failures
-                    .iter()
-                    .filter(|failure| failure.is_open())
-                    .map(|failure| &failure.ticket),
-            )
-            .filter(|ticket| ticket.campaign == campaign)
+            .chain(failures.iter().map(|failure| &failure.ticket))
+            .filter(|ticket| {
+                ticket.campaign == campaign && !ledger.tickets.contains(&ticket.ticket_id)
+            })
             .map(IssueTicket::held_slot)
             .chain(counted.iter().copied());
         for slot in waiting {

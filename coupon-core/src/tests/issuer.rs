@@ -793,10 +793,12 @@ async fn a_counter_not_ready_is_rebuilt_in_the_epoch_the_store_seals_once_the_qu
     let mut store = store_with(campaign(10));
     store.expect_issued_count().returning(|_| Ok(1));
     let drained = polls.clone();
+    store.expect_sealed_epoch().returning(|_| Ok(5));
     store
         .expect_seal_epoch()
         .times(1)
-        .returning(move |_, counted| {
+        .returning(move |_, after, counted| {
+            assert_eq!(after, 5, "sealed after the epoch read once closed");
             assert!(counted.is_empty(), "the counter held nothing: {counted:?}");
             assert_eq!(*drained.lock().unwrap(), 3, "sealed only once drained");
             Ok(SealedEpoch::new(6, vec![stored]))

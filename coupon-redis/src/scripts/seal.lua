@@ -2,14 +2,15 @@
 -- place, counts the slots held, and marks the campaign built on this server in the
 -- sealed epoch, if the rebuild still holds the lock.
 -- KEYS[1] count, KEYS[2] users, KEYS[3] free, KEYS[4] slots, KEYS[5] rebuild lock,
--- KEYS[6] the prepared free ranks, KEYS[7] the prepared per-user records
+-- KEYS[6] the prepared free ranks, KEYS[7] the prepared per-user records, KEYS[8] claims
 -- ARGV[1] the lock's token, ARGV[2] this server's identity, ARGV[3] the epoch
 -- Returns the slots held, or -1 when the lock was lost (another rebuild may be
 -- writing: change nothing).
 if redis.call('GET', KEYS[5]) ~= ARGV[1] then
   return -1
 end
-redis.call('DEL', KEYS[3], KEYS[4])
+-- Claims of earlier epochs are forgotten: a slot of the new epoch is claimed anew.
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[8])
 if redis.call('EXISTS', KEYS[6]) == 1 then
   redis.call('RENAME', KEYS[6], KEYS[3])
 end

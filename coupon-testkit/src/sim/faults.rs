@@ -432,9 +432,19 @@ impl CouponStore for SimStore {
         self.inner.coupon_slots(campaign).await
     }
 
-    async fn seal_epoch(&self, campaign: CampaignId, counted: &[HeldSlot]) -> Result<SealedEpoch> {
+    async fn sealed_epoch(&self, campaign: CampaignId) -> Result<u64> {
+        self.faults.before("sealed_epoch")?;
+        self.inner.sealed_epoch(campaign).await
+    }
+
+    async fn seal_epoch(
+        &self,
+        campaign: CampaignId,
+        after: u64,
+        counted: &[HeldSlot],
+    ) -> Result<SealedEpoch> {
         self.faults.before("seal_epoch")?;
-        self.inner.seal_epoch(campaign, counted).await
+        self.inner.seal_epoch(campaign, after, counted).await
     }
 
     async fn record_pending(&self, ticket: &IssueTicket) -> Result<()> {
