@@ -156,3 +156,168 @@ async fn the_counter_lease_on_postgres() {
     );
     one_holder_of_the_lease_at_a_time(&url, &end).await;
 }
+
+/// Commits that land late, across a counter that lost its memory: commits wait for a
+/// standby that does not exist (`synchronous_standby_names`) while three applicants'
+/// tickets are being queued (they hear an error: nothing was promised); the process
+/// dies, and the rebuild of the next one waits for those commits, whatever the time,
+/// admitting no one meanwhile. Once they land, the rebuild counts them, the counter
+/// admits exactly the slots left, every applicant told yes holds a coupon, and the
+/// store refuses nothing as over the cap. (Before epochs, a rebuild waited a grace
+/// period, counted a store without the late tickets and gave their slots away.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commits_that_land_late_are_counted_by_the_rebuild_they_hold_up() {
+    use coupon_core::memory::MemoryCounter;
+    use coupon_core::{
+        ApplyOutcome, CampaignId, CouponService, Error, IssuerConfig, ServiceConfig, SettlerConfig,
+    };
+    use coupon_seaorm::{SqlIssueQueue, SqlQueueConfig};
+    use sea_orm::ConnectionTrait;
+
+    let pg = PrivateService::start("postgres");
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());
+    let store = Arc::new(
+        SeaOrmStore::connect(SeaOrmStoreConfig::new(&url))
+            .await
+            .expect("store"),
+    );
+    let queue = Arc::new(SqlIssueQueue::new(&store, SqlQueueConfig::default()));
+    let config = ServiceConfig::default()
+        .with_issuer(IssuerConfig::default().with_publish_timeout(Duration::from_secs(1)))
+        .with_settler(SettlerConfig::default().with_grace(Duration::from_millis(100)));
+    let service = |counter: MemoryCounter| {
+        CouponService::with_config(
+            Arc::new(counter),
+            queue.clone(),
+            store.clone(),
+            config.clone(),
+        )
+    };
+    let first = service(MemoryCounter::new());
+    let campaign = first
+        .create_campaign(NewCampaign::new("late", 10))
+        .await
+        .expect("campaign");
+    let mut told_yes = Vec::new();
+    for user in 1..=5 {
+        let outcome = first.apply(campaign.id, UserId(user)).await.expect("apply");
+        assert!(
+            matches!(outcome, ApplyOutcome::Accepted { .. }),
+            "{outcome:?}"
+        );
+        told_yes.push(user);
+    }
+
+    let admin = sea_orm::Database::connect(&url).await.expect("admin");
+    let standby = |setting: &'static str| {
+        let admin = admin.clone();
+        async move {
+            admin.execute_unprepared(setting).await.expect(setting);
+            admin
+                .execute_unprepared("SELECT pg_reload_conf()")
+                .await
+                .expect("reload");
+        }
+    };
+    admin
+        .execute_unprepared("CREATE TABLE probe (n INT)")
+        .await
+        .expect("probe table");
+    standby("ALTER SYSTEM SET synchronous_standby_names = 'nowhere'").await;
+    // The setting reaches the backends asynchronously: wait until a commit waits.
+    for attempt in 1.. {
+        let probe = admin.execute_unprepared("INSERT INTO probe VALUES (1)");
+        if tokio::time::timeout(Duration::from_millis(300), probe)
+            .await
+            .is_err()
+        {
+            break;
+        }
+        assert!(
+            attempt < 100,
+            "commits never started waiting for the standby"
+        );
+    }
+    let (six, seven, eight) = tokio::join!(
+        first.apply(campaign.id, UserId(6)),
+        first.apply(campaign.id, UserId(7)),
+        first.apply(campaign.id, UserId(8)),
+    );
+    for stalled in [six, seven, eight] {
+        let error = stalled.expect_err("a commit that does not land is not a yes");
+        assert!(error.is_retryable(), "{error:?}");
+    }
+    drop(first);
+
+    // The next process: its counter knows nothing, and its rebuild waits for the commits.
+    let counter = Arc::new(MemoryCounter::new());
+    let second = Arc::new(CouponService::with_config(
+        counter.clone(),
+        queue.clone(),
+        store.clone(),
+        config.clone(),
+    ));
+    let rebuilding = {
+        let second = second.clone();
+        tokio::spawn(async move { second.rebuild_counters().await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !rebuilding.is_finished(),
+        "sealed before the late commits landed"
+    );
+    let meanwhile = second.apply(campaign.id, UserId(100)).await;
+    assert!(
+        matches!(meanwhile, Err(Error::NotReady { .. })),
+        "admitted during the rebuild: {meanwhile:?}"
+    );
+
+    standby("ALTER SYSTEM RESET synchronous_standby_names").await;
+    let built = tokio::time::timeout(Duration::from_secs(30), rebuilding)
+        .await
+        .expect("rebuilt once the commits landed")
+        .expect("task")
+        .expect("rebuild");
+    assert_eq!(built, 1);
+    let status = second.status(campaign.id).await.expect("status");
+    assert_eq!(status.admitted, 8, "the five and the three late tickets");
+
+    let mut late_yes = Vec::new();
+    for user in 101..=112 {
+        match second.apply(campaign.id, UserId(user)).await {
+            Ok(ApplyOutcome::Accepted { .. }) => late_yes.push(user),
+            Ok(ApplyOutcome::SoldOut) => {}
+            other => panic!("user {user}: {other:?}"),
+        }
+    }
+    assert_eq!(late_yes, [101, 102], "exactly the two slots left");
+    told_yes.extend(late_yes);
+
+    // The stalled applicants' tickets may never have reached the table (a publish that
+    // gave up leaves its ticket out of the commit), but they were recorded as pending:
+    // the settler rolls them forward.
+    let worker = IssueWorker::new(Arc::new(queue.source()), store.clone()).spawn();
+    second.settle(Some(campaign.id)).await.expect("settle");
+    let issued = wait_for_issued(store.as_ref(), campaign.id, 10, Duration::from_secs(30)).await;
+    let report = worker.stop().await.expect("worker");
+    let holders = store.holders(campaign.id).await.expect("holders");
+    assert_eq!(
+        issued, 10,
+        "{report:?}, holders {holders:?}, told yes {told_yes:?}"
+    );
+    assert_eq!((report.over_cap, report.superseded), (0, 0), "{report:?}");
+    for user in told_yes {
+        let coupons = store
+            .coupons_of(CampaignId(campaign.id.get()), UserId(user))
+            .await
+            .expect("coupons");
+        assert_eq!(coupons.len(), 1, "user {user} was told yes");
+    }
+    assert!(
+        store
+            .failures(Some(campaign.id))
+            .await
+            .expect("failures")
+            .is_empty()
+    );
+}

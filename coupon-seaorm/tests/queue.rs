@@ -252,3 +252,69 @@ async fn an_unreadable_row_is_parked() {
     let reason: String = parked.try_get_by_index(0).expect("a reason");
     assert!(reason.starts_with("not a JSON object"), "{reason}");
 }
+
+/// After a seal, a publish of a ticket of an older epoch whose slot the seal did not
+/// count is refused (definitely: its applicant hears no yes), while the others of its
+/// group commit; a counted one and one of the sealed epoch are taken. A seal counts the
+/// tickets waiting in the table.
+async fn superseded_tickets_are_refused_at_publish(store: SeaOrmStore) {
+    use coupon_core::{CouponStore, Error, HeldSlot, NewCampaign};
+    let campaign = store
+        .create_campaign(NewCampaign::new("fenced", 10))
+        .await
+        .expect("campaign");
+    let sql = SqlIssueQueue::new(&store, SqlQueueConfig::default());
+    let ticket = |user: u64, epoch: u64| {
+        IssueTicket::new(campaign.id, UserId(user), 1, user).in_epoch(epoch)
+    };
+    store.seal_epoch(campaign.id, 0, &[]).await.expect("seal 1");
+    sql.publish(&ticket(9, 1))
+        .await
+        .expect("a ticket of epoch 1");
+    let counted = HeldSlot {
+        user: UserId(1),
+        slot: 1,
+        rank: 1,
+        admitted_at: None,
+        epoch: 0,
+    };
+    let sealed = store
+        .seal_epoch(campaign.id, 1, &[counted])
+        .await
+        .expect("seal 2");
+    let users: HashSet<u64> = sealed.slots.iter().map(|slot| slot.user.get()).collect();
+    assert_eq!(users, HashSet::from([1, 9]), "the queued ticket is counted");
+
+    // Published together: one group commit.
+    let tickets = [ticket(1, 1), ticket(2, 1), ticket(3, 2), ticket(9, 1)];
+    let (counted, superseded, current, queued_before) = tokio::join!(
+        sql.publish(&tickets[0]),
+        sql.publish(&tickets[1]),
+        sql.publish(&tickets[2]),
+        sql.publish(&tickets[3]),
+    );
+    counted.expect("counted by the seal");
+    current.expect("of the sealed epoch");
+    queued_before.expect("its slot was waiting in the table when the seal ran");
+    match superseded {
+        Err(Error::PublishRefused { source, .. }) => {
+            assert!(source.to_string().contains("superseded"), "{source}")
+        }
+        other => panic!("a superseded ticket was not refused: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_refuses_superseded_tickets_at_publish() {
+    superseded_tickets_are_refused_at_publish(support::sqlite_file().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_refuses_superseded_tickets_at_publish() {
+    superseded_tickets_are_refused_at_publish(support::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_refuses_superseded_tickets_at_publish() {
+    superseded_tickets_are_refused_at_publish(support::mysql().await).await;
+}

@@ -67,6 +67,10 @@ macro_rules! store_scenarios {
             lists_campaigns_and_coupons_of_users,
             pending_tickets_are_kept_until_their_coupon_exists,
             concurrent_batches_never_pass_the_cap,
+            a_seal_counts_every_admission_the_store_knows,
+            a_seal_from_a_replaced_epoch_changes_nothing,
+            tickets_of_a_superseded_epoch_are_refused_unless_counted,
+            a_dead_lettered_ticket_is_not_recorded_as_pending,
         );
     };
 }
