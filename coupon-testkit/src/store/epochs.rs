@@ -42,7 +42,10 @@ pub async fn a_seal_counts_every_admission_the_store_knows(store: Arc<dyn Coupon
     let campaign = create(store, 10).await;
     assert_eq!(store.sealed_epoch(campaign.id).await.expect("epoch"), 0);
     let stored = IssueTicket::new(campaign.id, UserId(1), 1, 1);
-    store.issue_batch(&[stored.clone()]).await.expect("issue");
+    store
+        .issue_batch(std::slice::from_ref(&stored))
+        .await
+        .expect("issue");
     store
         .record_pending(&IssueTicket::new(campaign.id, UserId(2), 1, 2))
         .await
