@@ -384,3 +384,81 @@ async fn busy_loading_server_is_retryable() {
     assert!(error.to_string().contains("BUSY"), "{error}");
     spinner.join().expect("spinner").expect("redis-cli");
 }
+
+/// The hash reads the scripts made since the last `CONFIG RESETSTAT`.
+fn hash_reads(redis: &PrivateRedis) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    ["hget", "hexists", "hmget"]
+        .iter()
+        .map(|command| {
+            stats
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|calls| calls.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// A user applying `limit + 5` times to a campaign at the largest per-user limit: each
+/// apply costs the server a few hash reads whatever the slots held, nothing reaches the
+/// slow log, and another campaign's applies go on meanwhile. Before, a returning user
+/// cost one read per possible slot, so the limit bounded nothing: with 1,000,000 each
+/// apply took 0.75 s inside Redis, and 2^31-1 made Redis answer BUSY to everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_returning_user_costs_a_few_reads_at_the_largest_limit() {
+    let redis = PrivateRedis::start();
+    let counter = Arc::new(
+        RedisCounter::connect(RedisCounterConfig::new(redis.url()))
+            .await
+            .expect("connect"),
+    );
+    let limit = NewCampaign::MAX_PER_USER_LIMIT;
+    let big = coupon_testkit::ready_campaign_from(
+        counter.as_ref(),
+        NewCampaign::new("largest limit", 10_000).per_user_limit(limit),
+    )
+    .await;
+    let other = Arc::new(ready_campaign(counter.as_ref(), 1_000).await);
+    assert_eq!(
+        redis.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "10000"]),
+        "OK"
+    );
+    assert_eq!(redis.cli(&["SLOWLOG", "RESET"]), "OK");
+    assert_eq!(redis.cli(&["CONFIG", "RESETSTAT"]), "OK");
+
+    let (mut granted, mut already, mut others) = (Vec::new(), 0, 0);
+    for apply in 0..limit + 5 {
+        match counter.try_acquire(&big, UserId(7)).await.expect("apply") {
+            Admission::Granted { slot, .. } => granted.push(slot),
+            Admission::AlreadyApplied => already += 1,
+            Admission::SoldOut => panic!("sold out at apply {apply}"),
+        }
+        if apply % 100 == 0 {
+            let (admitted, _) = apply_all(&counter, &other, [u64::from(apply)].into_iter()).await;
+            others += admitted.len();
+        }
+    }
+    let reads = hash_reads(&redis);
+    granted.sort_unstable();
+    assert_eq!(
+        granted,
+        (1..=limit).collect::<Vec<u32>>(),
+        "every slot once"
+    );
+    assert_eq!(already, 5);
+    assert_eq!(others, 11, "the other campaign admitted meanwhile");
+    // At most four reads an apply (the user and the marker, the user's record, the
+    // slot its last grant took, the released slots), whatever the slots held.
+    assert!(
+        reads <= 4 * u64::from(limit + 5 + 11),
+        "{reads} hash reads for {} applies",
+        limit + 5 + 11
+    );
+    assert_eq!(
+        redis.cli(&["SLOWLOG", "LEN"]),
+        "0",
+        "a script in the slow log"
+    );
+}

@@ -54,6 +54,10 @@ pub async fn rejects_invalid_campaigns(store: Arc<dyn CouponStore>) {
             NewCampaign::new("limit", 10).per_user_limit(0),
             "per_user_limit",
         ),
+        (
+            NewCampaign::new("limit", 10).per_user_limit(NewCampaign::MAX_PER_USER_LIMIT + 1),
+            "per_user_limit",
+        ),
         (NewCampaign::new("  ", 10), "name"),
         (NewCampaign::new("x".repeat(256), 10), "name"),
         (NewCampaign::new("nul\u{0}inside", 10), "name"),
