@@ -221,14 +221,20 @@ impl CouponIssuer {
         }
         let admission = match self.hand_off.counter.try_acquire(&campaign, user).await {
             Ok(admission) => admission,
-            Err(error @ Error::NotReady { .. }) => {
-                self.fence.rebuild_in_background(campaign.clone());
-                return match self.while_rebuilding(&campaign, user).await {
-                    Some(answer) => Ok(answer),
-                    None => Err(error),
-                };
+            Err(error) => {
+                if matches!(error, Error::NotReady { .. }) {
+                    self.fence.rebuild_in_background(campaign.clone());
+                }
+                // Nothing was admitted (an unknown outcome may have taken a slot, and
+                // its applicant must not hear "sold out"): the store may answer.
+                if error.is_retryable()
+                    && !error.is_outcome_unknown()
+                    && let Some(answer) = self.while_rebuilding(&campaign, user).await
+                {
+                    return Ok(answer);
+                }
+                return Err(error);
             }
-            Err(error) => return Err(error),
         };
         let held = match admission {
             Admission::Granted {
@@ -405,10 +411,11 @@ impl CouponIssuer {
         });
     }
 
-    /// The answer to `user` while the counter is being rebuilt, when the store can give
-    /// one: a campaign whose store holds `cap` coupons is sold out whatever the counter
-    /// says (`AlreadyApplied` to a holder of as many coupons as the limit allows).
-    /// `None` otherwise: the caller hears the counter's retryable error.
+    /// The answer to `user` while the counter cannot admit (being rebuilt, or away),
+    /// when the store can give one: a campaign whose store holds `cap` coupons is sold
+    /// out whatever the counter says (`AlreadyApplied` to a holder of as many coupons as
+    /// the limit allows). `None` otherwise: the caller hears the counter's retryable
+    /// error.
     async fn while_rebuilding(&self, campaign: &Campaign, user: UserId) -> Option<ApplyOutcome> {
         if !self.store_is_full(campaign).await {
             return None;

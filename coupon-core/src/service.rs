@@ -168,9 +168,17 @@ impl CouponService {
     }
 
     async fn status_of(&self, campaign: Campaign, issued: u64) -> Result<CampaignStatus> {
-        let counter = self.counter.status(campaign.id).await?;
+        // A counter that does not answer now says nothing: the store's count stands.
+        let counter = self
+            .counter
+            .status(campaign.id)
+            .await
+            .unwrap_or(crate::CounterStatus::new(0, None));
         let mut status = CampaignStatus::new(campaign, counter.admitted, issued);
-        status.rebuilding = !counter.is_ready();
+        // Only a campaign that may still admit is rebuilt (one closed, or full in the
+        // store, is answered without its counter).
+        status.rebuilding = !counter.is_ready()
+            && matches!(status.state, CampaignState::Open | CampaignState::NotOpen);
         Ok(status)
     }
 
@@ -292,8 +300,8 @@ pub struct CampaignStatus {
     pub issued: u64,
     /// Where it stands now: sold out when either the counter or the store is full.
     pub state: CampaignState,
-    /// Whether its counter is not built now (it lost its memory and is being rebuilt):
-    /// applications answer 503 meanwhile, unless the campaign is sold out.
+    /// Whether its counter is being rebuilt (it lost its memory): applications answer
+    /// 503 meanwhile. Never for a campaign closed or sold out.
     pub rebuilding: bool,
 }
 

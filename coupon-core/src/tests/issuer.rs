@@ -321,7 +321,10 @@ async fn counter_error_publishes_nothing() {
     counter.expect_release().times(0);
     let mut queue = MockIssueQueue::new();
     queue.expect_publish().times(0);
-    let issuer = issuer(counter, queue, store_with(campaign(10)));
+    // The store is asked whether the campaign is full: it is not, so the error stands.
+    let mut store = store_with(campaign(10));
+    store.expect_issued_count().times(1).returning(|_| Ok(3));
+    let issuer = issuer(counter, queue, store);
 
     let error = issuer.apply(CampaignId(1), USER).await.unwrap_err();
     assert!(matches!(
@@ -331,6 +334,36 @@ async fn counter_error_publishes_nothing() {
             ..
         }
     ));
+}
+
+/// A counter that does not answer, on a campaign whose store holds its cap: sold out
+/// for a newcomer, already applied for a holder, and no counter needed.
+#[tokio::test]
+async fn a_full_campaign_answers_without_its_counter() {
+    let mut counter = MockCouponCounter::new();
+    counter
+        .expect_try_acquire()
+        .times(2)
+        .returning(|_, _| Err(unavailable()));
+    let mut store = store_with(campaign(10));
+    store.expect_issued_count().times(1).returning(|_| Ok(10));
+    store.expect_holders().returning(|_| Ok(vec![USER]));
+    store.expect_coupons_of().returning(|campaign, user| {
+        Ok(if user == USER {
+            vec![Coupon::from_ticket(&IssueTicket::new(campaign, user, 1, 1))]
+        } else {
+            Vec::new()
+        })
+    });
+    let issuer = issuer(counter, MockIssueQueue::new(), store);
+    assert_eq!(
+        issuer.apply(CampaignId(1), UserId(5)).await.unwrap(),
+        ApplyOutcome::SoldOut
+    );
+    assert_eq!(
+        issuer.apply(CampaignId(1), USER).await.unwrap(),
+        ApplyOutcome::AlreadyApplied
+    );
 }
 
 #[tokio::test]

@@ -124,6 +124,9 @@ pub struct CampaignStatus {
     pub remaining: u64,
     /// Where it stands.
     pub state: CampaignState,
+    /// Whether its counter is being rebuilt after it lost its memory (applications
+    /// answer 503 `not_ready` meanwhile); never for a campaign closed or sold out.
+    pub rebuilding: bool,
 }
 
 impl From<coupon_core::CampaignState> for CampaignState {
@@ -147,6 +150,7 @@ impl From<&coupon_core::CampaignStatus> for CampaignStatus {
             issued: status.issued,
             remaining: status.remaining(),
             state: status.state.into(),
+            rebuilding: status.rebuilding,
         }
     }
 }

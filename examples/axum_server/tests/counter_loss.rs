@@ -9,8 +9,11 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
+use axum::http::{Method, StatusCode};
+use clap::Parser;
 use coupon_testkit::proxy::{FaultProxy, ProxyMode};
 use coupon_testkit::services::PrivateService;
+use serde_json::json;
 use support::{Rush, Service};
 
 /// What happens to Redis a third of the way into the rush.
@@ -160,5 +163,147 @@ async fn applicants_told_pending_keep_their_slot_when_redis_restarts_empty() {
         10,
         "every applicant told pending holds a coupon"
     );
+    service.stop().await;
+}
+
+/// The full stack on a Redis of the test's own (and the harness broker and PostgreSQL):
+/// the service, its Redis, and its topic.
+async fn full_stack_on_private_redis() -> (Service, PrivateService, String) {
+    let redis = PrivateService::start("redis");
+    let database = coupon_seaorm::testkit::fresh_postgres().await;
+    let mut args = support::shared_backend_args();
+    let mut topic = String::new();
+    for pair in args.chunks_mut(2) {
+        match pair[0].as_str() {
+            "--redis-url" => pair[1] = format!("redis://127.0.0.1:{}/", redis.port()),
+            "--kafka-topic" => topic = pair[1].clone(),
+            _ => {}
+        }
+    }
+    args.extend(["--database-url".into(), database]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Service::start(&args).await, redis, topic)
+}
+
+/// What the campaign route says now.
+async fn campaign_route(api: &support::Api, campaign: u64) -> serde_json::Value {
+    let (status, body) = api
+        .call(Method::GET, &format!("/campaigns/{campaign}"), None)
+        .await
+        .expect("campaign route");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Redis lost at a quiet moment after the campaign sold out (split deployments saw it
+/// as "open, 2,000 remaining" with 2,000 issued, and the first newcomer heard 503 for
+/// 22 s): the store holds the cap, so the route says sold out with nothing remaining
+/// and not rebuilding, a newcomer hears sold_out at once and a winner already_applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quiet_loss_after_the_sell_out_still_answers_sold_out() {
+    let (service, redis, _) = full_stack_on_private_redis().await;
+    let campaign = service.api.create_campaign(200).await;
+    let heard = Rush::start(&service.api, campaign, 1..=300, 16)
+        .finish()
+        .await;
+    assert_eq!(heard.accepted.len(), 200, "{heard:?}");
+    let issued = service
+        .api
+        .wait_for_issued(campaign, 200, Duration::from_secs(60))
+        .await;
+    assert_eq!(issued, 200);
+
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+    let route = campaign_route(&service.api, campaign).await;
+    assert_eq!(
+        (
+            &route["state"],
+            &route["remaining"],
+            &route["issued"],
+            &route["rebuilding"]
+        ),
+        (&json!("sold_out"), &json!(0), &json!(200), &json!(false)),
+        "{route}"
+    );
+    let (newcomer, body) = service.api.apply(campaign, 5_000).await.expect("apply");
+    assert_eq!(
+        (newcomer, &body["error"]),
+        (StatusCode::CONFLICT, &json!("sold_out")),
+        "{body}"
+    );
+    let winner = *heard.accepted.iter().next().expect("a winner");
+    let (again, body) = service.api.apply(campaign, winner).await.expect("apply");
+    assert_eq!(
+        (again, &body["error"]),
+        (StatusCode::CONFLICT, &json!("already_applied")),
+        "{body}"
+    );
+    service.stop().await;
+}
+
+/// Redis lost at a quiet moment mid-campaign, with a record that is not a ticket at the
+/// end of every partition of the topic: nobody applies, yet the counter is rebuilt (the
+/// watcher acts on the loss, the drain gets past the records, whose offsets the worker
+/// commits), the route stops saying "rebuilding", and the next applicant is admitted.
+/// Before, the rebuild waited for an apply, and the junk records kept the drain from
+/// ever ending: 503 "being rebuilt" for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quiet_loss_mid_campaign_is_rebuilt_without_an_apply_past_junk_records() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let (service, redis, topic) = full_stack_on_private_redis().await;
+    let campaign = service.api.create_campaign(1_000).await;
+    let heard = Rush::start(&service.api, campaign, 1..=500, 16)
+        .finish()
+        .await;
+    assert_eq!(heard.accepted.len(), 500, "{heard:?}");
+    service
+        .api
+        .wait_for_issued(campaign, 500, Duration::from_secs(60))
+        .await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            coupon_testkit::service_url("KAFKA_BROKERS"),
+        )
+        .create()
+        .expect("raw producer");
+    let partitions =
+        firstcome_server::config::Config::parse_from(["firstcome-server"]).kafka_partitions;
+    for partition in 0..partitions {
+        producer
+            .send(
+                FutureRecord::<[u8], [u8]>::to(&topic)
+                    .partition(partition)
+                    .payload(b"not a ticket"),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("raw send");
+    }
+
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let route = campaign_route(&service.api, campaign).await;
+        if route["rebuilding"] == json!(false) && route["admitted"] == json!(500) {
+            assert_eq!(route["state"], json!("open"), "{route}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not rebuilt 30 s after Redis came back: {route}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (admitted, body) = service.api.apply(campaign, 5_000).await.expect("apply");
+    assert_eq!(admitted, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["rank"], json!(501), "{body}");
     service.stop().await;
 }

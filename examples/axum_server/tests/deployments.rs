@@ -84,3 +84,98 @@ async fn two_copies_of_the_default_on_one_database_promise_no_more_than_the_cap(
         .assert_promises_kept(&second.api, campaign, CAP, 12_000, false)
         .await;
 }
+
+/// 3,000 applicants on cap 500, the first 1,500 pressing twice (the second press once
+/// the first is answered): every winner's second press hears where their slot stands
+/// (`already_applied`, or `202 pending` while the coupon is on its way), every loser's
+/// `sold_out`. Before, the sold-out memo answered before anyone looked at who
+/// held a slot: 303 of the winners' second presses heard `sold_out`.
+async fn winners_pressing_again_hear_already_applied(api: &support::Api) {
+    let campaign = api.create_campaign(500).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..32u64 {
+        let api = api.clone();
+        tasks.spawn(async move {
+            let mut answers = Vec::new();
+            for user in (1..=3_000u64).filter(|user| user % 32 == lane) {
+                let first = retrying_apply(&api, campaign, user).await;
+                let second = if user <= 1_500 {
+                    Some(retrying_apply(&api, campaign, user).await)
+                } else {
+                    None
+                };
+                answers.push((user, first, second));
+            }
+            answers
+        });
+    }
+    let mut won = 0;
+    let mut second_presses = std::collections::BTreeMap::<(bool, String), u64>::new();
+    while let Some(lane) = tasks.join_next().await {
+        for (_, first, second) in lane.expect("lane") {
+            let winner = first == "202";
+            won += u64::from(winner);
+            if let Some(second) = second {
+                *second_presses.entry((winner, second)).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(won, 500);
+    let wrong: Vec<_> = second_presses
+        .iter()
+        .filter(|((winner, answer), _)| match winner {
+            true => answer != "409 already_applied" && answer != "202 pending",
+            false => answer != "409 sold_out",
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "second presses (winner?, answer): {second_presses:?}"
+    );
+}
+
+/// One apply, retried while the answer is 503: "202", "202 pending", or the status and
+/// error code.
+async fn retrying_apply(api: &support::Api, campaign: u64, user: u64) -> String {
+    loop {
+        match api.apply(campaign, user).await {
+            Ok((StatusCode::ACCEPTED, body)) if body["status"] == "pending" => {
+                return "202 pending".to_owned();
+            }
+            Ok((StatusCode::ACCEPTED, _)) => return "202".to_owned(),
+            Ok((StatusCode::SERVICE_UNAVAILABLE, _)) | Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Ok((status, body)) => {
+                return format!(
+                    "{} {}",
+                    status.as_u16(),
+                    body["error"].as_str().unwrap_or("?")
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn winners_pressing_again_hear_already_applied_on_the_embedded_default() {
+    let file = std::env::temp_dir().join(format!(
+        "firstcome-again-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let database = format!("sqlite://{}?mode=rwc", file.display());
+    let service = support::Service::start(&["--database-url", &database]).await;
+    winners_pressing_again_hear_already_applied(&service.api).await;
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn winners_pressing_again_hear_already_applied_on_the_full_stack() {
+    let database = coupon_seaorm::testkit::fresh_postgres().await;
+    let mut args = support::shared_backend_args();
+    args.extend(["--database-url".into(), database]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let service = support::Service::start(&args).await;
+    winners_pressing_again_hear_already_applied(&service.api).await;
+    service.stop().await;
+}
