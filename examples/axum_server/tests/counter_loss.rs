@@ -307,3 +307,58 @@ async fn a_quiet_loss_mid_campaign_is_rebuilt_without_an_apply_past_junk_records
     assert_eq!(body["rank"], json!(501), "{body}");
     service.stop().await;
 }
+
+/// Two API processes (each with its worker, settler and watcher) on one Redis, broker
+/// and database, 6,000 applicants split over them on cap 2,000, and Redis lost twice in
+/// a row mid-rush: killed, back empty, and killed again half a second later, while the
+/// rebuilds of the first loss are under way in both processes. Every rebuild that began
+/// before the second loss fails and starts over; exactly 2,000 hear 202, each holds a
+/// coupon, and the campaign ends at its cap. (Before epochs, a rebuild started for the
+/// first loss could build the second server from a store read that missed slots granted
+/// on the first rebuilt one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_through_two_redis_losses_in_a_row() {
+    let redis = PrivateService::start("redis");
+    let database = coupon_seaorm::testkit::fresh_postgres().await;
+    let mut args = support::shared_backend_args();
+    for pair in args.chunks_mut(2) {
+        if pair[0] == "--redis-url" {
+            pair[1] = format!("redis://127.0.0.1:{}/", redis.port());
+        }
+    }
+    args.extend([
+        "--database-url".into(),
+        database,
+        "--settle-grace-ms".into(),
+        "3000".into(),
+        "--settle-interval-ms".into(),
+        "1000".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = Service::start(&args).await;
+    let second = Service::start(&args).await;
+    let campaign = first.api.create_campaign(2_000).await;
+
+    let one = Rush::start(&first.api, campaign, 1..=3_000, 32);
+    let two = Rush::start(&second.api, campaign, 3_001..=6_000, 32);
+    while one.done.load(std::sync::atomic::Ordering::Relaxed)
+        + two.done.load(std::sync::atomic::Ordering::Relaxed)
+        < 1_000
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.restart();
+    let mut heard = one.finish().await;
+    heard.merge(two.finish().await);
+    heard
+        .assert_promises_kept(&first.api, campaign, 2_000, 6_000, true)
+        .await;
+    second.stop().await;
+    first.stop().await;
+}
