@@ -85,7 +85,7 @@ pub use store::{
     reopen_campaign,
 };
 pub use ticket::IssueTicket;
-pub use worker::{IssueWorker, RunningWorker, WorkerConfig, WorkerReport};
+pub use worker::{IssueWorker, RunningWorker, WorkerConfig, WorkerReport, WorkerTotals};
 
 #[cfg(test)]
 pub(crate) use counter::MockCouponCounter;

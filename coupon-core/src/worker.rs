@@ -160,6 +160,31 @@ pub struct IssueWorker {
     source: Arc<dyn IssueSource>,
     store: Arc<dyn CouponStore>,
     config: WorkerConfig,
+    totals: WorkerTotals,
+}
+
+/// What a worker has done so far, readable while it runs (for metrics): the sum of the
+/// reports of the batches it finished.
+///
+/// ```
+/// use coupon_core::memory::{MemoryQueue, MemoryStore};
+/// use coupon_core::IssueWorker;
+/// use std::sync::Arc;
+/// let worker = IssueWorker::new(Arc::new(MemoryQueue::new(1)), Arc::new(MemoryStore::new()));
+/// assert_eq!(worker.totals().report().issued, 0);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct WorkerTotals(Arc<std::sync::Mutex<WorkerReport>>);
+
+impl WorkerTotals {
+    /// The totals now.
+    pub fn report(&self) -> WorkerReport {
+        *crate::memory::lock(&self.0)
+    }
+
+    fn add(&self, batch: WorkerReport) {
+        crate::memory::lock(&self.0).add(batch);
+    }
 }
 
 impl IssueWorker {
@@ -178,7 +203,14 @@ impl IssueWorker {
             source,
             store,
             config,
+            totals: WorkerTotals::default(),
         }
+    }
+
+    /// What this worker has done so far, shared: it goes on counting while the worker
+    /// runs.
+    pub fn totals(&self) -> WorkerTotals {
+        self.totals.clone()
     }
 
     /// Runs on a task of its own until [`RunningWorker::stop`], or until the source is
@@ -187,13 +219,14 @@ impl IssueWorker {
     #[must_use = "dropping the RunningWorker stops the worker"]
     pub fn spawn(self) -> RunningWorker {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let totals = self.totals();
         let task = tokio::spawn(async move {
             self.run(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             })
             .await
         });
-        RunningWorker { stop, task }
+        RunningWorker { stop, task, totals }
     }
 
     /// Processes batches until `shutdown` completes or the source is closed and drained.
@@ -221,7 +254,10 @@ impl IssueWorker {
                 Ok(Some(batch)) => {
                     source_failures = 0;
                     match self.process_until(batch, &mut stop).await {
-                        Ok(batch_report) => report.add(batch_report),
+                        Ok(batch_report) => {
+                            report.add(batch_report);
+                            self.totals.add(batch_report);
+                        }
                         Err(None) => break,
                         // The batch was not acked, so the source delivers it again.
                         Err(Some(error)) => {
@@ -454,9 +490,15 @@ impl IssueWorker {
 pub struct RunningWorker {
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<WorkerReport>>,
+    totals: WorkerTotals,
 }
 
 impl RunningWorker {
+    /// What the worker has done so far ([`IssueWorker::totals`]).
+    pub fn totals(&self) -> WorkerTotals {
+        self.totals.clone()
+    }
+
     /// Stops gracefully (the batch in hand is finished and acked, or left unacked for
     /// redelivery while the store is away) and returns what the worker did.
     pub async fn stop(self) -> Result<WorkerReport> {

@@ -298,9 +298,10 @@ async fn over_cap_tickets_are_recorded_not_dropped_silently() {
         .withf(|failure| failure.ticket.user == UserId(2))
         .returning(|_| Ok(()));
 
-    let report = worker(source, store)
-        .run(std::future::pending())
-        .await
-        .unwrap();
+    let worker = worker(source, store);
+    let totals = worker.totals();
+    let report = worker.run(std::future::pending()).await.unwrap();
     assert_eq!((report.issued, report.over_cap), (1, 1));
+    // Counted as it happens, for metrics: a promise broken.
+    assert_eq!(totals.report(), report);
 }

@@ -106,6 +106,9 @@ pub async fn serve(
         ),
         (None, None) => None,
     };
+    if let Some(worker) = &worker {
+        metrics.watch_worker(worker.totals());
+    }
     if worker.is_some() {
         println!(
             "  {:>8}: batches of up to {}",

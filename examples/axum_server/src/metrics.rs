@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coupon_core::{Batch, IssueSource, IssueTicket, Result, Settler};
+use coupon_core::{Batch, IssueSource, IssueTicket, Result, Settler, WorkerTotals};
 
 /// A histogram with fixed upper bounds.
 #[derive(Debug)]
@@ -66,6 +66,8 @@ pub struct Metrics {
     apply_latency: Histogram,
     batch_sizes: Histogram,
     worker_errors: AtomicU64,
+    /// What this process's worker has done, when it runs one.
+    worker: std::sync::OnceLock<WorkerTotals>,
 }
 
 impl Metrics {
@@ -76,7 +78,13 @@ impl Metrics {
             apply_latency: Histogram::new(LATENCY_BOUNDS),
             batch_sizes: Histogram::new(BATCH_BOUNDS),
             worker_errors: AtomicU64::new(0),
+            worker: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reports what `totals` counts: this process's worker's tickets by outcome.
+    pub fn watch_worker(&self, totals: WorkerTotals) {
+        let _ = self.worker.set(totals);
     }
 
     /// Counts one answer of `route` with `outcome`.
@@ -121,6 +129,9 @@ impl Metrics {
             out,
             "# HELP firstcome_worker_errors_total Worker errors (source or store).\n# TYPE firstcome_worker_errors_total counter\nfirstcome_worker_errors_total {errors}"
         );
+        if let Some(totals) = self.worker.get() {
+            render_worker(&mut out, &totals.report());
+        }
         let _ = writeln!(
             out,
             "# HELP firstcome_republished_tickets_total Tickets the settler published again.\n# TYPE firstcome_republished_tickets_total counter\nfirstcome_republished_tickets_total {}",
@@ -143,6 +154,33 @@ impl Metrics {
         crate::process_stats::render(&mut out);
         out
     }
+}
+
+/// The worker's tickets by outcome, and the refusals of promised tickets on their own:
+/// each one over the cap is a promise broken, each dead letter one waiting for an
+/// operator.
+fn render_worker(out: &mut String, report: &coupon_core::WorkerReport) {
+    let _ = writeln!(
+        out,
+        "# HELP firstcome_worker_tickets_total Tickets this process's worker settled, by outcome.\n# TYPE firstcome_worker_tickets_total counter"
+    );
+    for (outcome, count) in [
+        ("issued", report.issued),
+        ("duplicate", report.duplicates),
+        ("superseded", report.superseded),
+        ("over_cap", report.over_cap),
+        ("dead_lettered", report.dead_lettered),
+    ] {
+        let _ = writeln!(
+            out,
+            "firstcome_worker_tickets_total{{outcome=\"{outcome}\"}} {count}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP firstcome_tickets_refused_total Tickets the store refused for good (over the cap: a promise broken; dead-lettered: waiting for a replay).\n# TYPE firstcome_tickets_refused_total counter\nfirstcome_tickets_refused_total{{reason=\"over_cap\"}} {}\nfirstcome_tickets_refused_total{{reason=\"dead_letter\"}} {}",
+        report.over_cap, report.dead_lettered
+    );
 }
 
 impl Default for Metrics {
@@ -228,6 +266,24 @@ mod tests {
 
         async fn lag(&self) -> Result<Option<u64>> {
             Ok(Some(7))
+        }
+    }
+
+    #[test]
+    fn refused_tickets_are_counted_apart() {
+        let mut report = coupon_core::WorkerReport::default();
+        report.issued = 7;
+        report.over_cap = 2;
+        report.dead_lettered = 1;
+        let mut out = String::new();
+        render_worker(&mut out, &report);
+        for line in [
+            "firstcome_worker_tickets_total{outcome=\"issued\"} 7",
+            "firstcome_worker_tickets_total{outcome=\"over_cap\"} 2",
+            "firstcome_tickets_refused_total{reason=\"over_cap\"} 2",
+            "firstcome_tickets_refused_total{reason=\"dead_letter\"} 1",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} not in\n{out}");
         }
     }
 
