@@ -2,8 +2,10 @@
 //! that refuses a ticket whose epoch a seal superseded without counting its slot.
 //!
 //! Tables: `counter_epoch` (campaign_id, epoch), the last sealed epoch of each campaign
-//! (no row: 0), and `epoch_slot` (campaign_id, user_id, user_slot), that seal's
-//! snapshot of the slots it counted that had no coupon.
+//! (no row: 0), and `epoch_slot` (campaign_id, user_id, user_slot, rank), that seal's
+//! snapshot of the admissions it counted that had no coupon. An admission is its (user,
+//! slot, rank): a slot given again after a seal superseded its first admission is
+//! another admission, at another rank.
 //!
 //! Locks: a seal locks the campaign row (as `issue_batch` does) and then the campaign's
 //! `counter_epoch` row, for update; `record_pending` and the queue's publishes lock the
@@ -68,8 +70,8 @@ fn share_clause(backend: DbBackend) -> &'static str {
 }
 
 /// Of `tickets` (all of `campaign`, whose sealed epoch is `epoch`), the indexes of
-/// those the seal superseded: of an older epoch (not 0), for a slot its snapshot does
-/// not hold.
+/// those the seal superseded: of an older epoch (not 0), an admission (user, slot,
+/// rank) its snapshot does not hold, and no coupon of theirs stored.
 pub(crate) async fn superseded(
     txn: &DatabaseTransaction,
     campaign: i64,
@@ -110,7 +112,10 @@ pub(crate) async fn superseded(
     for chunk in users.chunks(CHUNK) {
         let mut query = SqlBuilder::new(
             backend,
-            "SELECT user_id, user_slot FROM epoch_slot WHERE campaign_id = ",
+            &format!(
+                "SELECT user_id, user_slot, {} FROM epoch_slot WHERE campaign_id = ",
+                sql::rank_column(backend)
+            ),
         );
         query
             .bind(campaign)
@@ -119,7 +124,8 @@ pub(crate) async fn superseded(
         for row in txn.query_all_raw(query.build()).await? {
             let user: i64 = row.try_get_by_index(0)?;
             let slot: i32 = row.try_get_by_index(1)?;
-            counted.insert((user, slot));
+            let rank: i64 = row.try_get_by_index(2)?;
+            counted.insert((user, slot, rank));
         }
     }
     Ok(older
@@ -127,7 +133,8 @@ pub(crate) async fn superseded(
         .filter(|&i| {
             let ticket = tickets[i];
             let slot = i32::try_from(ticket.slot).unwrap_or(i32::MAX);
-            !counted.contains(&(ticket.user.get() as i64, slot))
+            let rank = i64::try_from(ticket.rank).unwrap_or(i64::MAX);
+            !counted.contains(&(ticket.user.get() as i64, slot, rank))
                 && !stored.contains(&ticket.ticket_id.to_string())
         })
         .collect())
@@ -170,7 +177,7 @@ pub(crate) async fn seal(
             None,
         ));
     }
-    let gathered = gather(&txn, campaign, key, counted)
+    let gathered = gather(&txn, campaign, key, epoch, counted)
         .await
         .map_err(|e| classify(e, what))?;
     let next = epoch + 1;
@@ -244,6 +251,7 @@ async fn gather(
     txn: &DatabaseTransaction,
     campaign: CampaignId,
     key: i64,
+    sealed: u64,
     counted: &[HeldSlot],
 ) -> std::result::Result<Gathered, DbErr> {
     let backend = txn.get_database_backend();
@@ -286,24 +294,42 @@ async fn gather(
     // (dead-lettered meanwhile) is in one of them, never in neither.
     let mut query = SqlBuilder::new(
         backend,
-        "SELECT ticket FROM pending_ticket WHERE campaign_id = ",
+        "SELECT 0, ticket FROM pending_ticket WHERE campaign_id = ",
     );
     query
         .bind(key)
-        .push(" UNION ALL SELECT ticket FROM issue_failure WHERE campaign_id = ")
+        .push(" UNION ALL SELECT 1, ticket FROM issue_failure WHERE campaign_id = ")
         .bind(key)
-        .push(" UNION ALL SELECT ticket FROM issue_queue WHERE dead_reason IS NULL AND campaign_id = ")
+        .push(" UNION ALL SELECT 0, ticket FROM issue_queue WHERE dead_reason IS NULL AND campaign_id = ")
         .bind(key);
+    let mut failed = Vec::new();
     for row in txn.query_all_raw(query.build()).await? {
-        let text: String = row.try_get_by_index(0)?;
+        let failure: i32 = row.try_get_by_index(0)?;
+        let text: String = row.try_get_by_index(1)?;
         // An unreadable row holds no slot anyone was promised; the worker parks it.
         if let Ok(ticket) = codec::decode(Some(text.as_bytes()))
             && ticket.campaign == campaign
             && !stored_ids.contains(&ticket.ticket_id)
         {
-            waiting.push(ticket.held_slot());
+            if failure == 1 {
+                failed.push(ticket);
+            } else {
+                waiting.push(ticket.held_slot());
+            }
         }
     }
+    // A failure record counts only if its ticket was admissible under the last seal: one
+    // refused for good after that seal superseded it was never promised. (Pending
+    // records and queued tickets were checked when they were written.)
+    let failed_refs: Vec<&IssueTicket> = failed.iter().collect();
+    let superseded_failures = superseded(txn, key, sealed, &failed_refs).await?;
+    waiting.extend(
+        failed
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !superseded_failures.contains(i))
+            .map(|(_, ticket)| ticket.held_slot()),
+    );
     for slot in waiting.into_iter().chain(counted.iter().copied()) {
         if known.insert((slot.user, slot.slot)) {
             slots.push(slot);
@@ -330,11 +356,14 @@ async fn write(
     clear.bind(campaign);
     txn.execute_raw(clear.build()).await?;
     let snapshot = &gathered.slots[gathered.stored..];
-    // Three values a row: far below every backend's bound-parameter limit.
+    // Four values a row: far below every backend's bound-parameter limit.
     for chunk in snapshot.chunks(CHUNK) {
         let mut insert = SqlBuilder::new(
             backend,
-            "INSERT INTO epoch_slot (campaign_id, user_id, user_slot) VALUES ",
+            &format!(
+                "INSERT INTO epoch_slot (campaign_id, user_id, user_slot, {}) VALUES ",
+                sql::rank_column(backend)
+            ),
         );
         for (i, slot) in chunk.iter().enumerate() {
             if i > 0 {
@@ -345,6 +374,9 @@ async fn write(
             insert.bind(slot.user.get() as i64).push(", ");
             insert
                 .bind(i32::try_from(slot.slot).unwrap_or(i32::MAX))
+                .push(", ");
+            insert
+                .bind(i64::try_from(slot.rank).unwrap_or(i64::MAX))
                 .push(")");
         }
         txn.execute_raw(insert.build()).await?;

@@ -35,9 +35,10 @@ struct Ledger {
     by_user: HashMap<UserId, Vec<usize>>,
     /// The last sealed counter epoch (0: none yet).
     epoch: u64,
-    /// The slots without a coupon that the last seal counted: a ticket of an older
-    /// epoch is taken only for one of these.
-    snapshot: HashSet<(UserId, u32)>,
+    /// The admissions without a coupon that the last seal counted, by (user, slot,
+    /// rank): a ticket of an older epoch is taken only if it is one of these (another
+    /// admission of the same slot, at another rank, is a different one).
+    snapshot: HashSet<(UserId, u32, u64)>,
 }
 
 impl Ledger {
@@ -46,7 +47,9 @@ impl Ledger {
     fn supersedes(&self, ticket: &IssueTicket) -> bool {
         ticket.epoch > 0
             && ticket.epoch < self.epoch
-            && !self.snapshot.contains(&(ticket.user, ticket.slot))
+            && !self
+                .snapshot
+                .contains(&(ticket.user, ticket.slot, ticket.rank))
             // Its coupon exists: whatever the epoch, it was counted.
             && !self.tickets.contains(&ticket.ticket_id)
     }
@@ -285,10 +288,18 @@ impl CouponStore for MemoryStore {
         let mut slots = ledger.coupon_slots();
         let mut known: HashSet<(UserId, u32)> =
             slots.iter().map(|slot| (slot.user, slot.slot)).collect();
-        let stored = known.clone();
+        let mut snapshot = HashSet::new();
+        // A failure record counts only if its ticket was admissible under the last seal:
+        // one refused for good after that seal superseded it was never promised.
+        // (Pending records and queued tickets were checked when they were written.)
         let waiting = pending
             .values()
-            .chain(failures.iter().map(|failure| &failure.ticket))
+            .chain(
+                failures
+                    .iter()
+                    .map(|failure| &failure.ticket)
+                    .filter(|ticket| !ledger.supersedes(ticket)),
+            )
             .filter(|ticket| {
                 ticket.campaign == campaign && !ledger.tickets.contains(&ticket.ticket_id)
             })
@@ -296,11 +307,12 @@ impl CouponStore for MemoryStore {
             .chain(counted.iter().copied());
         for slot in waiting {
             if known.insert((slot.user, slot.slot)) {
+                snapshot.insert((slot.user, slot.slot, slot.rank));
                 slots.push(slot);
             }
         }
         ledger.epoch += 1;
-        ledger.snapshot = known.difference(&stored).copied().collect();
+        ledger.snapshot = snapshot;
         Ok(SealedEpoch::new(ledger.epoch, slots))
     }
 

@@ -2,8 +2,8 @@
 #![allow(elided_lifetimes_in_paths)]
 
 //! `counter_epoch` and `epoch_slot`: each campaign's last sealed counter epoch and that
-//! seal's snapshot (the slots it counted that had no coupon), so that the store refuses
-//! a ticket of an older epoch whose slot the seal did not count. Campaigns created before
+//! seal's snapshot (the admissions, by user, slot and rank, it counted that had no
+//! coupon), so that the store refuses a ticket of an older epoch the seal did not count. Campaigns created before
 //! this migration have no row: epoch 0, until their first seal.
 
 use sea_orm_migration::prelude::*;
@@ -24,6 +24,7 @@ enum EpochSlot {
     CampaignId,
     UserId,
     UserSlot,
+    Rank,
 }
 
 #[async_trait::async_trait]
@@ -56,6 +57,7 @@ impl MigrationTrait for Migration {
                     )
                     .col(ColumnDef::new(EpochSlot::UserId).big_integer().not_null())
                     .col(ColumnDef::new(EpochSlot::UserSlot).integer().not_null())
+                    .col(ColumnDef::new(EpochSlot::Rank).big_integer().not_null())
                     .primary_key(
                         Index::create()
                             .col(EpochSlot::CampaignId)

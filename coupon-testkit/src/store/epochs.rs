@@ -111,6 +111,15 @@ pub async fn tickets_of_a_superseded_epoch_are_refused_unless_counted(store: Arc
     let sealed = seal(store, campaign.id, &[held(1, 1)]).await;
     assert_eq!(sealed.epoch, 2);
 
+    // User 1's slot was counted at rank 1: the same slot at another rank is another
+    // admission, which the seal did not count.
+    let other_rank = IssueTicket::new(campaign.id, UserId(1), 1, 9).in_epoch(1);
+    let refused = store.issue_batch(&[other_rank]).await.expect("issue");
+    assert_eq!(
+        refused,
+        vec![IssueOutcome::Superseded],
+        "another rank of a counted slot"
+    );
     let outcomes = store
         .issue_batch(&[
             ticket(1, 1),
@@ -197,4 +206,28 @@ pub async fn a_dead_lettered_ticket_is_not_recorded_as_pending(store: Arc<dyn Co
         .record_pending(&ticket)
         .await
         .expect("replayed: pending again");
+}
+
+/// A failure record counts in a seal only if its ticket was admissible under the seal
+/// before: one refused for good after a seal had superseded it was never promised, and
+/// counting it would give the counter a slot nobody holds.
+pub async fn a_dead_letter_of_a_superseded_ticket_is_not_counted(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
+    let campaign = create(store, 10).await;
+    let ticket = |user: u64, epoch: u64| {
+        IssueTicket::new(campaign.id, UserId(user), 1, user).in_epoch(epoch)
+    };
+    seal(store, campaign.id, &[]).await;
+    seal(store, campaign.id, &[]).await;
+    for (user, epoch) in [(3, 1), (4, 2)] {
+        let failure = IssueFailure::new(ticket(user, epoch), "refused for good", 1);
+        store.record_failure(&failure).await.expect("failure");
+    }
+    let sealed = seal(store, campaign.id, &[]).await;
+    let users: Vec<u64> = sealed.slots.iter().map(|slot| slot.user.get()).collect();
+    assert_eq!(
+        users,
+        vec![4],
+        "the dead letter of epoch 2 counts, the one epoch 2 had superseded does not"
+    );
 }

@@ -3,6 +3,7 @@
 mod epochs;
 
 pub use epochs::{
+    a_dead_letter_of_a_superseded_ticket_is_not_counted,
     a_dead_lettered_ticket_is_not_recorded_as_pending,
     a_seal_counts_every_admission_the_store_knows, a_seal_from_a_replaced_epoch_changes_nothing,
     tickets_of_a_superseded_epoch_are_refused_unless_counted,
