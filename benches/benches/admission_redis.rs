@@ -31,10 +31,11 @@ fn host_port(url: &str) -> (String, String) {
     (host.to_owned(), port.to_owned())
 }
 
-/// Runs redis-benchmark on the try_acquire script; returns its requests per second.
+/// Runs redis-benchmark on the admission script, one apply per call (as an apply alone
+/// makes it); returns its requests per second.
 fn redis_benchmark(url: &str, clients: u64, pipeline: u64) -> Option<f64> {
     let (host, port) = host_port(url);
-    let script = include_str!("../../coupon-redis/src/scripts/try_acquire.lua");
+    let script = include_str!("../../coupon-redis/src/scripts/admit.lua");
     let sha = Command::new("redis-cli")
         .args(["-h", &host, "-p", &port, "SCRIPT", "LOAD", script])
         .output()
@@ -62,6 +63,8 @@ fn redis_benchmark(url: &str, clients: u64, pipeline: u64) -> Option<f64> {
             &format!("{tag}:users"),
             "~built",
             &run_id,
+            "~epoch",
+            "1",
         ])
         .output()
         .ok()?;
@@ -94,7 +97,7 @@ fn redis_benchmark(url: &str, clients: u64, pipeline: u64) -> Option<f64> {
             format!("{tag}:slots"),
             format!("{tag}:free"),
         ])
-        .args(["__rand_int__", &CAP.to_string(), "1", &run_id, "t"])
+        .args([&CAP.to_string(), "1", &run_id, "t", "__rand_int__"])
         .output()
         .ok()?;
     let _ = Command::new("redis-cli")
@@ -105,6 +108,26 @@ fn redis_benchmark(url: &str, clients: u64, pipeline: u64) -> Option<f64> {
     // "EVALSHA ...: 53191.49 requests per second, p50=0.455 msec"
     let figure = text.rsplit(": ").next()?.split_whitespace().next()?;
     figure.parse().ok()
+}
+
+/// The script calls (`EVALSHA` and `EVAL`) the server ran so far.
+fn script_calls(url: &str) -> u64 {
+    let (host, port) = host_port(url);
+    let stats = Command::new("redis-cli")
+        .args(["-h", &host, "-p", &port, "INFO", "commandstats"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    ["evalsha", "eval"]
+        .iter()
+        .filter_map(|command| {
+            stats
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|calls| calls.parse::<u64>().ok())
+        })
+        .sum()
 }
 
 fn admission(c: &mut Criterion) {
@@ -122,6 +145,7 @@ fn admission(c: &mut Criterion) {
     let campaign = Arc::new(runtime.block_on(ready_campaign(counter.as_ref(), CAP)));
     let next_user = Arc::new(AtomicU64::new(0));
 
+    let calls_before = script_calls(&url);
     let mut group = c.benchmark_group("admission_redis");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(4));
@@ -138,6 +162,12 @@ fn admission(c: &mut Criterion) {
         );
     }
     group.finish();
+    let calls = script_calls(&url).saturating_sub(calls_before);
+    let admitted = next_user.load(Ordering::Relaxed);
+    println!(
+        "\nscript calls: {calls} for {admitted} admissions ({:.3} per admission)",
+        calls as f64 / admitted.max(1) as f64
+    );
     runtime
         .block_on(counter.forget(campaign.id))
         .expect("clean up");

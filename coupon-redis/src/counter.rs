@@ -5,20 +5,18 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use coupon_core::{
     Admission, Campaign, CampaignId, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild,
     Release, Result, SealEpoch, UserId,
 };
-use redis::{AsyncCommands, Script, Value};
+use redis::{AsyncCommands, Script};
 
 use crate::connection::{Connection, ServerFacts, Session};
 use crate::error::{BACKEND, classify, unexpected_reply};
 use crate::probe::{Probes, Reading};
 use crate::{CampaignKeys, Confirm, RedisCounterConfig};
 
-static TRY_ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/try_acquire.lua")));
 static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/claim.lua")));
@@ -71,6 +69,7 @@ pub struct RedisCounter {
     confirm: Confirm,
     confirm_timeout: Duration,
     probes: Arc<Probes>,
+    pub(crate) lanes: Arc<crate::gather::Lanes>,
 }
 
 impl std::fmt::Debug for RedisCounter {
@@ -101,6 +100,7 @@ impl RedisCounter {
             confirm: config.confirm,
             confirm_timeout: config.confirm_timeout,
             probes: Arc::default(),
+            lanes: Arc::default(),
         })
     }
 
@@ -114,7 +114,7 @@ impl RedisCounter {
 
     /// Waits for the replicas [`Confirm`] asks for; an admission they did not
     /// acknowledge in time is an unknown outcome (the slot may be held).
-    async fn confirmed(&self, session: &Session, keys: &CampaignKeys) -> Result<()> {
+    pub(crate) async fn confirmed(&self, session: &Session, keys: &CampaignKeys) -> Result<()> {
         let replicas = match self.confirm {
             Confirm::Off => return Ok(()),
             Confirm::Auto if session.replicas().await == 0 => return Ok(()),
@@ -170,51 +170,10 @@ impl RedisCounter {
 
 #[async_trait]
 impl CouponCounter for RedisCounter {
+    /// Through the campaign's lane ([`crate::gather`]): one script call for the applies
+    /// that wait for it.
     async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> Result<Admission> {
-        let keys = self.keys(campaign.id);
-        let mut session = self.session().await?;
-        let reply: Value = TRY_ACQUIRE
-            .key(&keys.count)
-            .key(&keys.users)
-            .key(&keys.slots)
-            .key(&keys.free)
-            .arg(user.get())
-            .arg(campaign.cap)
-            .arg(campaign.per_user_limit)
-            .arg(session.identity())
-            .arg(request_token())
-            .invoke_async(&mut session)
-            .await
-            .map_err(|e| classify(e, || format!("try_acquire on {keys:?}")))?;
-        if matches!(reply, Value::Array(_)) {
-            self.confirmed(&session, &keys).await?;
-        }
-        match reply {
-            Value::Int(-1) => Ok(Admission::AlreadyApplied),
-            Value::Int(-2) => Err(Error::NotReady {
-                campaign: campaign.id,
-                backend: BACKEND,
-            }),
-            Value::Int(0) => Ok(Admission::SoldOut),
-            Value::Array(ref granted) => match granted.as_slice() {
-                [Value::Int(rank), Value::Int(slot), Value::Int(epoch)]
-                    if *rank > 0 && *slot > 0 && *epoch > 0 =>
-                {
-                    Ok(Admission::Granted {
-                        rank: *rank as u64,
-                        slot: u32::try_from(*slot).unwrap_or(u32::MAX),
-                        admitted_at: Utc::now(),
-                        epoch: *epoch as u64,
-                    })
-                }
-                _ => Err(unexpected_reply(format!(
-                    "try_acquire on {keys:?} answered {reply:?}"
-                ))),
-            },
-            other => Err(unexpected_reply(format!(
-                "try_acquire on {keys:?} answered {other:?}"
-            ))),
-        }
+        crate::gather::admit(self, campaign, user).await
     }
 
     async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release> {
@@ -396,7 +355,7 @@ impl CouponCounter for RedisCounter {
 
 /// A token unique to one `try_acquire` call (a random start, then a counter), that
 /// lets the script tell a resent request from a new one.
-fn request_token() -> String {
+pub(crate) fn request_token() -> String {
     static NEXT: LazyLock<AtomicU64> =
         LazyLock::new(|| AtomicU64::new(uuid::Uuid::new_v4().as_u64_pair().0));
     format!("{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
@@ -492,71 +451,6 @@ mod tests {
         assert_eq!((legacy.slot, legacy.rank), (1, 0));
         for (field, value) in [("x", "1:1"), ("1", "x:1"), ("1:", "1:1"), ("1", "")] {
             assert!(parse_held(field, value).is_none(), "{field:?} = {value:?}");
-        }
-    }
-
-    /// Runs the admission script as a client that resends a request would.
-    async fn run_script(
-        counter: &RedisCounter,
-        campaign: &Campaign,
-        user: u64,
-        token: &str,
-    ) -> Value {
-        let keys = counter.keys(campaign.id);
-        let mut session = counter.session().await.expect("session");
-        TRY_ACQUIRE
-            .key(&keys.count)
-            .key(&keys.users)
-            .key(&keys.slots)
-            .key(&keys.free)
-            .arg(user)
-            .arg(campaign.cap)
-            .arg(campaign.per_user_limit)
-            .arg(session.identity())
-            .arg(token)
-            .invoke_async(&mut session)
-            .await
-            .expect("the script")
-    }
-
-    /// The same request run twice answers its grant twice and takes one slot; another
-    /// request of the same user is a new one (already applied at limit 1, the next
-    /// slot at limit 3).
-    #[tokio::test]
-    async fn a_request_run_twice_takes_one_slot() {
-        use coupon_core::NewCampaign;
-        use coupon_testkit::{ready_campaign_from, service_url};
-
-        let counter = RedisCounter::connect(
-            RedisCounterConfig::new(service_url("REDIS_URL"))
-                .with_key_prefix(format!("test-{}", uuid::Uuid::new_v4().simple())),
-        )
-        .await
-        .expect("connect to REDIS_URL");
-        for limit in [1, 3] {
-            let new = NewCampaign::new("twice", 10).per_user_limit(limit);
-            let campaign = ready_campaign_from(&counter, new).await;
-            let first = run_script(&counter, &campaign, 7, "a1").await;
-            let again = run_script(&counter, &campaign, 7, "a1").await;
-            let grant =
-                |rank, slot| Value::Array(vec![Value::Int(rank), Value::Int(slot), Value::Int(1)]);
-            assert_eq!(first, grant(1, 1), "limit {limit}");
-            assert_eq!(again, first, "limit {limit}: the resent request");
-            assert_eq!(
-                counter.status(campaign.id).await.expect("status").admitted,
-                1
-            );
-            let other = run_script(&counter, &campaign, 7, "b2").await;
-            let expected = if limit == 1 {
-                Value::Int(-1)
-            } else {
-                grant(2, 2)
-            };
-            assert_eq!(other, expected, "limit {limit}: a new request");
-            let other_again = run_script(&counter, &campaign, 7, "b2").await;
-            assert_eq!(other_again, expected, "limit {limit}: the new one resent");
-            let held = counter.held_slots(campaign.id).await.expect("held");
-            assert_eq!(held.len(), if limit == 1 { 1 } else { 2 });
         }
     }
 }

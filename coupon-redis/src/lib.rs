@@ -34,6 +34,7 @@ mod confirm;
 mod connection;
 mod counter;
 mod error;
+mod gather;
 mod keys;
 mod probe;
 mod rebuild;

@@ -1,0 +1,301 @@
+//! Gathered admission: the applies to one campaign that arrive while a call of the
+//! admission script for that campaign is in flight leave together, as one call of
+//! `admit.lua`, which admits them in arrival order and answers each.
+//!
+//! Nothing waits on purpose: an apply that finds a call slot free goes at once (alone,
+//! or with whoever is waiting), so a quiet campaign pays nothing, and a busy one pays one
+//! script call (and one replica confirmation) for up to [`MAX_GATHERED`] applies.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use chrono::Utc;
+use coupon_core::{Admission, Campaign, CampaignId, Error, ErrorClass, Result, UserId};
+use redis::{Script, Value};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::RedisCounter;
+use crate::error::{BACKEND, classify, unexpected_reply};
+
+static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/admit.lua")));
+
+/// Most applies in one call: a call stays short for the server's other clients.
+pub(crate) const MAX_GATHERED: usize = 256;
+
+/// Calls of the admission script in flight per campaign and process. More than one, so
+/// that a call's round trip does not hold the next group back; few, so that applies
+/// arriving meanwhile gather.
+const CALLS_IN_FLIGHT: usize = 4;
+
+/// One apply waiting for its call.
+struct Waiter {
+    user: UserId,
+    answer: oneshot::Sender<Result<Admission>>,
+}
+
+/// The applies of one campaign waiting for a call, and the call slots.
+struct Lane {
+    waiting: Mutex<Vec<Waiter>>,
+    calls: Semaphore,
+}
+
+/// Every campaign's lane.
+#[derive(Default)]
+pub(crate) struct Lanes {
+    campaigns: Mutex<HashMap<CampaignId, Arc<Lane>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Lanes {
+    fn lane(&self, campaign: CampaignId) -> Arc<Lane> {
+        lock(&self.campaigns)
+            .entry(campaign)
+            .or_insert_with(|| {
+                Arc::new(Lane {
+                    waiting: Mutex::new(Vec::new()),
+                    calls: Semaphore::new(CALLS_IN_FLIGHT),
+                })
+            })
+            .clone()
+    }
+}
+
+/// Admits `user` to `campaign` through its lane: waits for a call slot, and either finds
+/// its answer given by a call another apply made, or makes the call for everyone
+/// waiting (itself among them).
+pub(crate) async fn admit(
+    counter: &RedisCounter,
+    campaign: &Campaign,
+    user: UserId,
+) -> Result<Admission> {
+    let lane = counter.lanes.lane(campaign.id);
+    let (answer, mut answered) = oneshot::channel();
+    lock(&lane.waiting).push(Waiter { user, answer });
+    loop {
+        let Ok(slot) = lane.calls.acquire().await else {
+            return Err(Error::Closed { what: "redis lane" });
+        };
+        if let Ok(result) = answered.try_recv() {
+            return result; // a call made by another apply took ours
+        }
+        let group = take_group(&mut lock(&lane.waiting));
+        if group.is_empty() {
+            // Ours is in a call still running (its maker's caller went away).
+            drop(slot);
+            return answered.await.unwrap_or_else(|_| {
+                Err(Error::outcome_unknown(
+                    BACKEND,
+                    "the admission call ended without an answer",
+                    None,
+                ))
+            });
+        }
+        // On a task of its own, so that a caller going away mid-call cannot leave the
+        // others of its group without an answer.
+        let (counter, campaign) = (counter.clone(), campaign.clone());
+        let _ = tokio::spawn(async move { call(&counter, &campaign, group).await }).await;
+        drop(slot);
+        if let Ok(result) = answered.try_recv() {
+            return result;
+        }
+        // More were waiting than one call takes, ours among the later ones.
+    }
+}
+
+/// Takes up to [`MAX_GATHERED`] waiters, in arrival order, at most one per user: a
+/// user's second apply waits for the next call, so that each entry of a call is its
+/// user's one, and a resent call answers every entry's first grant again.
+fn take_group(waiting: &mut Vec<Waiter>) -> Vec<Waiter> {
+    let mut users = std::collections::HashSet::new();
+    let mut group = Vec::new();
+    let mut later = Vec::new();
+    for waiter in waiting.drain(..) {
+        if group.len() < MAX_GATHERED && users.insert(waiter.user) {
+            group.push(waiter);
+        } else {
+            later.push(waiter);
+        }
+    }
+    *waiting = later;
+    group
+}
+
+/// One call of the admission script for `group`, and each waiter's answer.
+async fn call(counter: &RedisCounter, campaign: &Campaign, group: Vec<Waiter>) {
+    let users: Vec<UserId> = group.iter().map(|waiter| waiter.user).collect();
+    let answers = match call_script(counter, campaign, &users).await {
+        Ok(answers) => answers,
+        Err(error) => group.iter().map(|_| Err(like(&error))).collect(),
+    };
+    for (waiter, answer) in group.into_iter().zip(answers) {
+        // A waiter whose caller went away no longer needs its answer.
+        let _ = waiter.answer.send(answer);
+    }
+}
+
+/// The same failure again, for another waiter of the call: the error itself cannot be
+/// cloned, its class and words can.
+fn like(error: &Error) -> Error {
+    match error {
+        Error::NotReady { campaign, backend } => Error::NotReady {
+            campaign: *campaign,
+            backend,
+        },
+        other => {
+            let message = other.to_string();
+            match other.class() {
+                ErrorClass::Retryable => Error::unavailable(BACKEND, message, None),
+                ErrorClass::OutcomeUnknown => Error::outcome_unknown(BACKEND, message, None),
+                ErrorClass::Permanent => Error::backend(BACKEND, message, None),
+            }
+        }
+    }
+}
+
+/// Runs `admit.lua` for `users` (in order) and confirms the grants with the replicas
+/// when asked to: one `WAIT` for the whole call. Answers each entry; an error for the
+/// call as a whole when it failed as a whole.
+async fn call_script(
+    counter: &RedisCounter,
+    campaign: &Campaign,
+    users: &[UserId],
+) -> Result<Vec<Result<Admission>>> {
+    let keys = counter.keys(campaign.id);
+    let mut session = counter.session().await?;
+    let mut invocation = ADMIT.key(&keys.count);
+    invocation
+        .key(&keys.users)
+        .key(&keys.slots)
+        .key(&keys.free)
+        .arg(campaign.cap)
+        .arg(campaign.per_user_limit)
+        .arg(session.identity())
+        .arg(crate::counter::request_token());
+    for user in users {
+        invocation.arg(user.get());
+    }
+    let reply: Vec<Value> = invocation
+        .invoke_async(&mut session)
+        .await
+        .map_err(|e| classify(e, || format!("admitting {} on {keys:?}", users.len())))?;
+    if reply.len() != users.len() {
+        return Err(unexpected_reply(format!(
+            "admitting {} on {keys:?}: {} answers",
+            users.len(),
+            reply.len()
+        )));
+    }
+    // A grant no replica acknowledged in time is an unknown outcome for its applicant.
+    let unconfirmed = if reply.iter().any(|answer| matches!(answer, Value::Array(_))) {
+        counter.confirmed(&session, &keys).await.err()
+    } else {
+        None
+    };
+    let admitted_at = Utc::now();
+    Ok(reply
+        .iter()
+        .map(|answer| match answer {
+            Value::Array(_) if unconfirmed.is_some() => Err(unconfirmed
+                .as_ref()
+                .map(like)
+                .unwrap_or_else(|| Error::outcome_unknown(BACKEND, "unconfirmed", None))),
+            Value::Int(-2) => Err(Error::NotReady {
+                campaign: campaign.id,
+                backend: BACKEND,
+            }),
+            Value::Int(-1) => Ok(Admission::AlreadyApplied),
+            Value::Int(0) => Ok(Admission::SoldOut),
+            Value::Array(granted) => match granted.as_slice() {
+                [Value::Int(rank), Value::Int(slot), Value::Int(epoch)]
+                    if *rank > 0 && *slot > 0 && *epoch > 0 =>
+                {
+                    Ok(Admission::Granted {
+                        rank: *rank as u64,
+                        slot: u32::try_from(*slot).unwrap_or(u32::MAX),
+                        admitted_at,
+                        epoch: *epoch as u64,
+                    })
+                }
+                _ => Err(unexpected_reply(format!(
+                    "admitting on {keys:?} answered {answer:?}"
+                ))),
+            },
+            other => Err(unexpected_reply(format!(
+                "admitting on {keys:?} answered {other:?}"
+            ))),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RedisCounterConfig;
+    use coupon_core::{CouponCounter, NewCampaign};
+    use coupon_testkit::{ready_campaign_from, service_url};
+
+    /// Runs the admission script as a client that resends a call would.
+    async fn run_script(
+        counter: &RedisCounter,
+        campaign: &Campaign,
+        users: &[u64],
+        token: &str,
+    ) -> Vec<Value> {
+        let keys = counter.keys(campaign.id);
+        let mut session = counter.session().await.expect("session");
+        let mut invocation = ADMIT.key(&keys.count);
+        invocation
+            .key(&keys.users)
+            .key(&keys.slots)
+            .key(&keys.free)
+            .arg(campaign.cap)
+            .arg(campaign.per_user_limit)
+            .arg(session.identity())
+            .arg(token);
+        for user in users {
+            invocation.arg(*user);
+        }
+        invocation
+            .invoke_async(&mut session)
+            .await
+            .expect("the script")
+    }
+
+    fn grant(rank: i64, slot: i64) -> Value {
+        Value::Array(vec![Value::Int(rank), Value::Int(slot), Value::Int(1)])
+    }
+
+    /// The same call run twice answers its grants twice and takes each slot once; a new
+    /// call of the same user is a new apply. A call holding one user twice (the lane never
+    /// makes one, the script stays exact) is two applies: already applied at limit 1, the
+    /// next slots at limit 3, never past the limit.
+    #[tokio::test]
+    async fn a_call_run_twice_takes_each_slot_once() {
+        let counter = RedisCounter::connect(
+            RedisCounterConfig::new(service_url("REDIS_URL"))
+                .with_key_prefix(format!("test-{}", uuid::Uuid::new_v4().simple())),
+        )
+        .await
+        .expect("connect to REDIS_URL");
+        for limit in [1, 3] {
+            let new = NewCampaign::new("twice", 10).per_user_limit(limit);
+            let campaign = ready_campaign_from(&counter, new).await;
+            let first = run_script(&counter, &campaign, &[7, 8], "a1").await;
+            let again = run_script(&counter, &campaign, &[7, 8], "a1").await;
+            assert_eq!(first, vec![grant(1, 1), grant(2, 1)], "limit {limit}");
+            assert_eq!(again, first, "limit {limit}: the resent call");
+            let twice = run_script(&counter, &campaign, &[7, 7, 7], "b2").await;
+            let expected = if limit == 1 {
+                vec![Value::Int(-1), Value::Int(-1), Value::Int(-1)]
+            } else {
+                vec![grant(3, 2), grant(4, 3), Value::Int(-1)]
+            };
+            assert_eq!(twice, expected, "limit {limit}: one user three times");
+            let held = counter.held_slots(campaign.id).await.expect("held");
+            assert_eq!(held.len(), if limit == 1 { 2 } else { 4 }, "limit {limit}");
+        }
+    }
+}
