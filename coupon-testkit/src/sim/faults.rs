@@ -1,22 +1,14 @@
-//! The in-memory adapters wrapped in a seeded fault injector: errors before the effect
-//! and after it (the effect happened, the caller hears a failure), delays, duplicated
-//! publishes, and a counter that loses its memory.
+//! The seeded source of every fault ([`Injector`]) and the rates it draws them at. The
+//! adapters it wraps are in `counter.rs`, `queue.rs` and `store.rs`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Mutex;
 use std::time::Duration;
-
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
 use crate::lock;
 use crate::rng::Rng;
-use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
-use coupon_core::{
-    Admission, Batch, Campaign, CampaignId, CampaignSummary, CounterStatus, Coupon, CouponCounter,
-    CouponStore, Error, HeldSlot, IssueFailure, IssueOutcome, IssueQueue, IssueSource, IssueTicket,
-    NewCampaign, QueueMark, Rebuild, Release, Result, SealEpoch, SealedEpoch, TicketId, UserId,
-};
+use coupon_core::Error;
+use coupon_core::Result;
 
 /// How likely each fault is, per call.
 #[derive(Debug, Clone)]
@@ -113,14 +105,14 @@ impl Injector {
     }
 
     /// Sleeps up to three seconds when a delay is drawn.
-    async fn maybe_delay(&self, what: &str) {
+    pub(crate) async fn maybe_delay(&self, what: &str) {
         if self.roll(self.rates.delay, "delay", || what.to_owned()) {
             let millis = self.below(3_000);
             tokio::time::sleep(Duration::from_millis(millis)).await;
         }
     }
 
-    fn before(&self, what: &str) -> Result<()> {
+    pub(crate) fn before(&self, what: &str) -> Result<()> {
         if self.roll(self.rates.before, "error before", || what.to_owned()) {
             return Err(Error::unavailable(
                 "sim",
@@ -131,8 +123,13 @@ impl Injector {
         Ok(())
     }
 
-    fn after(&self, what: &str) -> bool {
+    pub(crate) fn after(&self, what: &str) -> bool {
         self.roll(self.rates.after, "error after", || what.to_owned())
+    }
+
+    /// Remembers that the counter lost its memory now.
+    pub(crate) fn lost_memory(&self) {
+        lock(&self.losses).push(tokio::time::Instant::now());
     }
 
     /// Every moment the counter lost its memory.
@@ -149,333 +146,7 @@ impl Injector {
     }
 }
 
-fn unknown(what: &str) -> Error {
+/// The error of a call whose effect happened, as its caller hears it.
+pub(crate) fn unknown(what: &str) -> Error {
     Error::outcome_unknown("sim", format!("injected after {what}"), None)
-}
-
-/// A [`MemoryCounter`] that fails around its calls and may lose every campaign.
-pub(crate) struct SimCounter {
-    inner: RwLock<Arc<MemoryCounter>>,
-    faults: Arc<Injector>,
-}
-
-impl SimCounter {
-    pub(crate) fn new(faults: Arc<Injector>) -> Self {
-        Self {
-            inner: RwLock::new(Arc::new(MemoryCounter::new())),
-            faults,
-        }
-    }
-
-    fn inner(&self) -> Arc<MemoryCounter> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-#[async_trait]
-impl CouponCounter for SimCounter {
-    async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> Result<Admission> {
-        if self
-            .faults
-            .roll(self.faults.rates.forget, "counter forgets", || {
-                "every campaign's admissions".into()
-            })
-        {
-            *self.inner.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(MemoryCounter::new());
-            lock(&self.faults.losses).push(tokio::time::Instant::now());
-        }
-        let what = format!("try_acquire user {user}");
-        self.faults.maybe_delay(&what).await;
-        self.faults.before(&what)?;
-        let admission = self.inner().try_acquire(campaign, user).await?;
-        // Named without the admission time, which is the wall clock's: the trace must
-        // depend on the seed alone.
-        let answer = match admission {
-            Admission::Granted { rank, slot, .. } => format!("granted rank {rank} slot {slot}"),
-            other => format!("{other:?}"),
-        };
-        if self.faults.after(&format!("{what} -> {answer}")) {
-            return Err(unknown(&what));
-        }
-        Ok(admission)
-    }
-
-    async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release> {
-        let what = format!("release user {} rank {}", held.user, held.rank);
-        self.faults.before(&what)?;
-        let released = self.inner().release(campaign, held).await?;
-        if self.faults.after(&what) {
-            return Err(unknown(&what));
-        }
-        Ok(released)
-    }
-
-    async fn ready(&self) -> Result<()> {
-        self.inner().ready().await
-    }
-
-    async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
-        self.inner().is_admitted(campaign, user).await
-    }
-
-    async fn status(&self, campaign: CampaignId) -> Result<CounterStatus> {
-        self.inner().status(campaign).await
-    }
-
-    /// Sorted, so that the settler's order (and the faults drawn for it) replays.
-    async fn slots_of(&self, campaign: &Campaign, user: UserId) -> Result<Vec<HeldSlot>> {
-        self.faults.before("slots_of")?;
-        self.inner().slots_of(campaign, user).await
-    }
-
-    async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
-        self.faults.before("held_slots")?;
-        let mut held = self.inner().held_slots(campaign).await?;
-        held.sort_by_key(|slot| (slot.user, slot.slot, slot.rank));
-        Ok(held)
-    }
-
-    async fn claim(
-        &self,
-        campaign: CampaignId,
-        slots: &[HeldSlot],
-        reclaim_after: Duration,
-    ) -> Result<Vec<HeldSlot>> {
-        self.faults.before("claim")?;
-        self.inner().claim(campaign, slots, reclaim_after).await
-    }
-
-    async fn confirm_epoch(&self, campaign: CampaignId, epoch: u64) -> Result<bool> {
-        self.faults.before("confirm_epoch")?;
-        self.inner().confirm_epoch(campaign, epoch).await
-    }
-
-    async fn rebuild(&self, campaign: &Campaign, seal: Arc<dyn SealEpoch>) -> Result<Rebuild> {
-        self.faults.before("rebuild")?;
-        let rebuilt = self.inner().rebuild(campaign, seal).await?;
-        if let Rebuild::Built(report) = rebuilt {
-            self.faults
-                .note("counter rebuilt", format!("{} slots", report.admitted));
-        }
-        Ok(rebuilt)
-    }
-}
-
-/// A [`MemoryQueue`] whose publishes fail before or after storing, are delayed or
-/// stored twice, and whose consumer side fails before taking a batch.
-pub(crate) struct SimQueue {
-    inner: MemoryQueue,
-    faults: Arc<Injector>,
-}
-
-impl SimQueue {
-    pub(crate) fn new(inner: MemoryQueue, faults: Arc<Injector>) -> Self {
-        Self { inner, faults }
-    }
-}
-
-#[async_trait]
-impl IssueQueue for SimQueue {
-    async fn publish(&self, ticket: &IssueTicket) -> Result<()> {
-        let what = format!("publish user {} rank {}", ticket.user, ticket.rank);
-        self.faults.maybe_delay(&what).await;
-        if self
-            .faults
-            .roll(self.faults.rates.before / 2.0, "publish refused", || {
-                what.clone()
-            })
-        {
-            return Err(Error::PublishRefused {
-                backend: "sim",
-                source: "injected refusal".into(),
-            });
-        }
-        if self
-            .faults
-            .roll(self.faults.rates.before / 2.0, "publish lost", || {
-                what.clone()
-            })
-        {
-            return Err(Error::PublishUnknown {
-                backend: "sim",
-                source: "injected: not stored, outcome unknown".into(),
-            });
-        }
-        self.inner.publish(ticket).await?;
-        if self
-            .faults
-            .roll(self.faults.rates.duplicate, "publish twice", || {
-                what.clone()
-            })
-        {
-            self.inner.publish(ticket).await?;
-        }
-        if self.faults.after(&what) {
-            return Err(Error::PublishUnknown {
-                backend: "sim",
-                source: "injected: stored, outcome unknown".into(),
-            });
-        }
-        Ok(())
-    }
-
-    async fn mark(&self) -> Result<Option<QueueMark>> {
-        self.inner.mark().await
-    }
-
-    async fn drained(&self, mark: &QueueMark) -> Result<bool> {
-        self.inner.drained(mark).await
-    }
-}
-
-#[async_trait]
-impl IssueSource for SimQueue {
-    async fn next_batch(&self, max: usize) -> Result<Option<Batch>> {
-        self.faults.before("next_batch")?;
-        self.inner.next_batch(max).await
-    }
-
-    async fn ack(&self, batch: Batch) -> Result<()> {
-        self.inner.ack(batch).await
-    }
-
-    async fn keep_alive(&self) -> Result<()> {
-        self.inner.keep_alive().await
-    }
-
-    async fn lag(&self) -> Result<Option<u64>> {
-        IssueSource::lag(&self.inner).await
-    }
-}
-
-/// A [`MemoryStore`] whose batches fail before persisting or after committing.
-pub(crate) struct SimStore {
-    pub(crate) inner: MemoryStore,
-    faults: Arc<Injector>,
-}
-
-impl SimStore {
-    pub(crate) fn new(faults: Arc<Injector>) -> Self {
-        Self {
-            inner: MemoryStore::new(),
-            faults,
-        }
-    }
-}
-
-#[async_trait]
-impl CouponStore for SimStore {
-    async fn ready(&self) -> Result<()> {
-        self.faults.before("ready")?;
-        self.inner.ready().await
-    }
-
-    async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
-        self.inner.create_campaign(new).await
-    }
-
-    async fn campaign(&self, id: CampaignId) -> Result<Campaign> {
-        self.faults.before("campaign")?;
-        self.inner.campaign(id).await
-    }
-
-    async fn campaigns(&self) -> Result<Vec<CampaignSummary>> {
-        self.faults.before("campaigns")?;
-        self.inner.campaigns().await
-    }
-
-    async fn set_window(
-        &self,
-        id: CampaignId,
-        opens_at: Option<DateTime<Utc>>,
-        closes_at: Option<DateTime<Utc>>,
-    ) -> Result<Campaign> {
-        self.faults.before("set_window")?;
-        self.inner.set_window(id, opens_at, closes_at).await
-    }
-
-    async fn issue_batch(&self, tickets: &[IssueTicket]) -> Result<Vec<IssueOutcome>> {
-        let what = format!("issue_batch of {}", tickets.len());
-        self.faults.maybe_delay(&what).await;
-        self.faults.before(&what)?;
-        let outcomes = self.inner.issue_batch(tickets).await?;
-        if self.faults.after(&what) {
-            return Err(unknown(&what));
-        }
-        Ok(outcomes)
-    }
-
-    async fn issued_count(&self, campaign: CampaignId) -> Result<u64> {
-        self.inner.issued_count(campaign).await
-    }
-
-    async fn coupons_of(&self, campaign: CampaignId, user: UserId) -> Result<Vec<Coupon>> {
-        self.faults.before("coupons_of")?;
-        self.inner.coupons_of(campaign, user).await
-    }
-
-    async fn coupons_of_users(
-        &self,
-        campaign: CampaignId,
-        users: &[UserId],
-    ) -> Result<Vec<Coupon>> {
-        self.faults.before("coupons_of_users")?;
-        self.inner.coupons_of_users(campaign, users).await
-    }
-
-    async fn holders(&self, campaign: CampaignId) -> Result<Vec<UserId>> {
-        self.inner.holders(campaign).await
-    }
-
-    async fn coupon_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
-        self.faults.before("coupon_slots")?;
-        self.inner.coupon_slots(campaign).await
-    }
-
-    async fn sealed_epoch(&self, campaign: CampaignId) -> Result<u64> {
-        self.faults.before("sealed_epoch")?;
-        self.inner.sealed_epoch(campaign).await
-    }
-
-    async fn seal_epoch(
-        &self,
-        campaign: CampaignId,
-        after: u64,
-        counted: &[HeldSlot],
-    ) -> Result<SealedEpoch> {
-        self.faults.before("seal_epoch")?;
-        self.inner.seal_epoch(campaign, after, counted).await
-    }
-
-    async fn record_pending(&self, ticket: &IssueTicket) -> Result<()> {
-        let what = format!("record_pending of {}", ticket.ticket_id);
-        self.faults.before(&what)?;
-        self.inner.record_pending(ticket).await?;
-        if self.faults.after(&what) {
-            return Err(unknown(&what));
-        }
-        Ok(())
-    }
-
-    async fn pending_tickets(&self, campaign: CampaignId) -> Result<Vec<IssueTicket>> {
-        self.faults.before("pending_tickets")?;
-        self.inner.pending_tickets(campaign).await
-    }
-
-    async fn forget_settled_pending(&self, campaign: CampaignId) -> Result<u64> {
-        self.faults.before("forget_settled_pending")?;
-        self.inner.forget_settled_pending(campaign).await
-    }
-
-    async fn record_failure(&self, failure: &IssueFailure) -> Result<()> {
-        self.inner.record_failure(failure).await
-    }
-
-    async fn failures(&self, campaign: Option<CampaignId>) -> Result<Vec<IssueFailure>> {
-        self.inner.failures(campaign).await
-    }
-
-    async fn mark_replayed(&self, tickets: &[TicketId], at: DateTime<Utc>) -> Result<u64> {
-        self.inner.mark_replayed(tickets, at).await
-    }
 }
