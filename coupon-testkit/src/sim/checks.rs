@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::faults::Injector;
 use super::run::Heard;
-use super::store::SimStore;
+use super::store::{REFUSED, SimStore};
 use super::{SimConfig, SimFailure, SimReport};
 use coupon_core::{CouponStore, UserId};
 
@@ -65,13 +65,28 @@ pub(crate) async fn check(
     if coupons == config.cap && ranks != (1..=config.cap).collect() {
         broken.push(format!("ranks are not 1..={}: {ranks:?}", config.cap));
     }
+    // Dead letters only where the store was made to refuse a ticket for good, and each
+    // replayed without failing again: a replay that ended over the cap (the rebuild did
+    // not count the dead letter's slot) is recorded as a failure again.
+    let refused = faults.refused();
     let failures = store
         .inner
         .failures(Some(campaign))
         .await
         .expect("reading the memory store");
-    if !failures.is_empty() {
-        broken.push(format!("{} ticket(s) dead-lettered", failures.len()));
+    for failure in &failures {
+        let ticket = &failure.ticket;
+        if !refused.contains(&ticket.ticket_id) || !failure.error.contains(REFUSED) {
+            broken.push(format!(
+                "user {}'s ticket (slot {}, epoch {}) was recorded as a failure the faults did not make: {}",
+                ticket.user, ticket.slot, ticket.epoch, failure.error
+            ));
+        } else if failure.is_open() {
+            broken.push(format!(
+                "user {}'s dead letter (slot {}, epoch {}) is open after the replays",
+                ticket.user, ticket.slot, ticket.epoch
+            ));
+        }
     }
     broken.extend(heard.panics.iter().cloned());
     let counts = faults.counts();

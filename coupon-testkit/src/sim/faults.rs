@@ -1,14 +1,13 @@
 //! The seeded source of every fault ([`Injector`]) and the rates it draws them at. The
 //! adapters it wraps are in `counter.rs`, `queue.rs` and `store.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::lock;
 use crate::rng::Rng;
-use coupon_core::Error;
-use coupon_core::Result;
+use coupon_core::{Error, Result, TicketId};
 
 /// How likely each fault is, per call.
 #[derive(Debug, Clone)]
@@ -28,6 +27,19 @@ pub struct FaultRates {
     pub crash: f64,
     /// An applicant gives up on a request mid-way.
     pub give_up: f64,
+    /// A counter rebuild after a loss sees the counter lose its memory again (per
+    /// rebuild): before or after the store seals its epoch, or up to three seconds into
+    /// its seal.
+    pub forget_again: f64,
+    /// After a ticket is dead-lettered, or a publish goes late, the counter loses its
+    /// memory at its next call (per such event).
+    pub forget_after: f64,
+    /// A publish answers nothing in time (up to four seconds, then an unknown outcome)
+    /// and its ticket becomes visible in the queue up to eight seconds after the call.
+    pub late: f64,
+    /// The store refuses a ticket for good (a permanent error, per ticket and batch),
+    /// until the worker has it alone and dead-letters it; a replay is then taken.
+    pub refuse: f64,
 }
 
 impl Default for FaultRates {
@@ -40,6 +52,10 @@ impl Default for FaultRates {
             forget: 0.002,
             crash: 0.03,
             give_up: 0.05,
+            forget_again: 0.3,
+            forget_after: 0.4,
+            late: 0.03,
+            refuse: 0.02,
         }
     }
 }
@@ -54,6 +70,21 @@ pub(crate) struct Injector {
     counts: Mutex<BTreeMap<&'static str, u64>>,
     /// When the counter lost its memory (virtual time).
     losses: Mutex<Vec<tokio::time::Instant>>,
+    /// What the faults left behind, for the events noted and the checks.
+    left: Mutex<Left>,
+    /// A loss of the counter's memory drawn, for its next call.
+    loss_armed: std::sync::atomic::AtomicBool,
+}
+
+/// Tickets the faults touched.
+#[derive(Default)]
+struct Left {
+    /// Published late: (ticket, epoch) once visible in the queue.
+    late: HashSet<(TicketId, u64)>,
+    /// Refused for good by the store, each time alone (so the worker dead-letters it).
+    refused: HashSet<TicketId>,
+    /// Dead-lettered (a failure record written) and without a coupon yet.
+    dead: HashSet<TicketId>,
 }
 
 impl Injector {
@@ -66,6 +97,8 @@ impl Injector {
             trace: Mutex::new(Vec::new()),
             counts: Mutex::new(BTreeMap::new()),
             losses: Mutex::new(Vec::new()),
+            left: Mutex::new(Left::default()),
+            loss_armed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -127,9 +160,61 @@ impl Injector {
         self.roll(self.rates.after, "error after", || what.to_owned())
     }
 
-    /// Remembers that the counter lost its memory now.
+    /// Remembers that the counter lost its memory now, and notes the dead letters
+    /// without a coupon it lost them with (the rebuild must count their slots).
     pub(crate) fn lost_memory(&self) {
         lock(&self.losses).push(tokio::time::Instant::now());
+        let dead = lock(&self.left).dead.len();
+        if dead > 0 {
+            self.note(
+                "loss, dead letter",
+                format!("{dead} dead-lettered ticket(s) without a coupon"),
+            );
+        }
+    }
+
+    /// Draws whether the counter loses its memory at its next call, after `what`.
+    pub(crate) fn maybe_forget_after(&self, what: impl FnOnce() -> String) {
+        if self.roll(self.rates.forget_after, "forget after", what) {
+            self.loss_armed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a loss was drawn for this call (then it is taken).
+    pub(crate) fn take_armed_loss(&self) -> bool {
+        self.loss_armed
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Ticket `id` of `epoch`, published late, is visible in the queue now.
+    pub(crate) fn visible_late(&self, id: TicketId, epoch: u64) {
+        lock(&self.left).late.insert((id, epoch));
+    }
+
+    /// Whether ticket `id` of `epoch` was published late.
+    pub(crate) fn was_late(&self, id: TicketId, epoch: u64) -> bool {
+        lock(&self.left).late.contains(&(id, epoch))
+    }
+
+    /// The store refused ticket `id` for good, alone.
+    pub(crate) fn refused_for_good(&self, id: TicketId) {
+        lock(&self.left).refused.insert(id);
+    }
+
+    /// Every ticket the store refused for good, alone.
+    pub(crate) fn refused(&self) -> HashSet<TicketId> {
+        lock(&self.left).refused.clone()
+    }
+
+    /// The failure of ticket `id` was recorded: a dead letter.
+    pub(crate) fn dead_lettered(&self, id: TicketId) {
+        lock(&self.left).dead.insert(id);
+    }
+
+    /// The coupon of ticket `id` was stored.
+    pub(crate) fn issued(&self, id: TicketId) {
+        lock(&self.left).dead.remove(&id);
     }
 
     /// Every moment the counter lost its memory.

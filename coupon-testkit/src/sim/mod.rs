@@ -1,4 +1,5 @@
-//! A seeded simulation of the whole protocol: the issuer, the worker and the settler
+//! A seeded simulation of the whole protocol: one or two API processes (each a service:
+//! issuer, fence watcher, settler), the worker and an operator replaying dead letters,
 //! over the in-memory adapters, each wrapped in a fault injector driven by one seed.
 //!
 //! Time is virtual (a current-thread runtime with tokio's clock paused), so a seed
@@ -10,7 +11,8 @@
 //! - every applicant told `Accepted` holds a coupon, at the rank they were told;
 //! - with at least `cap` applicants who keep trying, exactly `cap` coupons, ranks
 //!   `1..=cap` once each;
-//! - nothing dead-lettered (the injector never produces a permanent error), and no
+//! - dead letters only of tickets the injected store refused for good, each replayed
+//!   without failing again (a replay that ends over the cap is recorded again), and no
 //!   task of the run panicked;
 //! - every applicant told `Pending` holds a coupon, whatever the counter lost after
 //!   (a `Pending` answer comes only once the ticket is recorded in the store).
@@ -43,6 +45,9 @@ pub struct SimConfig {
     pub cap: u64,
     /// Slots per user.
     pub per_user_limit: u32,
+    /// API processes sharing the counter, the queue and the store (each its own
+    /// service: issuer, fence, settler), applicants spread over them.
+    pub issuers: usize,
     /// How long faults are injected (virtual time).
     pub fault_window: Duration,
     /// How long applicants who heard "sold out" keep trying (virtual time).
@@ -57,6 +62,7 @@ impl Default for SimConfig {
             applicants: 24,
             cap: 8,
             per_user_limit: 1,
+            issuers: 1,
             fault_window: Duration::from_secs(40),
             trying_for: Duration::from_secs(180),
             rates: FaultRates::default(),
@@ -68,6 +74,12 @@ impl SimConfig {
     /// Sets the fault rates.
     pub fn with_rates(mut self, rates: FaultRates) -> Self {
         self.rates = rates;
+        self
+    }
+
+    /// Sets the number of API processes (at least 1).
+    pub fn with_issuers(mut self, issuers: usize) -> Self {
+        self.issuers = issuers.max(1);
         self
     }
 

@@ -1,7 +1,9 @@
 //! The memory queue under the injector: publishes that fail before or after storing,
-//! are delayed or stored twice, and a consumer side that fails before taking a batch.
+//! are delayed, stored twice or stored after their caller stopped waiting, and a
+//! consumer side that fails before taking a batch.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -9,8 +11,8 @@ use super::faults::Injector;
 use coupon_core::memory::MemoryQueue;
 use coupon_core::{Batch, Error, IssueQueue, IssueSource, IssueTicket, QueueMark, Result};
 
-/// A [`MemoryQueue`] whose publishes fail before or after storing, are delayed or
-/// stored twice, and whose consumer side fails before taking a batch.
+/// A [`MemoryQueue`] whose publishes fail before or after storing, are delayed, stored
+/// twice or stored late, and whose consumer side fails before taking a batch.
 pub(crate) struct SimQueue {
     inner: MemoryQueue,
     faults: Arc<Injector>,
@@ -20,13 +22,56 @@ impl SimQueue {
     pub(crate) fn new(inner: MemoryQueue, faults: Arc<Injector>) -> Self {
         Self { inner, faults }
     }
+
+    /// A publish that answers nothing in time while its ticket is on its way (a broker
+    /// client that keeps the message and sends it after its caller gave up): the ticket
+    /// becomes visible up to eight seconds after the call, whoever waits for the answer,
+    /// which comes up to four seconds after the call as an unknown outcome (the issuer
+    /// waits two).
+    async fn publish_late(&self, ticket: &IssueTicket) -> Error {
+        let visible = Duration::from_millis(self.faults.below(8_000));
+        let answer = Duration::from_millis(self.faults.below(4_000));
+        let (queue, faults, ticket) = (self.inner.clone(), self.faults.clone(), ticket.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(visible).await;
+            let stored = queue.publish(&ticket).await;
+            faults.visible_late(ticket.ticket_id, ticket.epoch);
+            faults.note(
+                "late visible",
+                format!(
+                    "user {} rank {} epoch {} after {} ms: {}",
+                    ticket.user,
+                    ticket.rank,
+                    ticket.epoch,
+                    visible.as_millis(),
+                    if stored.is_ok() { "stored" } else { "refused" }
+                ),
+            );
+        });
+        tokio::time::sleep(answer).await;
+        Error::PublishUnknown {
+            backend: "sim",
+            source: "injected: no answer in time; the ticket is on its way".into(),
+        }
+    }
 }
 
 #[async_trait]
 impl IssueQueue for SimQueue {
     async fn publish(&self, ticket: &IssueTicket) -> Result<()> {
-        let what = format!("publish user {} rank {}", ticket.user, ticket.rank);
+        let what = format!(
+            "publish user {} rank {} epoch {}",
+            ticket.user, ticket.rank, ticket.epoch
+        );
         self.faults.maybe_delay(&what).await;
+        if self
+            .faults
+            .roll(self.faults.rates().late, "publish late", || what.clone())
+        {
+            self.faults
+                .maybe_forget_after(|| format!("user {}'s late publish", ticket.user));
+            return Err(self.publish_late(ticket).await);
+        }
         if self
             .faults
             .roll(self.faults.rates().before / 2.0, "publish refused", || {

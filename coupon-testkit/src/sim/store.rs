@@ -1,22 +1,32 @@
 //! The memory store under the injector: batches that fail before persisting or after
-//! committing, and reads that fail.
+//! committing, tickets it refuses for good (the worker dead-letters them), and reads
+//! that fail.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::faults::{Injector, unknown};
+use crate::lock;
 use coupon_core::memory::MemoryStore;
 use coupon_core::{
-    Campaign, CampaignId, CampaignSummary, Coupon, CouponStore, HeldSlot, IssueFailure,
+    Campaign, CampaignId, CampaignSummary, Coupon, CouponStore, Error, HeldSlot, IssueFailure,
     IssueOutcome, IssueTicket, NewCampaign, Result, SealedEpoch, TicketId, UserId,
 };
 
-/// A [`MemoryStore`] whose batches fail before persisting or after committing.
+/// What the store answers about a ticket it refuses for good; a dead letter's record
+/// holds it (and nothing else may hold a record).
+pub(crate) const REFUSED: &str = "injected: the store refuses this ticket for good";
+
+/// A [`MemoryStore`] whose batches fail before persisting or after committing, or for
+/// good while they hold a ticket it refuses.
 pub(crate) struct SimStore {
     pub(crate) inner: MemoryStore,
     faults: Arc<Injector>,
+    /// Tickets refused for good until the worker has one alone (and dead-letters it).
+    refusing: Mutex<HashSet<TicketId>>,
 }
 
 impl SimStore {
@@ -24,7 +34,49 @@ impl SimStore {
         Self {
             inner: MemoryStore::new(),
             faults,
+            refusing: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The permanent error of a batch holding a ticket the store refuses (as a real
+    /// store refuses one it cannot write, before any of its rules), if it holds one.
+    /// A ticket is refused until it comes alone, as the worker's split brings it: then
+    /// once more, and no longer (the cause fixed, a replay of it is taken).
+    fn refusal(&self, tickets: &[IssueTicket]) -> Option<Error> {
+        let mut refusing = lock(&self.refusing);
+        for ticket in tickets {
+            if !refusing.contains(&ticket.ticket_id)
+                && self
+                    .faults
+                    .roll(self.faults.rates().refuse, "store refuses", || {
+                        format!(
+                            "user {} rank {} epoch {}",
+                            ticket.user, ticket.rank, ticket.epoch
+                        )
+                    })
+            {
+                refusing.insert(ticket.ticket_id);
+            }
+        }
+        let refused = tickets
+            .iter()
+            .find(|ticket| refusing.contains(&ticket.ticket_id))?;
+        if let [alone] = tickets {
+            refusing.remove(&alone.ticket_id);
+            self.faults.refused_for_good(alone.ticket_id);
+            self.faults.note(
+                "refused for good",
+                format!(
+                    "user {} rank {} epoch {}",
+                    alone.user, alone.rank, alone.epoch
+                ),
+            );
+        }
+        Some(Error::backend(
+            "sim",
+            format!("{REFUSED}: user {}", refused.user),
+            None,
+        ))
     }
 }
 
@@ -63,7 +115,28 @@ impl CouponStore for SimStore {
         let what = format!("issue_batch of {}", tickets.len());
         self.faults.maybe_delay(&what).await;
         self.faults.before(&what)?;
+        if let Some(refused) = self.refusal(tickets) {
+            return Err(refused);
+        }
         let outcomes = self.inner.issue_batch(tickets).await?;
+        for (ticket, outcome) in tickets.iter().zip(&outcomes) {
+            let late = self.faults.was_late(ticket.ticket_id, ticket.epoch);
+            match outcome {
+                IssueOutcome::Issued(_) => self.faults.issued(ticket.ticket_id),
+                IssueOutcome::Superseded => self.faults.note(
+                    if late {
+                        "late superseded"
+                    } else {
+                        "superseded"
+                    },
+                    format!(
+                        "user {} rank {} epoch {}",
+                        ticket.user, ticket.rank, ticket.epoch
+                    ),
+                ),
+                _ => {}
+            }
+        }
         if self.faults.after(&what) {
             return Err(unknown(&what));
         }
@@ -133,7 +206,25 @@ impl CouponStore for SimStore {
     }
 
     async fn record_failure(&self, failure: &IssueFailure) -> Result<()> {
-        self.inner.record_failure(failure).await
+        self.inner.record_failure(failure).await?;
+        let ticket = &failure.ticket;
+        self.faults.note(
+            "dead letter",
+            format!(
+                "user {} rank {} epoch {}: {}",
+                ticket.user, ticket.rank, ticket.epoch, failure.error
+            ),
+        );
+        let coupons = self.inner.coupons_of(ticket.campaign, ticket.user).await?;
+        if coupons
+            .iter()
+            .all(|coupon| coupon.ticket_id != ticket.ticket_id)
+        {
+            self.faults.dead_lettered(ticket.ticket_id);
+            self.faults
+                .maybe_forget_after(|| format!("user {}'s dead letter", ticket.user));
+        }
+        Ok(())
     }
 
     async fn failures(&self, campaign: Option<CampaignId>) -> Result<Vec<IssueFailure>> {
