@@ -210,19 +210,23 @@ async fn apply_until_answered(
         } else {
             Duration::from_secs(3_600)
         };
-        // Behind a load balancer: each request goes to any of the processes.
-        let service = match services.len() {
-            1 => &services[0],
-            n => &services[faults.below(n as u64) as usize],
+        // Behind a load balancer: each request goes to any of the processes (named in
+        // the answers noted when there are several).
+        let (service, by) = match services.len() {
+            1 => (&services[0], String::new()),
+            n => {
+                let index = faults.below(n as u64) as usize;
+                (&services[index], format!(" by process {}", index + 1))
+            }
         };
         match tokio::time::timeout(patience, service.apply(campaign, user)).await {
             Ok(Ok(ApplyOutcome::Accepted { rank, .. })) => {
-                faults.note("told accepted", format!("user {user} rank {rank}"));
+                faults.note("told accepted", format!("user {user} rank {rank}{by}"));
                 lock(heard).accepted.entry(user).or_default().push(rank);
                 return true;
             }
             Ok(Ok(ApplyOutcome::Pending)) => {
-                faults.note("told pending", format!("user {user}"));
+                faults.note("told pending", format!("user {user}{by}"));
                 lock(heard)
                     .pending
                     .entry(user)
@@ -239,7 +243,7 @@ async fn apply_until_answered(
             // The ticket of the slot held was dead-lettered: nothing is promised until
             // an operator replays it; the applicant comes back later.
             Ok(Err(Error::TicketRefused { .. })) => {
-                faults.note("told refused", format!("user {user}"));
+                faults.note("told refused", format!("user {user}{by}"));
                 tokio::time::sleep(Duration::from_secs(3)).await;
             }
             Ok(Err(error)) => panic!("apply failed for good: {error}"),
