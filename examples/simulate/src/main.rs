@@ -27,6 +27,9 @@ struct Args {
     /// Slots per user.
     #[arg(long, default_value_t = 1)]
     per_user_limit: u32,
+    /// API processes sharing the counter, the queue and the store.
+    #[arg(long, default_value_t = 1)]
+    issuers: usize,
     /// Print the fault trace of every seed, not only of the failing ones.
     #[arg(long)]
     trace: bool,
@@ -34,7 +37,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = SimConfig::default().with_rush(args.applicants, args.cap, args.per_user_limit);
+    let config = SimConfig::default()
+        .with_rush(args.applicants, args.cap, args.per_user_limit)
+        .with_issuers(args.issuers);
     let started = Instant::now();
     let (mut passed, mut failed, mut pending) = (0u64, 0u64, 0usize);
     let mut faults = std::collections::BTreeMap::new();
