@@ -26,6 +26,11 @@ const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// How often the watcher looks for counters that lost their memory.
 pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Rebuilds run at once in this process, at most: after a counter lost every campaign
+/// (a Redis restart), each rebuild drains and seals through the store, and a thousand
+/// at once would take every connection of its pool from the applies.
+const REBUILDS_AT_ONCE: usize = 4;
+
 /// Marks a campaign's rebuild over when dropped.
 struct Rebuilding {
     fence: Arc<Fence>,
@@ -45,6 +50,8 @@ pub(crate) struct Fence {
     store: Arc<dyn CouponStore>,
     drain_fallback: Duration,
     rebuilding: Mutex<HashSet<CampaignId>>,
+    /// One permit per rebuild running ([`REBUILDS_AT_ONCE`]).
+    rebuilds: tokio::sync::Semaphore,
 }
 
 impl Fence {
@@ -60,6 +67,7 @@ impl Fence {
             store,
             drain_fallback,
             rebuilding: Mutex::new(HashSet::new()),
+            rebuilds: tokio::sync::Semaphore::new(REBUILDS_AT_ONCE),
         }
     }
 
@@ -86,6 +94,15 @@ impl Fence {
                 fence: fence.clone(),
                 campaign: campaign.id,
             };
+            let Ok(_permit) = fence.rebuilds.acquire().await else {
+                return;
+            };
+            // A counter that cannot admit at all (a standby without the lease, Redis
+            // down) has nothing to rebuild now: the next loss found after it is back is.
+            if let Err(error) = fence.counter.ready().await {
+                tracing::debug!(campaign = %campaign.id, %error, "counter not ready to rebuild");
+                return;
+            }
             match fence.rebuild(&campaign).await {
                 Ok(Rebuild::Built(report)) => {
                     tracing::warn!(campaign = %campaign.id, admitted = report.admitted, restored = report.added, "counter rebuilt in a new epoch; admitting again");
@@ -144,6 +161,11 @@ impl Fence {
 
     /// One pass of [`watch`](Self::watch): the campaigns whose rebuilds it started.
     pub(crate) async fn rebuild_lost(self: &Arc<Self>) -> Result<usize> {
+        // A counter that cannot admit at all (a standby without the lease, Redis down)
+        // is not known to have lost anything.
+        if self.counter.ready().await.is_err() {
+            return Ok(0);
+        }
         let now = Utc::now();
         let mut started = 0;
         for summary in self.store.campaigns().await? {

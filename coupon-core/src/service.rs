@@ -239,8 +239,9 @@ impl CouponService {
     }
 
     /// Rebuilds, one after the other, the counter of every campaign that may admit (not
-    /// closed) and is not built: what a process whose counter starts empty (in memory)
-    /// does before it listens, so that its first applies find their campaigns ready.
+    /// closed, not full in the store) and is not built: what a process whose counter
+    /// starts empty (in memory) does before it listens, so that its first applies find
+    /// their campaigns ready.
     /// Returns how many it built; a campaign that fails is left to the watcher
     /// ([`CouponService::watch_counters`]).
     pub async fn rebuild_counters(&self) -> Result<usize> {
@@ -248,7 +249,10 @@ impl CouponService {
         let mut built = 0;
         for summary in self.store.campaigns().await? {
             let campaign = summary.campaign;
+            // Closed, or full in the store (sold out whatever the counter says): nothing
+            // to admit, so nothing to rebuild; an apply there is answered from the store.
             if campaign.window_state(now) == WindowState::Closed
+                || summary.issued >= campaign.cap
                 || self.counter.status(campaign.id).await?.is_ready()
             {
                 continue;
