@@ -87,6 +87,13 @@ pub use store::{
 pub use ticket::IssueTicket;
 pub use worker::{IssueWorker, RunningWorker, WorkerConfig, WorkerReport, WorkerTotals};
 
+/// The attribute the traits are written with: an adapter implements them with
+/// `#[coupon_core::async_trait]`, with no dependency of its own.
+pub use async_trait::async_trait;
+/// The date and time types of the traits' signatures (`DateTime<Utc>`), the version
+/// coupon-core uses.
+pub use chrono;
+
 #[cfg(test)]
 pub(crate) use counter::MockCouponCounter;
 #[cfg(test)]

@@ -132,3 +132,9 @@ pub async fn wait_for_issued(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The adapter guide (`docs/adapters.md`), whose complete examples compile as doc tests
+/// of this crate, so that the guide cannot drift from the traits.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/adapters.md")]
+pub struct AdapterGuide;
