@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Private test services for firstcome: Redis, PostgreSQL, MariaDB and a Kafka-protocol broker
+# Private test services for firstcome: Redis, PostgreSQL (and PgBouncer in front of it), MariaDB and a Kafka-protocol broker
 # (tansu), each on a free loopback port with its state under one directory, so that
 # fault tests may kill and restart them without touching anything else on the machine.
 #
@@ -19,7 +19,8 @@
 # redis+sentinel:// URL for REDIS_URL; `kill sentinel DIR` kills the current primary.
 #
 # DIR/env holds `export` lines: REDIS_URL, DATABASE_URL, KAFKA_BROKERS, MYSQL_URL (a
-# private MariaDB), FIRSTCOME_SERVICES_SCRIPT for tests that kill and restart a
+# private MariaDB), PGBOUNCER_URL (PgBouncer in transaction mode in front of the
+# PostgreSQL), FIRSTCOME_SERVICES_SCRIPT for tests that kill and restart a
 # service, FIRSTCOME_TANSU_OPT_LEVEL (which build of the broker runs: 1 by default, 3
 # for broker-bound benchmarks, set when running install and start), and SCHEMATHESIS
 # (the API fuzzer from PyPI, in a virtualenv of its own, that tests run against the
@@ -178,6 +179,7 @@ ensure_installed() {
   command -v redis-server >/dev/null || apt_install redis-server
   command -v redis-cli >/dev/null || apt_install redis-tools
   [ -n "$(pg_bin)" ] || apt_install postgresql
+  command -v pgbouncer >/dev/null || apt_install pgbouncer
   { [ -n "$(mariadbd_bin)" ] && command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null; } \
     || apt_install mariadb-server mariadb-client
   # Without recommends: a headless test needs none of the desktop extras.
@@ -323,6 +325,43 @@ start_postgres() {
     || die "postgres did not start: see $dir/postgres/postgres.log"
 }
 
+# PgBouncer in transaction mode in front of DIR's PostgreSQL, as managed PostgreSQL
+# services commonly put one: PGBOUNCER_URL, for tests of what a pool that moves
+# sessions between server connections does to session state (the counter lease).
+# Needs DIR's PostgreSQL (its port); refuses to run as root, so runs as its owner.
+start_pgbouncer() {
+  local dir=$1 port pg
+  command -v pgbouncer >/dev/null || die "pgbouncer not found: run scripts/services.sh install"
+  pg=$(cat "$dir/postgres.port" 2>/dev/null) || die "no PostgreSQL under $dir to put PgBouncer in front of"
+  mkdir -p "$dir/pgbouncer"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$dir/pgbouncer"; fi
+  port=$(cat "$dir/pgbouncer/port" 2>/dev/null || free_port)
+  echo "$port" >"$dir/pgbouncer/port"
+  echo '"postgres" ""' >"$dir/pgbouncer/users.txt"
+  # Two server connections per database, so a client kept in a transaction leaves
+  # another for the next; the startup parameters sqlx sends that 1.18 does not track
+  # are ignored.
+  cat >"$dir/pgbouncer/pgbouncer.ini" <<EOF2
+[databases]
+* = host=127.0.0.1 port=$pg
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/pgbouncer/users.txt
+pool_mode = transaction
+default_pool_size = 2
+max_client_conn = 200
+ignore_startup_parameters = extra_float_digits,IntervalStyle,search_path,options
+logfile = $dir/pgbouncer/pgbouncer.log
+pidfile = $dir/pgbouncer/pid
+EOF2
+  as_pg pgbouncer -d "$dir/pgbouncer/pgbouncer.ini" >/dev/null 2>&1 \
+    || die "pgbouncer did not start: see $dir/pgbouncer/pgbouncer.log"
+  wait_port "$port" "pgbouncer"
+}
+
 start_kafka() {
   local dir=$1 port advertised tansu
   tansu=$(tansu_bin)
@@ -349,6 +388,7 @@ write_env() {
     echo "export DATABASE_URL=postgres://postgres@127.0.0.1:$(cat "$dir/postgres.port")/postgres"
     echo "export KAFKA_BROKERS=127.0.0.1:$(cat "$dir/kafka/port")"
     echo "export MYSQL_URL=mysql://root@127.0.0.1:$(cat "$dir/mariadb/port")/firstcome_test"
+    echo "export PGBOUNCER_URL=postgres://postgres@127.0.0.1:$(cat "$dir/pgbouncer/port")/postgres"
     echo "export FIRSTCOME_SERVICES_SCRIPT=$script"
     # So that a restart through the script later runs the same build of the broker.
     echo "export FIRSTCOME_TANSU_OPT_LEVEL=$TANSU_OPT_LEVEL"
@@ -360,7 +400,7 @@ write_env() {
 kill_one() {
   local name=$1 dir=$2 pid
   case $name in
-    redis|kafka|mariadb)
+    redis|kafka|mariadb|pgbouncer)
       pid=$(cat "$dir/$name/pid" 2>/dev/null || true)
       if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then
         while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
@@ -375,7 +415,7 @@ kill_one() {
         while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
       fi ;;
     sentinel) kill_sentinel_primary "$dir" ;;
-    *) die "unknown service $name (redis | postgres | kafka | mariadb | sentinel)" ;;
+    *) die "unknown service $name (redis | postgres | kafka | mariadb | sentinel | pgbouncer)" ;;
   esac
 }
 
@@ -386,7 +426,8 @@ start_one() {
     kafka) start_kafka "$2" ;;
     mariadb) start_mariadb "$2" ;;
     sentinel) start_sentinel_set "$2" ;;
-    *) die "unknown service $1 (redis | postgres | kafka | mariadb | sentinel)" ;;
+    pgbouncer) start_pgbouncer "$2" ;;
+    *) die "unknown service $1 (redis | postgres | kafka | mariadb | sentinel | pgbouncer)" ;;
   esac
 }
 
@@ -396,6 +437,7 @@ stop_all() {
   kill_one kafka "$dir"
   kill_one redis "$dir"
   kill_one mariadb "$dir"
+  kill_one pgbouncer "$dir"
   stop_sentinel_set "$dir"
   bin=$(pg_bin)
   if [ -n "$bin" ] && [ -f "$dir/postgres/data/postmaster.pid" ]; then
@@ -413,6 +455,7 @@ main() {
       ensure_installed
       start_redis "$dir"
       start_postgres "$dir"
+      start_pgbouncer "$dir"
       start_mariadb "$dir"
       start_kafka "$dir"
       write_env "$dir"

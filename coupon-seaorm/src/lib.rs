@@ -42,6 +42,7 @@ mod error;
 mod issue;
 mod lease;
 mod migration;
+mod pool;
 mod queue;
 mod source;
 mod sql;
@@ -49,7 +50,7 @@ mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use lease::{CounterLease, LEASE_CHECK};
+pub use lease::{CounterLease, LEASE_CHECK, LeaseKeeper};
 pub use migration::Migrator;
 pub use queue::{SqlIssueQueue, SqlQueueConfig};
 pub use source::SqlIssueSource;

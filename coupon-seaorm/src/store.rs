@@ -178,7 +178,7 @@ impl SeaOrmStore {
             .acquire_timeout(config.acquire_timeout)
             .connect_timeout(config.acquire_timeout)
             .sqlx_logging(false);
-        release_checks_bounded(&mut options, config.operation_timeout);
+        crate::pool::hooks(&mut options, config.operation_timeout);
         create_sqlite_file_privately(&config.url);
         let db = Database::connect(options)
             .await
@@ -244,7 +244,7 @@ impl SeaOrmStore {
 
     /// Runs one store call, failing it when the database has not answered within the
     /// operation timeout. Dropping the call drops its connection mid-exchange; the
-    /// pool's release check (`release_checks_bounded`) then closes it.
+    /// pool's release check (`pool::hooks`) then closes it.
     async fn bounded<T>(&self, call: Call, work: impl Future<Output = Result<T>>) -> Result<T> {
         match tokio::time::timeout(self.operation_timeout, work).await {
             Ok(result) => result,
@@ -296,37 +296,6 @@ impl SeaOrmStore {
             .await
             .map_err(|e| classify(e, || format!("reading campaign {id}")))?
             .ok_or(unknown)
-    }
-}
-
-/// A connection dropped mid-call (a call past the operation timeout) still owes answers,
-/// and the pool pings it before taking it back, waiting for all of them; when the
-/// network swallowed them, that ping waits forever and the connection's pool slot is
-/// lost for good. So a released connection is first pinged within `limit` here, and
-/// closed (not returned) when that ping does not answer.
-fn release_checks_bounded(options: &mut ConnectOptions, limit: Duration) {
-    #[cfg(feature = "postgres")]
-    options.map_sqlx_postgres_pool_opts(move |pool| {
-        pool.after_release(move |connection, _| Box::pin(answers_within(connection, limit)))
-    });
-    #[cfg(feature = "mysql")]
-    options.map_sqlx_mysql_pool_opts(move |pool| {
-        pool.after_release(move |connection, _| Box::pin(answers_within(connection, limit)))
-    });
-    let _ = (options, limit); // SQLite is a local file: nothing to swallow its answers
-}
-
-/// `Ok(true)` when `connection` answers a ping within `limit`: it may go back to the pool.
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-async fn answers_within<C: sea_orm::sqlx::Connection>(
-    connection: &mut C,
-    limit: Duration,
-) -> std::result::Result<bool, sea_orm::sqlx::Error> {
-    match tokio::time::timeout(limit, connection.ping()).await {
-        Ok(Ok(())) => Ok(true),
-        Ok(Err(error)) => Err(error),
-        // An error makes the pool close the connection without a goodbye.
-        Err(_) => Err(sea_orm::sqlx::Error::PoolTimedOut),
     }
 }
 

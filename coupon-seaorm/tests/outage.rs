@@ -4,6 +4,11 @@
 
 mod support;
 
+#[path = "outage/keeper.rs"]
+mod keeper;
+#[path = "outage/lease.rs"]
+mod lease;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +16,7 @@ use coupon_core::memory::MemoryQueue;
 use coupon_core::{
     CouponStore, IssueQueue, IssueTicket, IssueWorker, NewCampaign, UserId, WorkerReport,
 };
-use coupon_seaorm::{CounterLease, SeaOrmStore, SeaOrmStoreConfig};
+use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
 use coupon_testkit::services::PrivateService;
 use coupon_testkit::wait_for_issued;
 
@@ -121,40 +126,6 @@ async fn a_poison_ticket_in_a_batch_of_500_is_dead_lettered_alone() {
             .expect("coupons_of")
             .is_empty()
     );
-}
-
-/// The counter lease on each server database: one holder at a time; a session the
-/// database ended (an administrator, a holder gone silent) loses the lease, the check
-/// says so, and another process takes it.
-async fn one_holder_of_the_lease_at_a_time(url: &str, end_sessions: &str) {
-    let (mut first, mut second) = (CounterLease::new(url), CounterLease::new(url));
-    assert!(first.try_acquire().await.expect("first"));
-    assert!(
-        !second.try_acquire().await.expect("second"),
-        "held by the first"
-    );
-    assert!(first.check().await.expect("check"), "still the first's");
-    let admin = sea_orm::Database::connect(url).await.expect("connect");
-    sea_orm::ConnectionTrait::execute_unprepared(&admin, end_sessions)
-        .await
-        .expect("end the holder's session");
-    assert!(!first.check().await.unwrap_or(false), "the session ended");
-    assert!(second.try_acquire().await.expect("second"), "free again");
-    assert!(
-        !first.try_acquire().await.expect("first again"),
-        "the second's now"
-    );
-}
-
-#[tokio::test]
-async fn the_counter_lease_on_postgres() {
-    let url = support::fresh_database(&coupon_testkit::service_url("DATABASE_URL")).await;
-    let database = url.rsplit('/').next().expect("a database name").to_owned();
-    let end = format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = '{database}' AND pid <> pg_backend_pid()"
-    );
-    one_holder_of_the_lease_at_a_time(&url, &end).await;
 }
 
 /// Commits that land late, across a counter that lost its memory: commits wait for a
@@ -320,4 +291,55 @@ async fn commits_that_land_late_are_counted_by_the_rebuild_they_hold_up() {
             .expect("failures")
             .is_empty()
     );
+}
+
+/// A process that stalls inside a transaction of the store (a pause, a partition),
+/// holding a campaign's epoch row as a publish does, holds up the seal of a counter
+/// rebuild only until PostgreSQL ends its idle transaction: seconds, not for ever (the
+/// session, alive to the database, kept its lock as long as it lived).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_transaction_holds_up_a_seal_for_seconds_not_for_ever() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    let url = support::fresh_database(&coupon_testkit::service_url("DATABASE_URL")).await;
+    let connect = || SeaOrmStore::connect(SeaOrmStoreConfig::new(url.clone()));
+    let (stalled, sealing) = (
+        connect().await.expect("one"),
+        connect().await.expect("other"),
+    );
+    let campaign = sealing
+        .create_campaign(NewCampaign::new("stall", 10))
+        .await
+        .expect("campaign");
+    let sealed = sealing.seal_epoch(campaign.id, 0, &[]).await.expect("seal");
+
+    let txn = stalled.connection().begin().await.expect("begin");
+    txn.execute_unprepared(&format!(
+        "SELECT epoch FROM counter_epoch WHERE campaign_id = {} FOR SHARE",
+        campaign.id.get()
+    ))
+    .await
+    .expect("the epoch row, shared");
+    // The stalled process does nothing more: it keeps `txn` open and says nothing.
+    let started = std::time::Instant::now();
+    // As a rebuild does: a seal that gave up (the store's operation timeout) starts over.
+    let next = loop {
+        match sealing.seal_epoch(campaign.id, sealed.epoch, &[]).await {
+            Ok(next) => break next,
+            Err(error) if error.class() != coupon_core::ErrorClass::Permanent => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(40),
+                    "the seal waited past 40 s for a stalled transaction: {error}"
+                );
+            }
+            Err(error) => panic!("seal: {error}"),
+        }
+    };
+    let waited = started.elapsed();
+    assert_eq!(next.epoch, sealed.epoch + 1);
+    assert!(
+        waited >= Duration::from_secs(5),
+        "the seal did wait for the lock: {waited:?}"
+    );
+    drop(txn);
 }

@@ -9,7 +9,7 @@ use coupon_core::{
 };
 use coupon_kafka::{KafkaIssueQueue, KafkaIssueSource};
 use coupon_redis::RedisCounter;
-use coupon_seaorm::{CounterLease, SeaOrmStore, SqlIssueQueue};
+use coupon_seaorm::{CounterLease, LeaseKeeper, SeaOrmStore, SqlIssueQueue};
 
 use crate::config::{Config, QueueKind, Role};
 
@@ -27,16 +27,16 @@ pub struct Backends {
     pub memory_queue: Option<Arc<MemoryQueue>>,
     /// What runs where, for the start-up banner.
     pub description: Vec<(&'static str, String)>,
-    /// The task keeping this database's counter lease, when the counter is in memory:
-    /// aborting it gives the lease up.
-    pub lease: Option<tokio::task::JoinHandle<()>>,
+    /// The keeper of this database's counter lease, when the counter is in memory:
+    /// releasing it gives the lease up at once.
+    pub lease: Option<LeaseKeeper>,
 }
 
-/// The counter lease of an in-memory counter: whether it was held at start, and the task
-/// that keeps it.
+/// The counter lease of an in-memory counter: whether it was held at start, and its
+/// keeper.
 struct Lease {
     held: bool,
-    keeper: tokio::task::JoinHandle<()>,
+    keeper: LeaseKeeper,
 }
 
 /// Why the parts could not be connected, and whether trying again may help (a backend
@@ -91,6 +91,9 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
         .to_lowercase()
         .into());
     }
+    if kind == QueueKind::Memory {
+        memory_queue_alone(config)?;
+    }
     let mut description = Vec::new();
 
     let store = SeaOrmStore::connect(config.store())
@@ -129,7 +132,8 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
             let counter = Arc::new(MemoryCounter::suspended());
             let (held, keeper) = CounterLease::new(&config.database_url)
                 .keep(counter.clone())
-                .await;
+                .await
+                .map_err(failed("the counter lease"))?;
             lease = Some(Lease { held, keeper });
             counter
         }
@@ -173,6 +177,29 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
         description,
         lease: lease.map(|lease| lease.keeper),
     })
+}
+
+/// The in-process queue keeps tickets promised to applicants where only this process
+/// sees them, so it runs only where no other process can take admissions over while
+/// this one lives: a SQLite database (whose lease file this process holds until its
+/// queue is drained at shutdown, or the process is gone) and no Redis. Elsewhere another copy could rebuild the counter (a Redis loss,
+/// a lease a server database gave away from a stalled process) without counting the
+/// tickets still in this one's queue, and the store would then refuse them.
+fn memory_queue_alone(config: &Config) -> Result<(), StartError> {
+    let shared = if config.redis_url.is_some() {
+        Some("REDIS_URL is set")
+    } else if !config.database_url.starts_with("sqlite") {
+        Some("DATABASE_URL is a database server")
+    } else {
+        None
+    };
+    match shared {
+        Some(why) => Err(format!(
+            "--queue memory runs only with SQLite and without REDIS_URL ({why}): another process could take admissions over and the tickets promised in this one's queue would be refused; use the database's queue (the default) or Kafka"
+        )
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// How the start-up banner describes an in-memory counter: the campaigns it rebuilt, or

@@ -72,7 +72,7 @@ pub async fn serve(
     }
     let (identity, generated_secret) = config.identity()?;
     let mut shutdown = Box::pin(shutdown);
-    let Some(backends) = connect(&config, shutdown.as_mut()).await? else {
+    let Some(mut backends) = connect(&config, shutdown.as_mut()).await? else {
         return Ok(()); // asked to stop while a backend was still away
     };
     let metrics = Arc::new(Metrics::new());
@@ -198,12 +198,28 @@ pub async fn serve(
     for task in [settling, watching].into_iter().flatten() {
         task.abort();
     }
-    // Nothing is admitted here any more: the lease may go to another process.
-    if let Some(lease) = &backends.lease {
-        lease.abort();
+    // The counter admits no one from now on, but the lease stays this process's until
+    // what it admitted is handed off: a process taking over would rebuild without the
+    // tickets still in an in-process queue.
+    let mut lease = backends.lease.take();
+    if let Some(lease) = lease.as_mut() {
+        lease.stop_admitting().await;
     }
+    let stopped = stop_worker(worker, backends.memory_queue.as_ref()).await;
+    // Handed off: the lease goes to another process at once.
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    stopped
+}
+
+/// Lets the worker finish what was handed off (draining an in-process queue) and stop.
+async fn stop_worker(
+    worker: Option<coupon_core::RunningWorker>,
+    memory_queue: Option<&Arc<coupon_core::memory::MemoryQueue>>,
+) -> Result<(), String> {
     if let Some(worker) = worker {
-        let report = match &backends.memory_queue {
+        let report = match memory_queue {
             Some(queue) => {
                 queue.close();
                 worker.drain().await

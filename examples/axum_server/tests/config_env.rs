@@ -356,3 +356,45 @@ fn mint_token_says_where_its_secret_comes_from() {
     assert!(short.contains("JWT_SECRET"), "{short}");
     assert!(!short.contains("short-secret"), "{short}");
 }
+
+/// `--queue memory` keeps promised tickets where only this process sees them, so it is
+/// refused, before anything connects, wherever another process could take admissions
+/// over while this one lives: on a database server (a lease the server gives away from
+/// a stalled process) or with Redis (a rebuild by another copy); it starts on SQLite.
+#[test]
+fn the_in_process_queue_is_refused_where_another_process_could_take_over() {
+    let directory =
+        std::env::temp_dir().join(format!("firstcome-queue-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&directory).expect("a working folder");
+    let sqlite = format!("sqlite://{}/q.db?mode=rwc", directory.display());
+    for (database, redis) in [
+        ("postgres://u@127.0.0.1:1/x", None),
+        ("mysql://u@127.0.0.1:1/x", None),
+        (sqlite.as_str(), Some("redis://127.0.0.1:1/")),
+    ] {
+        let mut command = server();
+        command
+            .args(["--queue", "memory", "--bind", "127.0.0.1:0"])
+            .current_dir(&directory)
+            .env("DATABASE_URL", database)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(redis) = redis {
+            command.env("REDIS_URL", redis);
+        }
+        let mut child = command.spawn().expect("run firstcome-server");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let output = child.wait_with_output().expect("output");
+        let said = text(&output);
+        assert!(
+            !output.status.success()
+                && said.contains("--queue memory runs only with SQLite and without REDIS_URL"),
+            "{database} {redis:?}: {said}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&directory);
+}
