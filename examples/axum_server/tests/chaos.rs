@@ -3,8 +3,9 @@
 //! 1,250 applicants on cap 1,000, and 60 s of faults from each seed's schedule (kill -9
 //! of every process and backend, network latency, resets and blackholes, clients
 //! hanging up). Every promise is checked in the database and through the API.
-//! Seed 2 kills a worker, PostgreSQL and Redis and blackholes every backend; seed 10
-//! holds a PostgreSQL outage of 34 s. `target/release/chaos --seeds 20 --duration-secs 180`
+//! Seed 2 holds PostgreSQL's commits back (they land after their callers' timeouts),
+//! restarts Redis empty twice within one rebuild, then once more, and kills PostgreSQL,
+//! a worker and an API process; seed 10 holds a PostgreSQL outage of 34 s. `target/release/chaos --seeds 20 --duration-secs 180`
 //! runs more (docs/reliability.md).
 
 use std::time::Duration;

@@ -54,10 +54,11 @@ pub struct Found {
 
 /// Runs every check; an error means the database or the API could not be read at all.
 pub async fn check(facts: &Facts<'_>) -> Result<(Vec<Check>, Found), String> {
-    let store =
-        SeaOrmStore::connect(SeaOrmStoreConfig::new(facts.database_url).with_migrate(false))
-            .await
-            .map_err(|e| format!("connecting to the database: {e}"))?;
+    // Migrations run under a database lock and change nothing already there: a database
+    // an older server made (`--server-bin`, to compare) gains the tables read here.
+    let store = SeaOrmStore::connect(SeaOrmStoreConfig::new(facts.database_url))
+        .await
+        .map_err(|e| format!("connecting to the database: {e}"))?;
     let campaign = CampaignId(facts.campaign);
     let slots = store
         .coupon_slots(campaign)

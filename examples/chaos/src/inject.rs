@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::schedule::{Fault, Planned};
+use crate::schedule::{Backend, Fault, Planned};
 use crate::stack::{Backends, ServerProcess};
 
 /// A fault as it was carried out.
@@ -99,6 +99,19 @@ async fn carry_out(
             tokio::time::sleep(lasting).await;
             backends.heal(backend);
             Ok(())
+        }
+        Fault::RedisLostTwice { gap } => {
+            for pause in [gap, Duration::ZERO] {
+                tokio::task::block_in_place(|| backends.kill(Backend::Redis))?;
+                tokio::task::block_in_place(|| backends.restart(Backend::Redis))?;
+                tokio::time::sleep(pause).await;
+            }
+            Ok(())
+        }
+        Fault::LateCommits { lasting } => {
+            backends.hold_commits(true).await?;
+            tokio::time::sleep(lasting).await;
+            backends.hold_commits(false).await
         }
     }
 }

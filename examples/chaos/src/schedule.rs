@@ -82,6 +82,19 @@ pub enum Fault {
         /// For how long.
         lasting: Duration,
     },
+    /// Two faults in one: Redis restarted empty, and again `gap` after it answers, while
+    /// the counter is being rebuilt after the first loss.
+    RedisLostTwice {
+        /// From the first restart to the second kill.
+        gap: Duration,
+    },
+    /// PostgreSQL's commits wait for a synchronous standby that does not exist
+    /// (`synchronous_standby_names`) for `lasting`, then all land at once: writes become
+    /// visible after their callers gave up on them.
+    LateCommits {
+        /// For how long commits wait.
+        lasting: Duration,
+    },
 }
 
 impl Fault {
@@ -91,7 +104,9 @@ impl Fault {
             Fault::KillApi { down, .. }
             | Fault::KillWorker { down, .. }
             | Fault::KillBackend { down, .. } => down,
-            Fault::Network { lasting, .. } => lasting,
+            Fault::Network { lasting, .. } | Fault::LateCommits { lasting } => lasting,
+            // Two restarts of about a second each around the gap.
+            Fault::RedisLostTwice { gap } => gap + Duration::from_secs(2),
         }
     }
 
@@ -114,6 +129,8 @@ impl Fault {
                 };
                 format!("{what} {backend}")
             }
+            Fault::RedisLostTwice { .. } => "redis lost twice".into(),
+            Fault::LateCommits { .. } => "late commits".into(),
         }
     }
 
@@ -124,7 +141,7 @@ impl Fault {
             Fault::KillBackend {
                 backend: Backend::Redis,
                 ..
-            }
+            } | Fault::RedisLostTwice { .. }
         )
     }
 }
@@ -148,6 +165,12 @@ impl fmt::Display for Fault {
                 Network::Reset => write!(f, "resets to {backend} for {lasting:?}"),
                 Network::Blackhole => write!(f, "blackhole to {backend} for {lasting:?}"),
             },
+            Fault::RedisLostTwice { gap } => {
+                write!(f, "redis restarted empty, and again {gap:?} later")
+            }
+            Fault::LateCommits { lasting } => {
+                write!(f, "postgres commits held back for {lasting:?}")
+            }
         }
     }
 }
@@ -204,11 +227,13 @@ pub fn plan(seed: u64, window: Duration, apis: usize, workers: usize) -> Vec<Pla
     planned
 }
 
-/// One fault other than the outage, every kind about as likely.
+/// One fault other than the outage: a process killed, a backend killed, a paired fault
+/// (two Redis losses in one rebuild, late commits) or, as often as those together, a
+/// network fault.
 fn draw(rng: &mut Rng, apis: usize, workers: usize) -> Fault {
     let ms =
         |rng: &mut Rng, low: u64, high: u64| Duration::from_millis(low + rng.below(high - low));
-    match rng.below(5) {
+    match rng.below(6) {
         0 => Fault::KillApi {
             index: rng.below(apis as u64) as usize,
             down: ms(rng, 500, 3_000),
@@ -220,6 +245,14 @@ fn draw(rng: &mut Rng, apis: usize, workers: usize) -> Fault {
         2 => Fault::KillBackend {
             backend: Backend::ALL[rng.below(3) as usize],
             down: ms(rng, 500, 5_000),
+        },
+        // The faults that come in pairs: a second counter loss during the rebuild after
+        // the first, or writes that land after their callers' timeouts.
+        3 if rng.chance(0.5) => Fault::RedisLostTwice {
+            gap: ms(rng, 100, 1_500),
+        },
+        3 => Fault::LateCommits {
+            lasting: ms(rng, 1_000, 12_000),
         },
         _ => {
             let backend = Backend::ALL[rng.below(3) as usize];

@@ -123,6 +123,29 @@ impl Backends {
         });
     }
 
+    /// Holds PostgreSQL's commits back (`true`: each waits for a synchronous standby
+    /// that does not exist) or lets them all through (`false`). Set on the server
+    /// itself, not through the proxy, so the service sees nothing but slow commits.
+    pub async fn hold_commits(&self, hold: bool) -> Result<(), String> {
+        use sea_orm::ConnectionTrait;
+        let setting = if hold {
+            "ALTER SYSTEM SET synchronous_standby_names = 'firstcome_chaos_absent'"
+        } else {
+            "ALTER SYSTEM RESET synchronous_standby_names"
+        };
+        let admin = sea_orm::Database::connect(&self.database_url)
+            .await
+            .map_err(|e| format!("postgres (commits): {e}"))?;
+        for statement in [setting, "SELECT pg_reload_conf()"] {
+            admin
+                .execute_unprepared(statement)
+                .await
+                .map_err(|e| format!("postgres (commits): {statement}: {e}"))?;
+        }
+        let _ = admin.close().await;
+        Ok(())
+    }
+
     /// The network to `backend` behaves again.
     pub fn heal(&self, backend: Backend) {
         self.proxy(backend).set(ProxyMode::Pass);
