@@ -16,8 +16,8 @@ use chrono::Utc;
 
 use crate::memory::lock;
 use crate::{
-    Campaign, CampaignId, CouponCounter, CouponStore, HeldSlot, IssueQueue, Rebuild, Result,
-    SealEpoch, SealedEpoch, WindowState,
+    Campaign, CampaignId, CouponCounter, CouponStore, HeldSlot, IssueQueue, IssueTicket, Rebuild,
+    Result, SealEpoch, SealedEpoch, WindowState,
 };
 
 /// How often a rebuild asks whether the queue has drained.
@@ -187,25 +187,40 @@ impl Fence {
         Ok(started)
     }
 
-    /// Waits until the queue holds nothing published before now that the store has not
-    /// taken: the queue's mark and drain, or the fallback wait for a queue that cannot
-    /// tell.
-    async fn drain(&self) -> Result<()> {
-        match self.queue.mark().await? {
-            Some(mark) => {
-                while !self.queue.drained(&mark).await? {
-                    tokio::time::sleep(DRAIN_POLL).await;
-                }
+    /// What the queue holds of `campaign`, published before now, that the store has
+    /// not taken: the slots of those tickets, read from the queue when it can
+    /// ([`IssueQueue::unacked`]); else, once the consumers drained the queue past its
+    /// mark, nothing (the store holds them all), or after the fallback wait for a queue
+    /// that cannot tell.
+    async fn drain(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
+        let Some(mark) = self.queue.mark().await? else {
+            tokio::time::sleep(self.drain_fallback).await;
+            return Ok(Vec::new());
+        };
+        match self.queue.unacked(&mark).await {
+            Ok(Some(tickets)) => {
+                return Ok(tickets
+                    .iter()
+                    .filter(|ticket| ticket.campaign == campaign)
+                    .map(IssueTicket::held_slot)
+                    .collect());
             }
-            None => tokio::time::sleep(self.drain_fallback).await,
+            Ok(None) => {}
+            // Reading the queue failed: its consumers may still drain it.
+            Err(error) => {
+                tracing::debug!(%campaign, %error, "reading the queue's unacked tickets failed; waiting for the drain")
+            }
         }
-        Ok(())
+        while !self.queue.drained(&mark).await? {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        Ok(Vec::new())
     }
 }
 
 /// The seal of a rebuild: once the counter is closed, the tickets the queue already
-/// acknowledged reach the store (drained, or counted in place by a queue kept in the
-/// store), then the store seals the new epoch.
+/// acknowledged are counted (read from the queue, or drained into the store, or counted
+/// in place by a queue kept in the store), then the store seals the new epoch.
 struct StoreSeal {
     fence: Arc<Fence>,
     campaign: CampaignId,
@@ -219,8 +234,9 @@ impl SealEpoch for StoreSeal {
         // Read once the counter is closed: a seal by another rebuild from now on makes
         // ours fail rather than land after it.
         let after = self.fence.store.sealed_epoch(self.campaign).await?;
+        let mut counted = counted;
         if self.drain && !self.fence.queue.in_store() {
-            self.fence.drain().await?;
+            counted.extend(self.fence.drain(self.campaign).await?);
         }
         self.fence
             .store

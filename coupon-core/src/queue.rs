@@ -64,6 +64,17 @@ pub trait IssueQueue: Send + Sync + 'static {
         let _ = mark;
         Ok(true)
     }
+
+    /// The tickets published before `mark` that the consumers have not acked yet, read
+    /// from the queue itself (without consuming them), so that a counter rebuild counts
+    /// them instead of waiting for the consumers to drain the queue past `mark`, which
+    /// takes as long as the slowest of them (a rebalance, a store outage). `None` (the
+    /// default) when the queue cannot read them: the rebuild waits for
+    /// [`drained`](IssueQueue::drained).
+    async fn unacked(&self, mark: &QueueMark) -> Result<Option<Vec<IssueTicket>>> {
+        let _ = mark;
+        Ok(None)
+    }
 }
 
 /// Publishes `ticket` on `queue` by `deadline`; a queue that has not answered by then

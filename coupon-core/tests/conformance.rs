@@ -166,3 +166,98 @@ async fn recorded_pending_tickets_outlive_a_counter_that_lost_its_memory() {
         "forgotten by the pass"
     );
 }
+
+/// A queue whose consumers never catch up (it is never drained past a mark) but which
+/// reads the tickets not acked yet: what Kafka offers while its workers rebalance.
+#[derive(Default)]
+struct NeverDrained {
+    published: std::sync::Mutex<Vec<coupon_core::IssueTicket>>,
+}
+
+#[coupon_core::async_trait]
+impl coupon_core::IssueQueue for NeverDrained {
+    async fn publish(&self, ticket: &coupon_core::IssueTicket) -> coupon_core::Result<()> {
+        self.published
+            .lock()
+            .expect("the tickets")
+            .push(ticket.clone());
+        Ok(())
+    }
+
+    async fn mark(&self) -> coupon_core::Result<Option<coupon_core::QueueMark>> {
+        let end = self.published.lock().expect("the tickets").len();
+        Ok(Some(coupon_core::QueueMark {
+            positions: vec![end as i64],
+        }))
+    }
+
+    async fn drained(&self, _: &coupon_core::QueueMark) -> coupon_core::Result<bool> {
+        Ok(false)
+    }
+
+    async fn unacked(
+        &self,
+        mark: &coupon_core::QueueMark,
+    ) -> coupon_core::Result<Option<Vec<coupon_core::IssueTicket>>> {
+        let end = usize::try_from(mark.positions[0]).expect("a position");
+        Ok(Some(
+            self.published.lock().expect("the tickets")[..end].to_vec(),
+        ))
+    }
+}
+
+/// A counter that lost its memory is rebuilt without waiting for the consumers: the
+/// tickets still in the queue are read from it and counted, so admissions resume (the
+/// next applicant ranks after them) while no consumer has taken any.
+#[tokio::test]
+async fn a_rebuild_counts_the_queues_unacked_tickets_instead_of_waiting_for_the_drain() {
+    use coupon_core::{ApplyOutcome, CouponService, NewCampaign, UserId};
+    let counter = Arc::new(MemoryCounter::new());
+    let queue = Arc::new(NeverDrained::default());
+    let service = CouponService::new(counter.clone(), queue.clone(), Arc::new(MemoryStore::new()));
+    let campaign = service
+        .create_campaign(NewCampaign::new("unconsumed", 10))
+        .await
+        .expect("campaign");
+    for user in 1..=4 {
+        let outcome = service
+            .apply(campaign.id, UserId(user))
+            .await
+            .expect("apply");
+        assert!(
+            matches!(outcome, ApplyOutcome::Accepted { rank, .. } if rank == user),
+            "{outcome:?}"
+        );
+    }
+    // The counter forgets every campaign (as a process that lost its lease and took it
+    // back, or a Redis restarted empty).
+    counter.suspend();
+    counter.resume();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let outcome = loop {
+        match service.apply(campaign.id, UserId(5)).await {
+            Ok(outcome) => break outcome,
+            Err(error) => {
+                assert!(error.is_retryable(), "{error}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the rebuild waits for a drain that never comes: {error}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert!(
+        matches!(outcome, ApplyOutcome::Accepted { rank: 5, .. }),
+        "the four tickets in the queue are counted: {outcome:?}"
+    );
+    let again = service.apply(campaign.id, UserId(2)).await.expect("apply");
+    assert!(
+        !matches!(again, ApplyOutcome::Accepted { .. }),
+        "a user whose ticket waits in the queue is not admitted twice: {again:?}"
+    );
+    assert_eq!(
+        service.status(campaign.id).await.expect("status").admitted,
+        5
+    );
+}

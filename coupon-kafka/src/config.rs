@@ -289,6 +289,22 @@ impl KafkaConfig {
         config
     }
 
+    /// A consumer that joins no group and commits nothing: it reads partitions it is
+    /// given ([`IssueQueue::unacked`](coupon_core::IssueQueue::unacked)), leaving the
+    /// workers' offsets alone.
+    pub(crate) fn reader(&self) -> ClientConfig {
+        let mut config = self.client();
+        config
+            // librdkafka wants a group id for a consumer; this one is never joined.
+            .set("group.id", format!("{}-reader", self.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("allow.auto.create.topics", "false");
+        self.apply_extra(&mut config);
+        config
+    }
+
     /// A group consumer that never commits on its own: offsets are committed by `ack`,
     /// after the store persisted the batch.
     pub(crate) fn consumer(&self) -> ClientConfig {
@@ -309,8 +325,17 @@ impl KafkaConfig {
                 MAX_POLL_INTERVAL.as_millis().to_string(),
             )
             // Bounds what librdkafka prefetches: when the worker is slow, fetching stops.
-            .set("queued.max.messages.kbytes", "16384");
+            .set("queued.max.messages.kbytes", "16384")
+            // A request whose answer the network lost fails after this and is retried.
+            // At the default (60 s) an offset commit lost to a blackholed broker left
+            // the group's offsets behind for a minute, and a counter rebuild, which
+            // waits for them, with it (the chaos tool's seed 2).
+            .set("socket.timeout.ms", CONSUMER_SOCKET_TIMEOUT_MS);
         self.apply_extra(&mut config);
         config
     }
 }
+
+/// How long a worker's request to the broker may go unanswered (librdkafka's
+/// `socket.timeout.ms`): above the session timeout's heartbeats, well under a minute.
+const CONSUMER_SOCKET_TIMEOUT_MS: &str = "10000";

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coupon_core::{Error, IssueQueue, IssueTicket, QueueMark, Result};
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::error::{classify, publish_failed};
 use crate::group::Lanes;
@@ -48,6 +49,9 @@ pub struct KafkaIssueQueue {
     /// A client of the workers' group that never joins it: it reads the end of each
     /// partition and the offsets the group committed, for [`IssueQueue::drained`].
     offsets: Arc<BaseConsumer>,
+    /// The settings of a consumer that reads without joining the group, for
+    /// [`IssueQueue::unacked`].
+    reader: ClientConfig,
     topic: String,
 }
 
@@ -76,6 +80,7 @@ impl KafkaIssueQueue {
             lanes,
             producer,
             offsets: Arc::new(offsets),
+            reader: config.reader(),
             topic: config.topic,
         })
     }
@@ -96,6 +101,99 @@ impl KafkaIssueQueue {
 
 /// How long one metadata or offsets request may take.
 const OFFSETS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long reading the unacked tickets may take: past it the rebuild waits for the
+/// drain instead.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the workers' group stands in each partition of `topic` (`mark.len()` of them):
+/// its committed offset, or the partition's start when it committed nothing.
+fn group_positions(client: &BaseConsumer, topic: &str, partitions: usize) -> Result<Vec<i64>> {
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..partitions {
+        let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+        wanted
+            .add_partition_offset(topic, partition, Offset::Invalid)
+            .map_err(|e| classify(e, || "listing partitions".into()))?;
+    }
+    let committed = client
+        .committed_offsets(wanted, OFFSETS_TIMEOUT)
+        .map_err(|e| classify(e, || format!("reading the group's offsets on {topic:?}")))?;
+    (0..partitions)
+        .map(|partition| {
+            let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+            match committed
+                .find_partition(topic, partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(offset)) => Ok(offset),
+                // Nothing committed yet: the group starts at what is still there.
+                _ => client
+                    .fetch_watermarks(topic, partition, OFFSETS_TIMEOUT)
+                    .map(|(low, _)| low)
+                    .map_err(|e| classify(e, || format!("reading watermarks of {topic:?}"))),
+            }
+        })
+        .collect()
+}
+
+/// Reads `topic` from `from` to `to` (exclusive) in every partition where the first is
+/// below the second, with a consumer of `reader`'s settings, and decodes the tickets;
+/// records that are not tickets hold no admission (the workers dead-letter them).
+fn read_between(
+    reader: &ClientConfig,
+    topic: &str,
+    from: &[i64],
+    to: &[i64],
+) -> Result<Vec<IssueTicket>> {
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    for (partition, (&start, &end)) in from.iter().zip(to).enumerate() {
+        let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+        if start < end {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Offset(start))
+                .map_err(|e| classify(e, || "listing partitions".into()))?;
+            ends.insert(partition, end);
+        }
+    }
+    let mut tickets = Vec::new();
+    if ends.is_empty() {
+        return Ok(tickets);
+    }
+    let consumer: BaseConsumer = reader
+        .create()
+        .map_err(|e| classify(e, || "creating the reader".into()))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| classify(e, || format!("assigning {topic:?} to the reader")))?;
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    while !ends.is_empty() {
+        if std::time::Instant::now() > deadline {
+            return Err(Error::unavailable(
+                crate::error::BACKEND,
+                format!("reading the unacked tickets of {topic:?} took over {READ_TIMEOUT:?}"),
+                None,
+            ));
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.map_err(|e| classify(e, || format!("reading {topic:?}")))?;
+        let Some(&end) = ends.get(&message.partition()) else {
+            continue;
+        };
+        if message.offset() < end
+            && let Ok(group) = coupon_core::codec::decode_group(message.payload())
+        {
+            tickets.extend(group);
+        }
+        if message.offset() + 1 >= end {
+            ends.remove(&message.partition());
+        }
+    }
+    Ok(tickets)
+}
 
 /// The number of partitions of `topic`.
 fn partitions(client: &BaseConsumer, topic: &str) -> Result<i32> {
@@ -170,38 +268,19 @@ impl IssueQueue for KafkaIssueQueue {
     async fn drained(&self, mark: &QueueMark) -> Result<bool> {
         let mark = mark.positions.clone();
         self.blocking(move |client, topic| {
-            let mut wanted = TopicPartitionList::new();
-            for partition in 0..mark.len() {
-                let partition = i32::try_from(partition).unwrap_or(i32::MAX);
-                wanted
-                    .add_partition_offset(topic, partition, Offset::Invalid)
-                    .map_err(|e| classify(e, || "listing partitions".into()))?;
-            }
-            let committed = client
-                .committed_offsets(wanted, OFFSETS_TIMEOUT)
-                .map_err(|e| classify(e, || format!("reading the group's offsets on {topic:?}")))?;
-            for (partition, &end) in mark.iter().enumerate() {
-                let partition = i32::try_from(partition).unwrap_or(i32::MAX);
-                let done = match committed
-                    .find_partition(topic, partition)
-                    .map(|e| e.offset())
-                {
-                    Some(Offset::Offset(offset)) => offset,
-                    // Nothing committed yet: only what is still in the partition waits.
-                    _ => {
-                        client
-                            .fetch_watermarks(topic, partition, OFFSETS_TIMEOUT)
-                            .map_err(|e| {
-                                classify(e, || format!("reading watermarks of {topic:?}"))
-                            })?
-                            .0
-                    }
-                };
-                if done < end {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
+            let done = group_positions(client, topic, mark.len())?;
+            Ok(done.iter().zip(&mark).all(|(done, end)| done >= end))
+        })
+        .await
+    }
+
+    /// Reads each partition from where the workers' group committed up to the mark, with
+    /// a consumer that joins no group (the workers' offsets stay theirs), within 5 s.
+    async fn unacked(&self, mark: &QueueMark) -> Result<Option<Vec<IssueTicket>>> {
+        let (to, reader) = (mark.positions.clone(), self.reader.clone());
+        self.blocking(move |client, topic| {
+            let from = group_positions(client, topic, to.len())?;
+            read_between(&reader, topic, &from, &to).map(Some)
         })
         .await
     }

@@ -108,7 +108,9 @@ pub async fn unacked_batches_are_redelivered<F, Fut>(
 /// For a queue that can tell ([`IssueQueue::mark`] is `Some`): the queue is drained
 /// past a mark only once every ticket published before it was consumed and acked, and
 /// tickets published after the mark do not hold it back. What a counter rebuild waits
-/// for before trusting the store.
+/// for before trusting the store. A queue that reads its unacked tickets
+/// ([`IssueQueue::unacked`]) answers exactly those published before the mark and not
+/// acked yet, taken or not, and none once all are acked.
 pub async fn drained_only_once_every_ticket_before_the_mark_is_acked(
     queue: Arc<dyn IssueQueue>,
     source: Arc<dyn IssueSource>,
@@ -123,6 +125,7 @@ pub async fn drained_only_once_every_ticket_before_the_mark_is_acked(
         !queue.drained(&mark).await.expect("drained failed"),
         "drained with 30 tickets waiting"
     );
+    assert_unacked(queue.as_ref(), &mark, &before, "30 tickets waiting").await;
     let (seen, held) = consume(source.as_ref(), before.len(), false).await;
     assert_once_each(&seen, &before);
     assert!(
@@ -130,6 +133,9 @@ pub async fn drained_only_once_every_ticket_before_the_mark_is_acked(
         "drained with 30 tickets taken but not acked"
     );
     let after = publish_many(queue.clone(), 5).await;
+    // Taken but not acked, they are still the queue's; those after the mark are not
+    // counted against it.
+    assert_unacked(queue.as_ref(), &mark, &before, "30 taken, 5 after the mark").await;
     for batch in held {
         source.ack(batch).await.expect("ack failed");
     }
@@ -142,6 +148,31 @@ pub async fn drained_only_once_every_ticket_before_the_mark_is_acked(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_unacked(queue.as_ref(), &mark, &HashSet::new(), "every ticket acked").await;
     let (rest, _) = consume(source.as_ref(), after.len(), true).await;
     assert_once_each(&rest, &after);
+}
+
+/// What [`IssueQueue::unacked`] answers before `mark` is exactly `expected`, for a
+/// queue that can read it (a queue that cannot answers `None`).
+async fn assert_unacked(
+    queue: &dyn IssueQueue,
+    mark: &coupon_core::QueueMark,
+    expected: &HashSet<TicketId>,
+    when: &str,
+) {
+    let Some(unacked) = queue.unacked(mark).await.expect("unacked failed") else {
+        return;
+    };
+    let ids: Vec<TicketId> = unacked.iter().map(|ticket| ticket.ticket_id).collect();
+    let distinct: HashSet<TicketId> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), distinct.len(), "{when}: a ticket read twice");
+    assert!(
+        distinct == *expected,
+        "{when}: {} unacked read, {} expected; missing {:?}, extra {:?}",
+        distinct.len(),
+        expected.len(),
+        expected.difference(&distinct).next(),
+        distinct.difference(expected).next()
+    );
 }

@@ -815,6 +815,9 @@ async fn a_counter_not_ready_is_rebuilt_in_the_epoch_the_store_seals_once_the_qu
             positions: vec![41],
         }))
     });
+    // A queue that cannot read what its consumers have not acked: the rebuild waits
+    // for the drain.
+    queue.expect_unacked().times(1).returning(|_| Ok(None));
     let polls = Arc::new(Mutex::new(0));
     let seen = polls.clone();
     queue.expect_drained().returning(move |mark| {
