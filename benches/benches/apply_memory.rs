@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use coupon_core::memory::MemoryCounter;
 use coupon_core::{CouponCounter, UserId};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use firstcome_benches::memory_issuer;
+use firstcome_benches::memory_service;
 
 // Never reached: every measured apply of the accepted case is admitted.
 const CAP: u64 = i64::MAX as u64;
@@ -22,7 +22,7 @@ fn apply(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
 
     let counter = Arc::new(MemoryCounter::new());
-    let (issuer, campaign) = runtime.block_on(memory_issuer(CAP));
+    let (issuer, campaign) = runtime.block_on(memory_service(CAP));
     let next_user = AtomicU64::new(0);
     group.bench_function("baseline: MemoryCounter::try_acquire", |b| {
         b.to_async(&runtime).iter(|| {
@@ -32,7 +32,7 @@ fn apply(c: &mut Criterion) {
         });
     });
     let next_user = AtomicU64::new(0);
-    group.bench_function("CouponIssuer::apply accepted", |b| {
+    group.bench_function("CouponService::apply accepted", |b| {
         b.to_async(&runtime).iter(|| {
             let user = UserId(next_user.fetch_add(1, Ordering::Relaxed));
             let issuer = &issuer;
@@ -40,9 +40,9 @@ fn apply(c: &mut Criterion) {
         });
     });
 
-    let (sold_out_issuer, small) = runtime.block_on(memory_issuer(1));
+    let (sold_out_issuer, small) = runtime.block_on(memory_service(1));
     let next_user = AtomicU64::new(0);
-    group.bench_function("CouponIssuer::apply sold out (memo)", |b| {
+    group.bench_function("CouponService::apply sold out (memo)", |b| {
         b.to_async(&runtime).iter(|| {
             let user = UserId(next_user.fetch_add(1, Ordering::Relaxed));
             let issuer = &sold_out_issuer;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use coupon_core::memory::{MemoryCounter, MemoryQueue};
 use coupon_core::{
-    ApplyOutcome, Campaign, CouponIssuer, IssueQueue, IssueSource, IssueTicket, NewCampaign,
+    ApplyOutcome, Campaign, CouponService, IssueQueue, IssueSource, IssueTicket, NewCampaign,
     UserId, codec,
 };
 use coupon_seaorm::{
@@ -64,11 +64,11 @@ impl IssueQueue for OneCommitPerTicket {
     }
 }
 
-/// `CouponIssuer::apply` from `tasks` concurrent tasks, each a new user, until `iters`
+/// `CouponService::apply` from `tasks` concurrent tasks, each a new user, until `iters`
 /// are accepted; the time taken.
 fn rush(
     runtime: &Runtime,
-    issuer: &Arc<CouponIssuer>,
+    issuer: &Arc<CouponService>,
     campaign: &Campaign,
     next: &Arc<AtomicU64>,
     tasks: u64,
@@ -196,9 +196,9 @@ fn sql_queue(c: &mut Criterion) {
     group.finish();
 }
 
-async fn issuer(queue: Arc<dyn IssueQueue>, store: SeaOrmStore) -> (Arc<CouponIssuer>, Campaign) {
+async fn issuer(queue: Arc<dyn IssueQueue>, store: SeaOrmStore) -> (Arc<CouponService>, Campaign) {
     let store = Arc::new(store);
-    let issuer = CouponIssuer::new(Arc::new(MemoryCounter::new()), queue, store);
+    let issuer = CouponService::new(Arc::new(MemoryCounter::new()), queue, store);
     let campaign = issuer
         .create_campaign(NewCampaign::new("bench", i64::MAX as u64))
         .await

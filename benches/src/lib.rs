@@ -3,16 +3,16 @@
 use std::sync::Arc;
 
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
-use coupon_core::{Campaign, CouponIssuer, IssueSource, NewCampaign};
+use coupon_core::{Campaign, CouponService, IssueSource, NewCampaign};
 use coupon_seaorm::SeaOrmStore;
 use sea_orm::{ConnectionTrait, DbBackend};
 
-/// An issuer on the memory adapters with one campaign of `cap` coupons, and a task
+/// The service on the memory adapters with one campaign of `cap` coupons, and a task
 /// that consumes and acks every ticket so that `apply` never waits on a full queue.
 ///
 /// Must be called inside a tokio runtime (the drain task is spawned on it). The figures
 /// are then the cost of our layer alone.
-pub async fn memory_issuer(cap: u64) -> (CouponIssuer, Campaign) {
+pub async fn memory_service(cap: u64) -> (CouponService, Campaign) {
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new(65_536));
     let drain = queue.clone();
@@ -23,12 +23,12 @@ pub async fn memory_issuer(cap: u64) -> (CouponIssuer, Campaign) {
             }
         }
     });
-    let issuer = CouponIssuer::new(Arc::new(MemoryCounter::new()), queue, store.clone());
-    let campaign = issuer
+    let service = CouponService::new(Arc::new(MemoryCounter::new()), queue, store.clone());
+    let campaign = service
         .create_campaign(NewCampaign::new("bench", cap))
         .await
         .expect("a valid campaign");
-    (issuer, campaign)
+    (service, campaign)
 }
 
 /// Refreshes PostgreSQL's statistics of `coupon`, as autovacuum does on a live

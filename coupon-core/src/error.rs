@@ -116,7 +116,7 @@ pub enum Error {
     /// The counter holds no state built for this campaign on its backend (never built,
     /// or lost: a restart without data, an evicted key, a failover to a replica that
     /// missed writes). It admits no one until it is rebuilt from the store, which the
-    /// [`CouponIssuer`](crate::CouponIssuer) starts by itself; try again shortly.
+    /// [`CouponService`](crate::CouponService) starts by itself; try again shortly.
     #[error(
         "campaign {campaign}: the {backend} counter is not ready (being rebuilt from the store); try again shortly"
     )]

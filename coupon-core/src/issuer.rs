@@ -94,25 +94,10 @@ const HOLDERS_MEMO_LIMIT: usize = 1_000_000;
 /// the campaign's counter in a new epoch (one rebuild per campaign in this process; the
 /// counter lets one process at a time write it).
 ///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
-/// use std::sync::Arc;
-/// use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
-/// use coupon_core::{ApplyOutcome, CouponIssuer, NewCampaign, UserId};
-///
-/// let store = Arc::new(MemoryStore::new());
-/// let queue = Arc::new(MemoryQueue::new(1024));
-/// let issuer = CouponIssuer::new(Arc::new(MemoryCounter::new()), queue, store);
-/// // Created through the issuer, the campaign's counter is built at once.
-/// let campaign = issuer.create_campaign(NewCampaign::new("launch", 1)).await?;
-///
-/// assert!(matches!(issuer.apply(campaign.id, UserId(1)).await?, ApplyOutcome::Accepted { rank: 1, .. }));
-/// // Admitted, but no worker has persisted the coupon yet:
-/// assert_eq!(issuer.apply(campaign.id, UserId(1)).await?, ApplyOutcome::Pending);
-/// assert_eq!(issuer.apply(campaign.id, UserId(2)).await?, ApplyOutcome::SoldOut);
-/// # Ok(()) }
-/// ```
-pub struct CouponIssuer {
+/// Internal to the crate: applications reach it through
+/// [`CouponService`](crate::CouponService), the one way in, whose documentation shows
+/// the answers above.
+pub(crate) struct CouponIssuer {
     hand_off: Arc<HandOff>,
     store: Arc<dyn CouponStore>,
     campaigns: RwLock<HashMap<CampaignId, Cached>>,
@@ -137,7 +122,8 @@ impl CouponIssuer {
     /// definitions (cached, read again every [`IssuerConfig::campaign_refresh`]), tells
     /// whether a user who applies again already holds their coupons, and records a
     /// ticket whose publish has no known outcome as pending.
-    pub fn new(
+    #[cfg(test)]
+    pub(crate) fn new(
         counter: Arc<dyn CouponCounter>,
         queue: Arc<dyn IssueQueue>,
         store: Arc<dyn CouponStore>,
@@ -146,7 +132,7 @@ impl CouponIssuer {
     }
 
     /// An issuer with explicit settings.
-    pub fn with_config(
+    pub(crate) fn with_config(
         counter: Arc<dyn CouponCounter>,
         queue: Arc<dyn IssueQueue>,
         store: Arc<dyn CouponStore>,
@@ -183,7 +169,7 @@ impl CouponIssuer {
     /// Creates a campaign in the store and builds its counter, so that it admits from
     /// its first apply. Should the build fail (the counter is unreachable), the
     /// campaign exists anyway and its first apply starts the rebuild.
-    pub async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
+    pub(crate) async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
         let campaign = self.store.create_campaign(new).await?;
         match self.fence.build_new(&campaign).await {
             Ok(_) => {}
@@ -203,7 +189,7 @@ impl CouponIssuer {
     /// [`Error::OutcomeUnknown`] may have taken a slot, which the settler rolls
     /// forward); [`Error::NotHandedOff`] when the queue refused the ticket and the slot
     /// was given back.
-    pub async fn apply(&self, campaign: CampaignId, user: UserId) -> Result<ApplyOutcome> {
+    pub(crate) async fn apply(&self, campaign: CampaignId, user: UserId) -> Result<ApplyOutcome> {
         let campaign = self.campaign(campaign).await?;
         match campaign.window_state(Utc::now()) {
             WindowState::NotOpen => return Ok(ApplyOutcome::NotOpen),
@@ -282,7 +268,7 @@ impl CouponIssuer {
     /// The campaign definition, from the cache or the store. A cached one older than
     /// the refresh period is read again by one caller while the others use it; if the
     /// store cannot answer, the cached one stays in use.
-    pub async fn campaign(&self, id: CampaignId) -> Result<Arc<Campaign>> {
+    pub(crate) async fn campaign(&self, id: CampaignId) -> Result<Arc<Campaign>> {
         let now = Instant::now();
         let Some(cached) = self.cached(id) else {
             let campaign = Arc::new(self.store.campaign(id).await?);
@@ -310,7 +296,7 @@ impl CouponIssuer {
     /// Closes campaign `id` to applications now (one not open yet never opens) and
     /// returns it as stored; this issuer answers `Closed` from its next apply, others
     /// within their refresh period.
-    pub async fn close(&self, id: CampaignId) -> Result<Campaign> {
+    pub(crate) async fn close(&self, id: CampaignId) -> Result<Campaign> {
         let closed = crate::close_campaign(self.store.as_ref(), id).await?;
         self.remember(id, Arc::new(closed.clone()));
         Ok(closed)
@@ -318,7 +304,7 @@ impl CouponIssuer {
 
     /// Opens campaign `id` again until `closes_at` (for good when `None`) and returns it
     /// as stored. Admissions resume where the counter stands: at most `cap` in all.
-    pub async fn reopen(
+    pub(crate) async fn reopen(
         &self,
         id: CampaignId,
         closes_at: Option<chrono::DateTime<Utc>>,

@@ -1,6 +1,8 @@
 //! First-come-first-served coupon issuing that holds under a stampede.
 //!
-//! A campaign promises `cap` coupons. [`CouponIssuer::apply`] admits at most `cap`
+//! A campaign promises `cap` coupons. [`CouponService`] is the one way in: every use
+//! case (create, apply, close, reopen, status, settle, dead letters, replay, rebuild)
+//! is one of its methods. [`CouponService::apply`] admits at most `cap`
 //! applicants through a [`CouponCounter`], hands each admitted one to an
 //! [`IssueQueue`], and answers `Accepted` only once that hand-off is durable. An
 //! [`IssueWorker`] moves tickets from the [`IssueSource`] into a [`CouponStore`], the
@@ -14,15 +16,15 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
 //! use std::sync::Arc;
 //! use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
-//! use coupon_core::{ApplyOutcome, CouponIssuer, CouponStore, IssueWorker, NewCampaign, UserId};
+//! use coupon_core::{ApplyOutcome, CouponService, CouponStore, IssueWorker, NewCampaign, UserId};
 //!
 //! let store = Arc::new(MemoryStore::new());
 //! let queue = Arc::new(MemoryQueue::new(1024));
-//! let issuer = CouponIssuer::new(Arc::new(MemoryCounter::new()), queue.clone(), store.clone());
-//! let campaign = issuer.create_campaign(NewCampaign::new("flash drop", 2)).await?;
+//! let service = CouponService::new(Arc::new(MemoryCounter::new()), queue.clone(), store.clone());
+//! let campaign = service.create_campaign(NewCampaign::new("flash drop", 2)).await?;
 //!
 //! for user in 1..=3 {
-//!     let outcome = issuer.apply(campaign.id, UserId(user)).await?;
+//!     let outcome = service.apply(campaign.id, UserId(user)).await?;
 //!     println!("user {user}: {outcome:?}");
 //! }
 //! queue.close();
@@ -71,7 +73,8 @@ pub use counter::{
 pub use coupon::{Coupon, CouponCode};
 pub use error::{BoxError, Error, ErrorClass, Result};
 pub use ids::{CampaignId, TicketId, UserId};
-pub use issuer::{CouponIssuer, IssuerConfig};
+pub(crate) use issuer::CouponIssuer;
+pub use issuer::IssuerConfig;
 pub use outcome::{Admission, ApplyOutcome, IssueOutcome};
 pub use queue::{Batch, IssueQueue, IssueSource, QueueMark};
 pub use redact::redact_url;

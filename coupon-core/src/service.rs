@@ -57,6 +57,9 @@ impl ServiceConfig {
 /// assert!(matches!(outcome, ApplyOutcome::Accepted { .. }));
 /// // Admitted, not persisted yet: no worker runs in this example.
 /// assert_eq!(service.coupon_status(campaign.id, UserId(7)).await?, CouponStatus::Pending);
+/// // Applying again is safe: the admission is not made twice.
+/// assert_eq!(service.apply(campaign.id, UserId(7)).await?, ApplyOutcome::Pending);
+/// assert_eq!(service.apply(campaign.id, UserId(8)).await?, ApplyOutcome::SoldOut);
 /// assert!(service.status(campaign.id).await?.is_sold_out());
 /// # Ok(()) }
 /// ```
@@ -127,22 +130,22 @@ impl CouponService {
         &self.settler
     }
 
-    /// Creates a campaign and builds its counter ([`CouponIssuer::create_campaign`]).
+    /// Creates a campaign and builds its counter (the issuer's `create_campaign`).
     pub async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
         self.issuer.create_campaign(new).await
     }
 
-    /// Applies for `user` ([`CouponIssuer::apply`]).
+    /// Applies for `user` (the issuer's `apply`).
     pub async fn apply(&self, campaign: CampaignId, user: UserId) -> Result<ApplyOutcome> {
         self.issuer.apply(campaign, user).await
     }
 
-    /// Closes `campaign` from now ([`CouponIssuer::close`]).
+    /// Closes `campaign` from now (the issuer's `close`).
     pub async fn close(&self, campaign: CampaignId) -> Result<Campaign> {
         self.issuer.close(campaign).await
     }
 
-    /// Opens `campaign` again, until `closes_at` if given ([`CouponIssuer::reopen`]).
+    /// Opens `campaign` again, until `closes_at` if given (the issuer's `reopen`).
     pub async fn reopen(
         &self,
         campaign: CampaignId,

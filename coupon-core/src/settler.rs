@@ -114,7 +114,7 @@ impl SettleReport {
 /// let (counter, queue, store) =
 ///     (Arc::new(MemoryCounter::new()), Arc::new(MemoryQueue::new(16)), Arc::new(MemoryStore::new()));
 /// let campaign = store.create_campaign(NewCampaign::new("drop", 10)).await?;
-/// // What CouponIssuer::create_campaign does: seal the first epoch, build the counter.
+/// // What CouponService::create_campaign does: seal the first epoch, build the counter.
 /// let sealed = store.seal_epoch(campaign.id, 0, &[]).await?;
 /// counter.rebuild(&campaign, Arc::new(sealed)).await?;
 /// // A slot was taken, and the process died before publishing its ticket:

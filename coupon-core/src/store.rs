@@ -260,7 +260,7 @@ pub async fn admitted_slots(
 }
 
 /// Closes campaign `id` in `store` to applications from now on (one not open yet never
-/// opens); returns it as stored. [`CouponIssuer::close`](crate::CouponIssuer::close)
+/// opens); returns it as stored. [`CouponService::close`](crate::CouponService::close)
 /// does this and updates its own cache at once.
 ///
 /// ```

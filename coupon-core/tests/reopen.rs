@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
 use coupon_core::{
-    ApplyOutcome, CouponCounter, CouponIssuer, IssueSource, IssuerConfig, NewCampaign, Settler,
-    SettlerConfig, UserId,
+    ApplyOutcome, CouponCounter, CouponService, IssueSource, IssuerConfig, NewCampaign,
+    ServiceConfig, SettlerConfig, UserId,
 };
 
 #[tokio::test]
@@ -18,19 +18,16 @@ async fn a_reopened_campaign_admits_again_and_its_lost_hand_offs_are_settled() {
         Arc::new(MemoryQueue::new(100)),
         Arc::new(MemoryStore::new()),
     );
-    let issuer = CouponIssuer::with_config(
-        counter.clone(),
-        queue.clone(),
-        store.clone(),
-        IssuerConfig::default().with_campaign_refresh(Duration::ZERO),
-    );
     // No grace: a closed campaign with nothing in flight is finished at the first pass.
-    let settler = Settler::new(
+    let issuer = CouponService::with_config(
         counter.clone(),
         queue.clone(),
         store.clone(),
-        SettlerConfig::default().with_grace(Duration::ZERO),
+        ServiceConfig::default()
+            .with_issuer(IssuerConfig::default().with_campaign_refresh(Duration::ZERO))
+            .with_settler(SettlerConfig::default().with_grace(Duration::ZERO)),
     );
+    let settler = issuer.settler().clone();
     let campaign = issuer
         .create_campaign(NewCampaign::new("reopened", 3))
         .await

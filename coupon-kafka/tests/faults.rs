@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use coupon_core::memory::MemoryCounter;
 use coupon_core::{
-    ApplyOutcome, CouponCounter, CouponIssuer, CouponStore, IssueQueue, IssueTicket, NewCampaign,
+    ApplyOutcome, CouponCounter, CouponService, CouponStore, IssueQueue, IssueTicket, NewCampaign,
     SealedEpoch, Settler, SettlerConfig, UserId, WorkerConfig,
 };
 use coupon_kafka::{KafkaIssueQueue, KafkaIssueSource, codec};
@@ -215,7 +215,7 @@ async fn a_lost_delivery_report_is_pending_and_becomes_one_coupon() {
         .rebuild(&built, Arc::new(SealedEpoch::new(1, Vec::new())))
         .await
         .expect("build the counter");
-    let issuer = CouponIssuer::new(counter.clone(), queue.clone(), store.clone());
+    let issuer = CouponService::new(counter.clone(), queue.clone(), store.clone());
     let worker = RunningWorker::start(source, store.clone(), WorkerConfig::default());
 
     let first = issuer.apply(campaign, UserId(1)).await.expect("apply");

@@ -10,11 +10,11 @@
 //! # async fn demo() -> coupon_core::Result<()> {
 //! use std::sync::Arc;
 //! use coupon_core::memory::{MemoryQueue, MemoryStore};
-//! use coupon_core::CouponIssuer;
+//! use coupon_core::CouponService;
 //! use coupon_redis::{RedisCounter, RedisCounterConfig};
 //!
 //! let counter = RedisCounter::connect(RedisCounterConfig::new("redis://127.0.0.1:6379/")).await?;
-//! let issuer = CouponIssuer::new(
+//! let service = CouponService::new(
 //!     Arc::new(counter),
 //!     Arc::new(MemoryQueue::new(10_000)),
 //!     Arc::new(MemoryStore::new()),
@@ -25,7 +25,7 @@
 //! A counter that lost its data (a restart, an evicted or deleted key, a failover to a
 //! replica) admits no one: it answers [`coupon_core::Error::NotReady`] until
 //! [`CouponCounter::rebuild`](coupon_core::CouponCounter::rebuild) rebuilt it from the
-//! store, which the [`CouponIssuer`](coupon_core::CouponIssuer) does by itself.
+//! store, which the [`CouponService`](coupon_core::CouponService) does by itself.
 //! With replicas, each admission can wait for a replica's acknowledgement
 //! ([`Confirm`]), one `WAIT` per group of concurrent admissions.
 

@@ -59,7 +59,7 @@ pub fn fresh_campaign_from(new: NewCampaign) -> Campaign {
 }
 
 /// A [`fresh_campaign`] whose counter `counter` has built (epoch 1, no slots), as a
-/// campaign created through [`CouponIssuer::create_campaign`](coupon_core::CouponIssuer::create_campaign) is.
+/// campaign created through [`CouponService::create_campaign`](coupon_core::CouponService::create_campaign) is.
 pub async fn ready_campaign(counter: &dyn CouponCounter, cap: u64) -> Campaign {
     ready_campaign_from(counter, NewCampaign::new("conformance", cap)).await
 }

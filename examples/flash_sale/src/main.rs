@@ -5,7 +5,7 @@
 //!   a pool of connections (over-issues);
 //! - textbook: `INCR` a counter, send when the result is at most K, never check the user
 //!   (the counter overshoots, a user can win twice);
-//! - firstcome: `CouponIssuer` and a worker (exactly K, one per user, ranks 1..=K).
+//! - firstcome: `CouponService` and a worker (exactly K, one per user, ranks 1..=K).
 //!
 //! `cargo run -p flash_sale -- --applications 3000 --users 2000 --cap 1000` on the
 //! embedded default (a SQLite file, in-memory counters); `--database-url` and
@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use clap::Parser;
 use coupon_core::memory::{MemoryCounter, MemoryQueue};
 use coupon_core::{
-    ApplyOutcome, CouponCounter, CouponIssuer, CouponStore, IssueWorker, NewCampaign, UserId,
+    ApplyOutcome, CouponCounter, CouponService, CouponStore, IssueWorker, NewCampaign, UserId,
 };
 use coupon_redis::{RedisCounter, RedisCounterConfig};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
@@ -271,7 +271,7 @@ async fn firstcome(args: &Args, url: &str, run: &str) -> Result<Tally, String> {
         None => Arc::new(MemoryCounter::new()),
     };
     let queue = Arc::new(MemoryQueue::new(args.applications as usize + 1));
-    let issuer = Arc::new(CouponIssuer::new(
+    let issuer = Arc::new(CouponService::new(
         counter.clone(),
         queue.clone(),
         store.clone(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
 use coupon_core::{
-    ApplyOutcome, CouponIssuer, CouponStore, IssueWorker, NewCampaign, UserId, WorkerConfig,
+    ApplyOutcome, CouponService, CouponStore, IssueWorker, NewCampaign, UserId, WorkerConfig,
 };
 use tokio::task::JoinSet;
 
@@ -41,7 +41,7 @@ async fn run() -> Result<(), String> {
 
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new(10_000));
-    let issuer = Arc::new(CouponIssuer::new(
+    let issuer = Arc::new(CouponService::new(
         Arc::new(MemoryCounter::new()),
         queue.clone(),
         store.clone(),
