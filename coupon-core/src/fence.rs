@@ -16,12 +16,16 @@ use chrono::Utc;
 
 use crate::memory::lock;
 use crate::{
-    Campaign, CampaignId, CouponCounter, CouponStore, HeldSlot, IssueQueue, IssueTicket, Rebuild,
-    Result, SealEpoch, SealedEpoch, WindowState,
+    Campaign, CampaignId, CouponCounter, CouponStore, Error, HeldSlot, IssueQueue, IssueTicket,
+    Rebuild, Result, SealEpoch, SealedEpoch, WindowState,
 };
 
 /// How often a rebuild asks whether the queue has drained.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+/// Most unacked tickets of a campaign a rebuild records from the queue, one write each;
+/// past it, a backlog the consumers are working through is waited for instead.
+const RECORDED_AT_MOST: usize = 2_000;
 
 /// How often the watcher looks for counters that lost their memory.
 pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -187,34 +191,46 @@ impl Fence {
         Ok(started)
     }
 
-    /// What the queue holds of `campaign`, published before now, that the store has
-    /// not taken: the slots of those tickets, read from the queue when it can
-    /// ([`IssueQueue::unacked`]); else, once the consumers drained the queue past its
-    /// mark, nothing (the store holds them all), or after the fallback wait for a queue
-    /// that cannot tell.
-    async fn drain(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
+    /// Waits until the store knows every ticket of `campaign` the queue acknowledged
+    /// before now. When the queue can read what its consumers have not acked
+    /// ([`IssueQueue::unacked`]) and it holds at most [`RECORDED_AT_MOST`] tickets of the
+    /// campaign, each is recorded as pending ([`CouponStore::record_pending`]), which the
+    /// seal then counts: the store refuses a ticket an earlier seal superseded (its
+    /// applicant was never promised) as it would refuse its coupon, so only admissible
+    /// tickets are counted. Otherwise: the consumers' drain past the queue's mark, or the
+    /// fallback wait for a queue that cannot tell.
+    async fn drain(&self, campaign: CampaignId) -> Result<()> {
         let Some(mark) = self.queue.mark().await? else {
             tokio::time::sleep(self.drain_fallback).await;
-            return Ok(Vec::new());
+            return Ok(());
         };
         match self.queue.unacked(&mark).await {
             Ok(Some(tickets)) => {
-                return Ok(tickets
+                let ours: Vec<&IssueTicket> = tickets
                     .iter()
                     .filter(|ticket| ticket.campaign == campaign)
-                    .map(IssueTicket::held_slot)
-                    .collect());
+                    .collect();
+                if ours.len() <= RECORDED_AT_MOST {
+                    for ticket in ours {
+                        match self.store.record_pending(ticket).await {
+                            Ok(())
+                            | Err(Error::Superseded { .. } | Error::TicketRefused { .. }) => {}
+                            Err(error) => return Err(error),
+                        }
+                    }
+                    return Ok(());
+                }
             }
             Ok(None) => {}
             // Reading the queue failed: its consumers may still drain it.
             Err(error) => {
-                tracing::debug!(%campaign, %error, "reading the queue's unacked tickets failed; waiting for the drain")
+                tracing::debug!(%campaign, %error, "reading the queue's unacked tickets failed; waiting for the drain");
             }
         }
         while !self.queue.drained(&mark).await? {
             tokio::time::sleep(DRAIN_POLL).await;
         }
-        Ok(Vec::new())
+        Ok(())
     }
 }
 
@@ -234,9 +250,8 @@ impl SealEpoch for StoreSeal {
         // Read once the counter is closed: a seal by another rebuild from now on makes
         // ours fail rather than land after it.
         let after = self.fence.store.sealed_epoch(self.campaign).await?;
-        let mut counted = counted;
         if self.drain && !self.fence.queue.in_store() {
-            counted.extend(self.fence.drain(self.campaign).await?);
+            self.fence.drain(self.campaign).await?;
         }
         self.fence
             .store

@@ -174,6 +174,14 @@ struct NeverDrained {
     published: std::sync::Mutex<Vec<coupon_core::IssueTicket>>,
 }
 
+impl NeverDrained {
+    /// A ticket that shows up in the queue without a publish of this process (one that
+    /// became visible late).
+    fn publish_raw(&self, ticket: coupon_core::IssueTicket) {
+        self.published.lock().expect("the tickets").push(ticket);
+    }
+}
+
 #[coupon_core::async_trait]
 impl coupon_core::IssueQueue for NeverDrained {
     async fn publish(&self, ticket: &coupon_core::IssueTicket) -> coupon_core::Result<()> {
@@ -259,5 +267,68 @@ async fn a_rebuild_counts_the_queues_unacked_tickets_instead_of_waiting_for_the_
     assert_eq!(
         service.status(campaign.id).await.expect("status").admitted,
         5
+    );
+}
+
+/// A ticket read from the queue that an earlier seal superseded (published late in an
+/// old epoch, its applicant never promised) is not counted by the next rebuild: the
+/// store refuses it as it would refuse its coupon, so the campaign's cap holds and the
+/// applicant admitted into that slot since keeps it.
+#[tokio::test]
+async fn a_rebuild_does_not_count_a_superseded_ticket_it_reads_from_the_queue() {
+    use coupon_core::{ApplyOutcome, CouponService, IssueTicket, NewCampaign, UserId};
+    let counter = Arc::new(MemoryCounter::new());
+    let queue = Arc::new(NeverDrained::default());
+    let service = CouponService::new(counter.clone(), queue.clone(), Arc::new(MemoryStore::new()));
+    let campaign = service
+        .create_campaign(NewCampaign::new("superseded", 2))
+        .await
+        .expect("campaign");
+    let apply_until_answered = |user: u64| {
+        let service = &service;
+        async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                match service.apply(campaign.id, UserId(user)).await {
+                    Ok(outcome) => break outcome,
+                    Err(error) => {
+                        assert!(error.is_retryable(), "{error}");
+                        assert!(tokio::time::Instant::now() < deadline, "{error}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    };
+    assert!(matches!(
+        apply_until_answered(1).await,
+        ApplyOutcome::Accepted { rank: 1, .. }
+    ));
+    // The counter forgets; the rebuild seals epoch 2 holding user 1's slot.
+    counter.suspend();
+    counter.resume();
+    assert!(!matches!(
+        apply_until_answered(1).await,
+        ApplyOutcome::Accepted { .. }
+    ));
+    // A publish of epoch 1 that became visible only now: rank 2, never confirmed.
+    let late = IssueTicket::new(campaign.id, UserId(3), 1, 2).in_epoch(1);
+    queue.publish_raw(late);
+    assert!(matches!(
+        apply_until_answered(4).await,
+        ApplyOutcome::Accepted { rank: 2, .. }
+    ));
+    // The counter forgets again: the rebuild reads users 1, 3 and 4 from the queue.
+    counter.suspend();
+    counter.resume();
+    let newcomer = apply_until_answered(5).await;
+    assert_eq!(
+        newcomer,
+        ApplyOutcome::SoldOut,
+        "users 1 and 4 hold the cap of 2; the late ticket of user 3 is not counted"
+    );
+    assert_eq!(
+        service.status(campaign.id).await.expect("status").admitted,
+        2
     );
 }

@@ -122,17 +122,22 @@ fn group_positions(client: &BaseConsumer, topic: &str, partitions: usize) -> Res
     (0..partitions)
         .map(|partition| {
             let partition = i32::try_from(partition).unwrap_or(i32::MAX);
-            match committed
-                .find_partition(topic, partition)
-                .map(|e| e.offset())
-            {
-                Some(Offset::Offset(offset)) => Ok(offset),
-                // Nothing committed yet: the group starts at what is still there.
-                _ => client
-                    .fetch_watermarks(topic, partition, OFFSETS_TIMEOUT)
-                    .map(|(low, _)| low)
-                    .map_err(|e| classify(e, || format!("reading watermarks of {topic:?}"))),
-            }
+            let (low, high) = client
+                .fetch_watermarks(topic, partition, OFFSETS_TIMEOUT)
+                .map_err(|e| classify(e, || format!("reading watermarks of {topic:?}")))?;
+            Ok(
+                match committed
+                    .find_partition(topic, partition)
+                    .map(|e| e.offset())
+                {
+                    // Where the group resumes: what retention removed below the
+                    // partition's start is not waiting for anyone.
+                    Some(Offset::Offset(offset)) if offset <= high => offset.max(low),
+                    // Nothing committed yet, or past the end (a topic recreated): the
+                    // group starts at what is still there.
+                    _ => low,
+                },
+            )
         })
         .collect()
 }
@@ -183,10 +188,21 @@ fn read_between(
         let Some(&end) = ends.get(&message.partition()) else {
             continue;
         };
-        if message.offset() < end
-            && let Ok(group) = coupon_core::codec::decode_group(message.payload())
-        {
-            tickets.extend(group);
+        if message.offset() < end {
+            match coupon_core::codec::decode_group(message.payload()) {
+                Ok(group) => tickets.extend(group),
+                // A ticket of a version this build does not read (a newer process's,
+                // mid-upgrade) may be a promise: only a worker that reads it can say.
+                Err(error @ coupon_core::codec::DecodeError::UnknownVersion(_)) => {
+                    return Err(Error::unavailable(
+                        crate::error::BACKEND,
+                        format!("{topic:?} holds a ticket this build cannot read: {error}"),
+                        None,
+                    ));
+                }
+                // Not a ticket at all: no admission; the workers dead-letter it.
+                Err(_) => {}
+            }
         }
         if message.offset() + 1 >= end {
             ends.remove(&message.partition());
