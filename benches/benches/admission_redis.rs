@@ -1,5 +1,7 @@
 //! Admissions per second through `RedisCounter` at 1, 16, 64 and 256 concurrent tasks,
-//! beside `redis-benchmark` running the same script at the same concurrency; then, on a
+//! gathered (the default) and one script call per apply, then Redis's own CPU per
+//! admission both ways side by side (`INFO cpu`), beside `redis-benchmark` running the
+//! same script at the same concurrency; then, on a
 //! primary with one replica that the bench starts, 256 tasks with confirmation (`WAIT`)
 //! on and off, beside `redis-benchmark` of the script on that primary.
 //!
@@ -130,49 +132,100 @@ fn script_calls(url: &str) -> u64 {
         .sum()
 }
 
+/// Redis's own CPU time so far (`used_cpu_sys` + `used_cpu_user`), in seconds.
+fn redis_cpu(url: &str) -> f64 {
+    let (host, port) = host_port(url);
+    let info = Command::new("redis-cli")
+        .args(["-h", &host, "-p", &port, "INFO", "cpu"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    ["used_cpu_sys:", "used_cpu_user:"]
+        .iter()
+        .filter_map(|name| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|value| value.trim().parse::<f64>().ok())
+        })
+        .sum()
+}
+
+/// A counter on `url` whose calls take up to `most` applies (1: one call per apply).
+fn counter(runtime: &tokio::runtime::Runtime, url: &str, most: usize) -> Arc<RedisCounter> {
+    let config = RedisCounterConfig::new(url)
+        .with_key_prefix("bench")
+        .with_max_gathered(most);
+    Arc::new(
+        runtime
+            .block_on(RedisCounter::connect(config))
+            .expect("connect to REDIS_URL"),
+    )
+}
+
 fn admission(c: &mut Criterion) {
     let url = service_url("REDIS_URL");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let counter = runtime
-        .block_on(RedisCounter::connect(
-            RedisCounterConfig::new(&url).with_key_prefix("bench"),
-        ))
-        .expect("connect to REDIS_URL");
-    let counter = Arc::new(counter);
-    let campaign = Arc::new(runtime.block_on(ready_campaign(counter.as_ref(), CAP)));
+    let modes = [("one call per apply", 1), ("gathered", 256)];
+    let counters: Vec<_> = modes
+        .iter()
+        .map(|&(_, most)| counter(&runtime, &url, most))
+        .collect();
+    let campaign = Arc::new(runtime.block_on(ready_campaign(counters[0].as_ref(), CAP)));
     let next_user = Arc::new(AtomicU64::new(0));
 
-    let calls_before = script_calls(&url);
     let mut group = c.benchmark_group("admission_redis");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(4));
     group.warm_up_time(Duration::from_secs(1));
     for tasks in CONCURRENCY {
-        group.bench_with_input(
-            BenchmarkId::new("RedisCounter::try_acquire", tasks),
-            &tasks,
-            |b, &tasks| {
+        for ((name, _), counter) in modes.iter().zip(&counters) {
+            group.bench_with_input(BenchmarkId::new(*name, tasks), &tasks, |b, &tasks| {
                 b.iter_custom(|iters| {
-                    runtime.block_on(admit(&counter, &campaign, &next_user, tasks, iters))
+                    runtime.block_on(admit(counter, &campaign, &next_user, tasks, iters))
                 });
-            },
-        );
+            });
+        }
     }
     group.finish();
-    let calls = script_calls(&url).saturating_sub(calls_before);
-    let admitted = next_user.load(Ordering::Relaxed);
-    println!(
-        "\nscript calls: {calls} for {admitted} admissions ({:.3} per admission)",
-        calls as f64 / admitted.max(1) as f64
-    );
-    runtime
-        .block_on(counter.forget(campaign.id))
-        .expect("clean up");
 
-    println!("\nbaseline: redis-benchmark, same script, same server (requests/s)");
+    // Redis's own CPU per admission at 256 concurrent applies, both ways side by side,
+    // alternated twice so that neither has the warmer machine.
+    const ADMISSIONS: u64 = 100_000;
+    println!("\nRedis CPU per admission, {ADMISSIONS} admissions at 256 concurrent applies:");
+    println!(
+        "| round | how | admissions/s | Redis CPU µs per admission | script calls per admission |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    let mut cpu = [0.0f64; 2];
+    for round in 1..=2 {
+        for (index, ((name, _), counter)) in modes.iter().zip(&counters).enumerate() {
+            let (cpu_before, calls_before) = (redis_cpu(&url), script_calls(&url));
+            let took = runtime.block_on(admit(counter, &campaign, &next_user, 256, ADMISSIONS));
+            let used = redis_cpu(&url) - cpu_before;
+            let calls = script_calls(&url).saturating_sub(calls_before);
+            cpu[index] += used;
+            println!(
+                "| {round} | {name} | {:.0} | {:.2} | {:.3} |",
+                ADMISSIONS as f64 / took.as_secs_f64(),
+                used * 1e6 / ADMISSIONS as f64,
+                calls as f64 / ADMISSIONS as f64
+            );
+        }
+    }
+    println!(
+        "gathered / one call per apply, Redis CPU per admission: {:.2}x",
+        cpu[1] / cpu[0].max(f64::EPSILON)
+    );
+    // Millions of users by now: a DEL may outlast the counter's response timeout, and
+    // the keys are the bench's own ("bench" prefix), so a failed clean-up is only said.
+    if let Err(error) = runtime.block_on(counters[0].forget(campaign.id)) {
+        eprintln!("clean up (the bench's keys stay): {error}");
+    }
+
+    println!("\nbaseline: redis-benchmark, same script, one apply per call (requests/s)");
     for clients in CONCURRENCY {
         let plain = redis_benchmark(&url, clients, 1);
         let piped = redis_benchmark(&url, clients, 16);

@@ -25,6 +25,11 @@ pub struct RedisCounterConfig {
     /// How long an admission waits for that acknowledgement (default 100 ms); an
     /// admission not acknowledged in time is an unknown outcome.
     pub confirm_timeout: Duration,
+    /// Most applies to one campaign that leave as one call of the admission script
+    /// (default 256): the applies that wait while a call is in flight go together. 1
+    /// sends every apply as a call of its own, with no bound on calls in flight (the
+    /// path before gathering, kept for comparison in the benchmarks).
+    pub max_gathered: usize,
 }
 
 /// Whether admissions wait for replicas (`WAIT`) before they count.
@@ -54,7 +59,21 @@ impl RedisCounterConfig {
             connection_timeout: Duration::from_secs(1),
             confirm: Confirm::Auto,
             confirm_timeout: Duration::from_millis(100),
+            max_gathered: crate::gather::MAX_GATHERED,
         }
+    }
+
+    /// Sets [`RedisCounterConfig::max_gathered`] (at least 1, at most 256).
+    ///
+    /// ```
+    /// use coupon_redis::RedisCounterConfig;
+    /// let one_by_one = RedisCounterConfig::new("redis://127.0.0.1/").with_max_gathered(1);
+    /// assert_eq!(one_by_one.max_gathered, 1);
+    /// assert_eq!(RedisCounterConfig::new("redis://127.0.0.1/").with_max_gathered(10_000).max_gathered, 256);
+    /// ```
+    pub fn with_max_gathered(mut self, most: usize) -> Self {
+        self.max_gathered = most.clamp(1, crate::gather::MAX_GATHERED);
+        self
     }
 
     /// Sets [`RedisCounterConfig::confirm`] and [`RedisCounterConfig::confirm_timeout`].

@@ -100,7 +100,7 @@ impl RedisCounter {
             confirm: config.confirm,
             confirm_timeout: config.confirm_timeout,
             probes: Arc::default(),
-            lanes: Arc::default(),
+            lanes: Arc::new(crate::gather::Lanes::new(config.max_gathered)),
         })
     }
 

@@ -19,7 +19,8 @@ use crate::error::{BACKEND, classify, unexpected_reply};
 
 static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/admit.lua")));
 
-/// Most applies in one call: a call stays short for the server's other clients.
+/// Most applies in one call, by default and at most: a call stays short for the
+/// server's other clients.
 pub(crate) const MAX_GATHERED: usize = 256;
 
 /// Calls of the admission script in flight per campaign and process. More than one, so
@@ -39,10 +40,15 @@ struct Lane {
     calls: Semaphore,
 }
 
+/// Calls in flight per campaign when every apply is a call of its own: as many as
+/// applies (the semaphore's limit, never reached).
+const UNGATHERED_CALLS: usize = Semaphore::MAX_PERMITS;
+
 /// Every campaign's lane.
-#[derive(Default)]
 pub(crate) struct Lanes {
     campaigns: Mutex<HashMap<CampaignId, Arc<Lane>>>,
+    /// Most applies per call ([`RedisCounterConfig::max_gathered`](crate::RedisCounterConfig::max_gathered)).
+    most: usize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -50,13 +56,26 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Lanes {
+    /// Lanes whose calls take up to `most` applies.
+    pub(crate) fn new(most: usize) -> Self {
+        Self {
+            campaigns: Mutex::default(),
+            most: most.clamp(1, MAX_GATHERED),
+        }
+    }
+
     fn lane(&self, campaign: CampaignId) -> Arc<Lane> {
+        let calls = if self.most == 1 {
+            UNGATHERED_CALLS
+        } else {
+            CALLS_IN_FLIGHT
+        };
         lock(&self.campaigns)
             .entry(campaign)
             .or_insert_with(|| {
                 Arc::new(Lane {
                     waiting: Mutex::new(Vec::new()),
-                    calls: Semaphore::new(CALLS_IN_FLIGHT),
+                    calls: Semaphore::new(calls),
                 })
             })
             .clone()
@@ -81,7 +100,7 @@ pub(crate) async fn admit(
         if let Ok(result) = answered.try_recv() {
             return result; // a call made by another apply took ours
         }
-        let group = take_group(&mut lock(&lane.waiting));
+        let group = take_group(&mut lock(&lane.waiting), counter.lanes.most);
         if group.is_empty() {
             // Ours is in a call still running (its maker's caller went away).
             drop(slot);
@@ -105,15 +124,15 @@ pub(crate) async fn admit(
     }
 }
 
-/// Takes up to [`MAX_GATHERED`] waiters, in arrival order, at most one per user: a
-/// user's second apply waits for the next call, so that each entry of a call is its
-/// user's one, and a resent call answers every entry's first grant again.
-fn take_group(waiting: &mut Vec<Waiter>) -> Vec<Waiter> {
+/// Takes up to `most` waiters, in arrival order, at most one per user: a user's second
+/// apply waits for the next call, so that each entry of a call is its user's one, and a
+/// resent call answers every entry's first grant again.
+fn take_group(waiting: &mut Vec<Waiter>, most: usize) -> Vec<Waiter> {
     let mut users = std::collections::HashSet::new();
     let mut group = Vec::new();
     let mut later = Vec::new();
     for waiter in waiting.drain(..) {
-        if group.len() < MAX_GATHERED && users.insert(waiter.user) {
+        if group.len() < most && users.insert(waiter.user) {
             group.push(waiter);
         } else {
             later.push(waiter);
