@@ -44,6 +44,9 @@ for tool in target/release/load; do
 done
 
 mkdir -p "$out"
+# mktemp makes the folder 0700; run as root, the harness starts PostgreSQL as the
+# postgres user, which must reach the data folder inside it.
+chmod 755 "$out"
 services="$out/services"
 server_pid=""
 worker_pid=""

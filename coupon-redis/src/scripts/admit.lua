@@ -1,7 +1,9 @@
 -- Admits the users of one gathered call to one campaign, in the order given, each as
 -- if alone, atomically: one round trip for every apply that waited for the campaign.
 -- The work per user is bounded whatever the campaign's per-user limit: a returning user
--- costs at most two hash reads, and each call one more.
+-- costs at most two hash reads, and each call one more. With a per-user limit of 1 (the
+-- common case) the users' fields are read with one HMGET and the grants written with
+-- one HSET per call, not one command per user.
 -- KEYS[1] count   (string: slots taken)
 -- KEYS[2] users   (hash: "<user>" for slot 1, "<user>:<slot>" above ->
 --                  "<rank>:<ms>:<call token>.<entry>", the admission time by the Redis
@@ -41,23 +43,37 @@ local now = redis.call('TIME')
 local ms = string.format('%.0f', now[1] * 1000 + math.floor(now[2] / 1000))
 local taken = 0
 
+-- The grant a slot's value records, if the entry whose suffix is `suffix` made it.
+local function regrant(value, slot, suffix)
+  if value and string.sub(value, -#suffix) == suffix then
+    return {tonumber(string.match(value, '^(%d+):')), slot, epoch}
+  end
+  return nil
+end
+
+-- Limit 1: every entry's field read at once, the grants written at once (`flush`);
+-- `granted` holds the values written by this call, for a user's later entry.
+local firsts, writes, granted = nil, {}, {}
+if limit == 1 and #ARGV >= 5 then
+  firsts = redis.call('HMGET', KEYS[2], unpack(ARGV, 5))
+end
+local function flush()
+  if #writes > 0 then
+    redis.call('HSET', KEYS[2], unpack(writes))
+    writes = {}
+  end
+end
+
 for i = 5, #ARGV do
   local user = ARGV[i]
   local suffix = ':' .. ARGV[4] .. '.' .. (i - 4)
-  -- The grant a slot's value records, if this very entry made it.
-  local function regrant(value, slot)
-    if value and string.sub(value, -#suffix) == suffix then
-      return {tonumber(string.match(value, '^(%d+):')), slot, epoch}
-    end
-    return nil
-  end
 
   local answer
   local held
   local holes
   if limit == 1 then
-    local first = redis.call('HGET', KEYS[2], user)
-    answer = regrant(first, 1)
+    local first = granted[user] or firsts[i - 4]
+    answer = regrant(first, 1, suffix)
     held = first and 1 or 0
   else
     local mine = redis.call('HMGET', KEYS[3], user, user .. ':l', user .. ':h')
@@ -70,7 +86,7 @@ for i = 5, #ARGV do
       if last > 1 then
         field = user .. ':' .. last
       end
-      answer = regrant(redis.call('HGET', KEYS[2], field), last)
+      answer = regrant(redis.call('HGET', KEYS[2], field), last, suffix)
     end
   end
 
@@ -92,6 +108,7 @@ for i = 5, #ARGV do
       else
         -- Ranks are said to wait but their set is gone: the state is damaged, so the
         -- counter stops admitting (from this entry on) until a rebuild recomputes it.
+        flush()
         redis.call('HDEL', KEYS[2], '~built')
         redis.call('SET', KEYS[1], count)
         for _ = i, #ARGV do
@@ -138,11 +155,19 @@ for i = 5, #ARGV do
       redis.call('HINCRBY', KEYS[3], user, 1)
       redis.call('HSET', KEYS[3], user .. ':l', slot)
     end
-    redis.call('HSET', KEYS[2], field, string.format('%.0f', rank) .. ':' .. ms .. suffix)
+    local value = string.format('%.0f', rank) .. ':' .. ms .. suffix
+    if limit == 1 then
+      writes[#writes + 1] = field
+      writes[#writes + 1] = value
+      granted[user] = value
+    else
+      redis.call('HSET', KEYS[2], field, value)
+    end
     answers[#answers + 1] = {rank, slot, epoch}
   end
 end
 
+flush()
 if taken > 0 then
   redis.call('SET', KEYS[1], count)
   if free > 0 then
