@@ -58,6 +58,7 @@ macro_rules! store_scenarios {
             $make,
             rejects_invalid_campaigns,
             unknown_campaign_is_a_typed_error,
+            coupons_of_lists_a_holders_coupons_by_rank,
             windows_change_and_invalid_ones_change_nothing,
             same_ticket_twice_gives_one_coupon,
             one_coupon_per_user,

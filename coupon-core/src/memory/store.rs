@@ -208,7 +208,11 @@ impl CouponStore for MemoryStore {
         let ledger = self.ledger(campaign)?;
         let ledger = lock(&ledger);
         let indices = ledger.by_user.get(&user).map_or(&[][..], Vec::as_slice);
-        Ok(indices.iter().map(|&i| ledger.coupons[i].clone()).collect())
+        let mut held: Vec<Coupon> = indices.iter().map(|&i| ledger.coupons[i].clone()).collect();
+        // By rank, as the trait says: tickets may be stored out of rank order (a later
+        // slot's ticket delivered first, a rebuilt slot of rank 0).
+        held.sort_by_key(|coupon| coupon.rank);
+        Ok(held)
     }
 
     async fn coupons_of_users(

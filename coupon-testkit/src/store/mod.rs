@@ -214,6 +214,30 @@ pub async fn same_ticket_twice_gives_one_coupon(store: Arc<dyn CouponStore>) {
     );
 }
 
+/// A holder's coupons are listed by rank, whatever order their tickets were stored in.
+pub async fn coupons_of_lists_a_holders_coupons_by_rank(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
+    let campaign = store
+        .create_campaign(NewCampaign::new("conformance", 10).per_user_limit(3))
+        .await
+        .expect("create_campaign failed");
+    // The third slot's ticket (rank 7) stored first, then the first (rank 2), then the
+    // second (rank 5), in separate batches.
+    for (slot, rank) in [(3, 7), (1, 2), (2, 5)] {
+        let outcomes = store
+            .issue_batch(&[IssueTicket::new(campaign.id, UserId(7), slot, rank)])
+            .await
+            .expect("issue_batch failed");
+        assert_eq!(issued(&outcomes), 1, "slot {slot}: {outcomes:?}");
+    }
+    let held = store
+        .coupons_of(campaign.id, UserId(7))
+        .await
+        .expect("coupons_of");
+    let ranks: Vec<u64> = held.iter().map(|coupon| coupon.rank).collect();
+    assert_eq!(ranks, [2, 5, 7], "by rank: {held:?}");
+}
+
 /// Two different tickets of one user (per-user limit 1) give one coupon.
 pub async fn one_coupon_per_user(store: Arc<dyn CouponStore>) {
     let store = store.as_ref();
