@@ -18,6 +18,24 @@ use crate::epoch::{self, EpochLock};
 use crate::error::{BACKEND, classify};
 use crate::{issue, sql};
 
+/// `Error::UnknownCampaign` unless the campaign whose key is `key` exists: a ledger
+/// of a campaign the store does not know would hold records nothing reads.
+async fn known_campaign(
+    db: &impl sea_orm::ConnectionTrait,
+    key: i64,
+    campaign: CampaignId,
+    what: impl Fn() -> String,
+) -> Result<()> {
+    let found = crate::entity::campaign::Entity::find_by_id(key)
+        .select_only()
+        .column(crate::entity::campaign::Column::Id)
+        .into_tuple::<i64>()
+        .one(db)
+        .await
+        .map_err(|e| classify(e, what))?;
+    found.map(drop).ok_or(Error::UnknownCampaign { campaign })
+}
+
 /// The pending rows of `campaign`, with the ticket ids among them that have a coupon.
 pub(super) async fn pending_rows(
     db: &DatabaseConnection,
@@ -25,6 +43,7 @@ pub(super) async fn pending_rows(
 ) -> Result<(Vec<pending_ticket::Model>, HashSet<String>)> {
     let key = i64::try_from(campaign.get()).map_err(|_| Error::UnknownCampaign { campaign })?;
     let what = || format!("reading pending tickets of campaign {campaign}");
+    known_campaign(db, key, campaign, what).await?;
     let rows = pending_ticket::Entity::find()
         .filter(pending_ticket::Column::CampaignId.eq(key))
         .all(db)
@@ -59,6 +78,7 @@ pub(super) async fn record_pending(db: &DatabaseConnection, ticket: &IssueTicket
     let txn = sql::begin_queue_write(db)
         .await
         .map_err(|e| classify(e, what))?;
+    known_campaign(&txn, campaign, ticket.campaign, what).await?;
     // Shared with other records and publishes, exclusive of a seal.
     let sealed = epoch::current(&txn, &[campaign], EpochLock::Share)
         .await

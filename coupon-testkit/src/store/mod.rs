@@ -97,6 +97,20 @@ pub async fn unknown_campaign_is_a_typed_error(store: Arc<dyn CouponStore>) {
         store.issued_count(UNKNOWN).await,
         Err(Error::UnknownCampaign { campaign: UNKNOWN })
     ));
+    // The ledgers too: a pending record of a campaign the store does not know would
+    // hold a slot nothing can ever issue.
+    let stray = store
+        .record_pending(&IssueTicket::new(UNKNOWN, UserId(1), 1, 1))
+        .await;
+    assert!(
+        matches!(stray, Err(Error::UnknownCampaign { campaign: UNKNOWN })),
+        "record_pending: {stray:?}"
+    );
+    let pending = store.pending_tickets(UNKNOWN).await;
+    assert!(
+        matches!(pending, Err(Error::UnknownCampaign { campaign: UNKNOWN })),
+        "pending_tickets: {pending:?}"
+    );
     let campaign = create(store, 10).await;
     let batch = [
         IssueTicket::new(UNKNOWN, UserId(1), 1, 1),
