@@ -59,6 +59,7 @@ macro_rules! store_scenarios {
             rejects_invalid_campaigns,
             unknown_campaign_is_a_typed_error,
             coupons_of_lists_a_holders_coupons_by_rank,
+            failures_are_listed_per_campaign_in_the_order_first_seen,
             windows_change_and_invalid_ones_change_nothing,
             same_ticket_twice_gives_one_coupon,
             one_coupon_per_user,

@@ -89,14 +89,16 @@ pub async fn rejects_invalid_campaigns(store: Arc<dyn CouponStore>) {
 /// batch that does not fail the batch's other tickets.
 pub async fn unknown_campaign_is_a_typed_error(store: Arc<dyn CouponStore>) {
     let store = store.as_ref();
-    assert!(matches!(
-        store.campaign(UNKNOWN).await,
-        Err(Error::UnknownCampaign { campaign: UNKNOWN })
-    ));
-    assert!(matches!(
-        store.issued_count(UNKNOWN).await,
-        Err(Error::UnknownCampaign { campaign: UNKNOWN })
-    ));
+    let read = store.campaign(UNKNOWN).await;
+    assert!(
+        matches!(read, Err(Error::UnknownCampaign { campaign: UNKNOWN })),
+        "campaign: {read:?}"
+    );
+    let count = store.issued_count(UNKNOWN).await;
+    assert!(
+        matches!(count, Err(Error::UnknownCampaign { campaign: UNKNOWN })),
+        "issued_count: {count:?}"
+    );
     // The ledgers too: a pending record of a campaign the store does not know would
     // hold a slot nothing can ever issue.
     let stray = store
@@ -119,7 +121,10 @@ pub async fn unknown_campaign_is_a_typed_error(store: Arc<dyn CouponStore>) {
     let outcomes = store.issue_batch(&batch).await.expect("issue_batch failed");
     assert_eq!(outcomes.len(), 2);
     assert_eq!(outcomes[0], IssueOutcome::UnknownCampaign);
-    assert!(matches!(outcomes[1], IssueOutcome::Issued(_)));
+    assert!(
+        matches!(outcomes[1], IssueOutcome::Issued(_)),
+        "{outcomes:?}"
+    );
     assert_eq!(store.issued_count(campaign.id).await.expect("count"), 1);
 }
 
@@ -161,10 +166,11 @@ pub async fn windows_change_and_invalid_ones_change_nothing(store: Arc<dyn Coupo
         .await
         .expect("set_window failed");
     assert_eq!((reopened.opens_at, reopened.closes_at), (None, None));
-    assert!(matches!(
-        store.set_window(UNKNOWN, None, None).await,
-        Err(Error::UnknownCampaign { campaign: UNKNOWN })
-    ));
+    let set = store.set_window(UNKNOWN, None, None).await;
+    assert!(
+        matches!(set, Err(Error::UnknownCampaign { campaign: UNKNOWN })),
+        "set_window: {set:?}"
+    );
 }
 
 /// The same ticket in one batch, and again in a later batch, gives one coupon, also
@@ -327,12 +333,53 @@ pub async fn records_failures_once_per_ticket(store: Arc<dyn CouponStore>) {
         (failures[0].attempts, failures[0].error.as_str()),
         (5, "second")
     );
-    assert!(failures[0].is_open());
+    assert!(failures[0].is_open(), "{failures:?}");
     let all = store.failures(None).await.expect("failures");
     assert!(
         all.iter().any(|failure| failure.ticket == ticket),
         "listed among every campaign's failures"
     );
+}
+
+/// `failures(Some(campaign))` lists that campaign's failures only, in the order they
+/// were first seen; `failures(None)` every campaign's.
+pub async fn failures_are_listed_per_campaign_in_the_order_first_seen(store: Arc<dyn CouponStore>) {
+    let store = store.as_ref();
+    let (campaign, other) = (create(store, 10).await, create(store, 10).await);
+    let tickets: Vec<IssueTicket> = [
+        (campaign.id, 3),
+        (other.id, 1),
+        (campaign.id, 1),
+        (campaign.id, 2),
+    ]
+    .into_iter()
+    .map(|(id, user)| IssueTicket::new(id, UserId(user), 1, user))
+    .collect();
+    for ticket in &tickets {
+        store
+            .record_failure(&IssueFailure::new(ticket.clone(), "refused", 1))
+            .await
+            .expect("record_failure failed");
+        // Distinct first-seen times even on a store that keeps milliseconds.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let listed = store.failures(Some(campaign.id)).await.expect("failures");
+    let users: Vec<u64> = listed.iter().map(|failure| failure.ticket.user.0).collect();
+    assert_eq!(
+        users,
+        [3, 1, 2],
+        "this campaign's, first seen first: {listed:?}"
+    );
+    let others = store.failures(Some(other.id)).await.expect("failures");
+    assert_eq!(others.len(), 1, "{others:?}");
+    assert_eq!(others[0].ticket, tickets[1]);
+    let all = store.failures(None).await.expect("failures");
+    for ticket in &tickets {
+        assert!(
+            all.iter().any(|failure| failure.ticket == *ticket),
+            "every campaign's failures: {ticket:?} missing"
+        );
+    }
 }
 
 /// A replayed failure is closed; failing again reopens it.
