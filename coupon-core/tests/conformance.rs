@@ -5,6 +5,9 @@ use std::sync::Arc;
 use coupon_core::memory::{MemoryCounter, MemoryQueue, MemoryStore};
 use coupon_testkit::{pipeline, queue};
 
+#[path = "conformance/broken.rs"]
+mod broken;
+
 coupon_testkit::counter_scenarios!(memory_counter, Arc::new(MemoryCounter::new()));
 coupon_testkit::store_scenarios!(memory_store, Arc::new(MemoryStore::new()));
 
