@@ -195,6 +195,33 @@ impl IssueFailure {
         }
     }
 
+    /// The same failure with the times a store kept: what reading a record back needs,
+    /// since [`new`](Self::new) stamps the current time.
+    ///
+    /// ```
+    /// use coupon_core::chrono::{TimeZone, Utc};
+    /// use coupon_core::{CampaignId, IssueFailure, IssueTicket, UserId};
+    /// let first = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+    /// let last = Utc.with_ymd_and_hms(2026, 12, 1, 10, 5, 0).unwrap();
+    /// let ticket = IssueTicket::new(CampaignId(1), UserId(7), 1, 1);
+    /// let stored = IssueFailure::new(ticket, "over cap", 3)
+    ///     .seen_between(first, last)
+    ///     .replayed_at(Some(last));
+    /// assert_eq!((stored.first_seen, stored.last_seen), (first, last));
+    /// assert!(!stored.is_open());
+    /// ```
+    pub fn seen_between(mut self, first_seen: DateTime<Utc>, last_seen: DateTime<Utc>) -> Self {
+        self.first_seen = first_seen;
+        self.last_seen = last_seen;
+        self
+    }
+
+    /// The same failure, last replayed at `at` (`None`: open).
+    pub fn replayed_at(mut self, at: Option<DateTime<Utc>>) -> Self {
+        self.replayed_at = at;
+        self
+    }
+
     /// Whether it waits for a replay: it failed and was not replayed since.
     pub fn is_open(&self) -> bool {
         self.replayed_at.is_none()

@@ -54,10 +54,9 @@ pub(super) fn to_pending(row: pending_ticket::Model) -> Result<IssueTicket> {
 
 pub(super) fn to_failure(row: issue_failure::Model) -> Result<IssueFailure> {
     let ticket = stored_ticket(&row.ticket, "issue_failure", row.id)?;
-    let mut failure =
-        IssueFailure::new(ticket, row.error, u32::try_from(row.attempts).unwrap_or(0));
-    failure.first_seen = row.first_seen;
-    failure.last_seen = row.last_seen;
-    failure.replayed_at = row.replayed_at;
-    Ok(failure)
+    Ok(
+        IssueFailure::new(ticket, row.error, u32::try_from(row.attempts).unwrap_or(0))
+            .seen_between(row.first_seen, row.last_seen)
+            .replayed_at(row.replayed_at),
+    )
 }
