@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::Utc;
 use coupon_core::{Admission, Campaign, CampaignId, Error, ErrorClass, Result, UserId};
-use redis::{Script, Value};
+use redis::Script;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::RedisCounter;
@@ -196,54 +196,55 @@ async fn call_script(
     for user in users {
         invocation.arg(user.get());
     }
-    let reply: Vec<Value> = invocation
+    let reply: Vec<i64> = invocation
         .invoke_async(&mut session)
         .await
         .map_err(|e| classify(e, || format!("admitting {} on {keys:?}", users.len())))?;
-    if reply.len() != users.len() {
+    // The epoch, then a (rank or code, slot) pair per entry.
+    let (Some(&epoch), Some(pairs)) = (reply.first(), reply.get(1..)) else {
         return Err(unexpected_reply(format!(
-            "admitting {} on {keys:?}: {} answers",
+            "admitting {} on {keys:?}: an empty answer",
+            users.len()
+        )));
+    };
+    if pairs.len() != 2 * users.len() {
+        return Err(unexpected_reply(format!(
+            "admitting {} on {keys:?}: {} numbers for the entries",
             users.len(),
-            reply.len()
+            pairs.len()
         )));
     }
+    let granted = |rank: i64, slot: i64| rank > 0 && slot > 0;
     // A grant no replica acknowledged in time is an unknown outcome for its applicant.
-    let unconfirmed = if reply.iter().any(|answer| matches!(answer, Value::Array(_))) {
+    let unconfirmed = if pairs.chunks(2).any(|pair| granted(pair[0], pair[1])) {
         counter.confirmed(&session, &keys).await.err()
     } else {
         None
     };
     let admitted_at = Utc::now();
-    Ok(reply
-        .iter()
-        .map(|answer| match answer {
-            Value::Array(_) if unconfirmed.is_some() => Err(unconfirmed
-                .as_ref()
-                .map(like)
-                .unwrap_or_else(|| Error::outcome_unknown(BACKEND, "unconfirmed", None))),
-            Value::Int(-2) => Err(Error::NotReady {
+    Ok(pairs
+        .chunks(2)
+        .map(|pair| match (pair[0], pair[1]) {
+            (rank, slot) if granted(rank, slot) => match &unconfirmed {
+                Some(error) => Err(like(error)),
+                None if epoch > 0 => Ok(Admission::Granted {
+                    rank: rank as u64,
+                    slot: u32::try_from(slot).unwrap_or(u32::MAX),
+                    admitted_at,
+                    epoch: epoch as u64,
+                }),
+                None => Err(unexpected_reply(format!(
+                    "admitting on {keys:?} granted rank {rank} in epoch {epoch}"
+                ))),
+            },
+            (-2, 0) => Err(Error::NotReady {
                 campaign: campaign.id,
                 backend: BACKEND,
             }),
-            Value::Int(-1) => Ok(Admission::AlreadyApplied),
-            Value::Int(0) => Ok(Admission::SoldOut),
-            Value::Array(granted) => match granted.as_slice() {
-                [Value::Int(rank), Value::Int(slot), Value::Int(epoch)]
-                    if *rank > 0 && *slot > 0 && *epoch > 0 =>
-                {
-                    Ok(Admission::Granted {
-                        rank: *rank as u64,
-                        slot: u32::try_from(*slot).unwrap_or(u32::MAX),
-                        admitted_at,
-                        epoch: *epoch as u64,
-                    })
-                }
-                _ => Err(unexpected_reply(format!(
-                    "admitting on {keys:?} answered {answer:?}"
-                ))),
-            },
-            other => Err(unexpected_reply(format!(
-                "admitting on {keys:?} answered {other:?}"
+            (-1, 0) => Ok(Admission::AlreadyApplied),
+            (0, 0) => Ok(Admission::SoldOut),
+            (code, slot) => Err(unexpected_reply(format!(
+                "admitting on {keys:?} answered {code}, {slot}"
             ))),
         })
         .collect())
@@ -262,7 +263,7 @@ mod tests {
         campaign: &Campaign,
         users: &[u64],
         token: &str,
-    ) -> Vec<Value> {
+    ) -> Vec<i64> {
         let keys = counter.keys(campaign.id);
         let mut session = counter.session().await.expect("session");
         let mut invocation = ADMIT.key(&keys.count);
@@ -283,8 +284,11 @@ mod tests {
             .expect("the script")
     }
 
-    fn grant(rank: i64, slot: i64) -> Value {
-        Value::Array(vec![Value::Int(rank), Value::Int(slot), Value::Int(1)])
+    /// The script's answer: the epoch (1 here), then a pair per entry.
+    fn answer(pairs: &[(i64, i64)]) -> Vec<i64> {
+        std::iter::once(1)
+            .chain(pairs.iter().flat_map(|&(a, b)| [a, b]))
+            .collect()
     }
 
     /// The same call run twice answers its grants twice and takes each slot once; a new
@@ -304,13 +308,13 @@ mod tests {
             let campaign = ready_campaign_from(&counter, new).await;
             let first = run_script(&counter, &campaign, &[7, 8], "a1").await;
             let again = run_script(&counter, &campaign, &[7, 8], "a1").await;
-            assert_eq!(first, vec![grant(1, 1), grant(2, 1)], "limit {limit}");
+            assert_eq!(first, answer(&[(1, 1), (2, 1)]), "limit {limit}");
             assert_eq!(again, first, "limit {limit}: the resent call");
             let twice = run_script(&counter, &campaign, &[7, 7, 7], "b2").await;
             let expected = if limit == 1 {
-                vec![Value::Int(-1), Value::Int(-1), Value::Int(-1)]
+                answer(&[(-1, 0), (-1, 0), (-1, 0)])
             } else {
-                vec![grant(3, 2), grant(4, 3), Value::Int(-1)]
+                answer(&[(3, 2), (4, 3), (-1, 0)])
             };
             assert_eq!(twice, expected, "limit {limit}: one user three times");
             let held = counter.held_slots(campaign.id).await.expect("held");

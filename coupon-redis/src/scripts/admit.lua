@@ -17,16 +17,18 @@
 -- KEYS[4] free    (sorted set: ranks given back by releases, granted again first)
 -- ARGV[1] cap, ARGV[2] per-user limit, ARGV[3] this server's identity, ARGV[4] the call's
 -- token (unique per call), ARGV[5..] the users, one entry per apply
--- Returns one answer per entry, in order: {rank, slot, epoch} when granted, 0 when sold
--- out, -1 when already applied, -2 when the counter is not built on this server (never
--- built, restarted empty, a key lost, a failover): then no entry is admitted.
+-- Returns a flat array, no nested ones (cheaper to build and to send): the epoch the
+-- grants were made in (0 when none could be), then two integers per entry, in order:
+-- rank and slot when granted; 0, 0 when sold out; -1, 0 when already applied; -2, 0 when
+-- the counter is not built on this server (never built, restarted empty, a key lost, a
+-- failover): then no entry is admitted.
 -- The same call run twice (a client that resent it after a dropped connection, as the
 -- Cluster client does) answers each entry's first grant again, instead of taking a
 -- second slot or answering "already applied" to the applicant who got the first; two
 -- entries of one user in one call are two applies.
 local cap = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
-local answers = {}
+local answers = {0}
 
 local marker = redis.call('HMGET', KEYS[2], '~built', '~epoch', '~free')
 local epoch = tonumber(marker[2])
@@ -34,19 +36,22 @@ local count = redis.call('GET', KEYS[1])
 if marker[1] ~= ARGV[3] or not epoch or not count then
   for i = 5, #ARGV do
     answers[#answers + 1] = -2
+    answers[#answers + 1] = 0
   end
   return answers
 end
+answers[1] = epoch
 count = tonumber(count)
 local free = tonumber(marker[3] or '0')
 local now = redis.call('TIME')
 local ms = string.format('%.0f', now[1] * 1000 + math.floor(now[2] / 1000))
 local taken = 0
 
--- The grant a slot's value records, if the entry whose suffix is `suffix` made it.
-local function regrant(value, slot, suffix)
+-- The rank of the grant a slot's value records, if the entry whose suffix is `suffix`
+-- made it.
+local function regrant(value, suffix)
   if value and string.sub(value, -#suffix) == suffix then
-    return {tonumber(string.match(value, '^(%d+):')), slot, epoch}
+    return tonumber(string.match(value, '^(%d+):'))
   end
   return nil
 end
@@ -69,11 +74,12 @@ for i = 5, #ARGV do
   local suffix = ':' .. ARGV[4] .. '.' .. (i - 4)
 
   local answer
+  local answer_slot = 1
   local held
   local holes
   if limit == 1 then
     local first = granted[user] or firsts[i - 4]
-    answer = regrant(first, 1, suffix)
+    answer = regrant(first, suffix)
     held = first and 1 or 0
   else
     local mine = redis.call('HMGET', KEYS[3], user, user .. ':l', user .. ':h')
@@ -86,16 +92,20 @@ for i = 5, #ARGV do
       if last > 1 then
         field = user .. ':' .. last
       end
-      answer = regrant(redis.call('HGET', KEYS[2], field), last, suffix)
+      answer = regrant(redis.call('HGET', KEYS[2], field), suffix)
+      answer_slot = last
     end
   end
 
   if answer then
     answers[#answers + 1] = answer
+    answers[#answers + 1] = answer_slot
   elseif held >= limit then
     answers[#answers + 1] = -1
+    answers[#answers + 1] = 0
   elseif count >= cap then
     -- Compare before incrementing: the count never passes the cap.
+    answers[#answers + 1] = 0
     answers[#answers + 1] = 0
   else
     -- A released rank first, so that the ranks held stay distinct and within 1..cap.
@@ -113,6 +123,7 @@ for i = 5, #ARGV do
         redis.call('SET', KEYS[1], count)
         for _ = i, #ARGV do
           answers[#answers + 1] = -2
+          answers[#answers + 1] = 0
         end
         return answers
       end
@@ -163,7 +174,8 @@ for i = 5, #ARGV do
     else
       redis.call('HSET', KEYS[2], field, value)
     end
-    answers[#answers + 1] = {rank, slot, epoch}
+    answers[#answers + 1] = rank
+    answers[#answers + 1] = slot
   end
 end
 
