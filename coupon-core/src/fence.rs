@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 
-use crate::memory::lock;
+use crate::sync::lock;
 use crate::{
     Campaign, CampaignId, CouponCounter, CouponStore, Error, HeldSlot, IssueQueue, IssueTicket,
     Rebuild, Result, SealEpoch, SealedEpoch, WindowState,

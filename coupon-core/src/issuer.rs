@@ -9,8 +9,8 @@ use chrono::Utc;
 
 use crate::fence::Fence;
 use crate::handoff::{AbandonGuard, HandOff};
-use crate::memory::lock;
 use crate::sold_out::{Holders, Memo, SoldOutMemo};
+use crate::sync::lock;
 use crate::unanswered::Unanswered;
 use crate::{
     Admission, ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, HeldSlot,

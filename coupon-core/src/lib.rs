@@ -58,6 +58,7 @@ mod service;
 mod settler;
 mod sold_out;
 mod store;
+mod sync;
 mod ticket;
 mod unanswered;
 mod worker;

@@ -179,11 +179,11 @@ pub struct WorkerTotals(Arc<std::sync::Mutex<WorkerReport>>);
 impl WorkerTotals {
     /// The totals now.
     pub fn report(&self) -> WorkerReport {
-        *crate::memory::lock(&self.0)
+        *crate::sync::lock(&self.0)
     }
 
     fn add(&self, batch: WorkerReport) {
-        crate::memory::lock(&self.0).add(batch);
+        crate::sync::lock(&self.0).add(batch);
     }
 }
 

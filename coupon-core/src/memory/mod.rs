@@ -11,8 +11,4 @@ pub use counter::{LeaseCheck, MemoryCounter};
 pub use queue::MemoryQueue;
 pub use store::MemoryStore;
 
-/// Locks a std mutex, recovering the data of a poisoned one: every critical section in
-/// this module leaves its data consistent before anything that could panic.
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use crate::sync::lock;
