@@ -10,14 +10,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::memory::lock;
+use crate::sync::lock;
 use crate::{
     Campaign, CampaignId, CampaignSummary, CouponCounter, CouponStore, HeldSlot, IssueQueue,
     IssueTicket, Result, TicketId, UserId,
 };
-
-/// Longest wait for the queue to take a republished ticket (as the issuer's default).
-pub(crate) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A held slot's identity: user, slot, rank.
 type SlotKey = (UserId, u32, u64);
@@ -38,6 +35,10 @@ pub struct SettlerConfig {
     pub grace: Duration,
     /// How often [`Settler::run`] settles every campaign. Default 10 s.
     pub interval: Duration,
+    /// How long one pass may spend publishing the admissions it claimed, from the claim
+    /// on: claims left when time runs out expire, and a later pass takes them again.
+    /// Default 10 s, as the issuer's [`publish_timeout`](crate::IssuerConfig::publish_timeout).
+    pub publish_timeout: Duration,
 }
 
 impl Default for SettlerConfig {
@@ -45,6 +46,7 @@ impl Default for SettlerConfig {
         Self {
             grace: Duration::from_secs(30),
             interval: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -53,6 +55,12 @@ impl SettlerConfig {
     /// Sets [`SettlerConfig::grace`].
     pub fn with_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// Sets [`SettlerConfig::publish_timeout`].
+    pub fn with_publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = timeout;
         self
     }
 
@@ -334,7 +342,7 @@ impl Settler {
             .await?;
         // Bounded like the issuer's publishes, from the claim on: claims left when time
         // runs out expire, and a later pass takes them again.
-        let deadline = tokio::time::Instant::now() + PUBLISH_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + self.config.publish_timeout;
         for slot in claimed {
             if tokio::time::Instant::now() >= deadline {
                 break;
@@ -395,7 +403,7 @@ impl Settler {
             .max()
             .map(|age| age.as_millis() as u64)
             .max(report.oldest_unsettled_ms);
-        let deadline = tokio::time::Instant::now() + PUBLISH_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + self.config.publish_timeout;
         for ticket in due {
             if tokio::time::Instant::now() >= deadline {
                 break;

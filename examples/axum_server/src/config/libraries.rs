@@ -20,11 +20,13 @@ impl Config {
             .with_drain_fallback(Duration::from_millis(self.drain_fallback_ms))
     }
 
-    /// The settler's settings.
+    /// The settler's settings: its republishes are bounded like the issuer's publishes
+    /// (`--publish-timeout-ms`).
     pub fn settler(&self) -> SettlerConfig {
         SettlerConfig::default()
             .with_grace(Duration::from_millis(self.settle_grace_ms))
             .with_interval(Duration::from_millis(self.settle_interval_ms))
+            .with_publish_timeout(Duration::from_millis(self.publish_timeout_ms))
     }
 
     /// The worker's settings.

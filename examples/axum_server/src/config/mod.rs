@@ -292,7 +292,8 @@ pub struct Config {
     #[arg(long, env = "SOLD_OUT_TTL_MS", default_value_t = ms(IssuerConfig::default().sold_out_ttl))]
     pub sold_out_ttl_ms: u64,
     /// Longest wait (ms) for the queue to take an admitted ticket; after it the apply
-    /// answers `pending` and settlement rolls it forward.
+    /// answers `pending` and settlement rolls it forward. Also bounds each settlement
+    /// pass's republishes.
     #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = ms(IssuerConfig::default().publish_timeout))]
     pub publish_timeout_ms: u64,
     /// How long (ms) a campaign's definition is cached before it is read again (how
