@@ -138,6 +138,15 @@ impl Fence {
     /// Builds the counter of a campaign just created: nothing of it can be on its way,
     /// so the seal waits for no queue.
     pub(crate) async fn build_new(self: &Arc<Self>, campaign: &Campaign) -> Result<Rebuild> {
+        // Marked as rebuilding while it builds, so that the watcher, which may list the
+        // campaign as soon as the store holds it, does not take it for a lost counter
+        // and rebuild it under the first applicants (who would hear 503 meanwhile).
+        let _building = lock(&self.rebuilding)
+            .insert(campaign.id)
+            .then(|| Rebuilding {
+                fence: self.clone(),
+                campaign: campaign.id,
+            });
         let seal = StoreSeal {
             fence: self.clone(),
             campaign: campaign.id,
