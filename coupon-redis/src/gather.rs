@@ -174,6 +174,30 @@ fn like(error: &Error) -> Error {
     }
 }
 
+/// A call of `admit.lua` for `users` (in order) on `campaign`'s keys, as the server
+/// `identity` built them, under the request `token`.
+fn invocation<'a>(
+    keys: &crate::keys::CampaignKeys,
+    campaign: &Campaign,
+    identity: impl redis::ToRedisArgs,
+    token: &impl redis::ToRedisArgs,
+    users: impl IntoIterator<Item = u64>,
+) -> redis::ScriptInvocation<'a> {
+    let mut invocation = ADMIT.key(&keys.count);
+    invocation
+        .key(&keys.users)
+        .key(&keys.slots)
+        .key(&keys.free)
+        .arg(campaign.cap)
+        .arg(campaign.per_user_limit)
+        .arg(identity)
+        .arg(token);
+    for user in users {
+        invocation.arg(user);
+    }
+    invocation
+}
+
 /// Runs `admit.lua` for `users` (in order) and confirms the grants with the replicas
 /// when asked to: one `WAIT` for the whole call. Answers each entry; an error for the
 /// call as a whole when it failed as a whole.
@@ -184,22 +208,17 @@ async fn call_script(
 ) -> Result<Vec<Result<Admission>>> {
     let keys = counter.keys(campaign.id);
     let mut session = counter.session().await?;
-    let mut invocation = ADMIT.key(&keys.count);
-    invocation
-        .key(&keys.users)
-        .key(&keys.slots)
-        .key(&keys.free)
-        .arg(campaign.cap)
-        .arg(campaign.per_user_limit)
-        .arg(session.identity())
-        .arg(crate::counter::request_token());
-    for user in users {
-        invocation.arg(user.get());
-    }
-    let reply: Vec<i64> = invocation
-        .invoke_async(&mut session)
-        .await
-        .map_err(|e| classify(e, || format!("admitting {} on {keys:?}", users.len())))?;
+    let token = crate::counter::request_token();
+    let reply: Vec<i64> = invocation(
+        &keys,
+        campaign,
+        session.identity(),
+        &token,
+        users.iter().map(|user| user.get()),
+    )
+    .invoke_async(&mut session)
+    .await
+    .map_err(|e| classify(e, || format!("admitting {} on {keys:?}", users.len())))?;
     // The epoch, then a (rank or code, slot) pair per entry.
     let (Some(&epoch), Some(pairs)) = (reply.first(), reply.get(1..)) else {
         return Err(unexpected_reply(format!(
@@ -266,22 +285,16 @@ mod tests {
     ) -> Vec<i64> {
         let keys = counter.keys(campaign.id);
         let mut session = counter.session().await.expect("session");
-        let mut invocation = ADMIT.key(&keys.count);
-        invocation
-            .key(&keys.users)
-            .key(&keys.slots)
-            .key(&keys.free)
-            .arg(campaign.cap)
-            .arg(campaign.per_user_limit)
-            .arg(session.identity())
-            .arg(token);
-        for user in users {
-            invocation.arg(*user);
-        }
-        invocation
-            .invoke_async(&mut session)
-            .await
-            .expect("the script")
+        invocation(
+            &keys,
+            campaign,
+            session.identity(),
+            &token,
+            users.iter().copied(),
+        )
+        .invoke_async(&mut session)
+        .await
+        .expect("the script")
     }
 
     /// The script's answer: the epoch (1 here), then a pair per entry.
