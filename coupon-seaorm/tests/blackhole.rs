@@ -12,14 +12,7 @@ use coupon_testkit::proxy::{FaultProxy, ProxyMode};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swallowed_answers_time_out_and_the_store_recovers() {
     let database = coupon_seaorm::testkit::fresh_postgres().await;
-    let upstream = database
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("host:port in DATABASE_URL")
-        .to_owned();
-    let proxy = FaultProxy::start(upstream.clone()).await;
-    let through_proxy = database.replacen(&upstream, &proxy.address(), 1);
+    let (proxy, through_proxy) = FaultProxy::in_front_of(&database).await;
     let store = SeaOrmStore::connect(
         SeaOrmStoreConfig::new(&through_proxy)
             .with_max_connections(1)

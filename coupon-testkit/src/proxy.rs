@@ -43,6 +43,20 @@ impl FaultProxy {
         Self::start_on(0, upstream).await
     }
 
+    /// Starts a proxy in front of the server a `scheme://user@host:port/...` URL
+    /// (a database's) names, and answers the URL that reaches it through the proxy.
+    pub async fn in_front_of(url: &str) -> (Self, String) {
+        let upstream = url
+            .split('@')
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .expect("host:port after the @ in the URL")
+            .to_owned();
+        let proxy = Self::start(upstream.clone()).await;
+        let through = url.replacen(&upstream, &proxy.address(), 1);
+        (proxy, through)
+    }
+
     /// Starts a proxy on `port` (0: any free one), passing traffic.
     pub async fn start_on(port: u16, upstream: impl Into<String>) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port))

@@ -29,14 +29,7 @@ fn sqlite_url(file: &std::path::Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_holder_stops_admitting_and_another_takes_over() {
     let url = fresh_database(&service_url("DATABASE_URL")).await;
-    let upstream = url
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("host:port in DATABASE_URL")
-        .to_owned();
-    let proxy = FaultProxy::start(upstream.clone()).await;
-    let through_proxy = url.replacen(&upstream, &proxy.address(), 1);
+    let (proxy, through_proxy) = FaultProxy::in_front_of(&url).await;
     let counter = Arc::new(MemoryCounter::suspended());
     let (held, _keeper) = CounterLease::new(&through_proxy)
         .keep(counter.clone())
