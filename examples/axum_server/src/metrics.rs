@@ -151,7 +151,7 @@ impl Metrics {
                 "# HELP firstcome_queue_lag Tickets waiting for this process's worker.\n# TYPE firstcome_queue_lag gauge\nfirstcome_queue_lag {lag}"
             );
         }
-        crate::process_stats::render(&mut out);
+        process_stats::render(&mut out);
         out
     }
 }

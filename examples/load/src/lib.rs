@@ -5,23 +5,25 @@
 //! then checks through the API (and the database, when given) that exactly
 //! min(cap, users who applied) coupons were issued and that nobody holds two.
 
+mod checks;
+mod client;
+mod cpu;
 pub mod report;
+mod tokens;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use clap::Parser;
-use firstcome_server::process_stats;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::json;
+
+use checks::verify;
+pub use client::{HttpClient, POOL_IDLE_TIMEOUT, call, http_client};
+use cpu::cpu_now;
 
 /// What to send, and where.
 #[derive(Debug, Clone, Parser)]
@@ -83,51 +85,6 @@ fn parse_named_pid(text: &str) -> Result<(String, u32), String> {
     Ok((name.trim().to_owned(), pid))
 }
 
-/// CPU seconds spent so far by each measured process: `service` (from its `/metrics`,
-/// when it reports `process_cpu_seconds_total`), `load` (this tool), and each `--pid`.
-async fn cpu_now(client: &HttpClient, base: &str, args: &LoadArgs) -> BTreeMap<String, f64> {
-    let mut cpu = BTreeMap::new();
-    if let Ok(text) = metrics_text(client, base).await
-        && let Some(seconds) = process_stats::sample(&text, "process_cpu_seconds_total")
-    {
-        cpu.insert("service".to_owned(), seconds);
-    }
-    if let Some(own) = process_stats::own() {
-        cpu.insert("load".to_owned(), own.cpu_seconds);
-    }
-    for (name, pid) in &args.pids {
-        if let Some(seconds) = process_stats::tree_cpu_seconds(*pid) {
-            cpu.insert(name.clone(), seconds);
-        }
-    }
-    cpu
-}
-
-async fn metrics_text(client: &HttpClient, base: &str) -> Result<String, String> {
-    let request = Request::builder()
-        .uri(format!("{base}/metrics"))
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let (_, bytes) = send(client, request).await?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// Sends `request`; the status and the whole body.
-async fn send(
-    client: &HttpClient,
-    request: Request<Full<Bytes>>,
-) -> Result<(StatusCode, Bytes), String> {
-    let response = client.request(request).await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, bytes))
-}
-
 /// What a run measured and found.
 #[derive(Debug)]
 pub struct Report {
@@ -143,53 +100,6 @@ pub struct Report {
     pub ok: bool,
     /// CPU seconds each measured process spent while the applications were sent.
     pub cpu_seconds: BTreeMap<String, f64>,
-}
-
-/// The HTTP client the load tool (and the chaos tool) send with.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// How long a pooled connection may sit idle before it is dropped: below the service's
-/// `--header-read-timeout-ms` (5 s by default), which also closes a kept-alive
-/// connection idle that long, so that the pool never hands out a connection the server
-/// is closing at that moment (the send would fail).
-pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The client every tool and test talks to the service with: up to `max_idle` pooled
-/// connections, none kept past [`POOL_IDLE_TIMEOUT`].
-pub fn http_client(max_idle: usize) -> HttpClient {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(max_idle)
-        .build_http()
-}
-
-/// One request to `url`, with `token` as a bearer credential and `body` as JSON: the
-/// status and the JSON answer (`Value::Null` when the answer is not JSON); a transport
-/// error is `Err`.
-pub async fn call(
-    client: &HttpClient,
-    method: Method,
-    url: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> Result<(StatusCode, Value), String> {
-    let mut request = Request::builder().method(method).uri(url);
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let body = match body {
-        Some(body) => {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-            Full::new(Bytes::from(body.to_string()))
-        }
-        None => Full::new(Bytes::new()),
-    };
-    let request = request.body(body).map_err(|e| e.to_string())?;
-    let (status, bytes) = send(client, request).await?;
-    Ok((
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    ))
 }
 
 /// The `p` quantile (0.0..=1.0) of `sorted` latencies, nearest rank; zero when empty.
@@ -223,7 +133,10 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
         ));
     }
     let campaign = created["id"].as_u64().ok_or("no campaign id")?;
-    let tokens = Arc::new(mint_tokens(&args)?);
+    let tokens = Arc::new(match &args.jwt_secret {
+        Some(secret) => tokens::mint_hs256_per_user(secret.as_bytes(), args.users)?,
+        None => Vec::new(),
+    });
     println!(
         "campaign {campaign}: cap {}, {} requests from {} users over {} connections",
         args.cap, args.requests, args.users, args.concurrency
@@ -432,102 +345,4 @@ pub async fn run(args: LoadArgs) -> Result<Report, String> {
         ok,
         cpu_seconds,
     })
-}
-
-/// One token per user (user `n` at index `n - 1`) when the run has a JWT secret, valid
-/// for a day.
-fn mint_tokens(args: &LoadArgs) -> Result<Vec<String>, String> {
-    let Some(secret) = &args.jwt_secret else {
-        return Ok(Vec::new());
-    };
-    let rules = firstcome_server::auth::JwtRules::default();
-    (1..=args.users)
-        .map(|user| {
-            firstcome_server::auth::mint_hs256(
-                secret.as_bytes(),
-                coupon_core::UserId(user),
-                86_400,
-                &rules,
-            )
-        })
-        .collect()
-}
-
-/// Waits for the worker to drain, then reads issued, the holders among `applied`
-/// (`verify_concurrency` at once, as the admin: that reads anyone's coupon in every
-/// identity mode), and whether nobody holds two.
-async fn verify(
-    client: &HttpClient,
-    base: &str,
-    campaign: u64,
-    expected: u64,
-    applied: &HashSet<u64>,
-    args: &LoadArgs,
-) -> Result<(u64, HashSet<u64>, bool), String> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let issued = loop {
-        let (_, body) = call(
-            client,
-            Method::GET,
-            &format!("{base}/campaigns/{campaign}"),
-            None,
-            None,
-        )
-        .await?;
-        let issued = body["issued"].as_u64().unwrap_or(0);
-        if issued >= expected || Instant::now() > deadline {
-            break issued;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut holders = HashSet::new();
-    let mut single = true;
-    let users: Vec<u64> = applied.iter().copied().collect();
-    let chunk = users.len().div_ceil(args.verify_concurrency.max(1)).max(1);
-    let mut checks = tokio::task::JoinSet::new();
-    for part in users.chunks(chunk) {
-        let (part, client) = (part.to_vec(), client.clone());
-        let (base, admin) = (base.to_owned(), args.admin_token.clone());
-        checks.spawn(async move {
-            let mut found = Vec::new();
-            for user in part {
-                let url = format!("{base}/campaigns/{campaign}/coupons/{user}");
-                let (status, body) = call(&client, Method::GET, &url, Some(&admin), None).await?;
-                match status {
-                    StatusCode::OK => found.push((user, body["coupons"].as_u64() == Some(1))),
-                    StatusCode::ACCEPTED | StatusCode::NOT_FOUND => {}
-                    other => return Err(format!("coupon of user {user}: {other} {body}")),
-                }
-            }
-            Ok::<_, String>(found)
-        });
-    }
-    while let Some(joined) = checks.join_next().await {
-        for (user, one) in joined.map_err(|e| e.to_string())?? {
-            holders.insert(user);
-            single &= one;
-        }
-    }
-    if let Some(url) = &args.database_url {
-        let db = sea_orm::Database::connect(url.as_str())
-            .await
-            .map_err(|e| e.to_string())?;
-        use sea_orm::ConnectionTrait;
-        let sql = format!(
-            "SELECT COUNT(*) FROM (SELECT user_id FROM coupon WHERE campaign_id = {campaign} \
-             GROUP BY user_id HAVING COUNT(*) > 1) AS doubles"
-        );
-        let row = db
-            .query_one_raw(sea_orm::Statement::from_string(
-                db.get_database_backend(),
-                sql,
-            ))
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("no row")?;
-        let doubles: i64 = row.try_get_by_index(0).map_err(|e| e.to_string())?;
-        println!("database: {doubles} users hold two or more coupons");
-        single &= doubles == 0;
-    }
-    Ok((issued, holders, single))
 }

@@ -141,7 +141,7 @@ pub fn render(out: &mut String) {
 ///
 /// ```
 /// let text = "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.5\n";
-/// assert_eq!(firstcome_server::process_stats::sample(text, "process_cpu_seconds_total"), Some(1.5));
+/// assert_eq!(process_stats::sample(text, "process_cpu_seconds_total"), Some(1.5));
 /// ```
 pub fn sample(metrics: &str, name: &str) -> Option<f64> {
     metrics.lines().find_map(|line| {

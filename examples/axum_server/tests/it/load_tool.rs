@@ -1,4 +1,5 @@
-//! The load tool against a real server on loopback, embedded default and full stack.
+//! The load tool (`examples/load`) against a real server on loopback, embedded default
+//! and full stack: its verification passes where the promises hold.
 
 use clap::Parser;
 use coupon_testkit::service_url;
