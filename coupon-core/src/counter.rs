@@ -109,7 +109,7 @@ pub trait CouponCounter: Send + Sync + 'static {
 }
 
 /// The step of a counter rebuild that decides what the rebuilt counter holds: it seals a
-/// new epoch of the campaign in the store ([`CouponStore::seal_epoch`](crate::CouponStore::seal_epoch)),
+/// new epoch of the campaign in the store ([`AdmissionLedger::seal_epoch`](crate::AdmissionLedger::seal_epoch)),
 /// after whatever wait the hand-off needs, and answers the epoch with every slot the
 /// campaign holds.
 ///

@@ -203,7 +203,7 @@ impl Fence {
     /// Waits until the store knows every ticket of `campaign` the queue acknowledged
     /// before now. When the queue can read what its consumers have not acked
     /// ([`IssueQueue::unacked`]) and it holds at most [`RECORDED_AT_MOST`] tickets of the
-    /// campaign, each is recorded as pending ([`CouponStore::record_pending`]), which the
+    /// campaign, each is recorded as pending ([`AdmissionLedger::record_pending`](crate::AdmissionLedger::record_pending)), which the
     /// seal then counts: the store refuses a ticket an earlier seal superseded (its
     /// applicant was never promised) as it would refuse its coupon, so only admissible
     /// tickets are counted. Otherwise: the consumers' drain past the queue's mark, or the

@@ -49,6 +49,7 @@ mod fence;
 mod handoff;
 mod ids;
 mod issuer;
+mod ledger;
 pub mod memory;
 mod outcome;
 mod queue;
@@ -58,6 +59,7 @@ mod service;
 mod settler;
 mod sold_out;
 mod store;
+pub(crate) use store::{close_campaign, reopen_campaign};
 mod sync;
 mod ticket;
 mod unanswered;
@@ -76,6 +78,7 @@ pub use error::{BoxError, Error, ErrorClass, Result};
 pub use ids::{CampaignId, TicketId, UserId};
 pub(crate) use issuer::CouponIssuer;
 pub use issuer::IssuerConfig;
+pub use ledger::{AdmissionLedger, FailureLedger};
 pub use outcome::{Admission, ApplyOutcome, IssueOutcome};
 pub use queue::{Batch, IssueQueue, IssueSource, QueueMark};
 pub use redact::redact_url;
@@ -84,10 +87,7 @@ pub use service::{
     CampaignState, CampaignStatus, CouponService, CouponStatus, Readiness, ServiceConfig,
 };
 pub use settler::{SettleReport, Settler, SettlerConfig};
-pub use store::{
-    CampaignSummary, CouponStore, IssueFailure, admitted_slots, close_campaign, coupon_slot,
-    reopen_campaign,
-};
+pub use store::{CampaignSummary, CouponStore, IssueFailure, admitted_slots, coupon_slot};
 pub use ticket::IssueTicket;
 pub use worker::{IssueWorker, RunningWorker, WorkerConfig, WorkerReport, WorkerTotals};
 
@@ -103,7 +103,7 @@ pub(crate) use counter::MockCouponCounter;
 #[cfg(test)]
 pub(crate) use queue::{MockIssueQueue, MockIssueSource};
 #[cfg(test)]
-pub(crate) use store::MockCouponStore;
+pub(crate) use tests::mock_store::MockCouponStore;
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../../README.md")]

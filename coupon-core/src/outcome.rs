@@ -44,7 +44,7 @@ pub enum Admission {
         /// carries it), else the caller's.
         admitted_at: DateTime<Utc>,
         /// The counter's epoch in the campaign: the one its last rebuild sealed
-        /// ([`CouponStore::seal_epoch`](crate::CouponStore::seal_epoch)).
+        /// ([`AdmissionLedger::seal_epoch`](crate::AdmissionLedger::seal_epoch)).
         epoch: u64,
     },
     /// The count is at the cap; nothing changed.

@@ -29,7 +29,7 @@ pub trait IssueQueue: Send + Sync + 'static {
     async fn publish(&self, ticket: &IssueTicket) -> Result<()>;
 
     /// Whether the queue lives in the store's own database and takes part in its epoch
-    /// seals ([`CouponStore::seal_epoch`](crate::CouponStore::seal_epoch)): the seal
+    /// seals ([`AdmissionLedger::seal_epoch`](crate::AdmissionLedger::seal_epoch)): the seal
     /// counts the tickets waiting in it, and a publish of a ticket whose epoch a seal
     /// superseded (and whose slot that seal did not count) is refused
     /// ([`Error::PublishRefused`](crate::Error::PublishRefused)), atomically with the

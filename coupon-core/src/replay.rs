@@ -25,7 +25,7 @@ pub struct ReplayReport {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
 /// use coupon_core::memory::{MemoryQueue, MemoryStore};
-/// use coupon_core::{replay_failures, CouponStore, IssueFailure, IssueTicket, NewCampaign, UserId};
+/// use coupon_core::{replay_failures, CouponStore, FailureLedger, IssueFailure, IssueTicket, NewCampaign, UserId};
 ///
 /// let (store, queue) = (MemoryStore::new(), MemoryQueue::new(16));
 /// let campaign = store.create_campaign(NewCampaign::new("drop", 10)).await?;

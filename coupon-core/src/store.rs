@@ -5,17 +5,27 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Campaign, CampaignId, Coupon, HeldSlot, IssueOutcome, IssueTicket, NewCampaign, Result,
-    SealedEpoch, TicketId, UserId,
+    AdmissionLedger, Campaign, CampaignId, Coupon, FailureLedger, HeldSlot, IssueOutcome,
+    IssueTicket, NewCampaign, Result, UserId,
 };
 
-/// The store of campaigns and coupons.
+/// The store of campaigns and coupons: what only a store can do.
 ///
 /// It enforces the contract on its own, whatever the counter said: at most `cap`
 /// coupons per campaign and `per_user_limit` per user, and each ticket at most once.
-#[cfg_attr(test, mockall::automock)]
+///
+/// A store also keeps two ledgers the other parts need, as traits of their own:
+/// [`AdmissionLedger`] (admissions without a coupon yet, and the epoch seals a counter
+/// rebuild builds from) and [`FailureLedger`] (tickets it could not persist). They are
+/// separate jobs with separate readers, but not separate storage: a seal gathers the
+/// coupons, the pending tickets and the failures in one step atomic with
+/// [`issue_batch`](CouponStore::issue_batch), so the same type implements all three.
+/// Methods with a default ([`coupons_of_users`](CouponStore::coupons_of_users),
+/// [`holders`](CouponStore::holders)) are correct as given; override them where the
+/// backend answers in one query. A wrapper around another store should forward them
+/// too, or the inner store's own answers are not used.
 #[async_trait]
-pub trait CouponStore: Send + Sync + 'static {
+pub trait CouponStore: AdmissionLedger + FailureLedger + Send + Sync + 'static {
     /// Validates `new` ([`NewCampaign::validate`]) and stores it under a fresh id.
     async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign>;
 
@@ -46,7 +56,7 @@ pub trait CouponStore: Send + Sync + 'static {
     /// Must hold under concurrent callers: the check against `cap` and the insert happen
     /// in one serialised step per campaign, a ticket id stored before is a `Duplicate`,
     /// and so is a ticket whose user already holds `per_user_limit` coupons. A ticket of
-    /// an epoch below the campaign's sealed epoch ([`CouponStore::seal_epoch`]) whose
+    /// an epoch below the campaign's sealed epoch ([`AdmissionLedger::seal_epoch`]) whose
     /// (user, slot) that seal did not count is `Superseded` (epoch 0 is never checked).
     /// Then a ticket past the cap is `OverCap`. Re-running the same batch changes
     /// nothing. A ticket for a campaign that does not exist is answered
@@ -63,85 +73,40 @@ pub trait CouponStore: Send + Sync + 'static {
     /// The coupons `user` holds in `campaign` (at most `per_user_limit`), by rank.
     async fn coupons_of(&self, campaign: CampaignId, user: UserId) -> Result<Vec<Coupon>>;
 
-    /// The coupons any of `users` hold in `campaign`, in no particular order.
-    async fn coupons_of_users(&self, campaign: CampaignId, users: &[UserId])
-    -> Result<Vec<Coupon>>;
+    /// The coupons any of `users` hold in `campaign`, in no particular order, each
+    /// once even if a user is named twice. By default one
+    /// [`coupons_of`](CouponStore::coupons_of) per distinct user.
+    async fn coupons_of_users(
+        &self,
+        campaign: CampaignId,
+        users: &[UserId],
+    ) -> Result<Vec<Coupon>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut coupons = Vec::new();
+        for &user in users {
+            if seen.insert(user) {
+                coupons.extend(self.coupons_of(campaign, user).await?);
+            }
+        }
+        if users.is_empty() {
+            // Still an UnknownCampaign for a campaign the store does not know.
+            self.campaign(campaign).await?;
+        }
+        Ok(coupons)
+    }
 
-    /// One entry per coupon of `campaign`: the holders.
-    async fn holders(&self, campaign: CampaignId) -> Result<Vec<UserId>>;
+    /// One entry per coupon of `campaign`: the holders (a user holding two appears
+    /// twice). By default read from [`coupon_slots`](CouponStore::coupon_slots).
+    async fn holders(&self, campaign: CampaignId) -> Result<Vec<UserId>> {
+        let slots = self.coupon_slots(campaign).await?;
+        Ok(slots.into_iter().map(|slot| slot.user).collect())
+    }
 
     /// One entry per coupon of `campaign` as the slot it fills (user, the admission's
     /// slot, rank), to rebuild a counter from. The slot is read from the ticket id where
     /// it tells ([`TicketId::admission`](crate::TicketId::admission)), else it is the
     /// coupon's position among its holder's.
     async fn coupon_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>>;
-
-    /// Records the ticket of an admission whose hand-off has no known outcome, before
-    /// its applicant hears [`ApplyOutcome::Pending`](crate::ApplyOutcome::Pending): from
-    /// then on the admission outlives the counter (every later epoch seal counts it)
-    /// and the [`Settler`](crate::Settler) publishes its ticket until the coupon exists.
-    /// Idempotent by ticket id; durable when it returns.
-    ///
-    /// Refuses, atomically with the seals, a ticket the issue rules refuse: of an epoch a
-    /// seal superseded and not counted by it ([`Error::Superseded`](crate::Error::Superseded)),
-    /// or one with an open failure record ([`Error::TicketRefused`](crate::Error::TicketRefused):
-    /// the store refused it for good, so no `Pending` may promise it).
-    async fn record_pending(&self, ticket: &IssueTicket) -> Result<()>;
-
-    /// The last counter epoch sealed for `campaign` ([`CouponStore::seal_epoch`]); 0
-    /// before the first. [`Error::UnknownCampaign`](crate::Error::UnknownCampaign) for a
-    /// campaign it does not know.
-    async fn sealed_epoch(&self, campaign: CampaignId) -> Result<u64>;
-
-    /// Seals counter epoch `after + 1` of `campaign`, provided the last one sealed is
-    /// still `after` (read by the rebuild with [`CouponStore::sealed_epoch`] once it
-    /// closed the counter): what a counter rebuild builds from. When another rebuild
-    /// sealed meanwhile, nothing changes and the answer is a retryable
-    /// [`Error::Unavailable`](crate::Error::Unavailable): two rebuilds never both seal
-    /// from the same epoch, so the one that admits holds the last seal.
-    ///
-    /// In one step, atomic with [`issue_batch`](CouponStore::issue_batch),
-    /// [`record_pending`](CouponStore::record_pending) and the publishes of a queue kept
-    /// in this store ([`IssueQueue::in_store`](crate::IssueQueue::in_store)):
-    /// - gathers every slot admitted in the campaign: `counted` (what the counter still
-    ///   holds), one per coupon ([`CouponStore::coupon_slots`]), one per recorded pending
-    ///   ticket without a coupon, one per failure record without a coupon (a dead letter
-    ///   may be replayed, and a replayed one may still be on its way), and one per
-    ///   ticket waiting in a queue kept in this store;
-    /// - makes the campaign's epoch one more than its last, and keeps the gathered slots
-    ///   without a coupon as that epoch's snapshot: from then on a ticket of an older
-    ///   epoch whose (user, slot) is not in it is superseded;
-    /// - answers the new epoch and the gathered slots, one per (user, slot).
-    ///
-    /// Fails with [`Error::UnknownCampaign`](crate::Error::UnknownCampaign) for a campaign
-    /// it does not know.
-    async fn seal_epoch(
-        &self,
-        campaign: CampaignId,
-        after: u64,
-        counted: &[HeldSlot],
-    ) -> Result<SealedEpoch>;
-
-    /// The recorded pending tickets of `campaign` whose coupon the store does not hold
-    /// (no coupon with that ticket id), oldest admission first.
-    async fn pending_tickets(&self, campaign: CampaignId) -> Result<Vec<IssueTicket>>;
-
-    /// Forgets the recorded pending tickets of `campaign` whose coupon the store holds;
-    /// returns how many.
-    async fn forget_settled_pending(&self, campaign: CampaignId) -> Result<u64>;
-
-    /// Records a ticket that could not be persisted (upserting by ticket id, so a
-    /// repeated failure bumps `attempts` and `last_seen` and reopens a replayed record).
-    /// Must be durable when it returns: the worker acks the ticket afterwards.
-    async fn record_failure(&self, failure: &IssueFailure) -> Result<()>;
-
-    /// The recorded failures of `campaign` (of every campaign when `None`), oldest first.
-    async fn failures(&self, campaign: Option<CampaignId>) -> Result<Vec<IssueFailure>>;
-
-    /// Marks the failures of `tickets` as replayed at `at` (their tickets were published
-    /// again after `at`), except those that failed again after `at`: a replay must not
-    /// hide a new failure. Returns how many records it changed.
-    async fn mark_replayed(&self, tickets: &[TicketId], at: DateTime<Utc>) -> Result<u64>;
 }
 
 /// A campaign with its count of persisted coupons.
@@ -246,16 +211,16 @@ pub fn coupon_slot(coupon: &Coupon, position: u32) -> HeldSlot {
 
 /// Every slot of `campaign` the store knows was admitted: one per coupon
 /// ([`CouponStore::coupon_slots`]), one per recorded pending ticket without a coupon
-/// ([`CouponStore::pending_tickets`]) and one per failure record without a coupon
-/// ([`CouponStore::failures`]: a dead letter may be replayed, and a replayed one may be
+/// ([`AdmissionLedger::pending_tickets`]) and one per failure record without a coupon
+/// ([`FailureLedger::failures`]: a dead letter may be replayed, and a replayed one may be
 /// on its way), one per (user, slot).
-/// What a store gathers when it seals an epoch ([`CouponStore::seal_epoch`]), read here
+/// What a store gathers when it seals an epoch ([`AdmissionLedger::seal_epoch`]), read here
 /// through the trait: a store may call it inside its own atomic step.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
 /// use coupon_core::memory::MemoryStore;
-/// use coupon_core::{CouponStore, IssueTicket, NewCampaign, UserId, admitted_slots};
+/// use coupon_core::{AdmissionLedger, CouponStore, IssueTicket, NewCampaign, UserId, admitted_slots};
 ///
 /// let store = MemoryStore::new();
 /// let campaign = store.create_campaign(NewCampaign::new("drop", 10)).await?;
@@ -287,23 +252,10 @@ pub async fn admitted_slots(
 }
 
 /// Closes campaign `id` in `store` to applications from now on (one not open yet never
-/// opens); returns it as stored. [`CouponService::close`](crate::CouponService::close)
-/// does this and updates its own cache at once.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> coupon_core::Result<()> {
-/// use chrono::Utc;
-/// use coupon_core::memory::MemoryStore;
-/// use coupon_core::{CouponStore, NewCampaign, WindowState, close_campaign, reopen_campaign};
-/// let store = MemoryStore::new();
-/// let campaign = store.create_campaign(NewCampaign::new("launch", 10)).await?;
-/// let closed = close_campaign(&store, campaign.id).await?;
-/// assert_eq!(closed.window_state(Utc::now()), WindowState::Closed);
-/// let reopened = reopen_campaign(&store, campaign.id, None).await?;
-/// assert_eq!(reopened.window_state(Utc::now()), WindowState::Open);
-/// # Ok(()) }
-/// ```
-pub async fn close_campaign(store: &dyn CouponStore, id: CampaignId) -> Result<Campaign> {
+/// opens); returns it as stored. Reached through
+/// [`CouponService::close`](crate::CouponService::close), which updates its own cache at
+/// once.
+pub(crate) async fn close_campaign(store: &dyn CouponStore, id: CampaignId) -> Result<Campaign> {
     let campaign = store.campaign(id).await?;
     let now = Utc::now();
     let opens_at = campaign.opens_at.filter(|opens| *opens < now);
@@ -312,7 +264,7 @@ pub async fn close_campaign(store: &dyn CouponStore, id: CampaignId) -> Result<C
 
 /// Opens campaign `id` in `store` again until `closes_at` (for good when `None`);
 /// returns it as stored. Admissions resume where the counter stands: at most `cap`.
-pub async fn reopen_campaign(
+pub(crate) async fn reopen_campaign(
     store: &dyn CouponStore,
     id: CampaignId,
     closes_at: Option<DateTime<Utc>>,

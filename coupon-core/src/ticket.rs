@@ -44,7 +44,7 @@ pub struct IssueTicket {
     /// When the counter admitted the user.
     pub admitted_at: DateTime<Utc>,
     /// The epoch of the counter that admitted it, or that counted it when it was
-    /// rebuilt ([`CouponStore::seal_epoch`](crate::CouponStore::seal_epoch)). 0 for a
+    /// rebuilt ([`AdmissionLedger::seal_epoch`](crate::AdmissionLedger::seal_epoch)). 0 for a
     /// ticket written before epochs existed (versions 1 and 2), which the store takes
     /// without that check.
     #[serde(default)]
@@ -73,6 +73,45 @@ impl IssueTicket {
             epoch: 0,
         };
         Self::for_slot(campaign, &held)
+    }
+
+    /// A ticket rebuilt from the fields a store kept of it, as read back: nothing is
+    /// stamped now (unlike [`new`](Self::new)), and the id is the one stored, whatever
+    /// campaign, user and slot would derive (tickets of version 1 had random ids).
+    ///
+    /// ```
+    /// use coupon_core::chrono::{TimeZone, Utc};
+    /// use coupon_core::{CampaignId, IssueTicket, TicketId, UserId};
+    /// let admitted = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+    /// let id = TicketId::for_admission(CampaignId(7), UserId(42), 2);
+    /// let ticket = IssueTicket::from_stored(id, CampaignId(7), UserId(42), 2, 9, admitted, 3);
+    /// assert_eq!(ticket, IssueTicket::new(CampaignId(7), UserId(42), 2, 9).in_epoch(3).admitted(admitted));
+    /// ```
+    pub fn from_stored(
+        ticket_id: TicketId,
+        campaign: CampaignId,
+        user: UserId,
+        slot: u32,
+        rank: u64,
+        admitted_at: DateTime<Utc>,
+        epoch: u64,
+    ) -> Self {
+        Self {
+            version: Self::VERSION,
+            ticket_id,
+            campaign,
+            user,
+            slot,
+            rank,
+            admitted_at,
+            epoch,
+        }
+    }
+
+    /// The same ticket, admitted at `at` (a store reading one back, a test fixing time).
+    pub fn admitted(mut self, at: DateTime<Utc>) -> Self {
+        self.admitted_at = at;
+        self
     }
 
     /// The same ticket, of counter epoch `epoch`.

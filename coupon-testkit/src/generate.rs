@@ -78,6 +78,23 @@ macro_rules! store_scenarios {
     };
 }
 
+/// One test per scenario of [`durable`](crate::durable), in a module named `$module`,
+/// for a store that keeps what it acknowledged across a restart. `$open` is evaluated
+/// once per test and gives a function that opens the store on that test's own storage,
+/// the same storage every time it is called (`Fn() -> impl Future<Output =
+/// Arc<dyn CouponStore>>`).
+#[macro_export]
+macro_rules! durable_store_scenarios {
+    ($module:ident, $open:expr) => {
+        $crate::scenario_tests!(
+            $module,
+            durable,
+            $open,
+            acknowledged_writes_survive_a_reopen,
+        );
+    };
+}
+
 /// One test per scenario of [`queue`](crate::queue), in a module
 /// named `$module`, each on the `(queue, source)` pair `$make` gives: for a hand-off
 /// whose source itself delivers again what it handed out unacked (a table, not a

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod counter;
+pub mod durable;
 mod generate;
 pub mod pipeline;
 pub mod proxy;

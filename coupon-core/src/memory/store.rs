@@ -8,8 +8,9 @@ use super::lock;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    Campaign, CampaignId, CampaignSummary, Coupon, CouponStore, Error, HeldSlot, IssueFailure,
-    IssueOutcome, IssueTicket, NewCampaign, Result, SealedEpoch, TicketId, UserId, coupon_slot,
+    AdmissionLedger, Campaign, CampaignId, CampaignSummary, Coupon, CouponStore, Error,
+    FailureLedger, HeldSlot, IssueFailure, IssueOutcome, IssueTicket, NewCampaign, Result,
+    SealedEpoch, TicketId, UserId, coupon_slot,
 };
 
 /// A coupon store in process memory, enforcing the same rules as the database stores:
@@ -242,7 +243,10 @@ impl CouponStore for MemoryStore {
         let ledger = lock(&ledger);
         Ok(ledger.coupons.iter().map(|coupon| coupon.user).collect())
     }
+}
 
+#[async_trait]
+impl AdmissionLedger for MemoryStore {
     async fn record_pending(&self, ticket: &IssueTicket) -> Result<()> {
         let ledger = self.ledger(ticket.campaign)?;
         let ledger = lock(&ledger);
@@ -344,7 +348,10 @@ impl CouponStore for MemoryStore {
         pending.retain(|id, ticket| ticket.campaign != campaign || !ledger.tickets.contains(id));
         Ok((before - pending.len()) as u64)
     }
+}
 
+#[async_trait]
+impl FailureLedger for MemoryStore {
     async fn record_failure(&self, failure: &IssueFailure) -> Result<()> {
         let mut failures = lock(&self.failures);
         match failures

@@ -1,6 +1,7 @@
 //! Unit tests of the algorithm's branches, driven by mocks of the three traits.
 
 mod issuer;
+pub(crate) mod mock_store;
 mod service;
 mod worker;
 

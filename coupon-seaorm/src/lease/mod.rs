@@ -8,7 +8,7 @@
 //! and releases when that session ends, however the process ended. Its liveness rests
 //! on the database noticing a dead session; safety does not rest on it at all: a
 //! process that took over rebuilds every campaign in a new epoch
-//! ([`CouponStore::seal_epoch`](coupon_core::CouponStore::seal_epoch)), after which the
+//! ([`AdmissionLedger::seal_epoch`](coupon_core::AdmissionLedger::seal_epoch)), after which the
 //! tickets of the one it replaced are refused unless that seal counted them.
 
 use std::sync::Arc;

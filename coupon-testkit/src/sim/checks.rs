@@ -6,7 +6,7 @@ use super::faults::Injector;
 use super::run::Heard;
 use super::store::{REFUSED, SimStore};
 use super::{SimConfig, SimFailure, SimReport};
-use coupon_core::{CouponStore, UserId};
+use coupon_core::{CouponStore, FailureLedger, UserId};
 
 /// The promises, checked against the store.
 pub(crate) async fn check(

@@ -12,8 +12,9 @@ use super::faults::{Injector, unknown};
 use crate::lock;
 use coupon_core::memory::MemoryStore;
 use coupon_core::{
-    Campaign, CampaignId, CampaignSummary, Coupon, CouponStore, Error, HeldSlot, IssueFailure,
-    IssueOutcome, IssueTicket, NewCampaign, Result, SealedEpoch, TicketId, UserId,
+    AdmissionLedger, Campaign, CampaignId, CampaignSummary, Coupon, CouponStore, Error,
+    FailureLedger, HeldSlot, IssueFailure, IssueOutcome, IssueTicket, NewCampaign, Result,
+    SealedEpoch, TicketId, UserId,
 };
 
 /// What the store answers about a ticket it refuses for good; a dead letter's record
@@ -169,7 +170,10 @@ impl CouponStore for SimStore {
         self.faults.before("coupon_slots")?;
         self.inner.coupon_slots(campaign).await
     }
+}
 
+#[async_trait]
+impl AdmissionLedger for SimStore {
     async fn sealed_epoch(&self, campaign: CampaignId) -> Result<u64> {
         self.faults.before("sealed_epoch")?;
         self.inner.sealed_epoch(campaign).await
@@ -204,7 +208,10 @@ impl CouponStore for SimStore {
         self.faults.before("forget_settled_pending")?;
         self.inner.forget_settled_pending(campaign).await
     }
+}
 
+#[async_trait]
+impl FailureLedger for SimStore {
     async fn record_failure(&self, failure: &IssueFailure) -> Result<()> {
         self.inner.record_failure(failure).await?;
         let ticket = &failure.ticket;

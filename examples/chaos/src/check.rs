@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use coupon_core::{CampaignId, CouponStore};
+use coupon_core::{CampaignId, CouponStore, FailureLedger};
 use coupon_seaorm::{SeaOrmStore, SeaOrmStoreConfig};
 use load::HttpClient;
 use serde::Serialize;
