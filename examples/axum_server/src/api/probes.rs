@@ -153,7 +153,7 @@ fn may_read_metrics(state: &AppState, headers: &HeaderMap) -> bool {
 pub(crate) async fn openapi_json() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::document_json(),
+        super::openapi::document_json(),
     )
         .into_response()
 }
