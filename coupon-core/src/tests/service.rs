@@ -248,3 +248,40 @@ async fn coupon_issued_soon(
     }
     false
 }
+
+#[tokio::test]
+async fn a_counter_that_cannot_tell_is_not_needed_once_every_coupon_is_stored() {
+    let store = Arc::new(MemoryStore::new());
+    let campaign = store
+        .create_campaign(NewCampaign::new("lost counter", 1))
+        .await
+        .unwrap();
+    // A counter being rebuilt after a loss: it cannot tell who was admitted.
+    let mut counter = crate::MockCouponCounter::new();
+    counter
+        .expect_is_admitted()
+        .returning(|campaign, _| Err(not_ready(campaign)));
+    let service = CouponService::new(
+        Arc::new(counter),
+        Arc::new(MemoryQueue::new(1)),
+        store.clone(),
+    );
+    // While the only coupon is not stored, whether user 2 was admitted is unknown.
+    assert!(service.coupon_status(campaign.id, UserId(2)).await.is_err());
+    // Once it is, the campaign is full in the store: nobody else holds an admission.
+    store
+        .issue_batch(&[IssueTicket::new(campaign.id, UserId(1), 1, 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        service.coupon_status(campaign.id, UserId(2)).await.unwrap(),
+        CouponStatus::None
+    );
+}
+
+fn not_ready(campaign: crate::CampaignId) -> crate::Error {
+    crate::Error::NotReady {
+        campaign,
+        backend: "mock",
+    }
+}

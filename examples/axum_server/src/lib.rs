@@ -12,25 +12,21 @@ pub mod limits;
 pub mod listen;
 pub mod live;
 pub mod metrics;
-pub mod openapi;
-pub mod process_stats;
+mod operator;
 pub mod secrets;
 
+pub use operator::run_command;
 pub use secrets::{GENERATED_ADMIN_TOKEN, GENERATED_JWT_SECRET};
 pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use coupon_core::{
-    CampaignId, CouponCounter, CouponService, CouponStore, IssueSource, IssueWorker,
-    close_campaign, reopen_campaign,
-};
-use coupon_seaorm::SeaOrmStore;
+use coupon_core::{IssueSource, IssueWorker};
 use tokio::sync::watch;
 
 use crate::api::AppState;
-use crate::config::{Command, Config, Role};
+use crate::config::Config;
 use crate::metrics::{MeteredSource, Metrics};
 
 /// Runs what `config` asks for until `shutdown` completes, then stops gracefully: the
@@ -232,168 +228,6 @@ async fn stop_worker(
         }
     }
     Ok(())
-}
-
-/// Runs an operator task once and prints its result as JSON.
-pub async fn run_command(config: Config, command: Command) -> Result<(), String> {
-    let config = config.without_empty_values().with_secret_files()?;
-    config.check()?;
-    let print = |value: serde_json::Value| {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
-    };
-    let store = || async {
-        SeaOrmStore::connect(config.store())
-            .await
-            .map_err(|e| format!("database: {e}"))
-    };
-    match command {
-        Command::Campaigns => {
-            let summaries = store()
-                .await?
-                .campaigns()
-                .await
-                .map_err(|e| e.to_string())?;
-            match &config.redis_url {
-                // A shared counter: the same counts and states as GET /admin/campaigns.
-                Some(url) => {
-                    let counter = coupon_redis::RedisCounter::connect(config.redis(url))
-                        .await
-                        .map_err(|e| format!("redis: {e}"))?;
-                    let mut campaigns = Vec::with_capacity(summaries.len());
-                    for summary in summaries {
-                        let admitted = counter
-                            .status(summary.campaign.id)
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .admitted;
-                        let status = coupon_core::CampaignStatus::new(
-                            summary.campaign,
-                            admitted,
-                            summary.issued,
-                        );
-                        campaigns.push(wire::AdminCampaign::from(&status));
-                    }
-                    print(serde_json::json!({ "campaigns": campaigns }));
-                }
-                // An in-memory counter lives in the service's process: the store's view,
-                // in the same shape, the counter's figures null.
-                None => {
-                    let campaigns: Vec<_> = summaries
-                        .iter()
-                        .map(|summary| {
-                            let campaign = &summary.campaign;
-                            serde_json::json!({
-                                "id": campaign.id.0,
-                                "name": campaign.name,
-                                "cap": campaign.cap,
-                                "admitted": null,
-                                "issued": summary.issued,
-                                "remaining": null,
-                                "state": null,
-                                "per_user_limit": campaign.per_user_limit,
-                                "opens_at": campaign.opens_at,
-                                "closes_at": campaign.closes_at,
-                            })
-                        })
-                        .collect();
-                    print(serde_json::json!({ "campaigns": campaigns }));
-                }
-            }
-        }
-        Command::Close { campaign } => {
-            let closed = close_campaign(&store().await?, CampaignId(campaign))
-                .await
-                .map_err(|e| e.to_string())?;
-            print(serde_json::to_value(closed).unwrap_or_default());
-        }
-        Command::Reopen {
-            campaign,
-            closes_at,
-        } => {
-            let reopened = reopen_campaign(&store().await?, CampaignId(campaign), closes_at)
-                .await
-                .map_err(|e| e.to_string())?;
-            print(serde_json::to_value(reopened).unwrap_or_default());
-        }
-        Command::DeadLetters { campaign } => {
-            let store = store().await?;
-            let failures = store
-                .failures(campaign.map(CampaignId))
-                .await
-                .map_err(|e| e.to_string())?;
-            print(serde_json::json!({ "dead_letters": failures }));
-        }
-        Command::Settle { campaign } => {
-            let service = shared_service(&config, "settle").await?;
-            let report = service
-                .settle(campaign.map(CampaignId))
-                .await
-                .map_err(|e| e.to_string())?;
-            print(serde_json::to_value(report).unwrap_or_default());
-        }
-        Command::MintToken { user, ttl_secs } => {
-            let secret = config.jwt_secret.as_deref().ok_or_else(|| {
-                format!(
-                    "mint-token signs with the secret the service verifies with: set \
-                     JWT_SECRET or JWT_SECRET_FILE (a service started without one wrote \
-                     its generated secret to ./{GENERATED_JWT_SECRET} in its working \
-                     directory: JWT_SECRET_FILE={GENERATED_JWT_SECRET})"
-                )
-            })?;
-            // Refuse a secret the service would refuse too.
-            config::hs256_verifier(secret, &config.jwt_rules())?;
-            let token = auth::mint_hs256(
-                secret.as_bytes(),
-                coupon_core::UserId(user),
-                ttl_secs,
-                &config.jwt_rules(),
-            )?;
-            println!("{token}");
-        }
-        Command::Replay { campaign, tickets } => {
-            let service = shared_service(&config, "replay").await?;
-            let report = service
-                .replay(campaign.map(CampaignId), &tickets)
-                .await
-                .map_err(|e| e.to_string())?;
-            print(serde_json::to_value(report).unwrap_or_default());
-        }
-    }
-    Ok(())
-}
-
-/// The service an operator task that publishes needs: its backends must outlive this
-/// process, which an in-process queue does not.
-async fn shared_service(config: &Config, task: &str) -> Result<Arc<CouponService>, String> {
-    let route = if task == "settle" {
-        "POST /admin/settle"
-    } else {
-        "POST /admin/dead-letters/replay"
-    };
-    if config.queue_kind() == config::QueueKind::Memory {
-        return Err(format!(
-            "`{task}` publishes tickets, so it needs the queue the running service reads \
-             (the database's or Kafka); with --queue memory, call {route} on the service"
-        ));
-    }
-    if task == "settle" && config.redis_url.is_none() {
-        return Err(format!(
-            "`settle` compares the counter with the store, and an in-memory counter lives \
-             in the service's process (no REDIS_URL): call {route} on the service"
-        ));
-    }
-    let mut config = config.clone();
-    config.role = Role::Api;
-    let backends = backends::build(&config)
-        .await
-        .map_err(|error| error.message)?;
-    backends
-        .service
-        .map(Arc::new)
-        .ok_or_else(|| "an API process admits, so it has a queue".to_owned())
 }
 
 /// Connects the backends, trying again with a capped backoff while a backend does not

@@ -180,6 +180,51 @@ impl From<&coupon_core::CampaignStatus> for AdminCampaign {
     }
 }
 
+/// One campaign as the store alone tells it (the operator's `campaigns` command where
+/// the counter lives in the service's memory): the shape of [`AdminCampaign`], the
+/// counter's figures null.
+#[derive(Debug, Serialize)]
+pub struct StoredCampaign {
+    /// Its id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// The most coupons it issues.
+    pub cap: u64,
+    /// Unknown here: the counter is in the service's process.
+    pub admitted: Option<u64>,
+    /// Coupons persisted.
+    pub issued: u64,
+    /// Unknown here.
+    pub remaining: Option<u64>,
+    /// Unknown here.
+    pub state: Option<String>,
+    /// The most coupons one user may hold.
+    pub per_user_limit: u32,
+    /// Start of the window, if any.
+    pub opens_at: Option<DateTime<Utc>>,
+    /// End of the window (exclusive), if any.
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+impl From<&coupon_core::CampaignSummary> for StoredCampaign {
+    fn from(summary: &coupon_core::CampaignSummary) -> Self {
+        let campaign = &summary.campaign;
+        Self {
+            id: campaign.id.0,
+            name: campaign.name.clone(),
+            cap: campaign.cap,
+            admitted: None,
+            issued: summary.issued,
+            remaining: None,
+            state: None,
+            per_user_limit: campaign.per_user_limit,
+            opens_at: campaign.opens_at,
+            closes_at: campaign.closes_at,
+        }
+    }
+}
+
 /// `GET /admin/campaigns`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CampaignList {

@@ -6,11 +6,15 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::{
-    ApplyOutcome, Campaign, CampaignId, CouponCounter, CouponStore, Error, IssueFailure,
+    ApplyOutcome, Campaign, CampaignId, CampaignSummary, CouponCounter, CouponStore, IssueFailure,
     IssueQueue, IssueSource, IssuerConfig, NewCampaign, ReplayReport, Result, SettleReport,
     Settler, SettlerConfig, TicketId, UserId, WindowState, replay_failures,
 };
-use crate::{Coupon, CouponIssuer, IssueWorker, RunningWorker, WorkerConfig};
+use crate::{CouponIssuer, IssueWorker, RunningWorker, WorkerConfig};
+
+mod status;
+
+pub use status::{CampaignState, CampaignStatus, CouponStatus, Readiness};
 
 /// Settings of a [`CouponService`]: its issuer's and its settler's.
 #[derive(Debug, Clone, Default)]
@@ -170,6 +174,13 @@ impl CouponService {
         Ok(statuses)
     }
 
+    /// Every campaign with its count of persisted coupons, from the store alone: what a
+    /// process can tell that does not share the counter (an operator's command beside a
+    /// service whose counter lives in that service's memory).
+    pub async fn stored_campaigns(&self) -> Result<Vec<CampaignSummary>> {
+        self.store.campaigns().await
+    }
+
     async fn status_of(&self, campaign: Campaign, issued: u64) -> Result<CampaignStatus> {
         // A counter that does not answer now says nothing: the store's count stands.
         let counter = self
@@ -192,10 +203,26 @@ impl CouponService {
         if !coupons.is_empty() {
             return Ok(CouponStatus::Issued(coupons));
         }
-        if self.counter.is_admitted(campaign, user).await? {
-            return Ok(CouponStatus::Pending);
+        match self.counter.is_admitted(campaign, user).await {
+            Ok(true) => Ok(CouponStatus::Pending),
+            Ok(false) => Ok(CouponStatus::None),
+            // A counter that cannot tell (being rebuilt after a loss) is not needed when
+            // every coupon of the campaign is stored: each admission is then a coupon,
+            // and this user holds none.
+            Err(error) => match self.all_stored(campaign).await {
+                true => Ok(CouponStatus::None),
+                false => Err(error),
+            },
         }
-        Ok(CouponStatus::None)
+    }
+
+    /// Whether the store holds all `cap` coupons of `campaign`.
+    async fn all_stored(&self, campaign: CampaignId) -> bool {
+        let Ok(defined) = self.issuer.campaign(campaign).await else {
+            return false;
+        };
+        let issued = self.store.issued_count(campaign).await;
+        issued.is_ok_and(|issued| issued >= defined.cap)
     }
 
     /// Whether every port answers now; each one that does not, with its error.
@@ -278,116 +305,5 @@ impl CouponService {
     /// time.
     pub async fn watch_counters(&self, shutdown: impl std::future::Future<Output = ()>) {
         self.issuer.fence().watch(shutdown).await;
-    }
-}
-
-/// Where a campaign stands for an applicant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CampaignState {
-    /// Before its window.
-    NotOpen,
-    /// Admitting.
-    Open,
-    /// In its window, every slot admitted.
-    SoldOut,
-    /// After its window, or closed early.
-    Closed,
-}
-
-/// A campaign with its counts and its state, as [`CouponService::status`] read them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CampaignStatus {
-    /// The definition.
-    pub campaign: Campaign,
-    /// Applications the counter admitted (what it holds now: after it lost its memory,
-    /// fewer than were admitted, until rebuilt).
-    pub admitted: u64,
-    /// Coupons the store holds.
-    pub issued: u64,
-    /// Where it stands now: sold out when either the counter or the store is full.
-    pub state: CampaignState,
-    /// Whether its counter is being rebuilt (it lost its memory): applications answer
-    /// 503 meanwhile. Never for a campaign closed or sold out.
-    pub rebuilding: bool,
-}
-
-impl CampaignStatus {
-    /// The status of `campaign` with these counts, its state as of now.
-    ///
-    /// ```
-    /// use coupon_core::{Campaign, CampaignId, CampaignState, CampaignStatus, NewCampaign};
-    /// let campaign = Campaign::from_new(CampaignId(1), NewCampaign::new("drop", 10));
-    /// // A counter that lost its memory says 0; the store holds all 10.
-    /// let status = CampaignStatus::new(campaign, 0, 10);
-    /// assert_eq!((status.state, status.remaining()), (CampaignState::SoldOut, 0));
-    /// ```
-    pub fn new(campaign: Campaign, admitted: u64, issued: u64) -> Self {
-        let taken = admitted.max(issued);
-        let state = match campaign.window_state(Utc::now()) {
-            WindowState::NotOpen => CampaignState::NotOpen,
-            WindowState::Closed => CampaignState::Closed,
-            WindowState::Open if taken >= campaign.cap => CampaignState::SoldOut,
-            WindowState::Open => CampaignState::Open,
-        };
-        Self {
-            campaign,
-            admitted,
-            issued,
-            state,
-            rebuilding: false,
-        }
-    }
-
-    /// Slots not taken yet: never more than the coupons the store could still take.
-    pub fn remaining(&self) -> u64 {
-        self.campaign
-            .cap
-            .saturating_sub(self.admitted.max(self.issued))
-    }
-
-    /// Whether the window is open and every slot taken.
-    pub fn is_sold_out(&self) -> bool {
-        self.state == CampaignState::SoldOut
-    }
-}
-
-/// What a user holds of a campaign.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CouponStatus {
-    /// Persisted coupons, at least one (more under a per-user limit above one).
-    Issued(Vec<Coupon>),
-    /// Admitted; the coupon is on its way (queued, or to be rolled forward).
-    Pending,
-    /// Neither.
-    None,
-}
-
-/// The answer of [`CouponService::readiness`].
-#[derive(Debug)]
-pub struct Readiness {
-    /// Each port that did not answer (`"counter"`, `"queue"`, `"store"`), with why.
-    pub failures: Vec<(&'static str, Error)>,
-}
-
-impl Readiness {
-    /// Whether every port answered.
-    pub fn is_ready(&self) -> bool {
-        self.failures.is_empty()
-    }
-}
-
-impl std::fmt::Display for Readiness {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.failures.is_empty() {
-            return f.write_str("ready");
-        }
-        for (i, (port, error)) in self.failures.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{port}: {error}")?;
-        }
-        Ok(())
     }
 }
