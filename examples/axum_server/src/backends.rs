@@ -100,18 +100,18 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
         .await
         .map_err(failed(format!(
             "database {}",
-            redact_url(&config.database_url)
+            redact_url(&config.database.database_url)
         )))?;
     description.push((
         "store",
-        format!("SeaORM on {}", redact_url(&config.database_url)),
+        format!("SeaORM on {}", redact_url(&config.database.database_url)),
     ));
 
     let hand_off = hand_off(config, kind, &store, &mut description).await?;
 
     let store: Arc<dyn CouponStore> = Arc::new(store);
     let mut lease = None;
-    let counter: Arc<dyn CouponCounter> = match &config.redis_url {
+    let counter: Arc<dyn CouponCounter> = match &config.redis.redis_url {
         Some(url) => {
             let counter = RedisCounter::connect(config.redis(url))
                 .await
@@ -121,7 +121,7 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
                 format!(
                     "Redis at {} (prefix {})",
                     redact_url(url),
-                    config.redis_key_prefix
+                    config.redis.redis_key_prefix
                 ),
             ));
             Arc::new(counter)
@@ -130,7 +130,7 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
         // database's counter lease: a second copy on the same database waits.
         None if hand_off.queue.is_some() => {
             let counter = Arc::new(MemoryCounter::suspended());
-            let (held, keeper) = CounterLease::new(&config.database_url)
+            let (held, keeper) = CounterLease::new(&config.database.database_url)
                 .keep(counter.clone())
                 .await
                 .map_err(failed("the counter lease"))?;
@@ -186,9 +186,9 @@ pub async fn build(config: &Config) -> Result<Backends, StartError> {
 /// a lease a server database gave away from a stalled process) without counting the
 /// tickets still in this one's queue, and the store would then refuse them.
 fn memory_queue_alone(config: &Config) -> Result<(), StartError> {
-    let shared = if config.redis_url.is_some() {
+    let shared = if config.redis.redis_url.is_some() {
         Some("REDIS_URL is set")
-    } else if !config.database_url.starts_with("sqlite") {
+    } else if !config.database.database_url.starts_with("sqlite") {
         Some("DATABASE_URL is a database server")
     } else {
         None
@@ -227,6 +227,7 @@ async fn hand_off(
     match kind {
         QueueKind::Kafka => {
             let brokers = config
+                .kafka
                 .kafka_brokers
                 .as_deref()
                 .ok_or("--queue kafka needs KAFKA_BROKERS")?;
@@ -251,7 +252,7 @@ async fn hand_off(
                 "queue",
                 format!(
                     "Kafka at {brokers}, topic {} (group {})",
-                    config.kafka_topic, config.kafka_group
+                    config.kafka.kafka_topic, config.kafka.kafka_group
                 ),
             ));
             Ok(HandOff {
@@ -275,12 +276,12 @@ async fn hand_off(
             })
         }
         QueueKind::Memory => {
-            let queue = Arc::new(MemoryQueue::new(config.memory_queue_capacity));
+            let queue = Arc::new(MemoryQueue::new(config.issuer.memory_queue_capacity));
             description.push((
                 "queue",
                 format!(
                     "in process (tokio channel, {} tickets; lost if the process is killed)",
-                    config.memory_queue_capacity
+                    config.issuer.memory_queue_capacity
                 ),
             ));
             Ok(HandOff {

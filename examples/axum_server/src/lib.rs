@@ -38,15 +38,12 @@ pub async fn run(
 ) -> Result<(), String> {
     let config = config.without_empty_values().with_secret_files()?;
     config.check()?;
-    let listener = if config.role == config::Role::Worker {
-        None
-    } else {
-        config.check_listening(config.bind)?;
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .map_err(|e| format!("binding {}: {e}", config.bind))?;
-        Some(listener)
-    };
+    // Every role listens: a worker-only process for its probes and metrics.
+    config.check_listening(config.http.bind)?;
+    let listener = tokio::net::TcpListener::bind(config.http.bind)
+        .await
+        .map_err(|e| format!("binding {}: {e}", config.http.bind))?;
+    let listener = Some(listener);
     serve(config, listener, shutdown).await
 }
 
@@ -108,7 +105,7 @@ pub async fn serve(
     if worker.is_some() {
         println!(
             "  {:>8}: batches of up to {}",
-            "worker", config.worker_batch_size
+            "worker", config.worker.worker_batch_size
         );
     }
 
@@ -147,43 +144,76 @@ pub async fn serve(
         })
     });
 
-    if let (Some(service), Some(listener)) = (service.clone(), listener) {
-        let admin_token = match config.admin_token.clone() {
-            Some(token) => token,
-            None => secrets::generated_admin_token()?,
-        };
-        println!("  identity: {identity:?}");
-        if let Some(secret) = generated_secret {
-            secrets::keep_generated_jwt_secret(&secret)?;
-        }
-        let state = AppState::new(service, admin_token)
-            .with_metrics(metrics)
-            .with_identity(identity)
-            .with_rate_limits(config.rate_limits())
-            .with_metrics_token(config.metrics_token.clone())
-            .with_allowed_hosts(&config.allowed_hosts)
-            .with_request_timeout(std::time::Duration::from_millis(config.request_timeout_ms));
-        let state = Arc::new(state);
-        let open_files = process_stats::open_files_limit();
-        let (max_connections, max_connections_per_address) = config.connection_caps(open_files);
-        println!(
-            "  connections: at most {max_connections} (open-files limit {}), {} per client address",
-            open_files.map_or("unknown".to_owned(), |limit| limit.to_string()),
-            max_connections_per_address.map_or("no cap".to_owned(), |cap| cap.to_string())
-        );
-        let limits = listen::HttpLimits {
-            header_read: std::time::Duration::from_millis(config.header_read_timeout_ms),
-            shutdown_deadline: std::time::Duration::from_millis(config.shutdown_deadline_ms),
-            max_connections,
-            max_connections_per_address,
-        };
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("listening on http://{address}");
-        let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    match (service.clone(), source.clone(), listener) {
+        (Some(service), _, Some(listener)) => {
+            let admin_token = match config.identity.admin_token.clone() {
+                Some(token) => token,
+                None => secrets::generated_admin_token()?,
+            };
+            println!("  identity: {identity:?}");
+            if let Some(secret) = generated_secret {
+                secrets::keep_generated_jwt_secret(&secret)?;
+            }
+            let state = AppState::new(service, admin_token)
+                .with_metrics(metrics)
+                .with_identity(identity)
+                .with_rate_limits(config.rate_limits())
+                .with_metrics_token(config.http.metrics_token.clone())
+                .with_allowed_hosts(&config.http.allowed_hosts)
+                .with_request_timeout(std::time::Duration::from_millis(
+                    config.limits.request_timeout_ms,
+                ));
+            let state = Arc::new(state);
+            let open_files = process_stats::open_files_limit();
+            let (max_connections, max_connections_per_address) = config.connection_caps(open_files);
+            println!(
+                "  connections: at most {max_connections} (open-files limit {}), {} per client address",
+                open_files.map_or("unknown".to_owned(), |limit| limit.to_string()),
+                max_connections_per_address.map_or("no cap".to_owned(), |cap| cap.to_string())
+            );
+            let limits = listen::HttpLimits {
+                header_read: std::time::Duration::from_millis(config.limits.header_read_timeout_ms),
+                shutdown_deadline: std::time::Duration::from_millis(
+                    config.http.shutdown_deadline_ms,
+                ),
+                max_connections,
+                max_connections_per_address,
+            };
+            let address = listener.local_addr().map_err(|e| e.to_string())?;
+            println!(
+                "  live page: http://{address}/ui#token=<admin token> (ADMIN_TOKEN, or the \
+             contents of ./{GENERATED_ADMIN_TOKEN} when it was generated)"
+            );
+            println!("listening on http://{address}");
+            let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
 
-        listen::serve_http(listener, app, limits, shutdown).await;
-    } else {
-        shutdown.as_mut().await;
+            listen::serve_http(listener, app, limits, shutdown).await;
+        }
+        (None, Some(source), Some(listener)) => {
+            // A worker-only process: its probes and metrics, nothing else.
+            let probes = api::worker_only::WorkerProbes::new(
+                metrics,
+                backends.store.clone(),
+                source,
+                config.http.metrics_token.clone(),
+                config.identity.admin_token.clone(),
+            );
+            let (max_connections, max_connections_per_address) =
+                config.connection_caps(process_stats::open_files_limit());
+            let limits = listen::HttpLimits {
+                header_read: std::time::Duration::from_millis(config.limits.header_read_timeout_ms),
+                shutdown_deadline: std::time::Duration::from_millis(
+                    config.http.shutdown_deadline_ms,
+                ),
+                max_connections,
+                max_connections_per_address,
+            };
+            let address = listener.local_addr().map_err(|e| e.to_string())?;
+            println!("probes and metrics on http://{address} (/healthz, /readyz, /metrics)");
+            let app = api::worker_only::worker_router(Arc::new(probes));
+            listen::serve_http(listener, app, limits, shutdown).await;
+        }
+        _ => shutdown.as_mut().await,
     }
     tracing::info!("shutting down");
 

@@ -99,8 +99,8 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the queue lag when the source could tell it
-    /// and what the settler found in its last pass.
-    pub fn render(&self, queue_lag: Option<u64>, settler: &Settler) -> String {
+    /// and what the settler found in its last pass (a worker-only process has none).
+    pub fn render(&self, queue_lag: Option<u64>, settler: Option<&Settler>) -> String {
         let mut out = String::new();
         out.push_str("# HELP firstcome_requests_total Answers by route and outcome.\n# TYPE firstcome_requests_total counter\n");
         for ((route, outcome), count) in self
@@ -132,18 +132,8 @@ impl Metrics {
         if let Some(totals) = self.worker.get() {
             render_worker(&mut out, &totals.report());
         }
-        let _ = writeln!(
-            out,
-            "# HELP firstcome_republished_tickets_total Tickets the settler published again.\n# TYPE firstcome_republished_tickets_total counter\nfirstcome_republished_tickets_total {}",
-            settler.republished_total()
-        );
-        if let Some(report) = settler.last_report() {
-            let oldest = report.oldest_unsettled_ms.unwrap_or(0) as f64 / 1e3;
-            let _ = writeln!(
-                out,
-                "# HELP firstcome_admissions_in_flight Admitted slots without a coupon yet, of any age.\n# TYPE firstcome_admissions_in_flight gauge\nfirstcome_admissions_in_flight {}\n# HELP firstcome_admissions_unsettled Admitted slots older than the settler's grace period without a coupon.\n# TYPE firstcome_admissions_unsettled gauge\nfirstcome_admissions_unsettled {}\n# HELP firstcome_oldest_unsettled_seconds Age of the oldest unsettled admission.\n# TYPE firstcome_oldest_unsettled_seconds gauge\nfirstcome_oldest_unsettled_seconds {oldest}",
-                report.in_flight, report.unsettled
-            );
+        if let Some(settler) = settler {
+            render_settler(&mut out, settler);
         }
         if let Some(lag) = queue_lag {
             let _ = writeln!(
@@ -153,6 +143,23 @@ impl Metrics {
         }
         process_stats::render(&mut out);
         out
+    }
+}
+
+/// What the settler did and found in its last pass.
+fn render_settler(out: &mut String, settler: &Settler) {
+    let _ = writeln!(
+        out,
+        "# HELP firstcome_republished_tickets_total Tickets the settler published again.\n# TYPE firstcome_republished_tickets_total counter\nfirstcome_republished_tickets_total {}",
+        settler.republished_total()
+    );
+    if let Some(report) = settler.last_report() {
+        let oldest = report.oldest_unsettled_ms.unwrap_or(0) as f64 / 1e3;
+        let _ = writeln!(
+            out,
+            "# HELP firstcome_admissions_in_flight Admitted slots without a coupon yet, of any age.\n# TYPE firstcome_admissions_in_flight gauge\nfirstcome_admissions_in_flight {}\n# HELP firstcome_admissions_unsettled Admitted slots older than the settler's grace period without a coupon.\n# TYPE firstcome_admissions_unsettled gauge\nfirstcome_admissions_unsettled {}\n# HELP firstcome_oldest_unsettled_seconds Age of the oldest unsettled admission.\n# TYPE firstcome_oldest_unsettled_seconds gauge\nfirstcome_oldest_unsettled_seconds {oldest}",
+            report.in_flight, report.unsettled
+        );
     }
 }
 

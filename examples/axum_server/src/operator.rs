@@ -23,7 +23,7 @@ pub async fn run_command(config: Config, command: Command) -> Result<(), String>
     match command {
         Command::Campaigns => {
             let service = operator_service(&config, true).await?;
-            let campaigns: Vec<serde_json::Value> = if config.redis_url.is_some() {
+            let campaigns: Vec<serde_json::Value> = if config.redis.redis_url.is_some() {
                 // A shared counter: the same counts and states as GET /admin/campaigns.
                 let statuses = service.campaigns().await.map_err(|e| e.to_string())?;
                 statuses
@@ -82,7 +82,7 @@ pub async fn run_command(config: Config, command: Command) -> Result<(), String>
             print(serde_json::to_value(report).unwrap_or_default());
         }
         Command::MintToken { user, ttl_secs } => {
-            let secret = config.jwt_secret.as_deref().ok_or_else(|| {
+            let secret = config.identity.jwt_secret.as_deref().ok_or_else(|| {
                 format!(
                     "mint-token signs with the secret the service verifies with: set \
                      JWT_SECRET or JWT_SECRET_FILE (a service started without one wrote \
@@ -122,7 +122,7 @@ async fn operator_service(config: &Config, with_counter: bool) -> Result<CouponS
     let store = SeaOrmStore::connect(config.store())
         .await
         .map_err(|e| format!("database: {e}"))?;
-    let counter: Arc<dyn CouponCounter> = match &config.redis_url {
+    let counter: Arc<dyn CouponCounter> = match &config.redis.redis_url {
         Some(url) if with_counter => {
             let counter = coupon_redis::RedisCounter::connect(config.redis(url))
                 .await
@@ -153,7 +153,7 @@ async fn shared_service(config: &Config, task: &str) -> Result<Arc<CouponService
              (the database's or Kafka); with --queue memory, call {route} on the service"
         ));
     }
-    if task == "settle" && config.redis_url.is_none() {
+    if task == "settle" && config.redis.redis_url.is_none() {
         return Err(format!(
             "`settle` compares the counter with the store, and an in-memory counter lives \
              in the service's process (no REDIS_URL): call {route} on the service"

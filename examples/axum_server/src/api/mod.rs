@@ -5,7 +5,7 @@
 //! `middleware`; body extractors in `extract`; the routes by audience in `applicants`
 //! (apply, a campaign, a user's coupon), `admin` (behind the admin token) and `probes`
 //! (health, readiness, metrics, the OpenAPI document); the document itself in
-//! [`openapi`]. Error answers are [`crate::error::ApiError`], bodies [`crate::wire`].
+//! [`openapi`]; a worker-only process serves only [`worker_only`]'s probes. Error answers are [`crate::error::ApiError`], bodies [`crate::wire`].
 
 pub(crate) mod admin;
 mod applicants;
@@ -13,6 +13,7 @@ mod extract;
 mod middleware;
 pub mod openapi;
 pub(crate) mod probes;
+pub mod worker_only;
 
 use std::sync::Arc;
 use std::time::Duration;

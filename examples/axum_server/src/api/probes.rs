@@ -135,7 +135,7 @@ pub(crate) async fn metrics(State(state): Shared, headers: HeaderMap) -> Respons
     let lag = state.probes.lag(&state.service).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(lag, state.service.settler()),
+        state.metrics.render(lag, Some(state.service.settler())),
     )
         .into_response()
 }

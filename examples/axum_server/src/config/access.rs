@@ -16,10 +16,10 @@ impl Config {
     /// service would generate is for trying it on one's own machine (anyone who reads
     /// it signs in as any user), so it is allowed on a loopback address only.
     pub fn check_listening(&self, address: SocketAddr) -> Result<(), String> {
-        let key_missing = self.identity == IdentityKind::Jwt
-            && self.jwt_secret.is_none()
-            && self.jwt_public_key.is_none()
-            && self.jwt_jwks.is_none();
+        let key_missing = self.identity.identity == IdentityKind::Jwt
+            && self.identity.jwt_secret.is_none()
+            && self.identity.jwt_public_key.is_none()
+            && self.identity.jwt_jwks.is_none();
         if key_missing && !address.ip().is_loopback() {
             return Err(format!(
                 "--identity jwt needs a key to listen on {address}: set JWT_SECRET (or \
@@ -34,23 +34,24 @@ impl Config {
     /// (`--identity trusted-clients`: anyone who reaches the port applies as any user,
     /// with no rate or per-address connection limit), when others can reach it.
     pub fn listening_warning(&self, address: SocketAddr) -> Option<String> {
-        (self.identity == IdentityKind::TrustedClients && !address.ip().is_loopback()).then(|| {
-            format!(
-                "--identity trusted-clients on {address}: anyone who reaches this port \
+        (self.identity.identity == IdentityKind::TrustedClients && !address.ip().is_loopback())
+            .then(|| {
+                format!(
+                    "--identity trusted-clients on {address}: anyone who reaches this port \
                  applies as any user, with no rate or per-address connection limit; for \
                  demos and load tests on a private network only"
-            )
-        })
+                )
+            })
     }
 
     /// What a JWT must carry besides its signature.
     pub fn jwt_rules(&self) -> JwtRules {
         JwtRules {
-            issuer: self.jwt_issuer.clone(),
-            audience: self.jwt_audience.clone(),
-            leeway_secs: self.jwt_leeway_secs,
-            max_lifetime_secs: (self.jwt_max_lifetime_secs > 0)
-                .then_some(self.jwt_max_lifetime_secs),
+            issuer: self.identity.jwt_issuer.clone(),
+            audience: self.identity.jwt_audience.clone(),
+            leeway_secs: self.identity.jwt_leeway_secs,
+            max_lifetime_secs: (self.identity.jwt_max_lifetime_secs > 0)
+                .then_some(self.identity.jwt_max_lifetime_secs),
         }
     }
 
@@ -59,31 +60,31 @@ impl Config {
     /// minted).
     pub fn identity(&self) -> Result<(Identity, Option<String>), String> {
         let rules = self.jwt_rules();
-        match self.identity {
+        match self.identity.identity {
             IdentityKind::TrustedClients => Ok((Identity::TrustedClients, None)),
             IdentityKind::Header => {
-                let name = HeaderName::try_from(self.user_header.trim())
-                    .map_err(|_| format!("{:?} is not a header name", self.user_header))?;
+                let name = HeaderName::try_from(self.identity.user_header.trim())
+                    .map_err(|_| format!("{:?} is not a header name", self.identity.user_header))?;
                 Ok((Identity::Header(name), None))
             }
             IdentityKind::Jwt => {
                 let configured = [
-                    self.jwt_secret.is_some(),
-                    self.jwt_public_key.is_some(),
-                    self.jwt_jwks.is_some(),
+                    self.identity.jwt_secret.is_some(),
+                    self.identity.jwt_public_key.is_some(),
+                    self.identity.jwt_jwks.is_some(),
                 ];
                 if configured.iter().filter(|set| **set).count() > 1 {
                     return Err("set one of --jwt-secret, --jwt-public-key and --jwt-jwks".into());
                 }
-                let verifier = if let Some(secret) = &self.jwt_secret {
+                let verifier = if let Some(secret) = &self.identity.jwt_secret {
                     hs256_verifier(secret, &rules)?
-                } else if let Some(path) = &self.jwt_public_key {
-                    let algorithm = match self.jwt_algorithm {
+                } else if let Some(path) = &self.identity.jwt_public_key {
+                    let algorithm = match self.identity.jwt_algorithm {
                         PublicKeyAlgorithm::Rs256 => Algorithm::RS256,
                         PublicKeyAlgorithm::Es256 => Algorithm::ES256,
                     };
                     JwtVerifier::public_key(&read_key_file(path)?, algorithm, &rules)?
-                } else if let Some(path) = &self.jwt_jwks {
+                } else if let Some(path) = &self.identity.jwt_jwks {
                     let json = String::from_utf8(read_key_file(path)?)
                         .map_err(|_| format!("{} is not UTF-8", path.display()))?;
                     JwtVerifier::jwks(&json, &rules)?
@@ -99,14 +100,17 @@ impl Config {
 
     /// The rate limits: none for trusted clients (the load tool's mode).
     pub fn rate_limits(&self) -> RateLimits {
-        if self.identity == IdentityKind::TrustedClients {
+        if self.identity.identity == IdentityKind::TrustedClients {
             return RateLimits::default();
         }
         RateLimits {
-            per_user: Rate::new(self.rate_limit_user_per_sec, self.rate_limit_user_burst),
+            per_user: Rate::new(
+                self.limits.rate_limit_user_per_sec,
+                self.limits.rate_limit_user_burst,
+            ),
             per_address: Rate::new(
-                self.rate_limit_address_per_sec,
-                self.rate_limit_address_burst,
+                self.limits.rate_limit_address_per_sec,
+                self.limits.rate_limit_address_burst,
             ),
         }
     }
@@ -117,13 +121,17 @@ impl Config {
     /// [`FILES_RESERVED`] of the limit, and one address never gets more than half the
     /// connections, so that it cannot keep every other client out.
     pub fn connection_caps(&self, open_files: Option<u64>) -> (usize, Option<usize>) {
-        let mut total = self.max_connections.max(1);
+        let mut total = self.limits.max_connections.max(1);
         if let Some(limit) = open_files.and_then(|limit| usize::try_from(limit).ok()) {
             total = total.min(limit.saturating_sub(FILES_RESERVED).max(limit / 2).max(1));
         }
-        let per_address = (self.max_connections_per_address > 0
-            && self.identity != IdentityKind::TrustedClients)
-            .then(|| self.max_connections_per_address.min((total / 2).max(1)));
+        let per_address = (self.limits.max_connections_per_address > 0
+            && self.identity.identity != IdentityKind::TrustedClients)
+            .then(|| {
+                self.limits
+                    .max_connections_per_address
+                    .min((total / 2).max(1))
+            });
         (total, per_address)
     }
 }

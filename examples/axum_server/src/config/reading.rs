@@ -56,19 +56,22 @@ impl Config {
     /// parse.
     pub fn without_empty_values(mut self) -> Self {
         for value in [
-            &mut self.admin_token,
-            &mut self.metrics_token,
-            &mut self.redis_url,
-            &mut self.kafka_brokers,
-            &mut self.jwt_secret,
-            &mut self.jwt_issuer,
-            &mut self.jwt_audience,
+            &mut self.identity.admin_token,
+            &mut self.http.metrics_token,
+            &mut self.redis.redis_url,
+            &mut self.kafka.kafka_brokers,
+            &mut self.identity.jwt_secret,
+            &mut self.identity.jwt_issuer,
+            &mut self.identity.jwt_audience,
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;
             }
         }
-        for path in [&mut self.jwt_public_key, &mut self.jwt_jwks] {
+        for path in [
+            &mut self.identity.jwt_public_key,
+            &mut self.identity.jwt_jwks,
+        ] {
             if path.as_deref().is_some_and(|p| p.as_os_str().is_empty()) {
                 *path = None;
             }
@@ -80,17 +83,17 @@ impl Config {
     /// `JWT_SECRET_FILE`, `DATABASE_URL_FILE`) read into its setting; an error names the
     /// variable and the file, never what it holds.
     pub fn with_secret_files(mut self) -> Result<Self, String> {
-        if let Some(path) = self.admin_token_file.take() {
+        if let Some(path) = self.identity.admin_token_file.take() {
             let token = secrets::read_file("ADMIN_TOKEN_FILE", &path)?;
             let token =
                 parse_admin_token(&token).map_err(|why| format!("ADMIN_TOKEN_FILE: {why}"))?;
-            self.admin_token = Some(token);
+            self.identity.admin_token = Some(token);
         }
-        if let Some(path) = self.jwt_secret_file.take() {
-            self.jwt_secret = Some(secrets::read_file("JWT_SECRET_FILE", &path)?);
+        if let Some(path) = self.identity.jwt_secret_file.take() {
+            self.identity.jwt_secret = Some(secrets::read_file("JWT_SECRET_FILE", &path)?);
         }
-        if let Some(path) = self.database_url_file.take() {
-            self.database_url = secrets::read_file("DATABASE_URL_FILE", &path)?
+        if let Some(path) = self.database.database_url_file.take() {
+            self.database.database_url = secrets::read_file("DATABASE_URL_FILE", &path)?
                 .trim()
                 .to_owned();
         }

@@ -14,7 +14,7 @@ fn kafka_options_parse_and_reserved_ones_are_refused() {
     ])
     .expect("tuning and security settings");
     assert_eq!(
-        config.kafka_options,
+        config.kafka.kafka_options,
         [
             ("linger.ms".to_owned(), "5".to_owned()),
             ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
@@ -45,11 +45,14 @@ fn a_short_admin_token_is_refused_at_start() {
     assert!(short.to_string().contains("at least 16"), "{short}");
     let long = Config::try_parse_from(["firstcome-server", "--admin-token", "sixteen-chars!!!"])
         .expect("16 characters");
-    assert_eq!(long.admin_token.as_deref(), Some("sixteen-chars!!!"));
+    assert_eq!(
+        long.identity.admin_token.as_deref(),
+        Some("sixteen-chars!!!")
+    );
     let unset = Config::try_parse_from(["firstcome-server", "--admin-token", ""])
         .expect("empty")
         .without_empty_values();
-    assert_eq!(unset.admin_token, None);
+    assert_eq!(unset.identity.admin_token, None);
 }
 
 #[test]
@@ -62,10 +65,13 @@ fn empty_values_mean_unset() {
         " ",
     ])
     .without_empty_values();
-    assert_eq!((config.redis_url, config.kafka_brokers), (None, None));
+    assert_eq!(
+        (config.redis.redis_url, config.kafka.kafka_brokers),
+        (None, None)
+    );
     let kept = Config::parse_from(["firstcome-server", "--redis-url", "redis://h:1/"])
         .without_empty_values();
-    assert_eq!(kept.redis_url.as_deref(), Some("redis://h:1/"));
+    assert_eq!(kept.redis.redis_url.as_deref(), Some("redis://h:1/"));
 }
 
 /// docs/operations.md lists every flag, and each default it shows is the one the

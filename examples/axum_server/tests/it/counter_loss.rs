@@ -271,8 +271,9 @@ async fn a_quiet_loss_mid_campaign_is_rebuilt_without_an_apply_past_junk_records
         )
         .create()
         .expect("raw producer");
-    let partitions =
-        firstcome_server::config::Config::parse_from(["firstcome-server"]).kafka_partitions;
+    let partitions = firstcome_server::config::Config::parse_from(["firstcome-server"])
+        .kafka
+        .kafka_partitions;
     for partition in 0..partitions {
         producer
             .send(

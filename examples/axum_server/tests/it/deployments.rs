@@ -3,6 +3,8 @@
 
 use crate::support;
 
+use std::time::Duration;
+
 use axum::http::{Method, StatusCode};
 use support::{Heard, Process, Rush, free_port};
 
@@ -22,6 +24,65 @@ async fn processes_started_together_on_a_fresh_database_all_come_up() {
     // The API processes answered, so every migration has run; a worker that failed its
     // own would have exited by now.
     assert_eq!(worker.exit_status(), None, "the worker exited");
+}
+
+/// A worker-only process (`--role worker`) can be watched: it answers `/healthz` and
+/// `/readyz` for an orchestrator and `/metrics` for Prometheus (the batches it took and
+/// the tickets it issued), and nothing else. Before, it listened on nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_only_process_can_be_probed_and_scraped_and_serves_nothing_else() {
+    let database = coupon_seaorm::testkit::fresh_postgres().await;
+    let env = [("DATABASE_URL", database.as_str())];
+    let api = Process::start(free_port(), &["--role", "api"], &env).await;
+    let worker = Process::start(free_port(), &["--role", "worker"], &env).await;
+    let campaign = api.api.create_campaign(50).await;
+    for user in 1..=20 {
+        let (status, body) = api.api.apply(campaign, user).await.expect("an answer");
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let issued = api
+        .api
+        .wait_for_issued(campaign, 20, Duration::from_secs(60))
+        .await;
+    assert_eq!(issued, 20);
+
+    let (status, body) = worker
+        .api
+        .call(Method::GET, "/readyz", None)
+        .await
+        .expect("readyz");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ready"))
+    );
+    let (status, metrics) = worker
+        .api
+        .call(Method::GET, "/metrics", None)
+        .await
+        .expect("metrics");
+    assert_eq!(status, StatusCode::OK);
+    let text = metrics.as_str().expect("Prometheus text");
+    let issued_by_worker =
+        process_stats::sample(text, "firstcome_worker_tickets_total{outcome=\"issued\"}");
+    assert_eq!(issued_by_worker, Some(20.0), "{text}");
+    assert!(text.contains("firstcome_queue_lag "), "{text}");
+    assert!(
+        text.contains("firstcome_worker_batch_tickets_count"),
+        "{text}"
+    );
+    // It admits nobody: no API route, no page.
+    for path in [
+        format!("/campaigns/{campaign}/apply"),
+        "/ui".to_owned(),
+        "/openapi.json".to_owned(),
+    ] {
+        let (status, _) = worker
+            .api
+            .call(Method::GET, &path, None)
+            .await
+            .expect("an answer");
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
 }
 
 /// Two copies of the default (in-memory counter, the database's queue) on one

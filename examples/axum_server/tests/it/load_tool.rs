@@ -14,10 +14,10 @@ async fn start(mut args: Vec<String>) -> (String, tokio::sync::oneshot::Sender<(
     args.extend(["--admin-token".into(), "load-test-admin-token".into()]);
     let mut config = Config::parse_from(&args);
     if !args.iter().any(|a| a == "--redis-url") {
-        config.redis_url = None;
+        config.redis.redis_url = None;
     }
     if !args.iter().any(|a| a == "--kafka-brokers") {
-        config.kafka_brokers = None;
+        config.kafka.kafka_brokers = None;
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

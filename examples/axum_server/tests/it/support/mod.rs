@@ -64,10 +64,10 @@ impl Service {
         argv.extend_from_slice(args);
         let mut config = Config::parse_from(&argv);
         if !args.contains(&"--redis-url") {
-            config.redis_url = None;
+            config.redis.redis_url = None;
         }
         if !args.contains(&"--kafka-brokers") {
-            config.kafka_brokers = None;
+            config.kafka.kafka_brokers = None;
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

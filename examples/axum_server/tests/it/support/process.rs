@@ -96,7 +96,8 @@ impl Process {
             client: load::http_client(usize::MAX),
         };
         let mut process = Self { child, api };
-        if !args.contains(&"worker") {
+        // Every role answers /healthz (a worker-only process serves its probes).
+        {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 if let Ok((StatusCode::OK, _)) =
