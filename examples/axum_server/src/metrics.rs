@@ -146,6 +146,23 @@ impl Metrics {
     }
 }
 
+/// What the alerting rules watch besides the counters: whether every backend answers
+/// (as `/readyz` says), and how many campaigns that may admit wait for their counter to
+/// be rebuilt (fenced after a loss; absent when the campaigns could not be read).
+pub fn render_health(out: &mut String, ready: bool, rebuilding: Option<usize>) {
+    let _ = writeln!(
+        out,
+        "# HELP firstcome_ready Whether every backend answers (1) or not (0), as GET /readyz.\n# TYPE firstcome_ready gauge\nfirstcome_ready {}",
+        u8::from(ready)
+    );
+    if let Some(rebuilding) = rebuilding {
+        let _ = writeln!(
+            out,
+            "# HELP firstcome_campaigns_rebuilding Campaigns that may admit whose counter is being rebuilt after a loss.\n# TYPE firstcome_campaigns_rebuilding gauge\nfirstcome_campaigns_rebuilding {rebuilding}"
+        );
+    }
+}
+
 /// What the settler did and found in its last pass.
 fn render_settler(out: &mut String, settler: &Settler) {
     let _ = writeln!(

@@ -54,6 +54,8 @@ pub(crate) struct ProbeCache {
     not_ready: Cached<Vec<&'static str>>,
     /// The queue lag.
     lag: Cached<Option<u64>>,
+    /// Campaigns that may admit whose counter is being rebuilt (`None`: unknown).
+    rebuilding: Cached<Option<usize>>,
 }
 
 impl ProbeCache {
@@ -62,6 +64,7 @@ impl ProbeCache {
         Self {
             not_ready: Cached::new(ttl),
             lag: Cached::new(ttl),
+            rebuilding: Cached::new(ttl),
         }
     }
 
@@ -81,6 +84,15 @@ impl ProbeCache {
 
     async fn lag(&self, service: &CouponService) -> Option<u64> {
         self.lag.get(service.lag()).await
+    }
+
+    async fn rebuilding(&self, service: &CouponService) -> Option<usize> {
+        self.rebuilding
+            .get(async {
+                let campaigns = service.campaigns().await.ok()?;
+                Some(campaigns.iter().filter(|status| status.rebuilding).count())
+            })
+            .await
     }
 }
 
@@ -132,12 +144,14 @@ pub(crate) async fn metrics(State(state): Shared, headers: HeaderMap) -> Respons
         )
         .into_response();
     }
-    let lag = state.probes.lag(&state.service).await;
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(lag, Some(state.service.settler())),
-    )
-        .into_response()
+    let (lag, not_ready, rebuilding) = tokio::join!(
+        state.probes.lag(&state.service),
+        state.probes.not_ready(&state.service),
+        state.probes.rebuilding(&state.service),
+    );
+    let mut text = state.metrics.render(lag, Some(state.service.settler()));
+    crate::metrics::render_health(&mut text, not_ready.is_empty(), rebuilding);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Whether `headers` may read the metrics: anyone without a metrics token, else the

@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod alert_rules;
 mod chaos;
 mod config_env;
 mod counter_loss;

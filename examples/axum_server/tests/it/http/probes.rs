@@ -31,6 +31,12 @@ async fn health_readiness_and_metrics() {
     assert!(text.contains("firstcome_apply_seconds_count 2"), "{text}");
     // No worker runs here: the accepted ticket waits in the queue.
     assert!(text.contains("firstcome_queue_lag 1"), "{text}");
+    // What the alerting rules watch: ready, and no campaign fenced.
+    assert!(text.contains("\nfirstcome_ready 1\n"), "{text}");
+    assert!(
+        text.contains("\nfirstcome_campaigns_rebuilding 0\n"),
+        "{text}"
+    );
 
     // A queue that takes nothing makes the service not ready, naming the part.
     service.queue.close();
@@ -41,4 +47,7 @@ async fn health_readiness_and_metrics() {
     );
     // The part, not its error (the log has that).
     assert_eq!(body["message"], "not ready: queue", "{body}");
+    let (_, _, text) = send(app, get("/metrics")).await;
+    let text = text.as_str().expect("text");
+    assert!(text.contains("\nfirstcome_ready 0\n"), "{text}");
 }
