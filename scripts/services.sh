@@ -25,8 +25,8 @@
 # for broker-bound benchmarks, set when running install and start), and SCHEMATHESIS
 # (the API fuzzer from PyPI, in a virtualenv of its own, that tests run against the
 # service's OpenAPI document), CHROMIUM (Debian's chromium, that renders the live page
-# headless), PROMTOOL (Debian's promtool, that checks and unit-tests the alerting
-# rules). Nothing already running on the machine is used.
+# headless), PROMTOOL and PROMETHEUS (Debian's promtool, that checks and unit-tests
+# the alerting rules, and the server, that one test runs against the service). Nothing already running on the machine is used.
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
@@ -185,7 +185,8 @@ ensure_installed() {
     || apt_install mariadb-server mariadb-client
   # Without recommends: a headless test needs none of the desktop extras.
   command -v chromium >/dev/null || apt_install --no-install-recommends chromium
-  # promtool checks and unit-tests the alerting rules of deploy/prometheus/.
+  # promtool checks and unit-tests the alerting rules of deploy/prometheus/; one test
+  # runs the server against the service. Debian's package does not start it here.
   command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
   if [ ! -x "$(schemathesis_bin)" ]; then
     log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI (about 30 s)"
@@ -398,6 +399,7 @@ write_env() {
     echo "export SCHEMATHESIS=$(schemathesis_bin)"
     echo "export CHROMIUM=$(command -v chromium)"
     echo "export PROMTOOL=$(command -v promtool)"
+    echo "export PROMETHEUS=$(command -v prometheus)"
   } >"$dir/env"
 }
 

@@ -155,6 +155,9 @@ pub struct Settler {
     recorded_published: Mutex<HashMap<CampaignId, HashMap<TicketId, DateTime<Utc>>>>,
     republished: AtomicU64,
     last: Mutex<Option<SettleReport>>,
+    /// When a pass last compared every campaign with the store (its creation before
+    /// the first): how long promises have gone unchecked.
+    last_complete: Mutex<std::time::Instant>,
 }
 
 impl Settler {
@@ -176,6 +179,7 @@ impl Settler {
             recorded_published: Mutex::new(HashMap::new()),
             republished: AtomicU64::new(0),
             last: Mutex::new(None),
+            last_complete: Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -192,6 +196,14 @@ impl Settler {
     /// The report of the last pass over every campaign, if one ran.
     pub fn last_report(&self) -> Option<SettleReport> {
         *lock(&self.last)
+    }
+
+    /// How long since a pass last compared every campaign with the store (since this
+    /// settler was made, before the first): while the store or the counter is away the
+    /// passes fail, [`last_report`](Self::last_report) stays as it was, and this grows.
+    /// Past the grace period, admissions may be waiting for their coupon unseen.
+    pub fn since_complete_pass(&self) -> std::time::Duration {
+        lock(&self.last_complete).elapsed()
     }
 
     /// Settles every campaign of the store. A campaign that fails (a backend
@@ -217,6 +229,9 @@ impl Settler {
                     report.failed_campaigns += 1;
                 }
             }
+        }
+        if report.failed_campaigns == 0 {
+            *lock(&self.last_complete) = std::time::Instant::now();
         }
         *lock(&self.last) = Some(report);
         Ok(report)

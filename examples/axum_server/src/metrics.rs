@@ -170,6 +170,11 @@ fn render_settler(out: &mut String, settler: &Settler) {
         "# HELP firstcome_republished_tickets_total Tickets the settler published again.\n# TYPE firstcome_republished_tickets_total counter\nfirstcome_republished_tickets_total {}",
         settler.republished_total()
     );
+    let _ = writeln!(
+        out,
+        "# HELP firstcome_settler_seconds_since_complete_pass Time since a settlement pass last compared every campaign with the store.\n# TYPE firstcome_settler_seconds_since_complete_pass gauge\nfirstcome_settler_seconds_since_complete_pass {:.3}",
+        settler.since_complete_pass().as_secs_f64()
+    );
     if let Some(report) = settler.last_report() {
         let oldest = report.oldest_unsettled_ms.unwrap_or(0) as f64 / 1e3;
         let _ = writeln!(

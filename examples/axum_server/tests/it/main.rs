@@ -18,6 +18,7 @@ mod identity;
 mod live_page;
 mod load_tool;
 mod openapi;
+mod prometheus;
 mod rules_on_real_backends;
 mod settlement;
 mod timeouts;

@@ -102,6 +102,14 @@ impl Service {
 }
 
 impl Api {
+    /// A client of whatever answers HTTP at `url` (`http://127.0.0.1:<port>`).
+    pub fn at(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            client: load::http_client(16),
+        }
+    }
+
     /// One request as the admin; the status and the JSON body (a JSON string if it is
     /// not JSON). A transport error is `Err`.
     pub async fn call(
