@@ -29,6 +29,11 @@ pub struct RedisSettings {
     /// in time answers 503 and is settled later.
     #[arg(long, env = "REDIS_CONFIRM_TIMEOUT_MS", default_value_t = ms(redis_defaults().confirm_timeout))]
     pub redis_confirm_timeout_ms: u64,
+    /// Most applies for one campaign that leave together in one call of the admission
+    /// script: the ones that arrive while a call for that campaign is in flight (1 to
+    /// 256; 1: one call per apply, as before gathering).
+    #[arg(long, env = "REDIS_MAX_GATHERED", default_value_t = redis_defaults().max_gathered)]
+    pub redis_max_gathered: usize,
 }
 
 /// The hand-off on Kafka.

@@ -74,6 +74,7 @@ impl Config {
                 Duration::from_millis(self.redis.redis_response_timeout_ms),
                 Duration::from_millis(self.redis.redis_connection_timeout_ms),
             )
+            .with_max_gathered(self.redis.redis_max_gathered)
     }
 
     /// The Kafka settings for `brokers`, `--kafka-option`s applied last.
