@@ -76,7 +76,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 start_server() {
   local run=$1 stack=$2 binary=$3 extra=$4 port
   port=$(free_port)
-  local flags=(--bind "127.0.0.1:$port" --identity trusted-clients)
+  local flags=(--identity trusted-clients)
   case $stack in
     full | split)
       psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS bench_$run" -c "CREATE DATABASE bench_$run" >/dev/null 2>&1
@@ -92,6 +92,7 @@ start_server() {
     *) die "unknown stack $stack (full, split or embedded)" ;;
   esac
   local shared=("${flags[@]}")
+  flags+=(--bind "127.0.0.1:$port")
   [ "$stack" != split ] || flags+=(--role api)
   # shellcheck disable=SC2086
   env -u REDIS_URL -u KAFKA_BROKERS -u DATABASE_URL ADMIN_TOKEN=$token \
@@ -105,7 +106,8 @@ start_server() {
         # After the API: two processes migrating a fresh database at once collide.
         # shellcheck disable=SC2086
         env -u REDIS_URL -u KAFKA_BROKERS -u DATABASE_URL \
-          "$binary" "${shared[@]}" $extra --role worker >"$out/$run.worker.log" 2>&1 &
+          "$binary" "${shared[@]}" $extra --role worker --bind "127.0.0.1:$(free_port)" \
+          >"$out/$run.worker.log" 2>&1 &
         worker_pid=$!
       fi
       return 0

@@ -199,8 +199,9 @@ impl Settler {
     }
 
     /// How long since a pass last compared every campaign with the store (since this
-    /// settler was made, before the first): while the store or the counter is away the
-    /// passes fail, [`last_report`](Self::last_report) stays as it was, and this grows.
+    /// settler was made, before the first): while the store or the counter is away (or
+    /// the counter is suspended, in a process without the counter lease) the passes
+    /// check nothing, [`last_report`](Self::last_report) stays as it was, and this grows.
     /// Past the grace period, admissions may be waiting for their coupon unseen.
     pub fn since_complete_pass(&self) -> std::time::Duration {
         lock(&self.last_complete).elapsed()
@@ -209,6 +210,9 @@ impl Settler {
     /// Settles every campaign of the store. A campaign that fails (a backend
     /// unavailable) is counted in `failed_campaigns` and does not stop the others.
     pub async fn settle_all(&self) -> Result<SettleReport> {
+        // A counter that does not answer (Redis away, or suspended in a process without
+        // the lease) tells no admission: a pass over it checks nothing.
+        let counter_answers = self.counter.ready().await.is_ok();
         let mut report = SettleReport::default();
         for summary in self.store.campaigns().await? {
             let id = summary.campaign.id;
@@ -230,7 +234,7 @@ impl Settler {
                 }
             }
         }
-        if report.failed_campaigns == 0 {
+        if counter_answers && report.failed_campaigns == 0 {
             *lock(&self.last_complete) = std::time::Instant::now();
         }
         *lock(&self.last) = Some(report);

@@ -63,7 +63,16 @@ pub async fn serve(
             tracing::warn!("{warning}");
         }
     }
-    let (identity, generated_secret) = config.identity()?;
+    // A worker-only process serves no user route: it needs no way to know users (and
+    // must not generate a JWT secret it would never use).
+    let (identity, generated_secret) = if config.role == config::Role::Worker {
+        (
+            auth::Identity::Jwt(auth::JwtVerifier::refusing_everyone()),
+            None,
+        )
+    } else {
+        config.identity()?
+    };
     let mut shutdown = Box::pin(shutdown);
     let Some(mut backends) = connect(&config, shutdown.as_mut()).await? else {
         return Ok(()); // asked to stop while a backend was still away

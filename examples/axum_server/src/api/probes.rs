@@ -48,6 +48,17 @@ impl<T: Clone> Cached<T> {
     }
 }
 
+/// The longest a probe's computation may take: a backend that does not answer (a
+/// blackholed host) must not hold `/readyz` or `/metrics` past a scrape's timeout.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `compute`'s value, or `late` when it takes longer than [`PROBE_TIMEOUT`].
+pub(super) async fn bounded<T>(compute: impl Future<Output = T>, late: T) -> T {
+    tokio::time::timeout(PROBE_TIMEOUT, compute)
+        .await
+        .unwrap_or(late)
+}
+
 /// The cached answers of the probes.
 pub(crate) struct ProbeCache {
     /// The ports that did not answer (empty: ready).
@@ -73,25 +84,34 @@ impl ProbeCache {
     async fn not_ready(&self, service: &CouponService) -> Vec<&'static str> {
         self.not_ready
             .get(async {
-                let readiness = service.readiness().await;
-                if !readiness.is_ready() {
-                    tracing::warn!(%readiness, "not ready");
-                }
-                readiness.failures.iter().map(|(port, _)| *port).collect()
+                let readiness = async {
+                    let readiness = service.readiness().await;
+                    if !readiness.is_ready() {
+                        tracing::warn!(%readiness, "not ready");
+                    }
+                    readiness.failures.iter().map(|(port, _)| *port).collect()
+                };
+                bounded(readiness, vec!["timeout"]).await
             })
             .await
     }
 
     async fn lag(&self, service: &CouponService) -> Option<u64> {
-        self.lag.get(service.lag()).await
+        self.lag.get(bounded(service.lag(), None)).await
     }
 
+    /// Campaigns that may admit whose counter is being rebuilt; `None` when the counter
+    /// does not answer (Redis away, or this process's counter suspended: a standby
+    /// without the lease), since every campaign would then read as rebuilding.
     async fn rebuilding(&self, service: &CouponService) -> Option<usize> {
         self.rebuilding
-            .get(async {
-                let campaigns = service.campaigns().await.ok()?;
-                Some(campaigns.iter().filter(|status| status.rebuilding).count())
-            })
+            .get(bounded(
+                async {
+                    let campaigns = service.campaigns().await.ok()?;
+                    Some(campaigns.iter().filter(|status| status.rebuilding).count())
+                },
+                None,
+            ))
             .await
     }
 }
@@ -144,11 +164,14 @@ pub(crate) async fn metrics(State(state): Shared, headers: HeaderMap) -> Respons
         )
         .into_response();
     }
-    let (lag, not_ready, rebuilding) = tokio::join!(
+    let (lag, not_ready) = tokio::join!(
         state.probes.lag(&state.service),
         state.probes.not_ready(&state.service),
-        state.probes.rebuilding(&state.service),
     );
+    let rebuilding = match not_ready.contains(&"counter") {
+        true => None,
+        false => state.probes.rebuilding(&state.service).await,
+    };
     let mut text = state.metrics.render(lag, Some(state.service.settler()));
     crate::metrics::render_health(&mut text, not_ready.is_empty(), rebuilding);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use coupon_core::{CouponStore, IssueSource};
 
-use super::probes::healthz;
+use super::probes::{bounded, healthz};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::wire::Health;
@@ -65,9 +65,12 @@ pub fn worker_router(probes: Arc<WorkerProbes>) -> Router {
 }
 
 /// Ready when the store answers and the source can tell its lag (a round trip to the
-/// queue: the table, or the broker's watermarks).
+/// queue: the table, or the broker's watermarks), each within the probes' time limit.
 async fn ready(State(probes): State<Arc<WorkerProbes>>) -> Response {
-    let (store, source) = tokio::join!(probes.store.ready(), probes.source.lag());
+    let (store, source) = tokio::join!(
+        bounded(probes.store.ready(), Err(late())),
+        bounded(probes.source.lag(), Err(late())),
+    );
     let mut not_ready = Vec::new();
     if let Err(error) = store {
         tracing::warn!(%error, "store not ready");
@@ -105,10 +108,15 @@ async fn metrics(State(probes): State<Arc<WorkerProbes>>, headers: HeaderMap) ->
         )
         .into_response();
     }
-    let lag = probes.source.lag().await.ok().flatten();
+    let lag = bounded(probes.source.lag(), Ok(None)).await.ok().flatten();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         probes.metrics.render(lag, None),
     )
         .into_response()
+}
+
+/// What a probe that took too long answers.
+fn late() -> coupon_core::Error {
+    coupon_core::Error::unavailable("probe", "no answer within the probe's time limit", None)
 }

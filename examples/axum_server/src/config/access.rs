@@ -15,8 +15,11 @@ impl Config {
     /// Refuses to listen on `address` with JWT identity and no key: the secret the
     /// service would generate is for trying it on one's own machine (anyone who reads
     /// it signs in as any user), so it is allowed on a loopback address only.
+    /// A worker-only process serves no user route (its probes and metrics only), so
+    /// no key is needed there.
     pub fn check_listening(&self, address: SocketAddr) -> Result<(), String> {
-        let key_missing = self.identity.identity == IdentityKind::Jwt
+        let key_missing = self.role != super::Role::Worker
+            && self.identity.identity == IdentityKind::Jwt
             && self.identity.jwt_secret.is_none()
             && self.identity.jwt_public_key.is_none()
             && self.identity.jwt_jwks.is_none();
@@ -34,14 +37,16 @@ impl Config {
     /// (`--identity trusted-clients`: anyone who reaches the port applies as any user,
     /// with no rate or per-address connection limit), when others can reach it.
     pub fn listening_warning(&self, address: SocketAddr) -> Option<String> {
-        (self.identity.identity == IdentityKind::TrustedClients && !address.ip().is_loopback())
-            .then(|| {
-                format!(
-                    "--identity trusted-clients on {address}: anyone who reaches this port \
+        (self.role != super::Role::Worker
+            && self.identity.identity == IdentityKind::TrustedClients
+            && !address.ip().is_loopback())
+        .then(|| {
+            format!(
+                "--identity trusted-clients on {address}: anyone who reaches this port \
                  applies as any user, with no rate or per-address connection limit; for \
                  demos and load tests on a private network only"
-                )
-            })
+            )
+        })
     }
 
     /// What a JWT must carry besides its signature.

@@ -100,6 +100,12 @@ impl Config {
     /// above the publish timeout (the rebuild grace counts on the bound), a worker
     /// keep-alive so slow that Kafka takes a waiting worker's partitions away.
     pub fn check(&self) -> Result<(), String> {
+        if !(1..=256).contains(&self.redis.redis_max_gathered) {
+            return Err(format!(
+                "--redis-max-gathered must be 1 to 256, not {}",
+                self.redis.redis_max_gathered
+            ));
+        }
         let positive = [
             ("--publish-timeout-ms", self.issuer.publish_timeout_ms),
             (

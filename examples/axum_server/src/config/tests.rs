@@ -230,3 +230,25 @@ fn trusted_clients_on_an_address_others_reach_draw_a_warning() {
         None
     );
 }
+
+#[test]
+fn a_worker_only_process_listens_anywhere_without_a_key_and_the_gathering_bound_is_checked() {
+    let anywhere: std::net::SocketAddr = "0.0.0.0:9100".parse().expect("address");
+    let api = Config::parse_from(["firstcome-server"]);
+    assert!(
+        api.check_listening(anywhere).is_err(),
+        "no JWT key for the API"
+    );
+    // It serves probes and metrics only: no user route, so no key needed.
+    let worker = Config::parse_from(["firstcome-server", "--role", "worker"]);
+    assert_eq!(worker.check_listening(anywhere), Ok(()));
+    for bound in ["0", "257"] {
+        let config = Config::parse_from(["firstcome-server", "--redis-max-gathered", bound]);
+        let refused = config.check().expect_err("out of 1..=256");
+        assert!(refused.contains("--redis-max-gathered"), "{refused}");
+    }
+    assert_eq!(
+        Config::parse_from(["firstcome-server", "--redis-max-gathered", "1"]).check(),
+        Ok(())
+    );
+}

@@ -110,6 +110,31 @@ async fn two_copies_of_the_default_on_one_database_promise_no_more_than_the_cap(
         .await
         .expect("readyz");
     assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // What the alerting rules read: the standby is not ready, on purpose, and does not
+    // count its campaigns as fenced (its counter is suspended, not lost); the holder
+    // is ready with nothing fenced.
+    let (_, standby) = second
+        .api
+        .call(Method::GET, "/metrics", None)
+        .await
+        .expect("metrics");
+    let standby = standby.as_str().expect("Prometheus text");
+    assert!(standby.contains("\nfirstcome_ready 0\n"), "{standby}");
+    assert!(
+        !standby.contains("firstcome_campaigns_rebuilding"),
+        "{standby}"
+    );
+    let (_, holder) = first
+        .api
+        .call(Method::GET, "/metrics", None)
+        .await
+        .expect("metrics");
+    let holder = holder.as_str().expect("Prometheus text");
+    assert!(holder.contains("\nfirstcome_ready 1\n"), "{holder}");
+    assert!(
+        holder.contains("\nfirstcome_campaigns_rebuilding 0\n"),
+        "{holder}"
+    );
 
     // 1,200 applicants, one apply each, alternately on each copy.
     let mut heard = Heard::default();

@@ -16,7 +16,7 @@ pub struct Process {
 impl Process {
     /// Starts `firstcome-server` with `args` and `env` on `port` (the shared services of the
     /// harness are not inherited: each process gets only what `env` names), and waits
-    /// until it answers `/healthz` (API roles) or has printed its banner (workers).
+    /// until it answers `/healthz` (every role: a worker-only process serves its probes).
     pub async fn start(port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
         Self::spawn(port, args, env, None, None).await
     }
