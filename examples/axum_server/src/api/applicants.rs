@@ -8,9 +8,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use coupon_core::{ApplyOutcome, CampaignState, CouponStatus, UserId};
 
+use super::acting::Acting;
 use super::extract::{OptionalJson, campaign_id};
 use super::{AppState, Shared};
-use crate::auth::{Caller, is_admin};
+use crate::auth::is_admin;
 use crate::error::ApiError;
 use crate::wire::{
     Admitted, ApplyAnswer, ApplyRequest, CampaignStatus, CouponView, ErrorBody, Pending,
@@ -77,25 +78,17 @@ async fn apply_inner(
     id: &str,
     request: Request,
 ) -> Result<(Response, &'static str), ApiError> {
-    // The credentials before the body: a client without them must not hold the
-    // connection for as long as it takes to send a body slowly.
-    let caller = state.identity.caller(request.headers())?;
+    // The credentials before the body (see `acting`).
+    let acting = Acting::of(state, request.headers(), false)?;
     let campaign = campaign_id(id)?;
     let OptionalJson(body) = OptionalJson::<ApplyRequest>::from_request(request, state).await?;
-    let named = body.and_then(|body| body.user_id);
-    let user = match (caller, named) {
-        (Caller::Trusted, Some(user)) => UserId(user),
-        (Caller::Trusted, None) => {
-            return Err(ApiError::invalid(
-                "user_id is required: this service takes the user from the body (trusted clients)",
-            ));
-        }
-        (Caller::User(user), None) => user,
-        (Caller::User(user), Some(named)) if named == user.0 => user,
-        (Caller::User(_), Some(_)) => {
-            return Err(forbidden("a user may apply only as themselves"));
-        }
-    };
+    let named = body.and_then(|body| body.user_id).map(UserId);
+    if acting == Acting::Trusted && named.is_none() {
+        return Err(ApiError::invalid(
+            "user_id is required: this service takes the user from the body (trusted clients)",
+        ));
+    }
+    let user = acting.user(named, "a user may apply only as themselves")?;
     state.limiter.check_user(user)?;
     let refusal = |status, code: &'static str, message: &str| {
         Ok((ApiError::new(status, code, message).into_response(), code))
@@ -137,10 +130,6 @@ async fn apply_inner(
     }
 }
 
-fn forbidden(message: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
-}
-
 /// `GET /campaigns/{id}/coupons/{user_id}`: the owner (`me` or their own id) or the
 /// admin may read a coupon; trusted clients may read any.
 #[utoipa::path(get, path = "/campaigns/{id}/coupons/{user_id}", tag = "applicants",
@@ -161,32 +150,24 @@ pub(crate) async fn get_coupon(
     Path((id, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = if is_admin(&headers, &state.admin_token) {
-        None
-    } else {
-        Some(state.identity.caller(&headers)?)
-    };
+    let acting = Acting::of(&state, &headers, true)?;
     let campaign = campaign_id(&id)?;
-    let named = || {
-        user.parse::<u64>()
-            .map(UserId)
-            .map_err(|_| ApiError::invalid(format!("user id {user:?} is not a whole number")))
-    };
-    let user = match caller {
-        Some(Caller::User(me)) => {
-            state.limiter.check_user(me)?;
-            if user != "me" && named()? != me {
-                return Err(forbidden("a coupon is readable only by its owner"));
-            }
-            me
-        }
-        _ if user == "me" => {
+    if let Acting::User(me) = acting {
+        state.limiter.check_user(me)?;
+    }
+    let named = match (user.as_str(), acting) {
+        ("me", Acting::User(me)) => me,
+        ("me", _) => {
             return Err(ApiError::invalid(
                 "`me` needs a user's credentials; name the user id",
             ));
         }
-        _ => named()?,
+        (number, _) => number
+            .parse::<u64>()
+            .map(UserId)
+            .map_err(|_| ApiError::invalid(format!("user id {user:?} is not a whole number")))?,
     };
+    let user = acting.user(Some(named), "a coupon is readable only by its owner")?;
     match state.service.coupon_status(campaign, user).await? {
         CouponStatus::Issued(coupons) => {
             Ok(Json(CouponView::of(&coupons[0], coupons.len())).into_response())

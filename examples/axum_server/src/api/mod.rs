@@ -1,12 +1,14 @@
 //! The HTTP API: routes, request bodies, answers.
 //!
 //! Where things are: the shared state ([`AppState`]) and the router ([`router`]) here;
+//! who a user route acts for (the admin, a user, a trusted client) in `acting`;
 //! the layers every request passes (time limit, host check, address limit) in
 //! `middleware`; body extractors in `extract`; the routes by audience in `applicants`
 //! (apply, a campaign, a user's coupon), `admin` (behind the admin token) and `probes`
 //! (health, readiness, metrics, the OpenAPI document); the document itself in
 //! [`openapi`]; a worker-only process serves only [`worker_only`]'s probes. Error answers are [`crate::error::ApiError`], bodies [`crate::wire`].
 
+mod acting;
 pub(crate) mod admin;
 mod applicants;
 mod extract;
