@@ -162,8 +162,11 @@ async fn a_returning_user_costs_a_few_reads_at_the_largest_limit() {
     )
     .await;
     let other = Arc::new(ready_campaign(counter.as_ref(), 1_000).await);
+    // The hash reads below are the exact check; the slow log only catches a freeze (a
+    // script walking a user's slots), so its bar is far above what a preempted script
+    // on a busy 2-core machine takes (10 ms was crossed once under the full suite).
     assert_eq!(
-        redis.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "10000"]),
+        redis.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "200000"]),
         "OK"
     );
     assert_eq!(redis.cli(&["SLOWLOG", "RESET"]), "OK");
