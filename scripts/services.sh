@@ -24,8 +24,8 @@
 # service, FIRSTCOME_TANSU_OPT_LEVEL (which build of the broker runs: 1 by default, 3
 # for broker-bound benchmarks, set when running install and start), and SCHEMATHESIS
 # (the API fuzzer from PyPI, in a virtualenv of its own, that tests run against the
-# service's OpenAPI document), CHROMIUM (Debian's chromium, that renders the live page
-# headless), PROMTOOL and PROMETHEUS (Debian's promtool, that checks and unit-tests
+# service's OpenAPI document), CHROMIUM and CHROMEDRIVER (Debian's chromium and
+# chromium-driver, that the console's tests drive headless), PROMTOOL and PROMETHEUS (Debian's promtool, that checks and unit-tests
 # the alerting rules, and the server, that one test runs against the service). Nothing already running on the machine is used.
 set -euo pipefail
 
@@ -185,6 +185,8 @@ ensure_installed() {
     || apt_install mariadb-server mariadb-client
   # Without recommends: a headless test needs none of the desktop extras.
   command -v chromium >/dev/null || apt_install --no-install-recommends chromium
+  # The console's tests drive Chromium through WebDriver.
+  command -v chromedriver >/dev/null || apt_install --no-install-recommends chromium-driver
   # promtool checks and unit-tests the alerting rules of deploy/prometheus/; one test
   # runs the server against the service. Debian's package does not start it here.
   command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
@@ -398,6 +400,7 @@ write_env() {
     echo "export FIRSTCOME_TANSU_OPT_LEVEL=$TANSU_OPT_LEVEL"
     echo "export SCHEMATHESIS=$(schemathesis_bin)"
     echo "export CHROMIUM=$(command -v chromium)"
+    echo "export CHROMEDRIVER=$(command -v chromedriver)"
     echo "export PROMTOOL=$(command -v promtool)"
     echo "export PROMETHEUS=$(command -v prometheus)"
   } >"$dir/env"

@@ -17,6 +17,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    field: Option<String>,
     retry_after: Option<u64>,
 }
 
@@ -27,8 +28,16 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
             retry_after: None,
         }
+    }
+
+    /// The same answer naming the request field it is about (a form shows the message
+    /// next to that field).
+    pub fn about_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
     }
 
     /// The same answer telling the client to retry after `seconds`.
@@ -59,11 +68,12 @@ impl From<Error> for ApiError {
             Error::UnknownCampaign { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "unknown_campaign", error.to_string())
             }
-            Error::InvalidCampaign { .. } => Self::new(
+            Error::InvalidCampaign { field, .. } => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_campaign",
                 error.to_string(),
-            ),
+            )
+            .about_field(*field),
             // Nothing was admitted: the counter is being rebuilt, or waits for this
             // process to hold the database's counter lease.
             Error::NotReady { .. } => Self::new(
@@ -114,6 +124,7 @@ impl IntoResponse for ApiError {
         let body = Json(ErrorBody {
             error: self.code.into(),
             message: self.message,
+            field: self.field,
         });
         let mut response = (self.status, body).into_response();
         let retry_after = match (self.retry_after, self.status) {

@@ -7,10 +7,10 @@ pub mod api;
 pub mod auth;
 pub mod backends;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod limits;
 pub mod listen;
-pub mod live;
 pub mod metrics;
 mod operator;
 pub mod secrets;
@@ -190,7 +190,7 @@ pub async fn serve(
             };
             let address = listener.local_addr().map_err(|e| e.to_string())?;
             println!(
-                "  live page: http://{address}/ui#token=<admin token> (ADMIN_TOKEN, or the \
+                "  console: http://{address}/ui#token=<admin token> (ADMIN_TOKEN, or the \
              contents of ./{GENERATED_ADMIN_TOKEN} when it was generated)"
             );
             println!("listening on http://{address}");

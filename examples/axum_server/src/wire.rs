@@ -317,6 +317,10 @@ pub struct ErrorBody {
     pub error: String,
     /// What went wrong, for people.
     pub message: String,
+    /// The request body's field it is about, when it is one field's fault (an invalid
+    /// campaign definition, a field of the wrong type or missing); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// `GET /healthz` and `GET /readyz` when all is well.

@@ -64,7 +64,31 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     } else {
         status
     };
-    ApiError::new(status, code, rejection.body_text())
+    let message = rejection.body_text();
+    let field = matches!(rejection, JsonRejection::JsonDataError(_))
+        .then(|| field_of(&message))
+        .flatten();
+    let error = ApiError::new(status, code, message);
+    match field {
+        Some(field) => error.about_field(field),
+        None => error,
+    }
+}
+
+/// The body field a JSON data error is about, read from serde's message: a path before
+/// the reason (`...target type: cap: invalid value...`) or a missing field
+/// (``missing field `cap` ``).
+fn field_of(message: &str) -> Option<String> {
+    let detail = message.split_once("target type: ")?.1;
+    if let Some(rest) = detail.strip_prefix("missing field `") {
+        return rest.split_once('`').map(|(field, _)| field.to_owned());
+    }
+    let (path, _) = detail.split_once(": ")?;
+    let is_path = path.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c));
+    is_path.then(|| path.to_owned())
 }
 
 pub(super) fn campaign_id(text: &str) -> Result<CampaignId, ApiError> {
@@ -75,4 +99,36 @@ pub(super) fn campaign_id(text: &str) -> Result<CampaignId, ApiError> {
             format!("no campaign {text:?}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn a_data_error_names_its_field() {
+        let prefix = "Failed to deserialize the JSON body into the target type: ";
+        for (detail, field) in [
+            (
+                "cap: invalid value: integer `-5`, expected u64 at line 1 column 9",
+                Some("cap"),
+            ),
+            ("missing field `cap` at line 1 column 14", Some("cap")),
+            (
+                "opens_at: premature end of input at line 1 column 20",
+                Some("opens_at"),
+            ),
+            (
+                "invalid type: string \"x\", expected struct CreateCampaign",
+                None,
+            ),
+        ] {
+            assert_eq!(
+                field_of(&format!("{prefix}{detail}")).as_deref(),
+                field,
+                "{detail}"
+            );
+        }
+        assert_eq!(field_of("Failed to parse the request body as JSON"), None);
+    }
 }

@@ -147,9 +147,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/campaigns/{id}", get(get_campaign))
         .route("/campaigns/{id}/apply", post(apply))
         .route("/campaigns/{id}/coupons/{user_id}", get(get_coupon))
-        .route("/ui", get(crate::live::page))
-        .route("/ui/live.js", get(crate::live::script))
-        .route("/ui/live.css", get(crate::live::style))
+        .route("/ui", get(crate::console::page))
+        .route("/ui/{asset}", get(crate::console::asset))
         .route_layer(from_fn_with_state(state.clone(), middleware::limit_address));
     // Probes and metrics stay outside the address limit: a monitor must always get in.
     Router::new()

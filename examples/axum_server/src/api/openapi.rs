@@ -30,15 +30,14 @@ use crate::api;
         api::probes::healthz,
         api::probes::ready,
         api::probes::metrics,
-        crate::live::page,
-        crate::live::script,
-        crate::live::style,
+        crate::console::page,
+        crate::console::asset,
     ),
     modifiers(&SecuritySchemes, &EveryRoute),
     tags(
         (name = "applicants", description = "applying, and reading one's coupon"),
         (name = "admin", description = "the admin token's routes"),
-        (name = "probes", description = "health, readiness, metrics, the live page"),
+        (name = "probes", description = "health, readiness, metrics, the console"),
     )
 )]
 pub struct ApiDoc;

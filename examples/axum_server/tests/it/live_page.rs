@@ -1,4 +1,4 @@
-//! The live page `GET /ui`, loaded in headless Chromium during a rush: the numbers it
+//! The console `GET /ui`, loaded in headless Chromium during a rush: the numbers it
 //! shows are the API's, and it loads nothing from outside the service.
 
 use crate::support;
@@ -65,7 +65,11 @@ async fn the_live_page_shows_what_the_api_says_during_a_rush() {
 async fn the_live_page_is_self_contained_without_inline_script() {
     let service = Service::start(&["--database-url", "sqlite::memory:"]).await;
     let mut answers = Vec::new();
-    for path in ["/ui", "/ui/live.js", "/ui/live.css"] {
+    let files: Vec<String> = firstcome_server::console::ASSETS
+        .iter()
+        .map(|(name, _, _)| format!("/ui/{name}"))
+        .collect();
+    for path in std::iter::once("/ui").chain(files.iter().map(String::as_str)) {
         let (status, headers, body) = service
             .api
             .request(Method::GET, path, None, &[])
@@ -86,21 +90,51 @@ async fn the_live_page_is_self_contained_without_inline_script() {
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
         answers.push((content_type, body.as_str().expect("text").to_owned()));
     }
+    let (status, _, missing) = service
+        .api
+        .request(Method::GET, "/ui/secrets.js", None, &[])
+        .await
+        .expect("an answer");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
     service.stop().await;
-    let [(html_type, html), (script_type, script), (style_type, _)] =
-        <[_; 3]>::try_from(answers).expect("three answers");
+    let (html_type, html) = &answers[0];
     assert!(html_type.starts_with("text/html"), "{html_type}");
-    assert!(script_type.starts_with("text/javascript"), "{script_type}");
-    assert!(style_type.starts_with("text/css"), "{style_type}");
-    for outside in ["http://", "https://", "//cdn", "<style", " style=", " on"] {
-        assert!(!html.contains(outside), "the page holds {outside:?}");
+    for (outside, what) in [
+        ("http://", "an address elsewhere"),
+        ("https://", "an address elsewhere"),
+        ("//cdn", "a CDN"),
+        ("<style", "inline style"),
+        (" style=", "inline style"),
+        (" on", "an inline handler"),
+    ] {
+        assert!(
+            !html.contains(outside),
+            "the page holds {what}: {outside:?}"
+        );
     }
-    // Its one script and one style sheet, both its own files.
+    // One script, a module of its own, and one style sheet, both its own files.
     assert_eq!(html.matches("<script").count(), 1);
-    assert!(html.contains(r#"<script src="/ui/live.js"></script>"#));
-    assert!(html.contains(r#"<link rel="stylesheet" href="/ui/live.css">"#));
-    assert!(script.contains("refresh();"), "the page's script");
+    assert!(html.contains(r#"<script type="module" src="/ui/main.js"></script>"#));
+    assert!(html.contains(r#"<link rel="stylesheet" href="/ui/console.css">"#));
     assert!(html.contains(r#"name="viewport" content="width=device-width"#));
+    for ((content_type, text), (name, _, _)) in
+        answers[1..].iter().zip(firstcome_server::console::ASSETS)
+    {
+        let expected = if name.ends_with(".js") {
+            "text/javascript"
+        } else {
+            "text/css"
+        };
+        assert!(content_type.starts_with(expected), "{name}: {content_type}");
+        // Scripts import only one another, by relative path; nothing is fetched from
+        // elsewhere (the SVG namespace is a name, not a request).
+        for line in text.lines().filter(|line| line.contains("http")) {
+            assert!(
+                line.contains("\"http://www.w3.org/2000/svg\""),
+                "{name}: {line}"
+            );
+        }
+    }
 }
 
 /// The campaign's counts as `GET /admin/campaigns` gives them, with `waiting` derived

@@ -8,6 +8,7 @@ mod admin;
 mod alert_rules;
 mod chaos;
 mod config_env;
+mod console;
 mod counter_loss;
 mod crash;
 mod deployments;

@@ -2,7 +2,8 @@
 //! shipped alerting rules: a database outage longer than the settle grace makes the
 //! settlement alert fire, and it resolves once the database is back. The rules are
 //! `deploy/prometheus/firstcome-rules.yml` with their thresholds scaled from minutes to
-//! seconds, so that the test takes about a minute, not ten.
+//! seconds, so that the test takes about a minute, not ten. The console, meanwhile,
+//! says that the database is why nothing is admitted.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -198,7 +199,37 @@ async fn a_database_outage_past_the_grace_fires_the_settlement_alert_until_it_is
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    // The console says why nothing is admitted, and that it is the database.
+    let browser = support::Browser::start(1280, 900).await;
+    browser
+        .goto(&format!(
+            "http://127.0.0.1:{port}/ui#token={}",
+            support::TOKEN
+        ))
+        .await;
+    let paused = browser
+        .wait_for(
+            "the console's pause reason",
+            "return document.querySelector('#pause:not([hidden]) [data-pause=not-ready]')?.textContent ?? null",
+            Duration::from_secs(15),
+        )
+        .await;
+    assert!(
+        paused
+            .as_str()
+            .is_some_and(|text| text.contains("the database")),
+        "{paused}"
+    );
+
     postgres.restart();
+    browser
+        .wait_for(
+            "the pause reason gone once the database is back",
+            "return !document.querySelector('[data-pause=not-ready]') || null",
+            Duration::from_secs(60),
+        )
+        .await;
+    browser.close().await;
     let resolved = prometheus
         .wait_for("FirstcomeSettlementStalled", None, Duration::from_secs(60))
         .await;

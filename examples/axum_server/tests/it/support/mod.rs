@@ -13,9 +13,11 @@ use serde_json::{Value, json};
 
 mod process;
 mod rush;
+mod webdriver;
 
 pub use process::{Process, free_port};
 pub use rush::{Heard, Rush};
+pub use webdriver::Browser;
 
 /// The admin token of every service these tests start.
 pub const TOKEN: &str = "fault-tests-admin";
