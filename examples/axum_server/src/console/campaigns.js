@@ -45,18 +45,22 @@ const QUESTIONS = {
 
 async function act(section, campaign, action, refresh) {
   const result = section.querySelector(".result");
+  const buttons = section.querySelectorAll(".actions button");
   result.textContent = "…";
+  // One request at a time per card: a double tap on a phone sends one.
+  for (const button of buttons) button.disabled = true;
   try {
     if (action === "settle") {
       const report = await call("POST", `/admin/settle?campaign=${campaign.id}`);
       result.textContent = `Settled: ${report.unsettled} admissions without a coupon past the grace, ${report.republished} published again.`;
     } else {
-      const answer = await call("POST", `/admin/campaigns/${campaign.id}/${action}`);
-      result.textContent = action === "close" ? `Closed: ${answer.state.replace("_", " ")}.` : `Reopened: ${answer.state.replace("_", " ")}.`;
+      await call("POST", `/admin/campaigns/${campaign.id}/${action}`);
+      result.textContent = action === "close" ? "Closed: nobody is admitted from now on." : "Reopened: admitting again.";
     }
   } catch (error) {
     result.textContent = `Not done: ${error.message}`;
   }
+  for (const button of buttons) button.disabled = false;
   refresh();
 }
 

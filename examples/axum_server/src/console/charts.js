@@ -46,13 +46,14 @@ export function chart(parent, name, label, format) {
 // Draws `series` in `figure`: the newest value at the right edge, scaled to the largest.
 export function draw(figure, series) {
   const values = series.values;
-  const known = values.filter((value) => value !== null);
+  // Only finite values are drawn: a p99 past the largest bucket is shown as text.
+  const known = values.filter((value) => Number.isFinite(value));
   const top = Math.max(1e-9, ...known);
   const step = WIDTH / (Math.max(values.length, SPAN_AT_LEAST) - 1);
   const offset = WIDTH - step * (values.length - 1);
   const points = [];
   values.forEach((value, i) => {
-    if (value === null) return;
+    if (!Number.isFinite(value)) return;
     const x = offset + i * step;
     const y = HEIGHT - 2 - ((HEIGHT - 4) * value) / top;
     points.push(`${x.toFixed(1)},${y.toFixed(1)}`);
@@ -64,5 +65,6 @@ export function draw(figure, series) {
   const last = values.at(-1) ?? null;
   figure.dataset.last = last === null ? "" : String(last);
   figure.dataset.top = known.length ? String(Math.max(...known)) : "";
-  figure.querySelector("figcaption b").textContent = last === null ? "–" : figure.format(last);
+  const caption = last === null ? "–" : last === Infinity ? "over the largest bucket" : figure.format(last);
+  figure.querySelector("figcaption b").textContent = caption;
 }

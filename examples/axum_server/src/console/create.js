@@ -49,6 +49,10 @@ export function wire(created) {
   panel.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors();
+    // POST /campaigns is not idempotent: one request per press, not per tap.
+    const submit = panel.querySelector("button:not([type])");
+    if (submit.disabled) return;
+    submit.disabled = true;
     try {
       const campaign = await call("POST", "/campaigns", body(new FormData(panel)));
       panel.reset();
@@ -61,5 +65,6 @@ export function wire(created) {
         panel.querySelector('[data-error-for=""]');
       place.textContent = error.message;
     }
+    submit.disabled = false;
   });
 }

@@ -34,7 +34,12 @@ function entry(failure, refresh) {
           campaign: failure.ticket.campaign,
           ticket_ids: [failure.ticket.ticket_id],
         });
-        result.textContent = report.replayed.length ? "Replayed: the worker issues it now." : "Nothing replayed (already replayed?).";
+        const failed = report.failed?.[0];
+        result.textContent = report.replayed.length
+          ? "Replayed: the worker issues it now."
+          : failed
+            ? `Not replayed: ${failed[1] ?? failed}`
+            : "Nothing replayed (already replayed?).";
       } catch (error) {
         result.textContent = `Not replayed: ${error.message}`;
         button.disabled = false;

@@ -37,6 +37,7 @@ const service = {
   charts: null,
   previous: null, // { at, applies, failed, latency }
   refreshes: 0,
+  readDeadLetters: true,
   deadLetters: 0,
   stalledSince: null,
 };
@@ -55,8 +56,11 @@ function chartsOnce() {
 
 function signIn(why) {
   clearTimeout(timer);
+  // Reads still in flight are dropped when they land (signed in anew or not).
+  generation += 1;
   $("console").hidden = true;
   $("sign-out").hidden = true;
+  $("service-figures").hidden = true;
   $("login").hidden = false;
   $("login-why").textContent = why;
   $("campaigns").replaceChildren();
@@ -80,7 +84,8 @@ $("settle-all").addEventListener("click", async () => {
   result.textContent = "…";
   try {
     const report = await call("POST", "/admin/settle");
-    result.textContent = `Settled ${report.campaigns} campaigns: ${report.unsettled} admissions without a coupon past the grace, ${report.republished} published again.`;
+    const failed = report.failed_campaigns ? ` ${report.failed_campaigns} campaign(s) could not be settled now (see the log).` : "";
+    result.textContent = `Settled ${report.campaigns} campaigns: ${report.unsettled} admissions without a coupon past the grace, ${report.republished} published again.${failed}`;
   } catch (error) {
     if (error instanceof Refused) return signIn(error.message);
     result.textContent = `Not done: ${error.message}`;
@@ -107,7 +112,7 @@ function pauses(ready, metrics, rebuilding, lag) {
     reasons.push(["rebuilding", `${rebuilding} campaign(s) paused while a counter is rebuilt after a loss (see the campaign).`]);
   }
   const issued = metric(metrics, "firstcome_worker_tickets_total", ['outcome="issued"']);
-  const stalled = lag > 0 && service.previous && issued === service.previous.issued;
+  const stalled = issued !== null && lag > 0 && service.previous && issued === service.previous.issued;
   service.stalledSince = stalled ? (service.stalledSince ?? new Date()) : null;
   if (service.stalledSince && Date.now() - service.stalledSince.getTime() >= 5000) {
     reasons.push(["worker", `The worker has issued nothing since ${service.stalledSince.toLocaleTimeString()} while ${number.format(lag)} tickets wait.`]);
@@ -125,6 +130,11 @@ function pauses(ready, metrics, rebuilding, lag) {
 
 function showService(at, metrics, ready, rebuilding) {
   chartsOnce();
+  if (!metrics) {
+    // Not read this time: no point rather than a rate computed from nothing.
+    showPauses(pauses(ready, metrics, rebuilding, 0).reasons);
+    return;
+  }
   const { all, failed } = applyAnswers(metrics);
   const latency = buckets(metrics, "firstcome_apply_seconds");
   const lag = metric(metrics, "firstcome_queue_lag");
@@ -149,6 +159,11 @@ function showService(at, metrics, ready, rebuilding) {
   $("queue-lag").dataset.value = lag === null ? "" : String(lag);
   $("queue-lag").textContent = lag === null ? "–" : number.format(lag);
   const { reasons, issued } = pauses(ready, metrics, rebuilding, lag ?? 0);
+  showPauses(reasons);
+  service.previous = { at, applies: all, failed, latency, issued };
+}
+
+function showPauses(reasons) {
   const list = $("pause");
   list.replaceChildren(
     ...reasons.map(([kind, text]) => {
@@ -159,10 +174,10 @@ function showService(at, metrics, ready, rebuilding) {
     }),
   );
   list.hidden = reasons.length === 0;
-  service.previous = { at, applies: all, failed, latency, issued };
 }
 
 let timer = null;
+let generation = 0;
 let running = false;
 let again = false;
 
@@ -172,8 +187,10 @@ async function once() {
     signIn("The console reads and steers every campaign: it needs the admin token.");
     return false;
   }
+  const mine = generation;
   try {
-    const readDeadLetters = service.refreshes % DEAD_LETTERS_EVERY === 0;
+    const readDeadLetters = service.readDeadLetters || service.refreshes % DEAD_LETTERS_EVERY === 0;
+    service.readDeadLetters = false;
     // Each read on its own: with the database away the campaigns cannot be listed,
     // and that is when the health part matters most.
     const [list, metrics, ready, failures] = await Promise.all([
@@ -183,12 +200,15 @@ async function once() {
       notReady().catch(() => ["unknown"]),
       readDeadLetters ? call("GET", "/admin/dead-letters").catch((error) => error) : null,
     ]);
+    // Signed out (or in again) while these were read: they are not shown.
+    if (mine !== generation) return false;
     for (const answer of [list, failures]) {
       if (answer instanceof Refused) throw answer;
     }
     const at = performance.now();
     $("console").hidden = false;
     $("sign-out").hidden = false;
+    $("service-figures").hidden = false;
     if (failures && !(failures instanceof Error)) {
       service.deadLetters = deadLetters.show(failures.dead_letters, refreshSoon);
     }
@@ -201,7 +221,7 @@ async function once() {
       if (!list.campaigns.length) {
         $("status").hidden = false;
         $("status").textContent = "No campaign yet.";
-      } else if ($("status").textContent.startsWith("Campaigns not updated") || $("status").textContent === "No campaign yet.") {
+      } else if (/not updated|^No campaign yet/i.test($("status").textContent)) {
         $("status").hidden = true;
       }
     }
@@ -209,6 +229,7 @@ async function once() {
     service.refreshes += 1;
     $("updated").textContent = new Date().toLocaleTimeString();
   } catch (error) {
+    if (mine !== generation) return false;
     if (error instanceof Refused) {
       setToken(null);
       signIn(error.message);
@@ -243,7 +264,7 @@ async function refresh() {
 
 // After an action: read everything again now, dead letters included.
 function refreshSoon() {
-  service.refreshes = 0;
+  service.readDeadLetters = true;
   refresh();
 }
 

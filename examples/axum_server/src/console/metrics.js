@@ -17,13 +17,14 @@ export function buckets(text, name) {
   const found = [];
   for (const line of text.split("\n")) {
     const match = line.match(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`));
-    if (match) found.push([Number(match[1]), Number(match[2])]);
+    if (match) found.push([match[1] === "+Inf" ? Infinity : Number(match[1]), Number(match[2])]);
   }
   return found.sort((a, b) => a[0] - b[0]);
 }
 
 // The 99th percentile of what a histogram observed between two reads of its buckets,
-// as the upper bound of the bucket it falls in (seconds); null if nothing was observed.
+// as the upper bound of the bucket it falls in (seconds; Infinity past the largest
+// bound); null if nothing was observed.
 export function p99(now, before) {
   if (!before || now.length !== before.length) return null;
   const total = now.at(-1)[1] - before.at(-1)[1];

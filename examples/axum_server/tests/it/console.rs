@@ -210,10 +210,52 @@ async fn the_console_creates_watches_closes_and_replays_through_the_api() {
         )
         .await;
     assert_eq!(state(&service, campaign).await, "closed");
+    let result = |css: String| format!("return document.querySelector('{css}').textContent");
+    let said = browser.run(&result(on_card(".result")), json!([])).await;
+    assert!(
+        said.as_str().is_some_and(|s| s.starts_with("Closed")),
+        "{said}"
+    );
     let (status, body) = service.api.apply(campaign, 9_999).await.expect("apply");
     assert_eq!(
         (status, &body["error"]),
         (StatusCode::FORBIDDEN, &json!("closed"))
+    );
+
+    // Reopen, confirmed: the API no longer says closed (sold out: every coupon is out).
+    browser.click(&on_card("[data-action=reopen]")).await;
+    browser.click(&on_card("[data-action=confirm]")).await;
+    browser
+        .wait_for(
+            "the card's reopened state",
+            &format!(
+                "return document.querySelector('{}').textContent === 'sold out'",
+                on_card(".state")
+            ),
+            PATIENCE,
+        )
+        .await;
+    assert_eq!(state(&service, campaign).await, "sold_out");
+    let said = browser.run(&result(on_card(".result")), json!([])).await;
+    assert!(
+        said.as_str().is_some_and(|s| s.starts_with("Reopened")),
+        "{said}"
+    );
+
+    // Settle now, on the card: the settler's report for it.
+    browser.click(&on_card("[data-action=settle]")).await;
+    let settled = browser
+        .wait_for(
+            "the card's settlement report",
+            &format!("return document.querySelector('{}').textContent.startsWith('Settled:') && document.querySelector('{}').textContent", on_card(".result"), on_card(".result")),
+            PATIENCE,
+        )
+        .await;
+    assert!(
+        settled
+            .as_str()
+            .is_some_and(|s| s.contains("0 admissions without a coupon")),
+        "every admission has its coupon: {settled}"
     );
 
     // A dead letter made on purpose, of a campaign with room for it: listed with its
@@ -307,42 +349,58 @@ async fn the_console_shows_only_the_sign_in_without_the_right_token() {
         ("", "needs the admin token"),
         ("#token=wrong-token", "refused"),
     ] {
+        // A page loaded anew each time, not a fragment changed on the same page.
+        browser.goto("about:blank").await;
         browser
             .goto(&format!("{}/ui{fragment}", service.api.url))
             .await;
         browser
             .wait_for(
-                "the sign-in",
-                "return !document.getElementById('login').hidden",
+                "the sign-in and why",
+                &format!("return !document.getElementById('login').hidden && document.getElementById('login-why').textContent.includes('{why}')"),
                 PATIENCE,
             )
             .await;
-        // Long enough for a refresh that should not happen.
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        signed_out(&browser, fragment, campaign).await;
+    }
+    // Signed in through the form, then out: the figures go with the console.
+    browser.type_into("#token", TOKEN).await;
+    browser.click("#login button").await;
+    browser
+        .wait_for(
+            "the console",
+            &format!("return document.querySelector('[data-campaign=\"{campaign}\"]') !== null"),
+            PATIENCE,
+        )
+        .await;
+    browser.click("#sign-out").await;
+    signed_out(&browser, "after signing out", campaign).await;
+    browser.close().await;
+    service.stop().await;
+}
+
+/// The page shows the sign-in and nothing else: no campaign, no figure, no button but
+/// the sign-in's, now and after the next refresh would have come.
+async fn signed_out(browser: &Browser, case: &str, campaign: u64) {
+    for _ in 0..2 {
         let seen = browser
             .run(
                 "return { console: document.getElementById('console').hidden, \
+                 figures: document.getElementById('service-figures').hidden, \
                  cards: document.querySelectorAll('[data-campaign]').length, \
-                 buttons: [...document.querySelectorAll('button')].filter(b => b.offsetParent).map(b => b.textContent), \
-                 why: document.getElementById('login-why').textContent }",
+                 buttons: [...document.querySelectorAll('button')].filter(b => b.offsetParent).map(b => b.textContent) }",
                 json!([]),
             )
             .await;
-        assert_eq!(seen["console"], true, "{fragment}: {seen}");
-        assert_eq!(seen["cards"], 0, "{fragment}: {seen}");
-        assert_eq!(seen["buttons"], json!(["Sign in"]), "{fragment}: {seen}");
-        assert!(
-            seen["why"].as_str().is_some_and(|w| w.contains(why)),
-            "{fragment}: {seen}"
+        assert_eq!(
+            seen,
+            json!({ "console": true, "figures": true, "cards": 0, "buttons": ["Sign in"] }),
+            "{case}"
         );
         let text = browser.text().await;
-        assert!(
-            !text.contains(&format!("#{campaign}")),
-            "{fragment}: {text}"
-        );
+        assert!(!text.contains(&format!("#{campaign}")), "{case}: {text}");
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
     }
-    browser.close().await;
-    service.stop().await;
 }
 
 /// Every campaign as `GET /admin/campaigns` lists it.

@@ -25,6 +25,17 @@ fn program(name: &str, fallback: &str) -> String {
         .ok()
         .filter(|path| !path.trim().is_empty())
         .unwrap_or_else(|| fallback.to_owned());
+    // chromedriver wants Chromium's path, not a name to look up.
+    let program = if program.contains('/') {
+        program
+    } else {
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join(&program))
+            .find(|path| path.is_file())
+            .map_or(program, |path| path.display().to_string())
+    };
     let runs = std::process::Command::new(&program)
         .arg("--version")
         .output()
@@ -35,6 +46,20 @@ fn program(name: &str, fallback: &str) -> String {
          chromium-driver (or set {name})"
     );
     program
+}
+
+/// The key W3C WebDriver names an element by.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Drop for Browser {
+    /// A test that failed midway never deleted its session: its Chromium, found by its
+    /// own profile folder, goes with chromedriver.
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .args(["-f", &format!("--user-data-dir={}", self.profile.display())])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
 }
 
 impl Browser {
@@ -153,8 +178,8 @@ impl Browser {
         let body = json!({ "using": "css selector", "value": css });
         let found = self.command(Method::POST, "/element", Some(body)).await;
         found
-            .as_object()
-            .and_then(|object| object.values().next().cloned())
+            .get(ELEMENT)
+            .cloned()
             .unwrap_or_else(|| panic!("no element {css}: {found}"))
     }
 
