@@ -51,6 +51,20 @@ pub(crate) async fn issue_batch(
             .map_err(|e| classify(e, || "issue_batch: SET LOCAL".to_owned()))?;
     }
 
+    let outcomes = issue_in(&txn, backend, tickets).await?;
+    txn.commit()
+        .await
+        .map_err(|e| classify_commit(e, || "issue_batch: COMMIT".to_owned()))?;
+    Ok(outcomes)
+}
+
+/// Issues `tickets` in `txn` (begun with [`sql::begin_queue_write`]), each campaign
+/// locked in turn: the outcome of each, committed or rolled back with `txn`.
+pub(crate) async fn issue_in(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    tickets: &[IssueTicket],
+) -> Result<Vec<IssueOutcome>> {
     // Campaigns in id order, so two batches spanning the same campaigns lock them in the
     // same order and cannot deadlock.
     let mut by_campaign: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
@@ -60,22 +74,21 @@ pub(crate) async fn issue_batch(
     }
     let mut outcomes = vec![IssueOutcome::UnknownCampaign; tickets.len()];
     for (campaign, indices) in by_campaign {
-        issue_campaign(&txn, backend, campaign, tickets, &indices, &mut outcomes).await?;
+        issue_campaign(txn, backend, campaign, tickets, &indices, &mut outcomes).await?;
     }
-    txn.commit()
-        .await
-        .map_err(|e| classify_commit(e, || "issue_batch: COMMIT".to_owned()))?;
     Ok(outcomes)
+}
+
+/// Whether a coupon row holds `ticket`'s numbers (its rank fits a signed 64-bit column).
+pub(crate) fn fits(ticket: &IssueTicket) -> bool {
+    i64::try_from(ticket.rank).is_ok()
 }
 
 /// Refuses a batch holding a ticket whose numbers do not fit the signed 64-bit columns
 /// (a corrupt or foreign ticket): a permanent error, so that the worker splits the batch
 /// and dead-letters that ticket alone, instead of storing a wrapped-around rank.
 fn check_ranges(tickets: &[IssueTicket]) -> Result<()> {
-    match tickets
-        .iter()
-        .find(|ticket| i64::try_from(ticket.rank).is_err())
-    {
+    match tickets.iter().find(|ticket| !fits(ticket)) {
         Some(ticket) => Err(Error::backend(
             BACKEND,
             format!(

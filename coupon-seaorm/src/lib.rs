@@ -36,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+mod commit;
 pub mod entity;
 mod epoch;
 mod error;

@@ -1,21 +1,18 @@
 //! [`IssueQueue`] as a table: `publish` returns once the ticket is committed, and
 //! concurrent publishes share one commit.
 
-use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
-use coupon_core::{Error, IssueQueue, IssueTicket, QueueMark, Result, codec};
+use coupon_core::{Error, IssueQueue, IssueTicket, QueueMark, Result};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::{Notify, oneshot};
 
-use crate::epoch::{self, EpochLock};
-use crate::error::{BACKEND, classify, classify_commit};
-use crate::sql::{self, SqlBuilder};
+use crate::error::{BACKEND, classify};
+use crate::sql::SqlBuilder;
 use crate::{SeaOrmStore, SqlIssueSource};
 
 /// Settings of the SQL hand-off ([`SqlIssueQueue`] and [`SqlIssueSource`]).
@@ -34,6 +31,14 @@ pub struct SqlQueueConfig {
     /// at a time gathers more tickets per commit and goes faster than two overlapping
     /// (docs/benchmarks.md).
     pub concurrent_commits: usize,
+    /// The store is the queue: each group's tickets become their coupons in the commit
+    /// that makes them durable (one write per coupon instead of three: a queue row, the
+    /// coupon, the row's delete), and only a ticket that cannot be issued there (over
+    /// the cap, an unknown campaign, numbers no row holds) is left in `issue_queue` for
+    /// a worker to settle as before. Default off. Meant for SQLite, whose one writer
+    /// serialises every transaction: on a server database the campaign rows it locks
+    /// inside the queue's commit would serialise the admitting processes' commits.
+    pub issue_at_commit: bool,
 }
 
 impl Default for SqlQueueConfig {
@@ -43,6 +48,7 @@ impl Default for SqlQueueConfig {
             poll_interval: Duration::from_millis(50),
             max_group: 2_000,
             concurrent_commits: 1,
+            issue_at_commit: false,
         }
     }
 }
@@ -66,6 +72,12 @@ impl SqlQueueConfig {
         self
     }
 
+    /// Sets [`SqlQueueConfig::issue_at_commit`].
+    pub fn with_issue_at_commit(mut self, issue: bool) -> Self {
+        self.issue_at_commit = issue;
+        self
+    }
+
     /// Sets [`SqlQueueConfig::poll_interval`] (at least 1 ms).
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval.max(Duration::from_millis(1));
@@ -83,12 +95,12 @@ pub(crate) struct Shared {
     committing: tokio::sync::Semaphore,
     /// Wakes this process's sources when tickets were committed.
     pub(crate) arrived: Notify,
-    commits: AtomicU64,
+    pub(crate) commits: AtomicU64,
 }
 
-struct Waiting {
-    ticket: IssueTicket,
-    done: oneshot::Sender<Result<()>>,
+pub(crate) struct Waiting {
+    pub(crate) ticket: IssueTicket,
+    pub(crate) done: oneshot::Sender<Result<()>>,
 }
 
 /// The hand-off as a table in the coupons' database (`issue_queue`), the
@@ -195,7 +207,8 @@ impl IssueQueue for SqlIssueQueue {
             // On a task of its own, so that a caller going away mid-commit cannot leave
             // the others of its group without an answer.
             let shared = self.shared.clone();
-            let _ = tokio::spawn(async move { commit_group(&shared, group).await }).await;
+            let _ = tokio::spawn(async move { crate::commit::commit_group(&shared, group).await })
+                .await;
             drop(turn);
             if let Ok(result) = committed.try_recv() {
                 return result;
@@ -262,119 +275,4 @@ impl SqlIssueQueue {
             None => Ok(0),
         }
     }
-}
-
-/// Inserts the tickets of `group` in one transaction and answers each waiter.
-async fn commit_group(shared: &Shared, mut group: Vec<Waiting>) {
-    // A publisher that gave up (its timeout, its caller gone) was answered "unknown"
-    // and its admission is left to the settler: nothing is gained by committing it now.
-    group.retain(|waiting| !waiting.done.is_closed());
-    if group.is_empty() {
-        return;
-    }
-    let (tickets, waiters): (Vec<IssueTicket>, Vec<_>) =
-        group.into_iter().map(|w| (w.ticket, w.done)).unzip();
-    let result = insert(&shared.db, &tickets).await;
-    if result.is_ok() {
-        shared.commits.fetch_add(1, Ordering::Relaxed);
-        shared.arrived.notify_waiters();
-    }
-    for (i, waiter) in waiters.into_iter().enumerate() {
-        let answer = match &result {
-            Ok(superseded) if superseded.contains(&i) => Err(Error::PublishRefused {
-                backend: BACKEND,
-                source: Box::new(Error::Superseded {
-                    campaign: tickets[i].campaign,
-                    user: tickets[i].user,
-                    epoch: tickets[i].epoch,
-                }),
-            }),
-            Ok(_) => Ok(()),
-            Err(error) if error.is_outcome_unknown() => Err(Error::PublishUnknown {
-                backend: BACKEND,
-                source: error.to_string().into(),
-            }),
-            Err(error) => Err(Error::PublishRefused {
-                backend: BACKEND,
-                source: error.to_string().into(),
-            }),
-        };
-        // A publisher that went away no longer needs its answer.
-        let _ = waiter.send(answer);
-    }
-}
-
-/// One transaction of multi-row inserts; an error before `COMMIT` stored nothing.
-/// Answers the indexes of the tickets it left out: of an epoch a seal superseded
-/// without counting their slot (checked under the epoch rows' shared lock, so a seal
-/// either counts what this commits or comes first and is seen here).
-async fn insert(db: &DatabaseConnection, tickets: &[IssueTicket]) -> Result<HashSet<usize>> {
-    let backend = db.get_database_backend();
-    let txn = sql::begin_queue_write(db)
-        .await
-        .map_err(|e| classify(e, || "issue_queue: BEGIN".to_owned()))?;
-    let superseded = superseded(&txn, tickets)
-        .await
-        .map_err(|e| classify(e, || "issue_queue: reading counter epochs".to_owned()))?;
-    let now = Utc::now();
-    let kept: Vec<&IssueTicket> = tickets
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !superseded.contains(i))
-        .map(|(_, ticket)| ticket)
-        .collect();
-    for chunk in kept.chunks(crate::issue::CHUNK) {
-        let mut insert = SqlBuilder::new(
-            backend,
-            "INSERT INTO issue_queue (ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries) VALUES ",
-        );
-        for (i, ticket) in chunk.iter().enumerate() {
-            if i > 0 {
-                insert.push(", ");
-            }
-            let text = String::from_utf8(codec::encode(ticket)).unwrap_or_default();
-            insert.push("(");
-            insert.bind(ticket.ticket_id.to_string()).push(", ");
-            insert.bind(ticket.campaign.get() as i64).push(", ");
-            insert.bind(ticket.user.get() as i64).push(", ");
-            insert.bind(text).push(", ");
-            insert.bind(now).push(", ");
-            insert.bind(now).push(", 0)");
-        }
-        txn.execute_raw(insert.build())
-            .await
-            .map_err(|e| classify(e, || "inserting into issue_queue".to_owned()))?;
-    }
-    txn.commit()
-        .await
-        .map_err(|e| classify_commit(e, || "issue_queue: COMMIT".to_owned()))?;
-    Ok(superseded)
-}
-
-/// The indexes of `tickets` a seal superseded, with the epoch rows of their campaigns
-/// locked for share until the transaction ends.
-async fn superseded(
-    txn: &sea_orm::DatabaseTransaction,
-    tickets: &[IssueTicket],
-) -> std::result::Result<HashSet<usize>, sea_orm::DbErr> {
-    let mut by_campaign: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-    for (i, ticket) in tickets.iter().enumerate() {
-        by_campaign
-            .entry(ticket.campaign.get() as i64)
-            .or_default()
-            .push(i);
-    }
-    let campaigns: Vec<i64> = by_campaign.keys().copied().collect();
-    let sealed = epoch::current(txn, &campaigns, EpochLock::Share).await?;
-    let mut refused = HashSet::new();
-    for (campaign, indexes) in by_campaign {
-        let Some(&epoch) = sealed.get(&campaign) else {
-            continue; // never sealed: nothing to supersede
-        };
-        let group: Vec<&IssueTicket> = indexes.iter().map(|&i| &tickets[i]).collect();
-        for position in epoch::superseded(txn, campaign, epoch, &group).await? {
-            refused.insert(indexes[position]);
-        }
-    }
-    Ok(refused)
 }

@@ -7,6 +7,7 @@ mod support;
 mod batches;
 mod blackhole;
 mod conformance;
+mod issue_at_commit;
 mod outage;
 mod queue;
 mod restart;

@@ -265,10 +265,13 @@ async fn hand_off(
         // fallback anyway.
         QueueKind::Sql | QueueKind::Auto => {
             let sql = SqlIssueQueue::new(store, config.sql_queue());
-            description.push((
-                "queue",
-                "the database's issue_queue table (durable at commit)".to_owned(),
-            ));
+            let what = match config.issues_at_commit() {
+                true => {
+                    "the store itself: each ticket becomes its coupon in the commit that makes it durable (the issue_queue table keeps what cannot be issued)"
+                }
+                false => "the database's issue_queue table (durable at commit)",
+            };
+            description.push(("queue", what.to_owned()));
             Ok(HandOff {
                 queue: runs_api.then(|| Arc::new(sql.clone()) as Arc<dyn IssueQueue>),
                 source: runs_worker.then(|| Arc::new(sql.source()) as Arc<dyn IssueSource>),

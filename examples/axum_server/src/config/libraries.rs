@@ -60,6 +60,16 @@ impl Config {
             ))
             .with_concurrent_commits(self.database.sql_queue_concurrent_commits)
             .with_max_group(self.database.sql_queue_max_group)
+            .with_issue_at_commit(self.issues_at_commit())
+    }
+
+    /// Whether admitted tickets become coupons in the commit that makes them durable:
+    /// on the embedded default (`--queue auto` on a SQLite database), where the store
+    /// is the queue. `--queue sql` keeps the table hand-off.
+    pub fn issues_at_commit(&self) -> bool {
+        self.issuer.queue == QueueKind::Auto
+            && self.kafka.kafka_brokers.is_none()
+            && self.database.database_url.starts_with("sqlite")
     }
 
     /// The Redis counter's settings for `url`.

@@ -67,7 +67,9 @@ pub enum PublicKeyAlgorithm {
 /// Where admitted tickets wait for the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QueueKind {
-    /// Kafka when `KAFKA_BROKERS` is set, else the database's table.
+    /// Kafka when `KAFKA_BROKERS` is set, else the database's table; on SQLite the
+    /// store is the queue: a ticket becomes its coupon in the commit that makes it
+    /// durable, and only one that cannot be issued waits in the table for the worker.
     Auto,
     /// The `issue_queue` table of the database: durable, no broker to run.
     Sql,

@@ -37,7 +37,8 @@ pub struct WorkerSettings {
 #[command(next_help_heading = "Admission")]
 pub struct IssuerSettings {
     /// The hand-off: `auto` is Kafka when KAFKA_BROKERS is set, else the database's
-    /// `issue_queue` table.
+    /// `issue_queue` table (on SQLite, tickets become coupons in the commit that makes
+    /// them durable; `sql` keeps them in the table for the worker).
     #[arg(long, env = "QUEUE", value_enum, default_value = "auto")]
     pub queue: QueueKind,
     /// Tickets the in-process queue (`--queue memory`) holds before an apply waits.

@@ -1,0 +1,161 @@
+//! The SQL queue's group commit: one transaction inserts a group of published tickets
+//! (or, with `issue_at_commit`, issues them) and answers each publisher.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use chrono::Utc;
+use coupon_core::{Error, IssueOutcome, IssueTicket, Result, codec};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use crate::epoch::{self, EpochLock};
+use crate::error::{BACKEND, classify, classify_commit};
+use crate::queue::{Shared, Waiting};
+use crate::sql::{self, SqlBuilder};
+
+/// Inserts the tickets of `group` in one transaction and answers each waiter.
+pub(crate) async fn commit_group(shared: &Shared, mut group: Vec<Waiting>) {
+    // A publisher that gave up (its timeout, its caller gone) was answered "unknown"
+    // and its admission is left to the settler: nothing is gained by committing it now.
+    group.retain(|waiting| !waiting.done.is_closed());
+    if group.is_empty() {
+        return;
+    }
+    let (tickets, waiters): (Vec<IssueTicket>, Vec<_>) =
+        group.into_iter().map(|w| (w.ticket, w.done)).unzip();
+    let result = insert(&shared.db, &tickets, shared.config.issue_at_commit).await;
+    if result.is_ok() {
+        shared.commits.fetch_add(1, Ordering::Relaxed);
+        shared.arrived.notify_waiters();
+    }
+    for (i, waiter) in waiters.into_iter().enumerate() {
+        let answer = match &result {
+            Ok(superseded) if superseded.contains(&i) => Err(Error::PublishRefused {
+                backend: BACKEND,
+                source: Box::new(Error::Superseded {
+                    campaign: tickets[i].campaign,
+                    user: tickets[i].user,
+                    epoch: tickets[i].epoch,
+                }),
+            }),
+            Ok(_) => Ok(()),
+            Err(error) if error.is_outcome_unknown() => Err(Error::PublishUnknown {
+                backend: BACKEND,
+                source: error.to_string().into(),
+            }),
+            Err(error) => Err(Error::PublishRefused {
+                backend: BACKEND,
+                source: error.to_string().into(),
+            }),
+        };
+        // A publisher that went away no longer needs its answer.
+        let _ = waiter.send(answer);
+    }
+}
+
+/// One transaction of multi-row inserts; an error before `COMMIT` stored nothing.
+/// Answers the indexes of the tickets it left out: of an epoch a seal superseded
+/// without counting their slot (checked under the epoch rows' shared lock, so a seal
+/// either counts what this commits or comes first and is seen here). With `issue`,
+/// the tickets become coupons in this transaction, and only those that cannot are
+/// inserted as rows.
+async fn insert(
+    db: &DatabaseConnection,
+    tickets: &[IssueTicket],
+    issue: bool,
+) -> Result<HashSet<usize>> {
+    let backend = db.get_database_backend();
+    let txn = sql::begin_queue_write(db)
+        .await
+        .map_err(|e| classify(e, || "issue_queue: BEGIN".to_owned()))?;
+    let superseded = superseded(&txn, tickets)
+        .await
+        .map_err(|e| classify(e, || "issue_queue: reading counter epochs".to_owned()))?;
+    let now = Utc::now();
+    let mut kept: Vec<&IssueTicket> = tickets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !superseded.contains(i))
+        .map(|(_, ticket)| ticket)
+        .collect();
+    if issue {
+        kept = issued_here(&txn, kept).await?;
+    }
+    for chunk in kept.chunks(crate::issue::CHUNK) {
+        let mut insert = SqlBuilder::new(
+            backend,
+            "INSERT INTO issue_queue (ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries) VALUES ",
+        );
+        for (i, ticket) in chunk.iter().enumerate() {
+            if i > 0 {
+                insert.push(", ");
+            }
+            let text = String::from_utf8(codec::encode(ticket)).unwrap_or_default();
+            insert.push("(");
+            insert.bind(ticket.ticket_id.to_string()).push(", ");
+            insert.bind(ticket.campaign.get() as i64).push(", ");
+            insert.bind(ticket.user.get() as i64).push(", ");
+            insert.bind(text).push(", ");
+            insert.bind(now).push(", ");
+            insert.bind(now).push(", 0)");
+        }
+        txn.execute_raw(insert.build())
+            .await
+            .map_err(|e| classify(e, || "inserting into issue_queue".to_owned()))?;
+    }
+    txn.commit()
+        .await
+        .map_err(|e| classify_commit(e, || "issue_queue: COMMIT".to_owned()))?;
+    Ok(superseded)
+}
+
+/// Issues what it can of `tickets` in `txn`; the tickets left for the queue's table:
+/// those not issued and not already held (a duplicate is done, as the worker would
+/// find it).
+async fn issued_here<'a>(
+    txn: &sea_orm::DatabaseTransaction,
+    tickets: Vec<&'a IssueTicket>,
+) -> Result<Vec<&'a IssueTicket>> {
+    // A ticket no coupon row can hold would fail the whole group: the worker
+    // dead-letters it alone.
+    let (issuable, mut left): (Vec<&IssueTicket>, Vec<&IssueTicket>) = tickets
+        .into_iter()
+        .partition(|ticket| crate::issue::fits(ticket));
+    let owned: Vec<IssueTicket> = issuable.iter().map(|&ticket| ticket.clone()).collect();
+    let backend = txn.get_database_backend();
+    let outcomes = crate::issue::issue_in(txn, backend, &owned).await?;
+    for (ticket, outcome) in issuable.into_iter().zip(outcomes) {
+        if !matches!(outcome, IssueOutcome::Issued(_) | IssueOutcome::Duplicate) {
+            left.push(ticket);
+        }
+    }
+    Ok(left)
+}
+
+/// The indexes of `tickets` a seal superseded, with the epoch rows of their campaigns
+/// locked for share until the transaction ends.
+async fn superseded(
+    txn: &sea_orm::DatabaseTransaction,
+    tickets: &[IssueTicket],
+) -> std::result::Result<HashSet<usize>, sea_orm::DbErr> {
+    let mut by_campaign: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, ticket) in tickets.iter().enumerate() {
+        by_campaign
+            .entry(ticket.campaign.get() as i64)
+            .or_default()
+            .push(i);
+    }
+    let campaigns: Vec<i64> = by_campaign.keys().copied().collect();
+    let sealed = epoch::current(txn, &campaigns, EpochLock::Share).await?;
+    let mut refused = HashSet::new();
+    for (campaign, indexes) in by_campaign {
+        let Some(&epoch) = sealed.get(&campaign) else {
+            continue; // never sealed: nothing to supersede
+        };
+        let group: Vec<&IssueTicket> = indexes.iter().map(|&i| &tickets[i]).collect();
+        for position in epoch::superseded(txn, campaign, epoch, &group).await? {
+            refused.insert(indexes[position]);
+        }
+    }
+    Ok(refused)
+}
