@@ -58,8 +58,26 @@ pub(crate) async fn commit_group(shared: &Shared, mut group: Vec<Waiting>) {
 /// without counting their slot (checked under the epoch rows' shared lock, so a seal
 /// either counts what this commits or comes first and is seen here). With `issue`,
 /// the tickets become coupons in this transaction, and only those that cannot are
-/// inserted as rows.
+/// inserted as rows; should issuing fail, the group is inserted as rows in a
+/// transaction of its own, as without `issue` (one bad ticket must not refuse its
+/// whole group: the worker splits a failing batch and dead-letters that one alone).
 async fn insert(
+    db: &DatabaseConnection,
+    tickets: &[IssueTicket],
+    issue: bool,
+) -> Result<HashSet<usize>> {
+    if issue {
+        match insert_once(db, tickets, true).await {
+            Err(error) if !error.is_outcome_unknown() => {
+                tracing::warn!(%error, "issuing a group at commit failed; handing it to the worker");
+            }
+            done => return done,
+        }
+    }
+    insert_once(db, tickets, false).await
+}
+
+async fn insert_once(
     db: &DatabaseConnection,
     tickets: &[IssueTicket],
     issue: bool,
@@ -68,19 +86,19 @@ async fn insert(
     let txn = sql::begin_queue_write(db)
         .await
         .map_err(|e| classify(e, || "issue_queue: BEGIN".to_owned()))?;
-    let superseded = superseded(&txn, tickets)
+    let mut superseded = superseded(&txn, tickets)
         .await
         .map_err(|e| classify(e, || "issue_queue: reading counter epochs".to_owned()))?;
     let now = Utc::now();
-    let mut kept: Vec<&IssueTicket> = tickets
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !superseded.contains(i))
-        .map(|(_, ticket)| ticket)
+    let mut kept: Vec<usize> = (0..tickets.len())
+        .filter(|i| !superseded.contains(i))
         .collect();
     if issue {
-        kept = issued_here(&txn, kept).await?;
+        let (left, refused) = issued_here(&txn, tickets, kept).await?;
+        kept = left;
+        superseded.extend(refused);
     }
+    let kept: Vec<&IssueTicket> = kept.into_iter().map(|i| &tickets[i]).collect();
     for chunk in kept.chunks(crate::issue::CHUNK) {
         let mut insert = SqlBuilder::new(
             backend,
@@ -109,27 +127,32 @@ async fn insert(
     Ok(superseded)
 }
 
-/// Issues what it can of `tickets` in `txn`; the tickets left for the queue's table:
-/// those not issued and not already held (a duplicate is done, as the worker would
-/// find it).
-async fn issued_here<'a>(
+/// Issues what it can of `tickets[kept]` in `txn`. Answers the indexes left for the
+/// queue's table (not issued and not already held: a duplicate is done, as the worker
+/// would find it), and those a seal superseded (refused like the ones the epoch check
+/// before caught: nobody may be told yes for them).
+async fn issued_here(
     txn: &sea_orm::DatabaseTransaction,
-    tickets: Vec<&'a IssueTicket>,
-) -> Result<Vec<&'a IssueTicket>> {
+    tickets: &[IssueTicket],
+    kept: Vec<usize>,
+) -> Result<(Vec<usize>, Vec<usize>)> {
     // A ticket no coupon row can hold would fail the whole group: the worker
     // dead-letters it alone.
-    let (issuable, mut left): (Vec<&IssueTicket>, Vec<&IssueTicket>) = tickets
+    let (issuable, mut left): (Vec<usize>, Vec<usize>) = kept
         .into_iter()
-        .partition(|ticket| crate::issue::fits(ticket));
-    let owned: Vec<IssueTicket> = issuable.iter().map(|&ticket| ticket.clone()).collect();
+        .partition(|&i| crate::issue::fits(&tickets[i]));
+    let owned: Vec<IssueTicket> = issuable.iter().map(|&i| tickets[i].clone()).collect();
     let backend = txn.get_database_backend();
     let outcomes = crate::issue::issue_in(txn, backend, &owned).await?;
-    for (ticket, outcome) in issuable.into_iter().zip(outcomes) {
-        if !matches!(outcome, IssueOutcome::Issued(_) | IssueOutcome::Duplicate) {
-            left.push(ticket);
+    let mut refused = Vec::new();
+    for (i, outcome) in issuable.into_iter().zip(outcomes) {
+        match outcome {
+            IssueOutcome::Issued(_) | IssueOutcome::Duplicate => {}
+            IssueOutcome::Superseded => refused.push(i),
+            _ => left.push(i),
         }
     }
-    Ok(left)
+    Ok((left, refused))
 }
 
 /// The indexes of `tickets` a seal superseded, with the epoch rows of their campaigns

@@ -35,9 +35,10 @@ pub struct SqlQueueConfig {
     /// that makes them durable (one write per coupon instead of three: a queue row, the
     /// coupon, the row's delete), and only a ticket that cannot be issued there (over
     /// the cap, an unknown campaign, numbers no row holds) is left in `issue_queue` for
-    /// a worker to settle as before. Default off. Meant for SQLite, whose one writer
-    /// serialises every transaction: on a server database the campaign rows it locks
-    /// inside the queue's commit would serialise the admitting processes' commits.
+    /// a worker to settle as before. Default off. For SQLite only, whose one writer
+    /// serialises every transaction anyway ([`SqlIssueQueue::new`] turns it off on
+    /// other databases: there the campaign rows it locks inside the queue's commit would
+    /// serialise the admitting processes' commits, in the opposite lock order of a seal).
     pub issue_at_commit: bool,
 }
 
@@ -142,7 +143,18 @@ impl fmt::Debug for SqlIssueQueue {
 
 impl SqlIssueQueue {
     /// The queue on `store`'s database (whose migrations created its table).
-    pub fn new(store: &SeaOrmStore, config: SqlQueueConfig) -> Self {
+    /// [`SqlQueueConfig::issue_at_commit`] is honoured on SQLite only (with a warning
+    /// elsewhere): on a server database its commits would take the campaign rows' locks
+    /// after the epoch rows', the opposite of a seal's order.
+    pub fn new(store: &SeaOrmStore, mut config: SqlQueueConfig) -> Self {
+        if config.issue_at_commit
+            && store.connection().get_database_backend() != sea_orm::DbBackend::Sqlite
+        {
+            tracing::warn!(
+                "issue_at_commit is for SQLite only; this queue hands tickets to the worker"
+            );
+            config.issue_at_commit = false;
+        }
         let permits = config.concurrent_commits.max(1);
         Self {
             shared: Arc::new(Shared {

@@ -127,3 +127,34 @@ async fn every_yes_is_a_coupon_without_a_worker() {
     }
     assert_eq!(sql.source().lag().await.expect("lag"), Some(0));
 }
+
+/// A per-user limit of 2: a user's two slots are two coupons, and either slot published
+/// again is none; all in one group or apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_users_slots_are_one_coupon_each() {
+    let store = support::sqlite_file().await;
+    let campaign = store
+        .create_campaign(NewCampaign::new("two each", 10).per_user_limit(2))
+        .await
+        .expect("campaign");
+    let sql = issuing(&store);
+    let slot = |slot: u32, rank: u64| IssueTicket::new(campaign.id, UserId(7), slot, rank);
+    let mut tasks = JoinSet::new();
+    for ticket in [slot(1, 1), slot(2, 2), slot(2, 2), slot(1, 1)] {
+        let sql = sql.clone();
+        tasks.spawn(async move { sql.publish(&ticket).await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("task").expect("publish");
+    }
+    sql.publish(&slot(2, 2)).await.expect("publish again");
+    let coupons = store
+        .coupons_of(campaign.id, UserId(7))
+        .await
+        .expect("coupons");
+    let mut ranks: Vec<u64> = coupons.iter().map(|coupon| coupon.rank).collect();
+    ranks.sort_unstable();
+    assert_eq!(ranks, vec![1, 2]);
+    assert_eq!(store.issued_count(campaign.id).await.expect("count"), 2);
+    assert_eq!(sql.source().lag().await.expect("lag"), Some(0));
+}

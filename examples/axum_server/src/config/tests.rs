@@ -252,3 +252,28 @@ fn a_worker_only_process_listens_anywhere_without_a_key_and_the_gathering_bound_
         Ok(())
     );
 }
+
+#[test]
+fn the_store_is_the_queue_on_the_embedded_default_only() {
+    // Every input named: the suite runs with DATABASE_URL and KAFKA_BROKERS exported.
+    let issues = |database: &str, queue: &str, kafka: Option<&str>| {
+        let mut config = Config::try_parse_from([
+            "firstcome-server",
+            "--database-url",
+            database,
+            "--queue",
+            queue,
+        ])
+        .expect("parses");
+        config.kafka.kafka_brokers = kafka.map(str::to_owned);
+        config.sql_queue().issue_at_commit
+    };
+    let sqlite = "sqlite://firstcome.db?mode=rwc";
+    assert!(issues(sqlite, "auto", None), "the embedded default");
+    assert!(
+        !issues(sqlite, "sql", None),
+        "the table hand-off, asked for"
+    );
+    assert!(!issues("postgres://db/coupons", "auto", None));
+    assert!(!issues(sqlite, "auto", Some("127.0.0.1:9092")), "Kafka");
+}
