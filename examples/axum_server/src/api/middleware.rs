@@ -97,8 +97,21 @@ pub(super) async fn nosniff(request: Request, next: Next) -> Response {
 /// is finished by the issuer (or rolled forward by the settler): the client hears an
 /// error, and the coupon route tells the truth.
 pub(super) async fn time_limit(State(state): Shared, request: Request, next: Next) -> Response {
+    // An apply cut short here never reaches the line of its handler that counts its
+    // answer: it is counted here, so that the 5xx share (and its alert) sees it.
+    let is_apply = request.method() == axum::http::Method::POST
+        && request.uri().path().starts_with("/campaigns/")
+        && request.uri().path().ends_with("/apply");
     let (request, body_read) = watch_body(request);
-    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+    let answer = tokio::time::timeout(state.request_timeout, next.run(request)).await;
+    if answer.is_err() && is_apply {
+        let outcome = match body_read.load(Ordering::Relaxed) {
+            true => "timeout",
+            false => "body_timeout",
+        };
+        state.metrics.request("apply", outcome);
+    }
+    match answer {
         Ok(response) => response,
         Err(_) if !body_read.load(Ordering::Relaxed) => ApiError::new(
             StatusCode::REQUEST_TIMEOUT,

@@ -116,9 +116,10 @@ function window_of(campaign) {
   return `${opens ?? "now"} → ${closes ?? "no end"}`;
 }
 
-// Shows `campaigns` (GET /admin/campaigns) read at `at` (ms); removes cards of
-// campaigns no longer listed.
-export function show(campaigns, at, refresh) {
+// Shows `campaigns` (GET /admin/campaigns) read at `at` (ms), with the worker queue's
+// lag (`lag`, null if unknown); removes cards of campaigns no longer listed. Answers
+// how many are paused for a rebuild.
+export function show(campaigns, at, refresh, lag) {
   const listed = new Set();
   for (const campaign of campaigns) {
     const id = String(campaign.id);
@@ -155,7 +156,7 @@ export function show(campaigns, at, refresh) {
     section.querySelector(".bar .waiting").style.width = share(waiting);
     section.querySelector('[data-action="close"]').hidden = campaign.state === "closed";
     section.querySelector('[data-action="reopen"]').hidden = campaign.state !== "closed";
-    pause(section, state, campaign);
+    pause(section, state, campaign, lag, values.issue_rate);
     state.previous = { at, admitted: campaign.admitted, issued: campaign.issued };
   }
   for (const section of document.querySelectorAll("[data-campaign]")) {
@@ -167,8 +168,10 @@ export function show(campaigns, at, refresh) {
   return campaigns.filter((campaign) => campaign.rebuilding).length;
 }
 
-// Why a campaign does not admit although it could: its counter is being rebuilt.
-function pause(section, state, campaign) {
+// Why a campaign does not admit although it could: its counter is being rebuilt. A
+// rebuild ends when the queue has handed over what it holds, not at a set time: the
+// estimate is that backlog at the rate it is being issued.
+function pause(section, state, campaign, lag, issueRate) {
   const note = section.querySelector(".pause");
   if (!campaign.rebuilding) {
     state.rebuildingSince = null;
@@ -177,5 +180,11 @@ function pause(section, state, campaign) {
   }
   state.rebuildingSince ??= new Date();
   note.hidden = false;
-  note.textContent = `Paused since ${state.rebuildingSince.toLocaleTimeString()}: its counter lost its memory and is being rebuilt from the store and the queue. Applications answer 503 until the queue has handed over what it holds (usually seconds); nobody is admitted twice.`;
+  const until =
+    lag > 0 && issueRate > 0
+      ? ` ${number.format(lag)} tickets wait in the queue, issued at ${whole(issueRate)}/s: about ${Math.ceil(lag / issueRate)} s more.`
+      : lag === 0
+        ? " The queue is empty: it should end within seconds."
+        : "";
+  note.textContent = `Paused since ${state.rebuildingSince.toLocaleTimeString()}: its counter lost its memory and is being rebuilt from the store and the queue. Applications answer 503 until the queue has handed over what it holds; nobody is admitted twice.${until}`;
 }

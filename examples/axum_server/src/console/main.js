@@ -217,7 +217,8 @@ async function once() {
       $("status").hidden = false;
       $("status").textContent = `Campaigns not updated: ${list.message}. Trying again.`;
     } else {
-      rebuilding = campaigns.show(list.campaigns, at, refreshSoon);
+      const lag = metrics ? metric(metrics, "firstcome_queue_lag") : null;
+      rebuilding = campaigns.show(list.campaigns, at, refreshSoon, lag);
       if (!list.campaigns.length) {
         $("status").hidden = false;
         $("status").textContent = "No campaign yet.";

@@ -36,7 +36,7 @@ export function p99(now, before) {
 }
 
 // The apply answers that are 5xx, as the alerting rules count them.
-export const FAILED_APPLY = ["unavailable", "not_ready", "internal", "superseded"];
+export const FAILED_APPLY = ["unavailable", "not_ready", "internal", "superseded", "timeout"];
 
 // Every apply answer, and the 5xx ones.
 export function applyAnswers(text) {

@@ -162,3 +162,32 @@ async fn campaign_status_and_coupon_lookups() {
         (StatusCode::NOT_FOUND, Some("unknown_campaign"))
     );
 }
+
+/// An apply cut short by the request timeout (here: the in-process queue is full and no
+/// worker drains it) is answered 503 `timeout` and counted as such in
+/// `firstcome_requests_total`, which the 5xx alert reads.
+#[tokio::test]
+async fn an_apply_cut_short_by_the_request_timeout_is_counted() {
+    let store = Arc::new(MemoryStore::new());
+    let queue = Arc::new(MemoryQueue::new(1));
+    let service = CouponService::new(Arc::new(MemoryCounter::new()), queue.clone(), store);
+    let state = AppState::new(Arc::new(service), TOKEN)
+        .with_identity(Identity::TrustedClients)
+        .with_request_timeout(Duration::from_millis(200));
+    let app = router(Arc::new(state));
+    let campaign = create(&app, json!({ "name": "full queue", "cap": 5 })).await;
+    assert_eq!(apply(&app, campaign, 1).await.0, StatusCode::ACCEPTED);
+    let (status, body) = apply(&app, campaign, 2).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("timeout")),
+        "{body}"
+    );
+    let (status, _, metrics) = send(&app, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = metrics.as_str().expect("text");
+    assert!(
+        text.contains(r#"firstcome_requests_total{route="apply",outcome="timeout"} 1"#),
+        "{text}"
+    );
+}
