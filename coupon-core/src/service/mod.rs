@@ -182,17 +182,18 @@ impl CouponService {
     }
 
     async fn status_of(&self, campaign: Campaign, issued: u64) -> Result<CampaignStatus> {
-        // A counter that does not answer now says nothing: the store's count stands.
-        let counter = self
-            .counter
-            .status(campaign.id)
-            .await
-            .unwrap_or(crate::CounterStatus::new(0, None));
-        let mut status = CampaignStatus::new(campaign, counter.admitted, issued);
+        // A counter that does not answer now (Redis away, a standby without the lease)
+        // says nothing: the store's count stands, and nothing says it lost its memory,
+        // so the campaign is not reported as rebuilding (readiness tells that story).
+        let (admitted, lost) = match self.counter.status(campaign.id).await {
+            Ok(counter) => (counter.admitted, !counter.is_ready()),
+            Err(_) => (0, false),
+        };
+        let mut status = CampaignStatus::new(campaign, admitted, issued);
         // Only a campaign that may still admit is rebuilt (one closed, or full in the
         // store, is answered without its counter).
-        status.rebuilding = !counter.is_ready()
-            && matches!(status.state, CampaignState::Open | CampaignState::NotOpen);
+        status.rebuilding =
+            lost && matches!(status.state, CampaignState::Open | CampaignState::NotOpen);
         Ok(status)
     }
 

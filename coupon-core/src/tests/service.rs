@@ -285,3 +285,30 @@ fn not_ready(campaign: crate::CampaignId) -> crate::Error {
         backend: "mock",
     }
 }
+
+/// A counter that does not answer (Redis away, a standby without the lease) is not a
+/// counter that lost its memory: the campaign is not reported as being rebuilt, and its
+/// counts are the store's.
+#[tokio::test]
+async fn a_counter_that_does_not_answer_is_not_reported_as_rebuilding() {
+    let store = Arc::new(MemoryStore::new());
+    let campaign = store
+        .create_campaign(NewCampaign::new("quiet counter", 5))
+        .await
+        .unwrap();
+    let mut counter = crate::MockCouponCounter::new();
+    counter.expect_status().returning(|_| Err(unavailable()));
+    let service = CouponService::new(
+        Arc::new(counter),
+        Arc::new(MemoryQueue::new(10)),
+        store.clone(),
+    );
+    let status = service.status(campaign.id).await.unwrap();
+    assert!(!status.rebuilding, "{status:?}");
+    assert_eq!(
+        (status.admitted, status.issued, status.remaining()),
+        (0, 0, 5)
+    );
+    let listed = service.campaigns().await.unwrap();
+    assert!(!listed[0].rebuilding, "{listed:?}");
+}
