@@ -174,20 +174,15 @@ pub async fn serve(
                 ));
             let state = Arc::new(state);
             let open_files = process_stats::open_files_limit();
-            let (max_connections, max_connections_per_address) = config.connection_caps(open_files);
+            let limits = config.http_limits(open_files);
             println!(
-                "  connections: at most {max_connections} (open-files limit {}), {} per client address",
+                "  connections: at most {} (open-files limit {}), {} per client address",
+                limits.max_connections,
                 open_files.map_or("unknown".to_owned(), |limit| limit.to_string()),
-                max_connections_per_address.map_or("no cap".to_owned(), |cap| cap.to_string())
+                limits
+                    .max_connections_per_address
+                    .map_or("no cap".to_owned(), |cap| cap.to_string())
             );
-            let limits = listen::HttpLimits {
-                header_read: std::time::Duration::from_millis(config.limits.header_read_timeout_ms),
-                shutdown_deadline: std::time::Duration::from_millis(
-                    config.http.shutdown_deadline_ms,
-                ),
-                max_connections,
-                max_connections_per_address,
-            };
             let address = listener.local_addr().map_err(|e| e.to_string())?;
             println!(
                 "  console: http://{address}/ui#token=<admin token> (ADMIN_TOKEN, or the \
@@ -207,16 +202,7 @@ pub async fn serve(
                 config.http.metrics_token.clone(),
                 config.identity.admin_token.clone(),
             );
-            let (max_connections, max_connections_per_address) =
-                config.connection_caps(process_stats::open_files_limit());
-            let limits = listen::HttpLimits {
-                header_read: std::time::Duration::from_millis(config.limits.header_read_timeout_ms),
-                shutdown_deadline: std::time::Duration::from_millis(
-                    config.http.shutdown_deadline_ms,
-                ),
-                max_connections,
-                max_connections_per_address,
-            };
+            let limits = config.http_limits(process_stats::open_files_limit());
             let address = listener.local_addr().map_err(|e| e.to_string())?;
             println!("probes and metrics on http://{address} (/healthz, /readyz, /metrics)");
             let app = api::worker_only::worker_router(Arc::new(probes));

@@ -139,6 +139,19 @@ impl Config {
             });
         (total, per_address)
     }
+
+    /// The listener's limits (header read, shutdown deadline, the connection caps of
+    /// [`connection_caps`](Self::connection_caps)) under the open-files limit
+    /// `open_files`: the same for a service and for a worker-only process's probes.
+    pub fn http_limits(&self, open_files: Option<u64>) -> crate::listen::HttpLimits {
+        let (max_connections, max_connections_per_address) = self.connection_caps(open_files);
+        crate::listen::HttpLimits {
+            header_read: std::time::Duration::from_millis(self.limits.header_read_timeout_ms),
+            shutdown_deadline: std::time::Duration::from_millis(self.http.shutdown_deadline_ms),
+            max_connections,
+            max_connections_per_address,
+        }
+    }
 }
 
 /// The HS256 verifier of the `secret` set by `JWT_SECRET` (or `--jwt-secret`,

@@ -11,6 +11,8 @@ use coupon_core::{CampaignId, FailureLedger, IssueFailure, IssueTicket, UserId};
 use serde_json::{Value, json};
 use support::{Browser, Rush, Service, TOKEN};
 
+mod sign_in;
+
 /// A phone's viewport.
 const PHONE: (u32, u32) = (390, 844);
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -70,7 +72,7 @@ async fn the_console_creates_watches_closes_and_replays_through_the_api() {
         "the page shows the API's message"
     );
     assert_eq!(
-        campaigns(&service).await,
+        service.api.campaigns().await,
         Vec::<Value>::new(),
         "nothing created"
     );
@@ -86,7 +88,7 @@ async fn the_console_creates_watches_closes_and_replays_through_the_api() {
         )
         .await;
     assert_eq!(
-        campaigns(&service).await,
+        service.api.campaigns().await,
         Vec::<Value>::new(),
         "nothing created"
     );
@@ -103,7 +105,7 @@ async fn the_console_creates_watches_closes_and_replays_through_the_api() {
             PATIENCE,
         )
         .await;
-    let listed = campaigns(&service).await;
+    let listed = service.api.campaigns().await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(
         (&listed[0]["name"], &listed[0]["cap"], &listed[0]["state"]),
@@ -194,7 +196,7 @@ async fn the_console_creates_watches_closes_and_replays_through_the_api() {
         "{question}"
     );
     assert_eq!(
-        state(&service, campaign).await,
+        service.api.campaign_state(campaign).await,
         "sold_out",
         "nothing before the confirmation"
     );
@@ -209,7 +211,7 @@ async fn the_console_creates_watches_closes_and_replays_through_the_api() {
             PATIENCE,
         )
         .await;
-    assert_eq!(state(&service, campaign).await, "closed");
+    assert_eq!(service.api.campaign_state(campaign).await, "closed");
     let result = |css: String| format!("return document.querySelector('{css}').textContent");
     let said = browser.run(&result(on_card(".result")), json!([])).await;
     assert!(
@@ -235,7 +237,7 @@ async fn the_console_creates_watches_closes_and_replays_through_the_api() {
             PATIENCE,
         )
         .await;
-    assert_eq!(state(&service, campaign).await, "sold_out");
+    assert_eq!(service.api.campaign_state(campaign).await, "sold_out");
     let said = browser.run(&result(on_card(".result")), json!([])).await;
     assert!(
         said.as_str().is_some_and(|s| s.starts_with("Reopened")),
@@ -336,91 +338,4 @@ async fn the_console_creates_watches_closes_and_replays_through_the_api() {
 
     browser.close().await;
     service.stop().await;
-}
-
-/// Without a token, and with a wrong one, the page shows the sign-in and nothing else:
-/// no campaign, no button, no number.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_shows_only_the_sign_in_without_the_right_token() {
-    let service = Service::start(&["--database-url", "sqlite::memory:"]).await;
-    let campaign = service.api.create_campaign(10).await;
-    let browser = Browser::start(PHONE.0, PHONE.1).await;
-    for (fragment, why) in [
-        ("", "needs the admin token"),
-        ("#token=wrong-token", "refused"),
-    ] {
-        // A page loaded anew each time, not a fragment changed on the same page.
-        browser.goto("about:blank").await;
-        browser
-            .goto(&format!("{}/ui{fragment}", service.api.url))
-            .await;
-        browser
-            .wait_for(
-                "the sign-in and why",
-                &format!("return !document.getElementById('login').hidden && document.getElementById('login-why').textContent.includes('{why}')"),
-                PATIENCE,
-            )
-            .await;
-        signed_out(&browser, fragment, campaign).await;
-    }
-    // Signed in through the form, then out: the figures go with the console.
-    browser.type_into("#token", TOKEN).await;
-    browser.click("#login button").await;
-    browser
-        .wait_for(
-            "the console",
-            &format!("return document.querySelector('[data-campaign=\"{campaign}\"]') !== null"),
-            PATIENCE,
-        )
-        .await;
-    browser.click("#sign-out").await;
-    signed_out(&browser, "after signing out", campaign).await;
-    browser.close().await;
-    service.stop().await;
-}
-
-/// The page shows the sign-in and nothing else: no campaign, no figure, no button but
-/// the sign-in's, now and after the next refresh would have come.
-async fn signed_out(browser: &Browser, case: &str, campaign: u64) {
-    for _ in 0..2 {
-        let seen = browser
-            .run(
-                "return { console: document.getElementById('console').hidden, \
-                 figures: document.getElementById('service-figures').hidden, \
-                 cards: document.querySelectorAll('[data-campaign]').length, \
-                 buttons: [...document.querySelectorAll('button')].filter(b => b.offsetParent).map(b => b.textContent) }",
-                json!([]),
-            )
-            .await;
-        assert_eq!(
-            seen,
-            json!({ "console": true, "figures": true, "cards": 0, "buttons": ["Sign in"] }),
-            "{case}"
-        );
-        let text = browser.text().await;
-        assert!(!text.contains(&format!("#{campaign}")), "{case}: {text}");
-        tokio::time::sleep(Duration::from_millis(1_200)).await;
-    }
-}
-
-/// Every campaign as `GET /admin/campaigns` lists it.
-async fn campaigns(service: &Service) -> Vec<Value> {
-    let (status, body) = service
-        .api
-        .call(Method::GET, "/admin/campaigns", None)
-        .await
-        .expect("campaigns");
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["campaigns"].as_array().expect("a list").clone()
-}
-
-/// A campaign's state as `GET /campaigns/{id}` says.
-async fn state(service: &Service, campaign: u64) -> String {
-    let (status, body) = service
-        .api
-        .call(Method::GET, &format!("/campaigns/{campaign}"), None)
-        .await
-        .expect("campaign");
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["state"].as_str().expect("a state").to_owned()
 }

@@ -13,7 +13,7 @@ use support::{Rush, Service, TOKEN};
 /// apply and again once every coupon is issued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_live_page_shows_what_the_api_says_during_a_rush() {
-    let chromium = chromium();
+    let chromium = support::program("CHROMIUM", "chromium");
     let service = Service::start(&["--database-url", "sqlite::memory:"]).await;
     let campaign = service.api.create_campaign(20_000).await;
     let url = format!("{}/ui#token={TOKEN}", service.api.url);
@@ -140,16 +140,11 @@ async fn the_live_page_is_self_contained_without_inline_script() {
 /// The campaign's counts as `GET /admin/campaigns` gives them, with `waiting` derived
 /// as the page derives it.
 async fn counts(service: &Service, campaign: u64) -> BTreeMap<String, u64> {
-    let (status, body) = service
-        .api
-        .call(Method::GET, "/admin/campaigns", None)
-        .await
-        .expect("campaigns");
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let listed = body["campaigns"]
-        .as_array()
-        .and_then(|all| all.iter().find(|c| c["id"] == campaign))
-        .unwrap_or_else(|| panic!("campaign {campaign} not listed: {body}"));
+    let all = service.api.campaigns().await;
+    let listed = all
+        .iter()
+        .find(|c| c["id"] == campaign)
+        .unwrap_or_else(|| panic!("campaign {campaign} not listed: {all:?}"));
     let number = |field: &str| listed[field].as_u64().unwrap_or_else(|| panic!("{field}"));
     BTreeMap::from([
         ("cap".to_owned(), number("cap")),
@@ -226,23 +221,4 @@ async fn shown(chromium: &str, url: &str, campaign: u64) -> BTreeMap<String, u64
         assert!(fields.contains_key(field), "{field} not shown: {card}");
     }
     fields
-}
-
-/// Chromium: `CHROMIUM` (as `scripts/services.sh` exports it), else `chromium` on the
-/// path; a failure that says how to install it when there is none.
-fn chromium() -> String {
-    let chromium = std::env::var("CHROMIUM")
-        .ok()
-        .filter(|path| !path.trim().is_empty())
-        .unwrap_or_else(|| "chromium".to_owned());
-    let runs = std::process::Command::new(&chromium)
-        .arg("--version")
-        .output()
-        .is_ok_and(|output| output.status.success());
-    assert!(
-        runs,
-        "{chromium} does not run: `scripts/services.sh install` installs Debian's chromium \
-         (or set CHROMIUM to a Chromium binary)"
-    );
-    chromium
 }

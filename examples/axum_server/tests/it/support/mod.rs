@@ -17,7 +17,7 @@ mod webdriver;
 
 pub use process::{Process, free_port};
 pub use rush::{Heard, Rush};
-pub use webdriver::Browser;
+pub use webdriver::{Browser, program};
 
 /// The admin token of every service these tests start.
 pub const TOKEN: &str = "fault-tests-admin";
@@ -166,6 +166,26 @@ impl Api {
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok((status, headers, body))
+    }
+
+    /// Every campaign as `GET /admin/campaigns` lists it.
+    pub async fn campaigns(&self) -> Vec<Value> {
+        let (status, body) = self
+            .call(Method::GET, "/admin/campaigns", None)
+            .await
+            .expect("campaigns");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["campaigns"].as_array().expect("a list").clone()
+    }
+
+    /// A campaign's state as `GET /campaigns/{id}` says.
+    pub async fn campaign_state(&self, campaign: u64) -> String {
+        let (status, body) = self
+            .call(Method::GET, &format!("/campaigns/{campaign}"), None)
+            .await
+            .expect("campaign");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["state"].as_str().expect("a state").to_owned()
     }
 
     /// Creates a campaign of `cap`; returns its id.

@@ -20,7 +20,7 @@ pub struct Browser {
 
 /// `name` from the environment (as `scripts/services.sh` exports it), else `fallback` on
 /// the path; a failure that says how to install it when it does not run.
-fn program(name: &str, fallback: &str) -> String {
+pub fn program(name: &str, fallback: &str) -> String {
     let program = std::env::var(name)
         .ok()
         .filter(|path| !path.trim().is_empty())
