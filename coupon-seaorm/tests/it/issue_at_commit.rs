@@ -158,3 +158,71 @@ async fn a_users_slots_are_one_coupon_each() {
     assert_eq!(store.issued_count(campaign.id).await.expect("count"), 2);
     assert_eq!(sql.source().lag().await.expect("lag"), Some(0));
 }
+
+/// A ticket the store refuses with an error (here a trigger refusing user 13's coupon)
+/// does not refuse the others of its group: issuing the group fails, so the group is
+/// inserted as rows instead, every publish is answered yes, and the worker issues the
+/// others and dead-letters that one alone, as with the table hand-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ticket_that_cannot_be_issued_leaves_its_group_to_the_worker() {
+    use coupon_core::{FailureLedger, IssueWorker};
+    use sea_orm::ConnectionTrait;
+    let store = Arc::new(support::sqlite_file().await);
+    store
+        .connection()
+        .execute_unprepared(
+            "CREATE TRIGGER refuse_13 BEFORE INSERT ON coupon WHEN NEW.user_id = 13 \
+             BEGIN SELECT RAISE(ABORT, 'user 13 refused by the test'); END",
+        )
+        .await
+        .expect("trigger");
+    let campaign = store
+        .create_campaign(NewCampaign::new("one refused", 10))
+        .await
+        .expect("campaign");
+    let sql = issuing(&store);
+    let tickets: Vec<IssueTicket> = (11..=15u64)
+        .map(|user| IssueTicket::new(campaign.id, UserId(user), 1, user))
+        .collect();
+    let (a, b, c, d, e) = tokio::join!(
+        sql.publish(&tickets[0]),
+        sql.publish(&tickets[1]),
+        sql.publish(&tickets[2]),
+        sql.publish(&tickets[3]),
+        sql.publish(&tickets[4]),
+    );
+    for (user, answer) in (11..).zip([a, b, c, d, e]) {
+        answer.unwrap_or_else(|error| panic!("user {user}'s publish: {error}"));
+    }
+    let source = Arc::new(sql.source());
+    let waiting = source.lag().await.expect("lag").expect("a lag");
+    assert!(waiting >= 1, "user 13's ticket waits in the table");
+
+    let worker = IssueWorker::new(source.clone(), store.clone()).spawn();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while source.lag().await.expect("lag") != Some(0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker left rows"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let report = worker.stop().await.expect("worker");
+    let mut issued = Vec::new();
+    for user in 11..=15u64 {
+        let coupons = store
+            .coupons_of(campaign.id, UserId(user))
+            .await
+            .expect("coupons");
+        issued.extend(coupons.iter().map(|coupon| coupon.user.get()));
+    }
+    assert_eq!(issued, [11, 12, 14, 15], "{report:?}");
+    let failures = store.failures(Some(campaign.id)).await.expect("failures");
+    let refused: Vec<(u64, &str)> = failures
+        .iter()
+        .map(|failure| (failure.ticket.user.get(), failure.error.as_str()))
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].0, 13, "{refused:?}");
+    assert!(refused[0].1.contains("refused by the test"), "{refused:?}");
+}

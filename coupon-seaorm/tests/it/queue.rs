@@ -257,14 +257,16 @@ async fn an_unreadable_row_is_parked() {
 /// After a seal, a publish of a ticket of an older epoch whose slot the seal did not
 /// count is refused (definitely: its applicant hears no yes), while the others of its
 /// group commit; a counted one and one of the sealed epoch are taken. A seal counts the
-/// tickets waiting in the table.
-async fn superseded_tickets_are_refused_at_publish(store: SeaOrmStore) {
+/// tickets waiting in the table. Issuing at commit (the embedded default), the same:
+/// the superseded ticket is no coupon, the others are.
+async fn superseded_tickets_are_refused_at_publish(store: SeaOrmStore, config: SqlQueueConfig) {
     use coupon_core::{CouponStore, Error, HeldSlot, NewCampaign};
     let campaign = store
         .create_campaign(NewCampaign::new("fenced", 10))
         .await
         .expect("campaign");
-    let sql = SqlIssueQueue::new(&store, SqlQueueConfig::default());
+    let issuing = config.issue_at_commit;
+    let sql = SqlIssueQueue::new(&store, config);
     let ticket = |user: u64, epoch: u64| {
         IssueTicket::new(campaign.id, UserId(user), 1, user).in_epoch(epoch)
     };
@@ -303,19 +305,41 @@ async fn superseded_tickets_are_refused_at_publish(store: SeaOrmStore) {
         }
         other => panic!("a superseded ticket was not refused: {other:?}"),
     }
+    if issuing {
+        let mut holders = Vec::new();
+        for user in [1, 2, 3, 9] {
+            let coupons = store
+                .coupons_of(campaign.id, UserId(user))
+                .await
+                .expect("coupons");
+            holders.extend(coupons.iter().map(|coupon| coupon.user.get()));
+        }
+        assert_eq!(
+            holders,
+            [1, 3, 9],
+            "issued at commit, all but the superseded"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_refuses_superseded_tickets_at_publish() {
-    superseded_tickets_are_refused_at_publish(support::sqlite_file().await).await;
+    superseded_tickets_are_refused_at_publish(support::sqlite_file().await, Default::default())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_issuing_at_commit_refuses_superseded_tickets_at_publish() {
+    let config = SqlQueueConfig::default().with_issue_at_commit(true);
+    superseded_tickets_are_refused_at_publish(support::sqlite_file().await, config).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_refuses_superseded_tickets_at_publish() {
-    superseded_tickets_are_refused_at_publish(support::postgres().await).await;
+    superseded_tickets_are_refused_at_publish(support::postgres().await, Default::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mysql_refuses_superseded_tickets_at_publish() {
-    superseded_tickets_are_refused_at_publish(support::mysql().await).await;
+    superseded_tickets_are_refused_at_publish(support::mysql().await, Default::default()).await;
 }

@@ -35,7 +35,7 @@ window.addEventListener("hashchange", () => {
 const service = {
   series: { apply_rate: new Series(), p99_ms: new Series(), failed_share: new Series(), lag: new Series() },
   charts: null,
-  previous: null, // { at, applies, failed, latency }
+  previous: null, // { at, applies, failed, latency, handled }
   refreshes: 0,
   readDeadLetters: true,
   deadLetters: 0,
@@ -111,11 +111,14 @@ function pauses(ready, metrics, rebuilding, lag) {
   if (rebuilding) {
     reasons.push(["rebuilding", `${rebuilding} campaign(s) paused while a counter is rebuilt after a loss (see the campaign).`]);
   }
-  const issued = metric(metrics, "firstcome_worker_tickets_total", ['outcome="issued"']);
-  const stalled = issued !== null && lag > 0 && service.previous && issued === service.previous.issued;
+  // Every ticket the worker settled, whatever became of it: on the embedded default
+  // tickets become coupons at commit and only refusals (over the cap, dead letters)
+  // reach the worker, so "issued" alone would stand still while it works.
+  const handled = metric(metrics, "firstcome_worker_tickets_total");
+  const stalled = handled !== null && lag > 0 && service.previous && handled === service.previous.handled;
   service.stalledSince = stalled ? (service.stalledSince ?? new Date()) : null;
   if (service.stalledSince && Date.now() - service.stalledSince.getTime() >= 5000) {
-    reasons.push(["worker", `The worker has issued nothing since ${service.stalledSince.toLocaleTimeString()} while ${number.format(lag)} tickets wait.`]);
+    reasons.push(["worker", `The worker has settled no ticket since ${service.stalledSince.toLocaleTimeString()} while ${number.format(lag)} tickets wait.`]);
   }
   const unsettled = metric(metrics, "firstcome_admissions_unsettled") ?? 0;
   if (unsettled > 0) {
@@ -125,7 +128,7 @@ function pauses(ready, metrics, rebuilding, lag) {
   if (service.deadLetters > 0) {
     reasons.push(["dead-letters", `${service.deadLetters} dead letter(s) wait for a replay (below).`]);
   }
-  return { reasons, issued };
+  return { reasons, handled };
 }
 
 function showService(at, metrics, ready, rebuilding) {
@@ -158,9 +161,9 @@ function showService(at, metrics, ready, rebuilding) {
   apply.textContent = applies === null ? "–" : number.format(Math.round(applies));
   $("queue-lag").dataset.value = lag === null ? "" : String(lag);
   $("queue-lag").textContent = lag === null ? "–" : number.format(lag);
-  const { reasons, issued } = pauses(ready, metrics, rebuilding, lag ?? 0);
+  const { reasons, handled } = pauses(ready, metrics, rebuilding, lag ?? 0);
   showPauses(reasons);
-  service.previous = { at, applies: all, failed, latency, issued };
+  service.previous = { at, applies: all, failed, latency, handled };
 }
 
 function showPauses(reasons) {

@@ -11,6 +11,7 @@ use coupon_core::{CampaignId, FailureLedger, IssueFailure, IssueTicket, UserId};
 use serde_json::{Value, json};
 use support::{Browser, Rush, Service, TOKEN};
 
+mod pauses;
 mod sign_in;
 
 /// A phone's viewport.

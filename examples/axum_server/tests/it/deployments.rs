@@ -89,20 +89,38 @@ async fn a_worker_only_process_can_be_probed_and_scraped_and_serves_nothing_else
 /// PostgreSQL database, applicants spread over both: only the copy holding the
 /// database's counter lease admits; the other answers 503 `not_ready` (and is not
 /// ready). When the holder is killed, the other takes the lease, rebuilds the campaign
-/// in a new epoch from what the first left in the database, and admits the rest.
+/// in a new epoch from what the first left in the database, and admits; a third copy
+/// started beside it takes over in turn when it is killed, and admits the rest.
 /// Before the lease each copy admitted up to the cap, and the store refused hundreds
 /// of applicants who had heard 202.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_copies_of_the_default_on_one_database_promise_no_more_than_the_cap() {
-    const CAP: u64 = 1_000;
     let database = coupon_seaorm::testkit::fresh_postgres().await;
+    two_copies_promise_no_more_than_the_cap(&database).await;
+}
+
+/// The same on one SQLite file, the embedded default, where the store is the queue
+/// (tickets become coupons in the commit that makes them durable): the lease is a lock
+/// on a file beside the database, and the copy that takes over seals the coupons the
+/// first issued at commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_copies_of_the_embedded_default_on_one_file_promise_no_more_than_the_cap() {
+    let file = std::env::temp_dir().join(format!(
+        "firstcome-copies-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    two_copies_promise_no_more_than_the_cap(&format!("sqlite://{}?mode=rwc", file.display())).await;
+}
+
+async fn two_copies_promise_no_more_than_the_cap(database: &str) {
+    const CAP: u64 = 1_000;
     let env = [
-        ("DATABASE_URL", database.as_str()),
+        ("DATABASE_URL", database),
         ("SETTLE_GRACE_MS", "2000"),
         ("SETTLE_INTERVAL_MS", "500"),
     ];
     let mut first = Process::start(free_port(), &[], &env).await;
-    let second = Process::start(free_port(), &[], &env).await;
+    let mut second = Process::start(free_port(), &[], &env).await;
     let campaign = first.api.create_campaign(CAP).await;
     let (ready, body) = second
         .api
@@ -162,12 +180,17 @@ async fn two_copies_of_the_default_on_one_database_promise_no_more_than_the_cap(
     );
     assert_eq!(heard.accepted.len(), 600, "the holder admitted its 600");
 
-    // The holder dies; the other takes over and fills the campaign.
+    // Replaced one by one: the holder dies, the other takes over and admits some, a
+    // new copy comes up beside it, then the second dies and the third fills the campaign.
     first.kill();
-    let rush = Rush::start(&second.api, campaign, 10_001..=12_000, 32);
+    let rush = Rush::start(&second.api, campaign, 10_001..=10_200, 32);
+    heard.merge(rush.finish().await);
+    let third = Process::start(free_port(), &[], &env).await;
+    second.kill();
+    let rush = Rush::start(&third.api, campaign, 10_201..=12_000, 32);
     heard.merge(rush.finish().await);
     heard
-        .assert_promises_kept(&second.api, campaign, CAP, 12_000, false)
+        .assert_promises_kept(&third.api, campaign, CAP, 12_000, false)
         .await;
 }
 
