@@ -36,6 +36,7 @@ mod counter;
 mod error;
 mod gather;
 mod keys;
+mod marker;
 mod probe;
 mod rebuild;
 

@@ -125,14 +125,8 @@ async fn build_locked(
         )
     };
     let mut session = counter.session().await?;
-    let (built, epoch, count): (Option<String>, Option<u64>, Option<i64>) = redis::pipe()
-        .hget(&keys.users, "~built")
-        .hget(&keys.users, "~epoch")
-        .get(&keys.count)
-        .query_async(&mut session)
-        .await
-        .map_err(|e| classify(e, || format!("reading the marker of {keys:?}")))?;
-    if built.as_deref() == Some(identity) && epoch.is_some() && count.is_some() {
+    let marker = crate::marker::read(&mut session, &keys).await?;
+    if marker.built_here && marker.epoch.is_some() {
         return Ok(Rebuild::AlreadyReady);
     }
     // Closed for the whole rebuild: with only the count lost the marker would still

@@ -94,7 +94,7 @@ impl PrivateRedis {
         }
     }
 
-    /// Starts again on the same port, empty.
+    /// Starts again on the same port, empty (nothing is saved unless asked: `SAVE`).
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
@@ -171,6 +171,27 @@ impl PrivateCluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("the private cluster did not reach cluster_state:ok");
+    }
+
+    /// Has every node write its data to its folder now (`SAVE`).
+    pub fn save(&self) {
+        for node in &self.nodes {
+            assert_eq!(node.cli(&["SAVE"]), "OK", "SAVE on port {}", node.port);
+        }
+    }
+
+    /// `kill -9` of every node, then each started again from its own folder: the data
+    /// of its last [`save`](Self::save) and its cluster configuration, as a node
+    /// restarted from its files (or a replica that lagged its primary, promoted) would
+    /// hold. Returns once the cluster is `ok` again.
+    pub fn restart_from_files(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        for node in &mut self.nodes {
+            node.spawn();
+        }
+        self.wait_ok();
     }
 
     /// Every node's URL, comma-separated: the form `RedisCounterConfig` takes.

@@ -23,10 +23,11 @@ use crate::RedisCounterConfig;
 use crate::config::SentinelTarget;
 use crate::confirm::Confirmer;
 
-/// The server identity reported for Redis Cluster, where each key's server is chosen
-/// per command: fencing there rests on the built marker alone (docs/architecture.md).
+/// The server identity given to the scripts on Redis Cluster, where each key's server is
+/// chosen per command and the client cannot know which node will answer: the scripts
+/// take the run id of the node running them instead (docs/architecture.md).
 #[cfg(feature = "cluster")]
-const CLUSTER_IDENTITY: &str = "cluster";
+const CLUSTER_IDENTITY: &str = "~node";
 
 /// A multiplexed connection that reconnects by itself: concurrent commands from any
 /// number of tasks share it and are pipelined on the wire automatically.

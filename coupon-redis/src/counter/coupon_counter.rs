@@ -84,19 +84,13 @@ impl CouponCounter for RedisCounter {
     async fn status(&self, campaign: CampaignId) -> Result<CounterStatus> {
         let keys = self.keys(campaign);
         let mut session = self.session().await?;
-        let ((built, epoch), count): ((Option<String>, Option<u64>), Option<i64>) = redis::pipe()
-            .cmd("HMGET")
-            .arg(&keys.users)
-            .arg("~built")
-            .arg("~epoch")
-            .get(&keys.count)
-            .query_async(&mut session)
-            .await
-            .map_err(|e| classify(e, || format!("reading the status of {keys:?}")))?;
-        let admitted = u64::try_from(count.unwrap_or(0))
+        let marker = crate::marker::read(&mut session, &keys).await?;
+        let admitted = u64::try_from(marker.count.unwrap_or(0))
             .map_err(|_| unexpected_reply(format!("{} holds a negative count", keys.count)))?;
-        let ready = built.as_deref() == Some(session.identity()) && count.is_some();
-        Ok(CounterStatus::new(admitted, epoch.filter(|_| ready)))
+        Ok(CounterStatus::new(
+            admitted,
+            marker.epoch.filter(|_| marker.built_here),
+        ))
     }
 
     async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {

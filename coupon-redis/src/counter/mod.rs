@@ -142,17 +142,8 @@ impl RedisCounter {
     async fn marker(&self, campaign: CampaignId) -> Result<(bool, Option<u64>)> {
         let keys = self.keys(campaign);
         let mut session = self.session().await?;
-        let ((built, epoch), count): ((Option<String>, Option<u64>), Option<i64>) = redis::pipe()
-            .cmd("HMGET")
-            .arg(&keys.users)
-            .arg("~built")
-            .arg("~epoch")
-            .get(&keys.count)
-            .query_async(&mut session)
-            .await
-            .map_err(|e| classify(e, || format!("reading the marker of {keys:?}")))?;
-        let built = built.as_deref() == Some(session.identity()) && count.is_some();
-        Ok((built, epoch))
+        let marker = crate::marker::read(&mut session, &keys).await?;
+        Ok((marker.built_here, marker.epoch))
     }
     /// Deletes every key of `campaign` (for tests and for retiring a finished campaign).
     pub async fn forget(&self, campaign: CampaignId) -> Result<()> {

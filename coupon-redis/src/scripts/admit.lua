@@ -15,7 +15,8 @@
 --                  "<user>:l" -> the slot granted last, "<user>:h" -> released slots
 --                  below the highest, space-separated)
 -- KEYS[4] free    (sorted set: ranks given back by releases, granted again first)
--- ARGV[1] cap, ARGV[2] per-user limit, ARGV[3] this server's identity, ARGV[4] the call's
+-- ARGV[1] cap, ARGV[2] per-user limit, ARGV[3] this server's identity ("~node": the
+-- run id of the node running it), ARGV[4] the call's
 -- token (unique per call), ARGV[5..] the users, one entry per apply
 -- Returns a flat array, no nested ones (cheaper to build and to send): the epoch the
 -- grants were made in (0 when none could be), then two integers per entry, in order:
@@ -29,11 +30,17 @@
 local cap = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local answers = {0}
+-- On Redis Cluster ("~node") the identity is the run id of the node running this call,
+-- so a promoted replica or a node restarted from its own files is not built.
+local identity = ARGV[3]
+if identity == '~node' then
+  identity = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
 
 local marker = redis.call('HMGET', KEYS[2], '~built', '~epoch', '~free')
 local epoch = tonumber(marker[2])
 local count = redis.call('GET', KEYS[1])
-if marker[1] ~= ARGV[3] or not epoch or not count then
+if marker[1] ~= identity or not epoch or not count then
   for i = 5, #ARGV do
     answers[#answers + 1] = -2
     answers[#answers + 1] = 0

@@ -1,7 +1,8 @@
 -- Gives back one slot a user holds, atomically, if it is still held at that rank in
 -- that epoch and the settler has not claimed it.
 -- KEYS[1] count, KEYS[2] users, KEYS[3] slots, KEYS[4] claims, KEYS[5] free
--- ARGV[1] user, ARGV[2] slot, ARGV[3] rank, ARGV[4] this server's identity,
+-- ARGV[1] user, ARGV[2] slot, ARGV[3] rank, ARGV[4] this server's identity ("~node":
+-- the run id of the node running it),
 -- ARGV[5] the slot's epoch (0: any)
 -- Returns 1 released, 0 not held (at that rank, in that epoch), 2 kept because claimed,
 -- 3 not built on this server (a rebuild may be writing: change nothing).
@@ -12,8 +13,12 @@ local function rank_of(value)
   return string.match(value, '^(%d+):') or '0'
 end
 
+local identity = ARGV[4]
+if identity == '~node' then
+  identity = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
 local marker = redis.call('HMGET', KEYS[2], '~built', '~epoch')
-if marker[1] ~= ARGV[4] then
+if marker[1] ~= identity then
   return 3
 end
 if ARGV[5] ~= '0' and marker[2] ~= ARGV[5] then

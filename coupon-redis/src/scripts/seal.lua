@@ -3,7 +3,8 @@
 -- sealed epoch, if the rebuild still holds the lock.
 -- KEYS[1] count, KEYS[2] users, KEYS[3] free, KEYS[4] slots, KEYS[5] rebuild lock,
 -- KEYS[6] the prepared free ranks, KEYS[7] the prepared per-user records, KEYS[8] claims
--- ARGV[1] the lock's token, ARGV[2] this server's identity, ARGV[3] the epoch
+-- ARGV[1] the lock's token, ARGV[2] this server's identity ("~node": the run id of the
+-- node running it), ARGV[3] the epoch
 -- Returns the slots held, or -1 when the lock was lost (another rebuild may be
 -- writing: change nothing).
 if redis.call('GET', KEYS[5]) ~= ARGV[1] then
@@ -24,6 +25,10 @@ local free = redis.call('ZCARD', KEYS[3])
 if free > 0 then
   redis.call('HSET', KEYS[2], '~free', free)
 end
-redis.call('HSET', KEYS[2], '~built', ARGV[2], '~epoch', ARGV[3])
+local identity = ARGV[2]
+if identity == '~node' then
+  identity = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
+redis.call('HSET', KEYS[2], '~built', identity, '~epoch', ARGV[3])
 redis.call('DEL', KEYS[5])
 return held

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use coupon_core::{Admission, CouponCounter, UserId};
+use coupon_core::{Admission, CouponCounter, Error, HeldSlot, Rebuild, SealedEpoch, UserId};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
 use coupon_testkit::counter;
 
@@ -50,4 +50,77 @@ async fn cluster_counter_conformance() {
             .collect();
         assert_eq!(users, vec![UserId(1)]);
     }
+}
+
+/// A node started again from its own files (an RDB saved before the last three
+/// admissions, as a replica promoted by a failover lags its primary) holds the
+/// campaign's marker but not every admission. The counter is fenced there (the marker
+/// names the run id of the node that built it, and the node running the script has
+/// another one) until a rebuild restores what the store holds, so the lost ranks are
+/// not granted twice. Before, Cluster checked the marker's presence alone (this test
+/// fails there: the node answered built, with a count of 3, and would have admitted
+/// users 7 to 13 at ranks 4 to 10, three past the cap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_started_again_from_stale_files_is_fenced_until_rebuilt() {
+    let mut cluster = coupon_testkit::redis_servers::PrivateCluster::start();
+    let counter = RedisCounter::connect(RedisCounterConfig::new(cluster.url()))
+        .await
+        .expect("connect to the cluster");
+    let campaign = coupon_testkit::ready_campaign(&counter, 10).await;
+    let mut held = Vec::new();
+    for user in 1..=6u64 {
+        if user == 4 {
+            cluster.save();
+        }
+        match counter.try_acquire(&campaign, UserId(user)).await {
+            Ok(Admission::Granted {
+                rank, slot, epoch, ..
+            }) => held.push(HeldSlot {
+                user: UserId(user),
+                slot,
+                rank,
+                admitted_at: None,
+                epoch,
+            }),
+            other => panic!("user {user}: {other:?}"),
+        }
+    }
+    cluster.restart_from_files();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        match counter.status(campaign.id).await {
+            Ok(status) => break status,
+            Err(error) if std::time::Instant::now() < deadline => {
+                tracing::debug!(%error, "the cluster is not answering yet");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("the cluster did not answer again: {error}"),
+        }
+    };
+    assert_eq!(
+        status.admitted, 3,
+        "the node came back with the saved count"
+    );
+    assert_eq!(status.epoch, None, "a node started again is not built");
+    match counter.try_acquire(&campaign, UserId(7)).await {
+        Err(Error::NotReady { .. }) => {}
+        other => panic!("admitted on a stale copy: {other:?}"),
+    }
+
+    // The rebuild restores the six admissions the store and the queue hold.
+    let rebuilt = counter
+        .rebuild(&campaign, Arc::new(SealedEpoch::new(2, held)))
+        .await
+        .expect("rebuild");
+    assert!(matches!(rebuilt, Rebuild::Built(_)), "{rebuilt:?}");
+    let mut ranks = Vec::new();
+    for user in 7..=20u64 {
+        match counter.try_acquire(&campaign, UserId(user)).await {
+            Ok(Admission::Granted { rank, .. }) => ranks.push(rank),
+            Ok(Admission::SoldOut) => {}
+            other => panic!("user {user}: {other:?}"),
+        }
+    }
+    assert_eq!(ranks, [7, 8, 9, 10], "exactly the four slots left");
 }
