@@ -26,8 +26,9 @@ use crate::confirm::Confirmer;
 /// The server identity given to the scripts on Redis Cluster, where each key's server is
 /// chosen per command and the client cannot know which node will answer: the scripts
 /// take the run id of the node running them instead (docs/architecture.md).
+pub(crate) const NODE_RUNNING_THE_SCRIPT: &str = "~node";
 #[cfg(feature = "cluster")]
-const CLUSTER_IDENTITY: &str = "~node";
+const CLUSTER_IDENTITY: &str = NODE_RUNNING_THE_SCRIPT;
 
 /// A multiplexed connection that reconnects by itself: concurrent commands from any
 /// number of tasks share it and are pipelined on the wire automatically.
