@@ -30,6 +30,11 @@ pub struct RedisCounterConfig {
     /// sends every apply as a call of its own, with no bound on calls in flight (the
     /// path before gathering, kept for comparison in the benchmarks).
     pub max_gathered: usize,
+    /// Calls of the admission script in flight per campaign and process when applies
+    /// are gathered (default 4, at least 1): fewer gather more applies per call (less
+    /// work for Redis per admission), more keep a call's round trip from holding the
+    /// next group back.
+    pub calls_in_flight: usize,
 }
 
 /// Whether admissions wait for replicas (`WAIT`) before they count.
@@ -60,7 +65,21 @@ impl RedisCounterConfig {
             confirm: Confirm::Auto,
             confirm_timeout: Duration::from_millis(100),
             max_gathered: crate::gather::MAX_GATHERED,
+            calls_in_flight: crate::gather::CALLS_IN_FLIGHT,
         }
+    }
+
+    /// Sets [`RedisCounterConfig::calls_in_flight`] (at least 1).
+    ///
+    /// ```
+    /// use coupon_redis::RedisCounterConfig;
+    /// let one_at_a_time = RedisCounterConfig::new("redis://127.0.0.1/").with_calls_in_flight(1);
+    /// assert_eq!(one_at_a_time.calls_in_flight, 1);
+    /// assert_eq!(RedisCounterConfig::new("redis://127.0.0.1/").with_calls_in_flight(0).calls_in_flight, 1);
+    /// ```
+    pub fn with_calls_in_flight(mut self, calls: usize) -> Self {
+        self.calls_in_flight = calls.max(1);
+        self
     }
 
     /// Sets [`RedisCounterConfig::max_gathered`] (at least 1, at most 256).

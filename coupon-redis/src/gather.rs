@@ -23,10 +23,10 @@ static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scri
 /// server's other clients.
 pub(crate) const MAX_GATHERED: usize = 256;
 
-/// Calls of the admission script in flight per campaign and process. More than one, so
-/// that a call's round trip does not hold the next group back; few, so that applies
-/// arriving meanwhile gather.
-const CALLS_IN_FLIGHT: usize = 4;
+/// Calls of the admission script in flight per campaign and process, by default. More
+/// than one, so that a call's round trip does not hold the next group back; few, so
+/// that applies arriving meanwhile gather.
+pub(crate) const CALLS_IN_FLIGHT: usize = 4;
 
 /// One apply waiting for its call.
 struct Waiter {
@@ -49,6 +49,8 @@ pub(crate) struct Lanes {
     campaigns: Mutex<HashMap<CampaignId, Arc<Lane>>>,
     /// Most applies per call ([`RedisCounterConfig::max_gathered`](crate::RedisCounterConfig::max_gathered)).
     most: usize,
+    /// Calls in flight per campaign when gathering ([`RedisCounterConfig::calls_in_flight`](crate::RedisCounterConfig::calls_in_flight)).
+    in_flight: usize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -56,11 +58,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Lanes {
-    /// Lanes whose calls take up to `most` applies.
-    pub(crate) fn new(most: usize) -> Self {
+    /// Lanes whose calls take up to `most` applies, `in_flight` calls at a time.
+    pub(crate) fn new(most: usize, in_flight: usize) -> Self {
         Self {
             campaigns: Mutex::default(),
             most: most.clamp(1, MAX_GATHERED),
+            in_flight: in_flight.max(1),
         }
     }
 
@@ -68,7 +71,7 @@ impl Lanes {
         let calls = if self.most == 1 {
             UNGATHERED_CALLS
         } else {
-            CALLS_IN_FLIGHT
+            self.in_flight
         };
         lock(&self.campaigns)
             .entry(campaign)

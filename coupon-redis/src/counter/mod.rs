@@ -98,7 +98,10 @@ impl RedisCounter {
             confirm: config.confirm,
             confirm_timeout: config.confirm_timeout,
             probes: Arc::default(),
-            lanes: Arc::new(crate::gather::Lanes::new(config.max_gathered)),
+            lanes: Arc::new(crate::gather::Lanes::new(
+                config.max_gathered,
+                config.calls_in_flight,
+            )),
         })
     }
 

@@ -34,6 +34,11 @@ pub struct RedisSettings {
     /// 256; 1: one call per apply, as before gathering).
     #[arg(long, env = "REDIS_MAX_GATHERED", default_value_t = redis_defaults().max_gathered)]
     pub redis_max_gathered: usize,
+    /// Calls of the admission script in flight per campaign when applies are gathered
+    /// (at least 1): fewer gather more applies per call, more keep one call's round trip
+    /// from holding the next group back.
+    #[arg(long, env = "REDIS_CALLS_IN_FLIGHT", default_value_t = redis_defaults().calls_in_flight)]
+    pub redis_calls_in_flight: usize,
 }
 
 /// The hand-off on Kafka.

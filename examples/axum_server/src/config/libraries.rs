@@ -85,6 +85,7 @@ impl Config {
                 Duration::from_millis(self.redis.redis_connection_timeout_ms),
             )
             .with_max_gathered(self.redis.redis_max_gathered)
+            .with_calls_in_flight(self.redis.redis_calls_in_flight)
     }
 
     /// The Kafka settings for `brokers`, `--kafka-option`s applied last.
