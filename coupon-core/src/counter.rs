@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::{Admission, Campaign, CampaignId, Result, UserId};
+use crate::{Admission, Campaign, Result, UserId};
 
 /// The admission counter of every campaign.
 ///
@@ -41,23 +41,23 @@ pub trait CouponCounter: Send + Sync + 'static {
     /// release frees one slot, not two, and never a later admission of the same slot.
     /// A slot the settler has claimed is kept ([`Release::Settling`]): its ticket may
     /// have been published by then.
-    async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release>;
+    async fn release(&self, campaign: &Campaign, held: &HeldSlot) -> Result<Release>;
 
     /// Whether the counter answers now (for readiness probes): a round trip to its
     /// backend that reads and changes nothing.
     async fn ready(&self) -> Result<()>;
 
     /// Whether `user` holds a slot in `campaign` (admitted, not released).
-    async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool>;
+    async fn is_admitted(&self, campaign: &Campaign, user: UserId) -> Result<bool>;
 
     /// The current admitted count of `campaign` (0 for one never seen) and the epoch the
     /// counter admits it in (`None` while it is not built: never built, or it lost its
     /// memory and waits for a rebuild).
-    async fn status(&self, campaign: CampaignId) -> Result<CounterStatus>;
+    async fn status(&self, campaign: &Campaign) -> Result<CounterStatus>;
 
     /// Every slot held in `campaign`, in no particular order, each of the counter's
     /// current epoch: what the settler compares with the store.
-    async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>>;
+    async fn held_slots(&self, campaign: &Campaign) -> Result<Vec<HeldSlot>>;
 
     /// The slots `user` holds in `campaign`, by slot, each of the counter's current
     /// epoch: what an apply answered "already applied" records as pending while their
@@ -73,7 +73,7 @@ pub trait CouponCounter: Send + Sync + 'static {
     /// instances may settle at once without flooding the queue.
     async fn claim(
         &self,
-        campaign: CampaignId,
+        campaign: &Campaign,
         slots: &[HeldSlot],
         reclaim_after: Duration,
     ) -> Result<Vec<HeldSlot>>;
@@ -88,7 +88,7 @@ pub trait CouponCounter: Send + Sync + 'static {
     /// (the issuer then records the ticket as pending in the store, which refuses it
     /// when a rebuild superseded it). A counter shared between processes answers from
     /// its backend, not from a cache.
-    async fn confirm_epoch(&self, campaign: CampaignId, epoch: u64) -> Result<bool>;
+    async fn confirm_epoch(&self, campaign: &Campaign, epoch: u64) -> Result<bool>;
 
     /// Rebuilds the counter of `campaign` in a new epoch: the fencing step behind
     /// [`Error::NotReady`](crate::Error::NotReady).
@@ -150,7 +150,7 @@ impl SealedEpoch {
 /// let campaign = Campaign::from_new(CampaignId(1), NewCampaign::new("drop", 10));
 /// let built = counter.rebuild(&campaign, Arc::new(SealedEpoch::new(1, vec![]))).await?;
 /// assert!(matches!(built, Rebuild::Built(_)));
-/// assert_eq!(counter.status(campaign.id).await?.epoch, Some(1));
+/// assert_eq!(counter.status(&campaign).await?.epoch, Some(1));
 /// # Ok(()) }
 /// ```
 #[async_trait]

@@ -189,7 +189,7 @@ impl Fence {
                 continue;
             }
             // A counter that cannot answer now is not known to be lost.
-            let Ok(status) = self.counter.status(campaign.id).await else {
+            let Ok(status) = self.counter.status(&campaign).await else {
                 continue;
             };
             if !status.is_ready() && !self.is_rebuilding(campaign.id) {

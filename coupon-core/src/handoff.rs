@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::unanswered::Unanswered;
 use crate::{
-    ApplyOutcome, CouponCounter, CouponStore, Error, IssueQueue, IssueTicket, Release, Result,
+    ApplyOutcome, Campaign, CouponCounter, CouponStore, Error, IssueQueue, IssueTicket, Release,
+    Result,
 };
 
 /// The ports a hand-off needs, shared with the task that finishes an abandoned one.
@@ -32,23 +33,20 @@ impl HandOff {
     /// back (setting `releasing` first), on anything else keeps it for the settler.
     pub(crate) async fn run(
         &self,
+        campaign: &Campaign,
         ticket: &IssueTicket,
         releasing: &AtomicBool,
         deadline: tokio::time::Instant,
     ) -> Result<ApplyOutcome> {
         let error = match self.publish(ticket, deadline).await {
-            Ok(()) => return self.confirm(ticket).await,
+            Ok(()) => return self.confirm(campaign, ticket).await,
             // Only a definite refusal proves the ticket exists nowhere; any other failure
             // might have stored it, and releasing then could let cap + 1 tickets exist.
             Err(error @ Error::PublishRefused { .. }) => error,
             Err(error) => return self.keep_pending(ticket, error).await,
         };
         releasing.store(true, Ordering::Relaxed);
-        match self
-            .counter
-            .release(ticket.campaign, &ticket.held_slot())
-            .await
-        {
+        match self.counter.release(campaign, &ticket.held_slot()).await {
             Ok(Release::Released | Release::NotHeld) => Err(Error::NotHandedOff {
                 campaign: ticket.campaign,
                 user: ticket.user,
@@ -73,7 +71,7 @@ impl HandOff {
     /// when the counter cannot confirm (it was closed for a rebuild, or lost its memory),
     /// the ticket is recorded as pending in the store, which refuses it if a seal
     /// superseded it.
-    async fn confirm(&self, ticket: &IssueTicket) -> Result<ApplyOutcome> {
+    async fn confirm(&self, campaign: &Campaign, ticket: &IssueTicket) -> Result<ApplyOutcome> {
         let accepted = ApplyOutcome::Accepted {
             rank: ticket.rank,
             ticket_id: ticket.ticket_id,
@@ -81,11 +79,7 @@ impl HandOff {
         if ticket.epoch == 0 || self.queue.in_store() {
             return Ok(accepted);
         }
-        let unconfirmed = match self
-            .counter
-            .confirm_epoch(ticket.campaign, ticket.epoch)
-            .await
-        {
+        let unconfirmed = match self.counter.confirm_epoch(campaign, ticket.epoch).await {
             Ok(true) => return Ok(accepted),
             Ok(false) => Error::NotReady {
                 campaign: ticket.campaign,

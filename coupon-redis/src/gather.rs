@@ -333,7 +333,7 @@ mod tests {
                 answer(&[(3, 2), (4, 3), (-1, 0)])
             };
             assert_eq!(twice, expected, "limit {limit}: one user three times");
-            let held = counter.held_slots(campaign.id).await.expect("held");
+            let held = counter.held_slots(&campaign).await.expect("held");
             assert_eq!(held.len(), if limit == 1 { 2 } else { 4 }, "limit {limit}");
         }
     }

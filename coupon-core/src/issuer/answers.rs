@@ -39,7 +39,7 @@ impl CouponIssuer {
             self.sold_out.loaded(campaign.id, None, Instant::now());
             return;
         };
-        let (memo, id) = (self.sold_out.clone(), campaign.id);
+        let (memo, id, campaign) = (self.sold_out.clone(), campaign.id, campaign.clone());
         let (counter, store) = (self.hand_off.counter.clone(), self.store.clone());
         runtime.spawn(async move {
             let holders = if from_store {
@@ -49,7 +49,7 @@ impl CouponIssuer {
                     .map(|users| Holders::tally(users, true))
             } else {
                 counter
-                    .held_slots(id)
+                    .held_slots(&campaign)
                     .await
                     .map(|slots| Holders::tally(slots.into_iter().map(|slot| slot.user), false))
             };
@@ -152,7 +152,7 @@ impl CouponIssuer {
         let claimed = self
             .hand_off
             .counter
-            .claim(campaign.id, &waiting, Duration::ZERO)
+            .claim(campaign, &waiting, Duration::ZERO)
             .await?;
         // Every slot the user may hold must be a coupon or claimed now; one missing was
         // released or lost since the counter answered, and `Pending` would promise it.

@@ -246,7 +246,10 @@ impl CouponIssuer {
             releasing: &releasing,
             deadline,
         };
-        let outcome = self.hand_off.run(&ticket, &releasing, deadline).await;
+        let outcome = self
+            .hand_off
+            .run(&campaign, &ticket, &releasing, deadline)
+            .await;
         guard.disarm();
         if outcome.is_err() {
             // The slot may still be held (a refused hand-off gives it back; noting it

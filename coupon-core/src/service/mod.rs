@@ -185,7 +185,7 @@ impl CouponService {
         // A counter that does not answer now (Redis away, a standby without the lease)
         // says nothing: the store's count stands, and nothing says it lost its memory,
         // so the campaign is not reported as rebuilding (readiness tells that story).
-        let (admitted, lost) = match self.counter.status(campaign.id).await {
+        let (admitted, lost) = match self.counter.status(&campaign).await {
             Ok(counter) => (counter.admitted, !counter.is_ready()),
             Err(_) => (0, false),
         };
@@ -204,7 +204,8 @@ impl CouponService {
         if !coupons.is_empty() {
             return Ok(CouponStatus::Issued(coupons));
         }
-        match self.counter.is_admitted(campaign, user).await {
+        let defined = self.issuer.campaign(campaign).await?;
+        match self.counter.is_admitted(&defined, user).await {
             Ok(true) => Ok(CouponStatus::Pending),
             Ok(false) => Ok(CouponStatus::None),
             // A counter that cannot tell (being rebuilt after a loss) is not needed when
@@ -284,7 +285,7 @@ impl CouponService {
             // to admit, so nothing to rebuild; an apply there is answered from the store.
             if campaign.window_state(now) == WindowState::Closed
                 || summary.issued >= campaign.cap
-                || self.counter.status(campaign.id).await?.is_ready()
+                || self.counter.status(&campaign).await?.is_ready()
             {
                 continue;
             }

@@ -26,7 +26,7 @@ impl Settler {
         // First the tickets recorded as pending, which need no counter: after a loss of
         // the counter's memory they are the only trace of their admissions.
         let recorded = self.settle_recorded(campaign, &mut report).await?;
-        let admitted = self.counter.status(campaign.id).await?.admitted;
+        let admitted = self.counter.status(campaign).await?.admitted;
         report.in_flight = admitted.saturating_sub(summary.issued);
         if admitted <= summary.issued {
             // Settled as far as the counter knows; not while a recorded ticket still
@@ -41,7 +41,7 @@ impl Settler {
 
         let now = Utc::now();
         let grace = chrono::Duration::from_std(self.config.grace).unwrap_or(chrono::Duration::MAX);
-        let held = self.counter.held_slots(campaign.id).await?;
+        let held = self.counter.held_slots(campaign).await?;
         let mut held_per_user: HashMap<UserId, usize> = HashMap::new();
         for slot in &held {
             *held_per_user.entry(slot.user).or_default() += 1;
@@ -105,7 +105,7 @@ impl Settler {
         }
         let claimed = self
             .counter
-            .claim(campaign.id, &unsettled, self.config.grace)
+            .claim(campaign, &unsettled, self.config.grace)
             .await?;
         // Bounded like the issuer's publishes, from the claim on: claims left when time
         // runs out expire, and a later pass takes them again.

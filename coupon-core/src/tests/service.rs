@@ -120,13 +120,13 @@ async fn rebuild_counters_builds_a_fresh_counter_in_a_new_epoch() {
     let counter = Arc::new(MemoryCounter::new());
     let restarted = CouponService::new(counter.clone(), Arc::new(MemoryQueue::new(10)), store);
     assert_eq!(restarted.rebuild_counters().await.unwrap(), 1);
-    let status = counter.status(campaign.id).await.unwrap();
+    let status = counter.status(&campaign).await.unwrap();
     assert_eq!(
         (status.admitted, status.epoch),
         (2, Some(2)),
         "the creation sealed epoch 1, the restart epoch 2"
     );
-    assert!(counter.is_admitted(campaign.id, UserId(2)).await.unwrap());
+    assert!(counter.is_admitted(&campaign, UserId(2)).await.unwrap());
     assert!(matches!(
         restarted.apply(campaign.id, UserId(1)).await.unwrap(),
         ApplyOutcome::AlreadyApplied
@@ -179,8 +179,8 @@ async fn a_rebuild_waits_for_the_queue_to_drain_then_counts_what_it_held() {
         .unwrap()
         .unwrap();
     assert_eq!(built, 1);
-    assert_eq!(counter.status(campaign.id).await.unwrap().admitted, 1);
-    assert!(counter.is_admitted(campaign.id, UserId(1)).await.unwrap());
+    assert_eq!(counter.status(&campaign).await.unwrap().admitted, 1);
+    assert!(counter.is_admitted(&campaign, UserId(1)).await.unwrap());
     worker.stop().await.unwrap();
 }
 
@@ -260,7 +260,7 @@ async fn a_counter_that_cannot_tell_is_not_needed_once_every_coupon_is_stored() 
     let mut counter = crate::MockCouponCounter::new();
     counter
         .expect_is_admitted()
-        .returning(|campaign, _| Err(not_ready(campaign)));
+        .returning(|campaign, _| Err(not_ready(campaign.id)));
     let service = CouponService::new(
         Arc::new(counter),
         Arc::new(MemoryQueue::new(1)),

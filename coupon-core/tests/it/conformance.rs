@@ -155,7 +155,7 @@ async fn recorded_pending_tickets_outlive_a_counter_that_lost_its_memory() {
         "the seal counts what the store holds"
     );
     counter.rebuild(&campaign, Arc::new(sealed)).await.unwrap();
-    assert_eq!(counter.status(campaign.id).await.unwrap().admitted, 1);
+    assert_eq!(counter.status(&campaign).await.unwrap().admitted, 1);
 
     queue.close();
     let worker = IssueWorker::new(queue.clone(), store.clone());

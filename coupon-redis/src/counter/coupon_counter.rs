@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coupon_core::{
-    Admission, Campaign, CampaignId, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild,
-    Release, Result, SealEpoch, UserId,
+    Admission, Campaign, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild, Release, Result,
+    SealEpoch, UserId,
 };
 use redis::{AsyncCommands, Script};
 
@@ -27,7 +27,8 @@ impl CouponCounter for RedisCounter {
         crate::gather::admit(self, campaign, user).await
     }
 
-    async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release> {
+    async fn release(&self, campaign: &Campaign, held: &HeldSlot) -> Result<Release> {
+        let campaign = campaign.id;
         let keys = self.keys(campaign);
         // Never resent: a release run twice could free a slot its user took again.
         let mut session = self
@@ -72,7 +73,8 @@ impl CouponCounter for RedisCounter {
             .map_err(|e| classify(e, || "PING".to_owned()))
     }
 
-    async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
+    async fn is_admitted(&self, campaign: &Campaign, user: UserId) -> Result<bool> {
+        let campaign = campaign.id;
         let keys = self.keys(campaign);
         self.session()
             .await?
@@ -81,7 +83,8 @@ impl CouponCounter for RedisCounter {
             .map_err(|e| classify(e, || format!("HEXISTS {}", keys.users)))
     }
 
-    async fn status(&self, campaign: CampaignId) -> Result<CounterStatus> {
+    async fn status(&self, campaign: &Campaign) -> Result<CounterStatus> {
+        let campaign = campaign.id;
         let keys = self.keys(campaign);
         let mut session = self.session().await?;
         let marker = crate::marker::read(&mut session, &keys).await?;
@@ -93,7 +96,8 @@ impl CouponCounter for RedisCounter {
         ))
     }
 
-    async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
+    async fn held_slots(&self, campaign: &Campaign) -> Result<Vec<HeldSlot>> {
+        let campaign = campaign.id;
         let epoch = self.marker(campaign).await?.1.unwrap_or(0);
         let mut held = crate::rebuild::scan_held(self, campaign).await?;
         // A rebuild between the two reads would tag these slots with an epoch they are
@@ -146,10 +150,11 @@ impl CouponCounter for RedisCounter {
 
     async fn claim(
         &self,
-        campaign: CampaignId,
+        campaign: &Campaign,
         slots: &[HeldSlot],
         reclaim_after: Duration,
     ) -> Result<Vec<HeldSlot>> {
+        let campaign = campaign.id;
         let keys = self.keys(campaign);
         let reclaim_ms = u64::try_from(reclaim_after.as_millis()).unwrap_or(u64::MAX);
         let mut claimed = Vec::new();
@@ -178,7 +183,8 @@ impl CouponCounter for RedisCounter {
 
     /// A read of the campaign's marker, sent after this call began and shared by the
     /// calls about the same campaign made meanwhile ([`crate::probe`]).
-    async fn confirm_epoch(&self, campaign: CampaignId, epoch: u64) -> Result<bool> {
+    async fn confirm_epoch(&self, campaign: &Campaign, epoch: u64) -> Result<bool> {
+        let campaign = campaign.id;
         let reading: Reading = self
             .probes
             .ask(campaign, || async { self.marker(campaign).await.ok() })

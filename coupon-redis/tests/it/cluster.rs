@@ -42,7 +42,7 @@ async fn cluster_counter_conformance() {
             ),
             "{first:?} {second:?}"
         );
-        let held = counter.held_slots(campaign.id).await;
+        let held = counter.held_slots(&campaign).await;
         let users: Vec<UserId> = held
             .expect("HSCAN on the campaign's node")
             .iter()
@@ -89,7 +89,7 @@ async fn a_node_started_again_from_stale_files_is_fenced_until_rebuilt() {
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let status = loop {
-        match counter.status(campaign.id).await {
+        match counter.status(&campaign).await {
             Ok(status) => break status,
             Err(error) if std::time::Instant::now() < deadline => {
                 tracing::debug!(%error, "the cluster is not answering yet");

@@ -93,7 +93,7 @@ async fn an_admission_no_replica_acknowledged_is_an_unknown_outcome() {
     );
     assert!(
         counter
-            .is_admitted(campaign.id, UserId(1))
+            .is_admitted(&campaign, UserId(1))
             .await
             .expect("read")
     );

@@ -162,7 +162,7 @@ async fn failover_mid_rush(confirm: Confirm) {
         .map(|slot| (slot.user, slot.slot))
         .collect();
     let late: Vec<IssueTicket> = counter
-        .held_slots(campaign.id)
+        .held_slots(&campaign)
         .await
         .expect("held slots")
         .iter()

@@ -25,9 +25,9 @@ pub async fn admits_only_once_built(counter: Arc<dyn CouponCounter>) {
         matches!(refused, Err(Error::NotReady { campaign: id, .. }) if id == campaign.id),
         "an unbuilt counter answered {refused:?}"
     );
-    let held = counter.held_slots(campaign.id).await.expect("held_slots");
+    let held = counter.held_slots(&campaign).await.expect("held_slots");
     assert!(held.is_empty(), "a refused apply holds {held:?}");
-    let status = counter.status(campaign.id).await.expect("status");
+    let status = counter.status(&campaign).await.expect("status");
     assert_eq!(status.epoch, None, "not built: no epoch");
     let built = counter
         .rebuild(&campaign, Arc::new(SealedEpoch::new(4, vec![stored(7, 1)])))
@@ -48,7 +48,7 @@ pub async fn admits_only_once_built(counter: Arc<dyn CouponCounter>) {
         .await
         .expect("rebuild");
     assert_eq!(again, Rebuild::AlreadyReady);
-    let status = counter.status(campaign.id).await.expect("status");
+    let status = counter.status(&campaign).await.expect("status");
     assert_eq!((status.admitted, status.epoch), (2, Some(4)));
 }
 
@@ -64,7 +64,7 @@ pub async fn admissions_carry_the_epoch_they_were_made_in(counter: Arc<dyn Coupo
     assert!(matches!(built, Rebuild::Built(_)), "{built:?}");
     let held = granted(counter.as_ref(), &campaign, UserId(9)).await;
     assert_eq!(held.epoch, 3, "{held:?}");
-    let listed = counter.held_slots(campaign.id).await.expect("held_slots");
+    let listed = counter.held_slots(&campaign).await.expect("held_slots");
     assert_eq!(
         listed.iter().map(|slot| slot.epoch).collect::<Vec<_>>(),
         vec![3]
@@ -77,21 +77,11 @@ pub async fn admissions_carry_the_epoch_they_were_made_in(counter: Arc<dyn Coupo
         of_user.iter().map(|slot| slot.epoch).collect::<Vec<_>>(),
         vec![3]
     );
-    assert!(
-        counter
-            .confirm_epoch(campaign.id, 3)
-            .await
-            .expect("confirm")
-    );
+    assert!(counter.confirm_epoch(&campaign, 3).await.expect("confirm"));
+    assert!(!counter.confirm_epoch(&campaign, 2).await.expect("confirm"));
     assert!(
         !counter
-            .confirm_epoch(campaign.id, 2)
-            .await
-            .expect("confirm")
-    );
-    assert!(
-        !counter
-            .confirm_epoch(fresh_campaign(1).id, 3)
+            .confirm_epoch(&fresh_campaign(1), 3)
             .await
             .expect("confirm"),
         "a campaign never built confirms nothing"

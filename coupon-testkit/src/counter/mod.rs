@@ -65,7 +65,7 @@ pub async fn exact_cap_under_contention(counter: Arc<dyn CouponCounter>) {
         "ranks 1..=100 once each"
     );
     assert_eq!(sold_out, 900);
-    let status = counter.status(campaign.id).await.expect("status failed");
+    let status = counter.status(&campaign).await.expect("status failed");
     assert_eq!(status.admitted, 100);
 }
 
@@ -94,7 +94,7 @@ pub async fn one_grant_per_user_under_contention(counter: Arc<dyn CouponCounter>
         "one grant each: {grants:?}"
     );
     assert_eq!(already, 990);
-    let status = counter.status(campaign.id).await.expect("status failed");
+    let status = counter.status(&campaign).await.expect("status failed");
     assert_eq!(status.admitted, 10);
 }
 
@@ -119,7 +119,7 @@ async fn granted(counter: &dyn CouponCounter, campaign: &Campaign, user: UserId)
 
 async fn release(counter: &dyn CouponCounter, campaign: &Campaign, held: &HeldSlot) -> Release {
     counter
-        .release(campaign.id, held)
+        .release(campaign, held)
         .await
         .expect("release failed")
 }

@@ -13,13 +13,13 @@ use super::{granted, release};
 use crate::{ready_campaign, ready_campaign_from};
 
 async fn admitted(counter: &dyn CouponCounter, campaign: &Campaign) -> u64 {
-    let status = counter.status(campaign.id).await.expect("status failed");
+    let status = counter.status(campaign).await.expect("status failed");
     status.admitted
 }
 
 async fn holds(counter: &dyn CouponCounter, campaign: &Campaign, user: UserId) -> bool {
     counter
-        .is_admitted(campaign.id, user)
+        .is_admitted(campaign, user)
         .await
         .expect("is_admitted failed")
 }
@@ -106,7 +106,7 @@ pub async fn held_slots_list_every_admission(counter: Arc<dyn CouponCounter>) {
     );
 
     let mut held = counter
-        .held_slots(campaign.id)
+        .held_slots(&campaign)
         .await
         .expect("held_slots failed");
     held.sort_by_key(|slot| slot.rank);
@@ -133,7 +133,7 @@ pub async fn claimed_slots_are_never_released(counter: Arc<dyn CouponCounter>) {
     let stale = HeldSlot { rank: 99, ..other };
 
     let claimed = counter
-        .claim(campaign.id, &[held, stale], Duration::from_secs(60))
+        .claim(&campaign, &[held, stale], Duration::from_secs(60))
         .await
         .expect("claim failed");
     assert_eq!(claimed, vec![held], "a slot at another rank is not claimed");
@@ -142,13 +142,13 @@ pub async fn claimed_slots_are_never_released(counter: Arc<dyn CouponCounter>) {
     assert_eq!(admitted(counter, &campaign).await, 2);
 
     let again = counter
-        .claim(campaign.id, &[held], Duration::from_secs(60))
+        .claim(&campaign, &[held], Duration::from_secs(60))
         .await
         .expect("claim failed");
     assert!(again.is_empty(), "claimed a minute ago");
     tokio::time::sleep(Duration::from_millis(20)).await;
     let expired = counter
-        .claim(campaign.id, &[held], Duration::from_millis(10))
+        .claim(&campaign, &[held], Duration::from_millis(10))
         .await
         .expect("claim failed");
     assert_eq!(
@@ -159,7 +159,7 @@ pub async fn claimed_slots_are_never_released(counter: Arc<dyn CouponCounter>) {
 
     assert_eq!(release(counter, &campaign, &other).await, Release::Released);
     let gone = counter
-        .claim(campaign.id, &[other], Duration::ZERO)
+        .claim(&campaign, &[other], Duration::ZERO)
         .await
         .expect("claim failed");
     assert!(gone.is_empty(), "a released slot cannot be claimed");
@@ -175,10 +175,10 @@ pub async fn concurrent_claims_take_each_slot_once(counter: Arc<dyn CouponCounte
     let held = Arc::new(held);
     let mut tasks = JoinSet::new();
     for _ in 0..8 {
-        let (counter, held) = (counter.clone(), held.clone());
+        let (counter, held, campaign) = (counter.clone(), held.clone(), campaign.clone());
         tasks.spawn(async move {
             counter
-                .claim(campaign.id, &held, Duration::from_secs(60))
+                .claim(&campaign, &held, Duration::from_secs(60))
                 .await
                 .expect("claim failed")
         });
@@ -249,7 +249,7 @@ pub async fn per_user_limit_above_one(counter: Arc<dyn CouponCounter>) {
         ),
         "the freed slot, at the freed rank: {again:?}"
     );
-    let mut held = counter.held_slots(campaign.id).await.expect("held_slots");
+    let mut held = counter.held_slots(&campaign).await.expect("held_slots");
     held.sort_by_key(|slot| (slot.user, slot.slot));
     let listed: Vec<(u64, u32, u64)> = held
         .iter()

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use super::faults::{Injector, unknown};
 use coupon_core::memory::MemoryCounter;
 use coupon_core::{
-    Admission, Campaign, CampaignId, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild,
-    Release, Result, SealEpoch, SealedEpoch, UserId,
+    Admission, Campaign, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild, Release, Result,
+    SealEpoch, SealedEpoch, UserId,
 };
 
 /// The counter's memory: the [`MemoryCounter`] standing for the server, replaced by an
@@ -96,7 +96,7 @@ impl CouponCounter for SimCounter {
         Ok(admission)
     }
 
-    async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release> {
+    async fn release(&self, campaign: &Campaign, held: &HeldSlot) -> Result<Release> {
         let what = format!("release user {} rank {}", held.user, held.rank);
         self.faults.before(&what)?;
         let released = self.inner().release(campaign, held).await?;
@@ -110,11 +110,11 @@ impl CouponCounter for SimCounter {
         self.inner().ready().await
     }
 
-    async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
+    async fn is_admitted(&self, campaign: &Campaign, user: UserId) -> Result<bool> {
         self.inner().is_admitted(campaign, user).await
     }
 
-    async fn status(&self, campaign: CampaignId) -> Result<CounterStatus> {
+    async fn status(&self, campaign: &Campaign) -> Result<CounterStatus> {
         self.lose_if_armed();
         self.inner().status(campaign).await
     }
@@ -125,7 +125,7 @@ impl CouponCounter for SimCounter {
         self.inner().slots_of(campaign, user).await
     }
 
-    async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
+    async fn held_slots(&self, campaign: &Campaign) -> Result<Vec<HeldSlot>> {
         self.faults.before("held_slots")?;
         let mut held = self.inner().held_slots(campaign).await?;
         held.sort_by_key(|slot| (slot.user, slot.slot, slot.rank));
@@ -134,7 +134,7 @@ impl CouponCounter for SimCounter {
 
     async fn claim(
         &self,
-        campaign: CampaignId,
+        campaign: &Campaign,
         slots: &[HeldSlot],
         reclaim_after: Duration,
     ) -> Result<Vec<HeldSlot>> {
@@ -142,7 +142,7 @@ impl CouponCounter for SimCounter {
         self.inner().claim(campaign, slots, reclaim_after).await
     }
 
-    async fn confirm_epoch(&self, campaign: CampaignId, epoch: u64) -> Result<bool> {
+    async fn confirm_epoch(&self, campaign: &Campaign, epoch: u64) -> Result<bool> {
         self.faults.before("confirm_epoch")?;
         self.inner().confirm_epoch(campaign, epoch).await
     }

@@ -149,7 +149,7 @@ async fn firstcome(args: &Args, url: &str, run: &str) -> Result<Tally, String> {
         double_winners: per_user.values().filter(|&&n| n > 1).count() as u64,
         counter: Some(
             counter
-                .status(campaign.id)
+                .status(&campaign)
                 .await
                 .map_err(|e| e.to_string())?
                 .admitted,

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use super::slots::now_ms;
 use super::{Granted, Holding, MemoryCounter, Slots, lock};
 use crate::{
-    Admission, Campaign, CampaignId, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild,
-    Release, Result, SealEpoch, UserId,
+    Admission, Campaign, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild, Release, Result,
+    SealEpoch, UserId,
 };
 
 #[async_trait]
@@ -78,8 +78,8 @@ impl CouponCounter for MemoryCounter {
         })
     }
 
-    async fn release(&self, campaign: CampaignId, held: &HeldSlot) -> Result<Release> {
-        let slots = self.slots(campaign);
+    async fn release(&self, campaign: &Campaign, held: &HeldSlot) -> Result<Release> {
+        let slots = self.slots(campaign.id);
         let mut slots = lock(&slots);
         // A slot of another epoch is another admission, whatever its numbers.
         if !slots.holds(held) || (held.epoch != 0 && slots.epoch != Some(held.epoch)) {
@@ -121,14 +121,14 @@ impl CouponCounter for MemoryCounter {
         Ok(())
     }
 
-    async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> Result<bool> {
-        let slots = self.slots(campaign);
+    async fn is_admitted(&self, campaign: &Campaign, user: UserId) -> Result<bool> {
+        let slots = self.slots(campaign.id);
         let held = lock(&slots).holders.contains_key(&user);
         Ok(held)
     }
 
-    async fn status(&self, campaign: CampaignId) -> Result<CounterStatus> {
-        let slots = self.slots(campaign);
+    async fn status(&self, campaign: &Campaign) -> Result<CounterStatus> {
+        let slots = self.slots(campaign.id);
         let slots = lock(&slots);
         Ok(CounterStatus::new(slots.admitted, slots.epoch))
     }
@@ -158,8 +158,8 @@ impl CouponCounter for MemoryCounter {
         Ok(held)
     }
 
-    async fn held_slots(&self, campaign: CampaignId) -> Result<Vec<HeldSlot>> {
-        let slots = self.slots(campaign);
+    async fn held_slots(&self, campaign: &Campaign) -> Result<Vec<HeldSlot>> {
+        let slots = self.slots(campaign.id);
         let slots = lock(&slots);
         let epoch = slots.epoch.unwrap_or(0);
         Ok(slots
@@ -179,13 +179,13 @@ impl CouponCounter for MemoryCounter {
 
     async fn claim(
         &self,
-        campaign: CampaignId,
+        campaign: &Campaign,
         candidates: &[HeldSlot],
         reclaim_after: Duration,
     ) -> Result<Vec<HeldSlot>> {
         let now = now_ms();
         let reclaim_after = i64::try_from(reclaim_after.as_millis()).unwrap_or(i64::MAX);
-        let slots = self.slots(campaign);
+        let slots = self.slots(campaign.id);
         let mut slots = lock(&slots);
         let mut claimed = Vec::new();
         for held in candidates {
@@ -207,8 +207,8 @@ impl CouponCounter for MemoryCounter {
     /// The epoch as this process holds it, and, when a lease guards the counter
     /// ([`MemoryCounter::confirm_with`]), the lease asked now: a process that stalled
     /// while another took the lease must not confirm what it admitted before.
-    async fn confirm_epoch(&self, campaign: CampaignId, epoch: u64) -> Result<bool> {
-        let slots = self.slots(campaign);
+    async fn confirm_epoch(&self, campaign: &Campaign, epoch: u64) -> Result<bool> {
+        let slots = self.slots(campaign.id);
         let current = lock(&slots).epoch;
         if current != Some(epoch) || self.is_suspended() {
             return Ok(false);

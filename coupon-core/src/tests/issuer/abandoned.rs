@@ -143,7 +143,7 @@ impl crate::CouponCounter for StallingRelease {
     async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> crate::Result<Admission> {
         self.inner.try_acquire(campaign, user).await
     }
-    async fn release(&self, _: CampaignId, _: &HeldSlot) -> crate::Result<Release> {
+    async fn release(&self, _: &Campaign, _: &HeldSlot) -> crate::Result<Release> {
         if let Some(entered) = self.entered.lock().unwrap().take() {
             let _ = entered.send(());
         }
@@ -152,13 +152,13 @@ impl crate::CouponCounter for StallingRelease {
     async fn ready(&self) -> crate::Result<()> {
         self.inner.ready().await
     }
-    async fn is_admitted(&self, campaign: CampaignId, user: UserId) -> crate::Result<bool> {
+    async fn is_admitted(&self, campaign: &Campaign, user: UserId) -> crate::Result<bool> {
         self.inner.is_admitted(campaign, user).await
     }
-    async fn status(&self, campaign: CampaignId) -> crate::Result<crate::CounterStatus> {
+    async fn status(&self, campaign: &Campaign) -> crate::Result<crate::CounterStatus> {
         self.inner.status(campaign).await
     }
-    async fn held_slots(&self, campaign: CampaignId) -> crate::Result<Vec<HeldSlot>> {
+    async fn held_slots(&self, campaign: &Campaign) -> crate::Result<Vec<HeldSlot>> {
         self.inner.held_slots(campaign).await
     }
     async fn slots_of(&self, campaign: &Campaign, user: UserId) -> crate::Result<Vec<HeldSlot>> {
@@ -166,13 +166,13 @@ impl crate::CouponCounter for StallingRelease {
     }
     async fn claim(
         &self,
-        campaign: CampaignId,
+        campaign: &Campaign,
         slots: &[HeldSlot],
         reclaim_after: std::time::Duration,
     ) -> crate::Result<Vec<HeldSlot>> {
         self.inner.claim(campaign, slots, reclaim_after).await
     }
-    async fn confirm_epoch(&self, campaign: CampaignId, epoch: u64) -> crate::Result<bool> {
+    async fn confirm_epoch(&self, campaign: &Campaign, epoch: u64) -> crate::Result<bool> {
         self.inner.confirm_epoch(campaign, epoch).await
     }
     async fn rebuild(

@@ -24,7 +24,7 @@ async fn accepted_only_after_the_publish_is_acknowledged() {
     counter
         .expect_confirm_epoch()
         .times(1)
-        .withf(|campaign, epoch| *campaign == CampaignId(1) && *epoch == 3)
+        .withf(|campaign, epoch| campaign.id == CampaignId(1) && *epoch == 3)
         .returning(|_, _| Ok(true));
     let issuer = issuer(counter, queue, store_with(campaign(10)));
 
@@ -119,7 +119,7 @@ async fn definite_publish_failure_releases_the_slot_once() {
     counter
         .expect_release()
         .withf(|campaign, held: &HeldSlot| {
-            (*campaign, held.user, held.slot, held.rank) == (CampaignId(1), USER, 1, 3)
+            (campaign.id, held.user, held.slot, held.rank) == (CampaignId(1), USER, 1, 3)
         })
         .times(1)
         .returning(|_, _| Ok(Release::Released));

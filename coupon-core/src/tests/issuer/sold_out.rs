@@ -155,7 +155,7 @@ async fn a_counter_not_ready_is_rebuilt_in_the_epoch_the_store_seals_once_the_qu
             "{refused:?}"
         );
     }
-    while !counter.status(CampaignId(1)).await.unwrap().is_ready() {
+    while !counter.status(&campaign(10)).await.unwrap().is_ready() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert!(
@@ -163,7 +163,7 @@ async fn a_counter_not_ready_is_rebuilt_in_the_epoch_the_store_seals_once_the_qu
         "rebuilt {:?} after the loss was seen: no grace period",
         started.elapsed()
     );
-    let status = counter.status(CampaignId(1)).await.unwrap();
+    let status = counter.status(&campaign(10)).await.unwrap();
     assert_eq!((status.admitted, status.epoch), (1, Some(6)));
 }
 

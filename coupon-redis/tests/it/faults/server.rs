@@ -55,7 +55,7 @@ async fn script_flush_mid_run_keeps_applies_working() {
     }
     assert_eq!(granted, 500);
     assert_eq!(
-        counter.status(campaign.id).await.expect("status").admitted,
+        counter.status(&campaign).await.expect("status").admitted,
         500
     );
 }

@@ -134,7 +134,7 @@ async fn counter_call_lost_after_the_script_ran(fault: ProxyMode) {
     );
     assert!(
         direct
-            .is_admitted(campaign.id, UserId(2))
+            .is_admitted(&campaign, UserId(2))
             .await
             .expect("is_admitted"),
         "Redis ran the script before the cut"
