@@ -1,6 +1,6 @@
 //! The marker that says a campaign's counter is built on the server answering: read
-//! by one script, so that on Redis Cluster the node that runs it compares its own run
-//! id (a client cannot know which node will answer a command).
+//! by one script on Redis Cluster, so that the node that runs it compares its own
+//! replication id (a client cannot know which node will answer a command).
 
 use std::sync::LazyLock;
 
@@ -45,7 +45,7 @@ pub(crate) async fn read(session: &mut Session, keys: &CampaignKeys) -> Result<M
             count,
         });
     }
-    let (built, epoch, count): (i64, i64, i64) = MARKER
+    let (built, epoch, exists, count): (i64, i64, i64, i64) = MARKER
         .key(&keys.count)
         .key(&keys.users)
         .arg(identity)
@@ -55,6 +55,6 @@ pub(crate) async fn read(session: &mut Session, keys: &CampaignKeys) -> Result<M
     Ok(Marker {
         built_here: built == 1,
         epoch: u64::try_from(epoch).ok(),
-        count: (count >= 0).then_some(count),
+        count: (exists == 1).then_some(count),
     })
 }

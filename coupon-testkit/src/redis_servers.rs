@@ -118,8 +118,9 @@ impl Drop for PrivateRedis {
     }
 }
 
-/// Three cluster-enabled redis-servers of the test's own, joined into one Redis Cluster
-/// (no replicas) with `redis-cli --cluster create`; killed when dropped.
+/// Cluster-enabled redis-servers of the test's own, joined into one Redis Cluster of
+/// three primaries (with or without a replica each) by `redis-cli --cluster create`;
+/// killed when dropped.
 pub struct PrivateCluster {
     nodes: Vec<PrivateRedis>,
 }
@@ -127,7 +128,17 @@ pub struct PrivateCluster {
 impl PrivateCluster {
     /// Starts the three nodes and joins them; returns once the cluster is `ok`.
     pub fn start() -> Self {
-        let nodes: Vec<PrivateRedis> = (0..3)
+        Self::start_nodes(0)
+    }
+
+    /// Three primaries with one replica each (six nodes); returns once the cluster is
+    /// `ok`.
+    pub fn start_with_replicas() -> Self {
+        Self::start_nodes(1)
+    }
+
+    fn start_nodes(replicas: usize) -> Self {
+        let nodes: Vec<PrivateRedis> = (0..3 * (1 + replicas))
             .map(|_| {
                 PrivateRedis::start_with(&[
                     "--cluster-enabled",
@@ -145,7 +156,7 @@ impl PrivateCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli --cluster create");
         assert!(
@@ -171,6 +182,49 @@ impl PrivateCluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("the private cluster did not reach cluster_state:ok");
+    }
+
+    /// Every replica takes over from its primary (`CLUSTER FAILOVER`, coordinated: it
+    /// first has everything its primary held), as an operator's planned failover does;
+    /// returns once each of them is a primary and the cluster is `ok`. Called again,
+    /// the first primaries take over again (a failback).
+    pub fn fail_over_every_primary(&self) {
+        let replicas: Vec<&PrivateRedis> = self
+            .nodes
+            .iter()
+            .filter(|node| node.cli(&["ROLE"]).starts_with("slave"))
+            .collect();
+        assert!(!replicas.is_empty(), "a cluster without replicas");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !replicas.iter().all(|node| {
+            node.cli(&["INFO", "replication"])
+                .contains("master_link_status:up")
+        }) {
+            assert!(Instant::now() < deadline, "a replica never caught up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // One at a time: each election needs the votes of the other primaries.
+        // A manual failover that finds the cluster not ready gives up after 5 s: asked
+        // again then.
+        for replica in &replicas {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            'asked: loop {
+                assert_eq!(replica.cli(&["CLUSTER", "FAILOVER"]), "OK");
+                let again = Instant::now() + Duration::from_secs(6);
+                while Instant::now() < again {
+                    if replica.cli(&["ROLE"]).starts_with("master") {
+                        break 'asked;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the failover to port {} did not finish",
+                    replica.port
+                );
+            }
+        }
+        self.wait_ok();
     }
 
     /// Has every node write its data to its folder now (`SAVE`).

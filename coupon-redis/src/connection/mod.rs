@@ -2,13 +2,16 @@
 //! which server it talks to.
 //!
 //! The counter's fencing rests on that knowledge: a campaign is admitted only on the
-//! server its counter was built on, so every script carries the identity (`run_id`)
-//! of the server the connection reaches. A single-server connection is therefore
-//! re-opened by this module, not by redis-rs: each new connection reads its server's
-//! identity before it carries a script, so a restarted server, or another server behind
-//! the same address after a failover, is never mistaken for the one that built the
-//! counter. Commands are never resent after a dropped connection: a script that may
-//! have run is reported as an unknown outcome, not run twice.
+//! server its counter was built on, so every script carries the identity of the server
+//! the connection reaches: its `run_id` on a single server, `~node` on Cluster (the
+//! scripts then take the replication id of the node running them). A single-server
+//! connection is therefore re-opened by this module, not by redis-rs: each new
+//! connection reads its server's identity before it carries a script, so a restarted
+//! server, or another server behind the same address after a failover, is never
+//! mistaken for the one that built the counter. On a single server commands are never
+//! resent after a dropped connection: a script that may have run is reported as an
+//! unknown outcome, not run twice (on Cluster, `session_once` gives the scripts that
+//! must not run twice a client that never resends).
 
 mod session;
 mod single;
@@ -25,7 +28,7 @@ use crate::confirm::Confirmer;
 
 /// The server identity given to the scripts on Redis Cluster, where each key's server is
 /// chosen per command and the client cannot know which node will answer: the scripts
-/// take the run id of the node running them instead (docs/architecture.md).
+/// take the replication id of the node running them instead (docs/architecture.md).
 pub(crate) const NODE_RUNNING_THE_SCRIPT: &str = "~node";
 #[cfg(feature = "cluster")]
 const CLUSTER_IDENTITY: &str = NODE_RUNNING_THE_SCRIPT;

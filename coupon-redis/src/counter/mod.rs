@@ -40,8 +40,10 @@ pub(crate) const CHUNK: usize = 1_000;
 /// marker with the `run_id` of the server the connection reaches, read whenever a
 /// connection opens, and returns the epoch with the grant. A restart (empty or not), a
 /// failover to a replica, or a lost key leaves no matching marker, so the counter
-/// answers [`Error::NotReady`] until it is rebuilt. On Redis Cluster the marker's
-/// presence is checked, not the server's identity (docs/architecture.md).
+/// answers [`Error::NotReady`] until it is rebuilt. On Redis Cluster, where the
+/// client cannot know which node will run a script, the scripts compare the marker
+/// with the replication id of the node running them, which every restart and every
+/// promotion changes (docs/architecture.md).
 ///
 /// `connect` refuses a server whose `maxmemory-policy` could evict the campaign's keys
 /// (an `allkeys-*` policy): the keys carry no expiry, so `noeviction` and the

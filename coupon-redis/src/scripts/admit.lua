@@ -16,7 +16,7 @@
 --                  below the highest, space-separated)
 -- KEYS[4] free    (sorted set: ranks given back by releases, granted again first)
 -- ARGV[1] cap, ARGV[2] per-user limit, ARGV[3] this server's identity ("~node": the
--- run id of the node running it), ARGV[4] the call's
+-- replication id of the node running it), ARGV[4] the call's
 -- token (unique per call), ARGV[5..] the users, one entry per apply
 -- Returns a flat array, no nested ones (cheaper to build and to send): the epoch the
 -- grants were made in (0 when none could be), then two integers per entry, in order:
@@ -30,11 +30,12 @@
 local cap = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local answers = {0}
--- On Redis Cluster ("~node") the identity is the run id of the node running this call,
--- so a promoted replica or a node restarted from its own files is not built.
+-- On Redis Cluster ("~node") the identity is the replication id of the node running
+-- this call, which every restart and every promotion changes: a promoted replica, a
+-- node restarted from its own files, a primary failed back to, are not built.
 local identity = ARGV[3]
 if identity == '~node' then
-  identity = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  identity = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
 end
 
 local marker = redis.call('HMGET', KEYS[2], '~built', '~epoch', '~free')

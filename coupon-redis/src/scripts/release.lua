@@ -2,7 +2,7 @@
 -- that epoch and the settler has not claimed it.
 -- KEYS[1] count, KEYS[2] users, KEYS[3] slots, KEYS[4] claims, KEYS[5] free
 -- ARGV[1] user, ARGV[2] slot, ARGV[3] rank, ARGV[4] this server's identity ("~node":
--- the run id of the node running it),
+-- the replication id of the node running it),
 -- ARGV[5] the slot's epoch (0: any)
 -- Returns 1 released, 0 not held (at that rank, in that epoch), 2 kept because claimed,
 -- 3 not built on this server (a rebuild may be writing: change nothing).
@@ -15,7 +15,7 @@ end
 
 local identity = ARGV[4]
 if identity == '~node' then
-  identity = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  identity = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
 end
 local marker = redis.call('HMGET', KEYS[2], '~built', '~epoch')
 if marker[1] ~= identity then

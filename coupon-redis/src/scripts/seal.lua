@@ -3,12 +3,20 @@
 -- sealed epoch, if the rebuild still holds the lock.
 -- KEYS[1] count, KEYS[2] users, KEYS[3] free, KEYS[4] slots, KEYS[5] rebuild lock,
 -- KEYS[6] the prepared free ranks, KEYS[7] the prepared per-user records, KEYS[8] claims
--- ARGV[1] the lock's token, ARGV[2] this server's identity ("~node": the run id of the
--- node running it), ARGV[3] the epoch
+-- ARGV[1] the lock's token, ARGV[2] this server's identity ("~node": the replication id
+-- of the node running it), ARGV[3] the epoch
 -- Returns the slots held, or -1 when the lock was lost (another rebuild may be
 -- writing: change nothing).
 if redis.call('GET', KEYS[5]) ~= ARGV[1] then
   return -1
+end
+-- Before any write: a server that cannot name itself must not be left half sealed.
+local identity = ARGV[2]
+if identity == '~node' then
+  identity = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+  if not identity then
+    return redis.error_reply('no master_replid in INFO replication: cannot mark the counter built')
+  end
 end
 -- Claims of earlier epochs are forgotten: a slot of the new epoch is claimed anew.
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[8])
@@ -24,10 +32,6 @@ redis.call('SET', KEYS[1], held)
 local free = redis.call('ZCARD', KEYS[3])
 if free > 0 then
   redis.call('HSET', KEYS[2], '~free', free)
-end
-local identity = ARGV[2]
-if identity == '~node' then
-  identity = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 end
 redis.call('HSET', KEYS[2], '~built', identity, '~epoch', ARGV[3])
 redis.call('DEL', KEYS[5])

@@ -124,3 +124,104 @@ async fn a_node_started_again_from_stale_files_is_fenced_until_rebuilt() {
     }
     assert_eq!(ranks, [7, 8, 9, 10], "exactly the four slots left");
 }
+
+/// Planned failovers on a Cluster with a replica per primary: after every replica took
+/// over, the counter is fenced (a promoted node has a new replication id), and it stays
+/// fenced when the first primaries take over again without a rebuild in between (a
+/// failback: they kept their run ids, and with a run id as the identity the counter
+/// was trusted there again, whatever the full resync had cost them). A rebuild with
+/// the four held slots then admits exactly the six left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failover_and_a_failback_are_fenced_until_rebuilt() {
+    let cluster = coupon_testkit::redis_servers::PrivateCluster::start_with_replicas();
+    let counter = RedisCounter::connect(RedisCounterConfig::new(cluster.url()))
+        .await
+        .expect("connect to the cluster");
+    let campaign = coupon_testkit::ready_campaign(&counter, 10).await;
+    let mut held = Vec::new();
+    for user in 1..=4u64 {
+        match counter.try_acquire(&campaign, UserId(user)).await {
+            Ok(Admission::Granted {
+                rank, slot, epoch, ..
+            }) => held.push(HeldSlot {
+                user: UserId(user),
+                slot,
+                rank,
+                admitted_at: None,
+                epoch,
+            }),
+            other => panic!("user {user}: {other:?}"),
+        }
+    }
+    for (turn, what) in [
+        "the replicas took over",
+        "the first primaries took over again",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        cluster.fail_over_every_primary();
+        let status = answered(|| counter.status(&campaign)).await;
+        assert_eq!(status.admitted, 4, "{what}: every admission was replicated");
+        assert_eq!(status.epoch, None, "{what}: turn {turn}, not fenced");
+        match answered_or_not_ready(&counter, &campaign).await {
+            Err(Error::NotReady { .. }) => {}
+            other => panic!("{what}: admitted without a rebuild: {other:?}"),
+        }
+    }
+
+    let rebuilt = counter
+        .rebuild(&campaign, Arc::new(SealedEpoch::new(2, held)))
+        .await
+        .expect("rebuild");
+    assert!(matches!(rebuilt, Rebuild::Built(_)), "{rebuilt:?}");
+    let mut ranks = Vec::new();
+    for user in 5..=20u64 {
+        match counter.try_acquire(&campaign, UserId(user)).await {
+            Ok(Admission::Granted { rank, .. }) => ranks.push(rank),
+            Ok(Admission::SoldOut) => {}
+            other => panic!("user {user}: {other:?}"),
+        }
+    }
+    assert_eq!(ranks, [5, 6, 7, 8, 9, 10], "exactly the six slots left");
+}
+
+/// The answer of `ask` once the cluster answers at all (its client learns the new
+/// primaries from the redirections of its first calls).
+async fn answered<T, F, Fut>(ask: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = coupon_core::Result<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match ask().await {
+            Ok(answer) => return answer,
+            Err(error) if std::time::Instant::now() < deadline => {
+                tracing::debug!(%error, "the cluster is not answering yet");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("the cluster did not answer again: {error}"),
+        }
+    }
+}
+
+/// An admission's answer, retried while the cluster answers with anything but a grant,
+/// a refusal or `NotReady`.
+async fn answered_or_not_ready(
+    counter: &RedisCounter,
+    campaign: &coupon_core::Campaign,
+) -> coupon_core::Result<Admission> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match counter.try_acquire(campaign, UserId(99)).await {
+            Err(error)
+                if !matches!(error, Error::NotReady { .. })
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            answer => return answer,
+        }
+    }
+}
