@@ -42,9 +42,23 @@ pub async fn run(
     config.check_listening(config.http.bind)?;
     let listener = tokio::net::TcpListener::bind(config.http.bind)
         .await
-        .map_err(|e| format!("binding {}: {e}", config.http.bind))?;
+        .map_err(|e| bind_error(config.http.bind, &e))?;
     let listener = Some(listener);
     serve(config, listener, shutdown).await
+}
+
+/// Why the listen address could not be taken, and what to do: two processes of one
+/// machine (an API and a worker, two workers) started with the default `--bind` is the
+/// common case.
+fn bind_error(bind: std::net::SocketAddr, error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "binding {bind}: {error}: another process listens there (another copy of this service?); \
+             give each process of one machine its own address with --bind (BIND), e.g. --bind {}",
+            std::net::SocketAddr::new(bind.ip(), bind.port().wrapping_add(1).max(1))
+        ),
+        _ => format!("binding {bind}: {error}"),
+    }
 }
 
 /// [`run`] on a listener bound by the caller (tests bind port 0 and read the port).

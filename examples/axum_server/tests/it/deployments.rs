@@ -288,3 +288,33 @@ async fn winners_pressing_again_hear_already_applied_on_the_full_stack() {
     winners_pressing_again_hear_already_applied(&service.api).await;
     service.stop().await;
 }
+
+/// A second process of one machine started on an address another one holds (an API
+/// and a worker both on the default `--bind`) stops at once and says what to do, not
+/// only the operating system's "address in use".
+#[test]
+fn a_process_whose_address_is_taken_says_to_give_it_its_own() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
+    let address = taken.local_addr().expect("its address");
+    let file = std::env::temp_dir().join(format!(
+        "firstcome-taken-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_firstcome-server"))
+        .args(["--role", "worker", "--bind", &address.to_string()])
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", file.display()),
+        )
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run firstcome-server");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("binding {address}"))
+            && said.contains("give each process of one machine its own address with --bind"),
+        "{said}"
+    );
+    let _ = std::fs::remove_file(file);
+}
