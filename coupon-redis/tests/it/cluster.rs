@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use coupon_core::{Admission, CouponCounter, Error, HeldSlot, Rebuild, SealedEpoch, UserId};
+use coupon_core::{
+    Admission, Campaign, CouponCounter, Error, HeldSlot, Rebuild, SealedEpoch, UserId,
+};
 use coupon_redis::{RedisCounter, RedisCounterConfig};
 use coupon_testkit::counter;
 
@@ -55,11 +57,11 @@ async fn cluster_counter_conformance() {
 /// A node started again from its own files (an RDB saved before the last three
 /// admissions, as a replica promoted by a failover lags its primary) holds the
 /// campaign's marker but not every admission. The counter is fenced there (the marker
-/// names the run id of the node that built it, and the node running the script has
-/// another one) until a rebuild restores what the store holds, so the lost ranks are
-/// not granted twice. Before, Cluster checked the marker's presence alone (this test
-/// fails there: the node answered built, with a count of 3, and would have admitted
-/// users 7 to 13 at ranks 4 to 10, three past the cap).
+/// names the replication id of the node that built it, and a node takes a new one when
+/// it starts) until a rebuild restores what the store holds, so the lost ranks are not
+/// granted twice. Before, Cluster checked the marker's presence alone (this test fails
+/// there: the node answered built, with a count of 3, and would have admitted users 7
+/// to 13 at ranks 4 to 10, three past the cap).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_started_again_from_stale_files_is_fenced_until_rebuilt() {
     let mut cluster = coupon_testkit::redis_servers::PrivateCluster::start();
@@ -67,61 +69,23 @@ async fn a_node_started_again_from_stale_files_is_fenced_until_rebuilt() {
         .await
         .expect("connect to the cluster");
     let campaign = coupon_testkit::ready_campaign(&counter, 10).await;
-    let mut held = Vec::new();
-    for user in 1..=6u64 {
-        if user == 4 {
-            cluster.save();
-        }
-        match counter.try_acquire(&campaign, UserId(user)).await {
-            Ok(Admission::Granted {
-                rank, slot, epoch, ..
-            }) => held.push(HeldSlot {
-                user: UserId(user),
-                slot,
-                rank,
-                admitted_at: None,
-                epoch,
-            }),
-            other => panic!("user {user}: {other:?}"),
-        }
-    }
+    let mut held = admitted(&counter, &campaign, 1..=3).await;
+    cluster.save();
+    held.extend(admitted(&counter, &campaign, 4..=6).await);
     cluster.restart_from_files();
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        match counter.status(&campaign).await {
-            Ok(status) => break status,
-            Err(error) if std::time::Instant::now() < deadline => {
-                tracing::debug!(%error, "the cluster is not answering yet");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            Err(error) => panic!("the cluster did not answer again: {error}"),
-        }
-    };
+    let status = answered(|| counter.status(&campaign)).await;
     assert_eq!(
         status.admitted, 3,
         "the node came back with the saved count"
     );
     assert_eq!(status.epoch, None, "a node started again is not built");
-    match counter.try_acquire(&campaign, UserId(7)).await {
+    match answered_or_not_ready(&counter, &campaign).await {
         Err(Error::NotReady { .. }) => {}
         other => panic!("admitted on a stale copy: {other:?}"),
     }
-
     // The rebuild restores the six admissions the store and the queue hold.
-    let rebuilt = counter
-        .rebuild(&campaign, Arc::new(SealedEpoch::new(2, held)))
-        .await
-        .expect("rebuild");
-    assert!(matches!(rebuilt, Rebuild::Built(_)), "{rebuilt:?}");
-    let mut ranks = Vec::new();
-    for user in 7..=20u64 {
-        match counter.try_acquire(&campaign, UserId(user)).await {
-            Ok(Admission::Granted { rank, .. }) => ranks.push(rank),
-            Ok(Admission::SoldOut) => {}
-            other => panic!("user {user}: {other:?}"),
-        }
-    }
+    let ranks = rebuilt_then_admitted(&counter, &campaign, held, 7..=20).await;
     assert_eq!(ranks, [7, 8, 9, 10], "exactly the four slots left");
 }
 
@@ -138,21 +102,7 @@ async fn a_failover_and_a_failback_are_fenced_until_rebuilt() {
         .await
         .expect("connect to the cluster");
     let campaign = coupon_testkit::ready_campaign(&counter, 10).await;
-    let mut held = Vec::new();
-    for user in 1..=4u64 {
-        match counter.try_acquire(&campaign, UserId(user)).await {
-            Ok(Admission::Granted {
-                rank, slot, epoch, ..
-            }) => held.push(HeldSlot {
-                user: UserId(user),
-                slot,
-                rank,
-                admitted_at: None,
-                epoch,
-            }),
-            other => panic!("user {user}: {other:?}"),
-        }
-    }
+    let held = admitted(&counter, &campaign, 1..=4).await;
     for (turn, what) in [
         "the replicas took over",
         "the first primaries took over again",
@@ -169,21 +119,56 @@ async fn a_failover_and_a_failback_are_fenced_until_rebuilt() {
             other => panic!("{what}: admitted without a rebuild: {other:?}"),
         }
     }
+    let ranks = rebuilt_then_admitted(&counter, &campaign, held, 5..=20).await;
+    assert_eq!(ranks, [5, 6, 7, 8, 9, 10], "exactly the six slots left");
+}
 
+/// Admits each of `users`, who must all be granted: the slots they hold.
+async fn admitted(
+    counter: &RedisCounter,
+    campaign: &Campaign,
+    users: std::ops::RangeInclusive<u64>,
+) -> Vec<HeldSlot> {
+    let mut held = Vec::new();
+    for user in users {
+        match counter.try_acquire(campaign, UserId(user)).await {
+            Ok(Admission::Granted {
+                rank, slot, epoch, ..
+            }) => held.push(HeldSlot {
+                user: UserId(user),
+                slot,
+                rank,
+                admitted_at: None,
+                epoch,
+            }),
+            other => panic!("user {user}: {other:?}"),
+        }
+    }
+    held
+}
+
+/// Rebuilds `campaign` in epoch 2 holding `held` (what the store and the queue would
+/// answer), then admits `users` in turn: the ranks granted, until sold out.
+async fn rebuilt_then_admitted(
+    counter: &RedisCounter,
+    campaign: &Campaign,
+    held: Vec<HeldSlot>,
+    users: std::ops::RangeInclusive<u64>,
+) -> Vec<u64> {
     let rebuilt = counter
-        .rebuild(&campaign, Arc::new(SealedEpoch::new(2, held)))
+        .rebuild(campaign, Arc::new(SealedEpoch::new(2, held)))
         .await
         .expect("rebuild");
     assert!(matches!(rebuilt, Rebuild::Built(_)), "{rebuilt:?}");
     let mut ranks = Vec::new();
-    for user in 5..=20u64 {
-        match counter.try_acquire(&campaign, UserId(user)).await {
+    for user in users {
+        match counter.try_acquire(campaign, UserId(user)).await {
             Ok(Admission::Granted { rank, .. }) => ranks.push(rank),
             Ok(Admission::SoldOut) => {}
             other => panic!("user {user}: {other:?}"),
         }
     }
-    assert_eq!(ranks, [5, 6, 7, 8, 9, 10], "exactly the six slots left");
+    ranks
 }
 
 /// The answer of `ask` once the cluster answers at all (its client learns the new
@@ -210,7 +195,7 @@ where
 /// a refusal or `NotReady`.
 async fn answered_or_not_ready(
     counter: &RedisCounter,
-    campaign: &coupon_core::Campaign,
+    campaign: &Campaign,
 ) -> coupon_core::Result<Admission> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {

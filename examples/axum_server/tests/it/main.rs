@@ -7,6 +7,7 @@ mod support;
 mod admin;
 mod alert_rules;
 mod chaos;
+mod cluster;
 mod config_env;
 mod console;
 mod counter_loss;
