@@ -14,7 +14,22 @@ use support::{Heard, Process, Rush, free_port};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn processes_started_together_on_a_fresh_database_all_come_up() {
     let database = coupon_seaorm::testkit::fresh_postgres().await;
-    let env = [("DATABASE_URL", database.as_str())];
+    started_together_all_come_up(&database).await;
+}
+
+/// The same on a fresh SQLite file (the embedded default's database): the migrations
+/// take SQLite's write lock in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processes_started_together_on_a_fresh_sqlite_file_all_come_up() {
+    let file = std::env::temp_dir().join(format!(
+        "firstcome-together-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    started_together_all_come_up(&format!("sqlite://{}?mode=rwc", file.display())).await;
+}
+
+async fn started_together_all_come_up(database: &str) {
+    let env = [("DATABASE_URL", database)];
     let (api_port, other_port, worker_port) = (free_port(), free_port(), free_port());
     let (_api, _other, mut worker) = tokio::join!(
         Process::start(api_port, &["--role", "api"], &env),
