@@ -69,7 +69,7 @@ impl RedisCounterConfig {
         }
     }
 
-    /// Sets [`RedisCounterConfig::calls_in_flight`] (at least 1).
+    /// Sets [`RedisCounterConfig::calls_in_flight`] (at least 1, at most 1,024).
     ///
     /// ```
     /// use coupon_redis::RedisCounterConfig;
@@ -78,7 +78,7 @@ impl RedisCounterConfig {
     /// assert_eq!(RedisCounterConfig::new("redis://127.0.0.1/").with_calls_in_flight(0).calls_in_flight, 1);
     /// ```
     pub fn with_calls_in_flight(mut self, calls: usize) -> Self {
-        self.calls_in_flight = calls.max(1);
+        self.calls_in_flight = calls.clamp(1, crate::gather::MOST_CALLS_IN_FLIGHT);
         self
     }
 
@@ -121,13 +121,23 @@ impl RedisCounterConfig {
         Some(SentinelTarget::parse(rest))
     }
 
-    /// The node URLs: one, or several separated by commas (Redis Cluster).
+    /// The node URLs: one, or several separated by commas (Redis Cluster). A comma
+    /// starts another node only before a `redis://` or `rediss://` URL (or at the end):
+    /// anywhere else it belongs to the URL, a password's comma for one.
     pub(crate) fn nodes(&self) -> Vec<&str> {
-        self.url
-            .split(',')
-            .map(str::trim)
-            .filter(|node| !node.is_empty())
-            .collect()
+        let url = self.url.as_str();
+        let mut nodes = Vec::new();
+        let mut start = 0;
+        for (comma, _) in url.match_indices(',') {
+            let next = url[comma + 1..].trim_start();
+            if next.is_empty() || next.starts_with("redis://") || next.starts_with("rediss://") {
+                nodes.push(url[start..comma].trim());
+                start = comma + 1;
+            }
+        }
+        nodes.push(url[start..].trim());
+        nodes.retain(|node| !node.is_empty());
+        nodes
     }
 }
 
@@ -242,5 +252,10 @@ mod tests {
     fn splits_node_lists() {
         let config = RedisCounterConfig::new(" redis://a:1 , redis://b:2,");
         assert_eq!(config.nodes(), vec!["redis://a:1", "redis://b:2"]);
+        // A password may hold a comma: one server, not two Cluster nodes.
+        let config = RedisCounterConfig::new("redis://:pa,ss@redis:6379/0");
+        assert_eq!(config.nodes(), vec!["redis://:pa,ss@redis:6379/0"]);
+        let config = RedisCounterConfig::new("rediss://:a,b@h:1,rediss://:c@h:2");
+        assert_eq!(config.nodes(), vec!["rediss://:a,b@h:1", "rediss://:c@h:2"]);
     }
 }

@@ -28,6 +28,9 @@ pub(crate) const MAX_GATHERED: usize = 256;
 /// that applies arriving meanwhile gather.
 pub(crate) const CALLS_IN_FLIGHT: usize = 4;
 
+/// The most calls in flight a setting may ask for (a semaphore's permits are bounded).
+pub(crate) const MOST_CALLS_IN_FLIGHT: usize = 1_024;
+
 /// One apply waiting for its call.
 struct Waiter {
     user: UserId,
@@ -63,7 +66,7 @@ impl Lanes {
         Self {
             campaigns: Mutex::default(),
             most: most.clamp(1, MAX_GATHERED),
-            in_flight: in_flight.max(1),
+            in_flight: in_flight.clamp(1, MOST_CALLS_IN_FLIGHT),
         }
     }
 
@@ -129,12 +132,17 @@ pub(crate) async fn admit(
 
 /// Takes up to `most` waiters, in arrival order, at most one per user: a user's second
 /// apply waits for the next call, so that each entry of a call is its user's one, and a
-/// resent call answers every entry's first grant again.
+/// resent call answers every entry's first grant again. A waiter whose caller went away
+/// before its call (a request cut by its time limit, answered with an error) is dropped:
+/// admitting it would take a slot for someone who heard no yes.
 fn take_group(waiting: &mut Vec<Waiter>, most: usize) -> Vec<Waiter> {
     let mut users = std::collections::HashSet::new();
     let mut group = Vec::new();
     let mut later = Vec::new();
     for waiter in waiting.drain(..) {
+        if waiter.answer.is_closed() {
+            continue;
+        }
         if group.len() < most && users.insert(waiter.user) {
             group.push(waiter);
         } else {
@@ -276,6 +284,29 @@ async fn call_script(
 mod tests {
     use super::*;
     use crate::RedisCounterConfig;
+
+    /// A waiter whose caller went away before its call is not admitted (its applicant
+    /// heard an error, not a yes); a user's second apply waits for the next call.
+    #[test]
+    fn a_group_leaves_out_callers_gone_and_second_applies() {
+        let mut answers = Vec::new();
+        let mut waiting: Vec<Waiter> = [1, 2, 1, 3]
+            .into_iter()
+            .map(|user| {
+                let (answer, answered) = oneshot::channel();
+                answers.push(answered);
+                Waiter {
+                    user: UserId(user),
+                    answer,
+                }
+            })
+            .collect();
+        drop(answers.remove(1)); // user 2's caller is gone
+        let group = take_group(&mut waiting, 256);
+        let users = |waiters: &[Waiter]| waiters.iter().map(|w| w.user.get()).collect::<Vec<_>>();
+        assert_eq!(users(&group), [1, 3]);
+        assert_eq!(users(&waiting), [1], "user 1's second apply waits");
+    }
     use coupon_core::{CouponCounter, NewCampaign};
     use coupon_testkit::{ready_campaign_from, service_url};
 

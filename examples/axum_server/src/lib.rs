@@ -54,8 +54,7 @@ fn bind_error(bind: std::net::SocketAddr, error: &std::io::Error) -> String {
     match error.kind() {
         std::io::ErrorKind::AddrInUse => format!(
             "binding {bind}: {error}: another process listens there (another copy of this service?); \
-             give each process of one machine its own address with --bind (BIND), e.g. --bind {}",
-            std::net::SocketAddr::new(bind.ip(), bind.port().wrapping_add(1).max(1))
+             give each process of one machine its own address with --bind (BIND): another port each"
         ),
         _ => format!("binding {bind}: {error}"),
     }
