@@ -35,7 +35,7 @@ window.addEventListener("hashchange", () => {
 const service = {
   series: { apply_rate: new Series(), p99_ms: new Series(), failed_share: new Series(), lag: new Series() },
   charts: null,
-  previous: null, // { at, applies, failed, latency, handled }
+  previous: null, // { at, applies, failed, latency, handled, lag }
   refreshes: 0,
   readDeadLetters: true,
   deadLetters: 0,
@@ -111,14 +111,18 @@ function pauses(ready, metrics, rebuilding, lag) {
   if (rebuilding) {
     reasons.push(["rebuilding", `${rebuilding} campaign(s) paused while a counter is rebuilt after a loss (see the campaign).`]);
   }
-  // Every ticket the worker settled, whatever became of it: on the embedded default
-  // tickets become coupons at commit and only refusals (over the cap, dead letters)
-  // reach the worker, so "issued" alone would stand still while it works.
+  // Stalled: tickets wait and the queue does not shrink, while this process's worker
+  // (if it has one) settles nothing. Every ticket settled counts, whatever became of it:
+  // on the embedded default only refusals reach the worker. The queue's length, not
+  // this worker alone, so that other workers at work (or a worker in another process,
+  // which this one cannot see) raise no alarm.
   const handled = metric(metrics, "firstcome_worker_tickets_total");
-  const stalled = handled !== null && lag > 0 && service.previous && handled === service.previous.handled;
-  service.stalledSince = stalled ? (service.stalledSince ?? new Date()) : null;
+  const before = service.previous;
+  const idle = handled === null || (before && handled === before.handled);
+  const stuck = lag > 0 && before && before.lag !== null && lag >= before.lag;
+  service.stalledSince = idle && stuck ? (service.stalledSince ?? new Date()) : null;
   if (service.stalledSince && Date.now() - service.stalledSince.getTime() >= 5000) {
-    reasons.push(["worker", `The worker has settled no ticket since ${service.stalledSince.toLocaleTimeString()} while ${number.format(lag)} tickets wait.`]);
+    reasons.push(["worker", `Issuing is stalled: ${number.format(lag)} tickets wait, and none has left the queue since ${service.stalledSince.toLocaleTimeString()}.`]);
   }
   const unsettled = metric(metrics, "firstcome_admissions_unsettled") ?? 0;
   if (unsettled > 0) {
@@ -163,7 +167,7 @@ function showService(at, metrics, ready, rebuilding) {
   $("queue-lag").textContent = lag === null ? "–" : number.format(lag);
   const { reasons, handled } = pauses(ready, metrics, rebuilding, lag ?? 0);
   showPauses(reasons);
-  service.previous = { at, applies: all, failed, latency, handled };
+  service.previous = { at, applies: all, failed, latency, handled, lag };
 }
 
 function showPauses(reasons) {

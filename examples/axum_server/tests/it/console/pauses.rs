@@ -10,10 +10,11 @@ use crate::support::{Browser, Service, TOKEN};
 
 /// On PostgreSQL, another session holds the campaign's row locked (a long transaction,
 /// a migration): applicants are still admitted into the queue, but the worker cannot
-/// issue. The console says so once nothing has been settled for five seconds while
-/// tickets wait, and the banner goes once the lock is let go and the worker catches up.
+/// issue. The console says so once the queue has not shrunk for five seconds while
+/// tickets wait and the worker settles nothing, and the banner goes once the lock is
+/// let go and the worker catches up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_console_says_when_the_worker_settles_nothing_while_tickets_wait() {
+async fn the_console_says_when_issuing_stalls_while_tickets_wait() {
     let database = coupon_seaorm::testkit::fresh_postgres().await;
     let service = Service::start(&["--database-url", &database]).await;
     let campaign = service.api.create_campaign(10).await;
@@ -45,7 +46,7 @@ async fn the_console_says_when_the_worker_settles_nothing_while_tickets_wait() {
         .await;
     let shown = shown.as_str().unwrap_or_default().to_owned();
     assert!(
-        shown.contains("settled no ticket") && shown.contains("5 tickets wait"),
+        shown.contains("Issuing is stalled") && shown.contains("5 tickets wait"),
         "{shown}"
     );
 
