@@ -42,7 +42,7 @@ pub trait AdmissionLedger: Send + Sync + 'static {
     /// [`record_pending`](AdmissionLedger::record_pending) and the publishes of a queue kept
     /// in this store ([`IssueQueue::in_store`](crate::IssueQueue::in_store)):
     /// - gathers every slot admitted in the campaign: `counted` (what the counter still
-    ///   holds), one per coupon ([`CouponStore::coupon_slots`]), one per recorded pending
+    ///   holds), one per coupon ([`CouponStore::coupon_slots`](crate::CouponStore::coupon_slots)), one per recorded pending
     ///   ticket without a coupon, one per failure record without a coupon (a dead letter
     ///   may be replayed, and a replayed one may still be on its way), and one per
     ///   ticket waiting in a queue kept in this store;

@@ -301,7 +301,7 @@ impl IssueQueue for KafkaIssueQueue {
         .await
     }
 
-    /// Hands the ticket to its partition's lane ([`crate::group`]): it leaves in that
+    /// Hands the ticket to its partition's lane (the `group` module): it leaves in that
     /// partition's next record, with the other tickets waiting there.
     async fn publish(&self, ticket: &IssueTicket) -> Result<()> {
         // A full lane refuses at once rather than stall the apply path; the issuer then

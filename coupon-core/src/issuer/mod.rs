@@ -20,7 +20,7 @@ use crate::{
     IssueQueue, IssueTicket, NewCampaign, Result, UserId, WindowState,
 };
 
-/// Settings of a [`CouponIssuer`].
+/// Settings of the issuer, the part of [`CouponService`](crate::CouponService) that admits and hands off.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct IssuerConfig {

@@ -17,7 +17,7 @@ pub enum CampaignState {
     Closed,
 }
 
-/// A campaign with its counts and its state, as [`CouponService::status`] read them.
+/// A campaign with its counts and its state, as [`CouponService::status`](crate::CouponService::status) read them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CampaignStatus {
@@ -86,7 +86,7 @@ pub enum CouponStatus {
     None,
 }
 
-/// The answer of [`CouponService::readiness`].
+/// The answer of [`CouponService::readiness`](crate::CouponService::readiness).
 #[derive(Debug)]
 pub struct Readiness {
     /// Each port that did not answer (`"counter"`, `"queue"`, `"store"`), with why.

@@ -21,7 +21,7 @@ static CLAIM: LazyLock<Script> =
 
 #[async_trait]
 impl CouponCounter for RedisCounter {
-    /// Through the campaign's lane ([`crate::gather`]): one script call for the applies
+    /// Through the campaign's lane (the `gather` module): one script call for the applies
     /// that wait for it.
     async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> Result<Admission> {
         crate::gather::admit(self, campaign, user).await
@@ -182,7 +182,7 @@ impl CouponCounter for RedisCounter {
     }
 
     /// A read of the campaign's marker, sent after this call began and shared by the
-    /// calls about the same campaign made meanwhile ([`crate::probe`]).
+    /// calls about the same campaign made meanwhile (the `probe` module).
     async fn confirm_epoch(&self, campaign: &Campaign, epoch: u64) -> Result<bool> {
         let campaign = campaign.id;
         let reading: Reading = self

@@ -19,7 +19,7 @@ pub struct SeaOrmStoreConfig {
     pub migrate: bool,
     /// How long one store call may wait for the database's answer (default 10 s): a
     /// call past it fails with a retryable error (a write with
-    /// [`Error::OutcomeUnknown`]: it may have committed) and its connection is closed,
+    /// [`Error::OutcomeUnknown`](coupon_core::Error::OutcomeUnknown): it may have committed) and its connection is closed,
     /// so a network that swallows answers cannot hold a caller, or the pool, forever.
     pub operation_timeout: Duration,
 }

@@ -7,8 +7,8 @@
 //! `durable_store_scenarios!`, which drops the store and opens the file again.
 //!
 //! How it keeps the rules: every call takes one lock, decides from the state in memory
-//! which events it writes ([`state`]), appends them to the file and syncs it
-//! ([`log`]), and only then applies them and answers. So the cap, the per-user limit,
+//! which events it writes (the `state` module), appends them to the file and syncs it
+//! (the `log` module), and only then applies them and answers. So the cap, the per-user limit,
 //! ticket-id idempotency and the epoch fence are checked and written in one serialised
 //! step, and nothing is acknowledged before it is on disk.
 //!
