@@ -182,7 +182,12 @@ async fn a_users_slots_are_one_coupon_each() {
 async fn a_ticket_that_cannot_be_issued_leaves_its_group_to_the_worker() {
     use coupon_core::{FailureLedger, IssueWorker};
     use sea_orm::ConnectionTrait;
-    let store = Arc::new(support::sqlite_file().await);
+    let store_url = support::sqlite_file_url();
+    let store = Arc::new(
+        SeaOrmStore::connect(coupon_seaorm::SeaOrmStoreConfig::new(store_url.clone()))
+            .await
+            .expect("SQLite file"),
+    );
     store
         .connection()
         .execute_unprepared(
@@ -196,22 +201,42 @@ async fn a_ticket_that_cannot_be_issued_leaves_its_group_to_the_worker() {
         .await
         .expect("campaign");
     let sql = issuing(&store);
-    let tickets: Vec<IssueTicket> = (11..=15u64)
-        .map(|user| IssueTicket::new(campaign.id, UserId(user), 1, user))
-        .collect();
-    let (a, b, c, d, e) = tokio::join!(
-        sql.publish(&tickets[0]),
-        sql.publish(&tickets[1]),
-        sql.publish(&tickets[2]),
-        sql.publish(&tickets[3]),
-        sql.publish(&tickets[4]),
-    );
-    for (user, answer) in (11..).zip([a, b, c, d, e]) {
+    // Another connection holds SQLite's write lock, so that user 11's publish takes the
+    // commit turn alone and waits, and the other four gather behind it as one group.
+    let mut options = sea_orm::ConnectOptions::new(store_url.clone());
+    options.max_connections(1);
+    let locker = sea_orm::Database::connect(options)
+        .await
+        .expect("a second connection");
+    locker
+        .execute_unprepared("BEGIN IMMEDIATE")
+        .await
+        .expect("the write lock");
+    let publish = |user: u64| {
+        let sql = sql.clone();
+        let ticket = IssueTicket::new(campaign.id, UserId(user), 1, user);
+        tokio::spawn(async move { (user, sql.publish(&ticket).await) })
+    };
+    let first = publish(11);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let rest: Vec<_> = (12..=15).map(publish).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    locker.execute_unprepared("COMMIT").await.expect("let go");
+    for task in std::iter::once(first).chain(rest) {
+        let (user, answer) = task.await.expect("task");
         answer.unwrap_or_else(|error| panic!("user {user}'s publish: {error}"));
     }
+    assert_eq!(
+        sql.commits(),
+        2,
+        "user 11 alone, then the other four together"
+    );
     let source = Arc::new(sql.source());
-    let waiting = source.lag().await.expect("lag").expect("a lag");
-    assert!(waiting >= 1, "user 13's ticket waits in the table");
+    assert_eq!(
+        source.lag().await.expect("lag"),
+        Some(4),
+        "user 13's whole group waits in the table; user 11 was issued at commit"
+    );
 
     let worker = IssueWorker::new(source.clone(), store.clone()).spawn();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
