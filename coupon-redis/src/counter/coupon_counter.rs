@@ -8,7 +8,7 @@ use coupon_core::{
     Admission, Campaign, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild, Release, Result,
     SealEpoch, UserId,
 };
-use redis::{AsyncCommands, Script};
+use redis::Script;
 
 use super::{CHUNK, RedisCounter, parse_held};
 use crate::error::{BACKEND, classify, unexpected_reply};
@@ -16,6 +16,8 @@ use crate::probe::Reading;
 
 static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../scripts/release.lua")));
+static ADMITTED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../scripts/admitted.lua")));
 static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../scripts/claim.lua")));
 
@@ -73,14 +75,30 @@ impl CouponCounter for RedisCounter {
             .map_err(|e| classify(e, || "PING".to_owned()))
     }
 
+    /// Asked of the server the counter was built on only: one that lost its memory
+    /// cannot tell who holds a slot (an applicant told `Pending` would read "none"), so
+    /// it answers [`Error::NotReady`] until the campaign is rebuilt.
     async fn is_admitted(&self, campaign: &Campaign, user: UserId) -> Result<bool> {
         let campaign = campaign.id;
         let keys = self.keys(campaign);
-        self.session()
-            .await?
-            .hexists(&keys.users, user.get())
+        let mut session = self.session().await?;
+        let held: i64 = ADMITTED
+            .key(&keys.count)
+            .key(&keys.users)
+            .key(&keys.slots)
+            .arg(session.identity())
+            .arg(user.get())
+            .invoke_async(&mut session)
             .await
-            .map_err(|e| classify(e, || format!("HEXISTS {}", keys.users)))
+            .map_err(|e| classify(e, || format!("is_admitted on {keys:?}")))?;
+        match held {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(Error::NotReady {
+                campaign,
+                backend: BACKEND,
+            }),
+        }
     }
 
     async fn status(&self, campaign: &Campaign) -> Result<CounterStatus> {

@@ -107,6 +107,11 @@ async fn restarted_empty_the_counter_admits_no_one_until_rebuilt() {
     })
     .await;
     assert!(refused.is_ok(), "Redis back within 10 s");
+    // Nor can it say who holds a slot: a winner asking would read "none".
+    match counter.is_admitted(&campaign, UserId(1)).await {
+        Err(Error::NotReady { .. }) => {}
+        other => panic!("a counter that forgot answered is_admitted {other:?}"),
+    }
     let (granted, not_ready) = apply_all(&counter, &campaign, 1..=650).await;
     assert!(
         granted.is_empty(),

@@ -16,6 +16,8 @@ use coupon_testkit::services::PrivateService;
 use serde_json::json;
 use support::{Rush, Service};
 
+mod full_campaign;
+
 /// What happens to Redis a third of the way into the rush.
 enum Fault {
     /// kill -9, then started again on the same port with nothing (no persistence).
