@@ -47,7 +47,9 @@ pub trait CouponCounter: Send + Sync + 'static {
     /// backend that reads and changes nothing.
     async fn ready(&self) -> Result<()>;
 
-    /// Whether `user` holds a slot in `campaign` (admitted, not released).
+    /// Whether `user` holds a slot in `campaign` (admitted, not released). A counter
+    /// shared between processes that lost its memory cannot tell, and answers
+    /// [`Error::NotReady`](crate::Error::NotReady) until it is rebuilt.
     async fn is_admitted(&self, campaign: &Campaign, user: UserId) -> Result<bool>;
 
     /// The current admitted count of `campaign` (0 for one never seen) and the epoch the

@@ -122,15 +122,16 @@ impl RedisCounterConfig {
     }
 
     /// The node URLs: one, or several separated by commas (Redis Cluster). A comma
-    /// starts another node only before a `redis://` or `rediss://` URL (or at the end):
-    /// anywhere else it belongs to the URL, a password's comma for one.
+    /// starts another node only before another URL (`redis://`, `rediss://`,
+    /// `valkey://`: a scheme and `://`) or at the end; anywhere else it belongs to the
+    /// URL, a password's comma for one.
     pub(crate) fn nodes(&self) -> Vec<&str> {
         let url = self.url.as_str();
         let mut nodes = Vec::new();
         let mut start = 0;
         for (comma, _) in url.match_indices(',') {
             let next = url[comma + 1..].trim_start();
-            if next.is_empty() || next.starts_with("redis://") || next.starts_with("rediss://") {
+            if next.is_empty() || starts_with_a_scheme(next) {
                 nodes.push(url[start..comma].trim());
                 start = comma + 1;
             }
@@ -139,6 +140,17 @@ impl RedisCounterConfig {
         nodes.retain(|node| !node.is_empty());
         nodes
     }
+}
+
+/// Whether `text` begins with a URL scheme and `://` (a letter first, then letters,
+/// digits, `+`, `-` or `.`).
+fn starts_with_a_scheme(text: &str) -> bool {
+    text.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
 }
 
 /// Where to ask for the primary: Sentinel addresses, the primary's name, and what to
@@ -257,5 +269,7 @@ mod tests {
         assert_eq!(config.nodes(), vec!["redis://:pa,ss@redis:6379/0"]);
         let config = RedisCounterConfig::new("rediss://:a,b@h:1,rediss://:c@h:2");
         assert_eq!(config.nodes(), vec!["rediss://:a,b@h:1", "rediss://:c@h:2"]);
+        let config = RedisCounterConfig::new("valkey://a:7000,VALKEY://b:7001");
+        assert_eq!(config.nodes(), vec!["valkey://a:7000", "VALKEY://b:7001"]);
     }
 }

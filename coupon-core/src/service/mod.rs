@@ -208,23 +208,25 @@ impl CouponService {
         match self.counter.is_admitted(&defined, user).await {
             Ok(true) => Ok(CouponStatus::Pending),
             Ok(false) => Ok(CouponStatus::None),
-            // A counter that cannot tell (being rebuilt after a loss) is not needed when
-            // every coupon of the campaign is stored: each admission is then a coupon,
-            // and this user holds none.
-            Err(error) => match self.all_stored(campaign).await {
-                true => Ok(CouponStatus::None),
-                false => Err(error),
-            },
+            // A counter that cannot tell (it lost its memory) is rebuilt only while the
+            // campaign may admit. Where it will not be, the store's answer stands: a
+            // campaign full in the store (each admission is then a coupon, and this user
+            // holds none), or a closed one (no rebuild comes; an admission whose coupon
+            // is still on its way reads as none until the worker stores it).
+            Err(error) => {
+                let closed = defined.window_state(Utc::now()) == WindowState::Closed;
+                match closed || self.all_stored(&defined).await {
+                    true => Ok(CouponStatus::None),
+                    false => Err(error),
+                }
+            }
         }
     }
 
     /// Whether the store holds all `cap` coupons of `campaign`.
-    async fn all_stored(&self, campaign: CampaignId) -> bool {
-        let Ok(defined) = self.issuer.campaign(campaign).await else {
-            return false;
-        };
-        let issued = self.store.issued_count(campaign).await;
-        issued.is_ok_and(|issued| issued >= defined.cap)
+    async fn all_stored(&self, campaign: &Campaign) -> bool {
+        let issued = self.store.issued_count(campaign.id).await;
+        issued.is_ok_and(|issued| issued >= campaign.cap)
     }
 
     /// Whether every port answers now; each one that does not, with its error.

@@ -279,6 +279,33 @@ async fn a_counter_that_cannot_tell_is_not_needed_once_every_coupon_is_stored() 
     );
 }
 
+/// A closed campaign is never rebuilt, so a counter that lost its memory stays unable
+/// to tell for good: the store's answer stands (a user without a coupon holds none),
+/// instead of a 503 that would never end.
+#[tokio::test]
+async fn a_closed_campaign_needs_no_counter_to_say_a_user_holds_nothing() {
+    let store = Arc::new(MemoryStore::new());
+    let campaign = store
+        .create_campaign(NewCampaign::new("closed early", 10))
+        .await
+        .unwrap();
+    let mut counter = crate::MockCouponCounter::new();
+    counter
+        .expect_is_admitted()
+        .returning(|campaign, _| Err(not_ready(campaign.id)));
+    let service = CouponService::new(
+        Arc::new(counter),
+        Arc::new(MemoryQueue::new(1)),
+        store.clone(),
+    );
+    assert!(service.coupon_status(campaign.id, UserId(2)).await.is_err());
+    service.close(campaign.id).await.unwrap();
+    assert_eq!(
+        service.coupon_status(campaign.id, UserId(2)).await.unwrap(),
+        CouponStatus::None
+    );
+}
+
 fn not_ready(campaign: crate::CampaignId) -> crate::Error {
     crate::Error::NotReady {
         campaign,

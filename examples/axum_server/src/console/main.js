@@ -35,7 +35,7 @@ window.addEventListener("hashchange", () => {
 const service = {
   series: { apply_rate: new Series(), p99_ms: new Series(), failed_share: new Series(), lag: new Series() },
   charts: null,
-  previous: null, // { at, applies, failed, latency, handled, lag }
+  previous: null, // { at, applies, failed, latency, handled, lag, issued }
   refreshes: 0,
   readDeadLetters: true,
   deadLetters: 0,
@@ -102,7 +102,7 @@ create.wire((campaign) => {
 const PORTS = { store: "the database", counter: "the counter", queue: "the queue", timeout: "a backend (too slow to answer)" };
 
 // The reasons admissions or issuing are paused, in words.
-function pauses(ready, metrics, rebuilding, lag) {
+function pauses(ready, metrics, rebuilding, lag, issued) {
   const reasons = [];
   if (ready.length) {
     const names = ready.map((port) => PORTS[port] ?? port).join(", ");
@@ -111,16 +111,16 @@ function pauses(ready, metrics, rebuilding, lag) {
   if (rebuilding) {
     reasons.push(["rebuilding", `${rebuilding} campaign(s) paused while a counter is rebuilt after a loss (see the campaign).`]);
   }
-  // Stalled: tickets wait and the queue does not shrink, while this process's worker
-  // (if it has one) settles nothing. Every ticket settled counts, whatever became of it:
-  // on the embedded default only refusals reach the worker. The queue's length, not
-  // this worker alone, so that other workers at work (or a worker in another process,
-  // which this one cannot see) raise no alarm.
+  // Stalled: tickets wait, the queue does not shrink, and nothing moves: this process's
+  // worker (if it has one) settles nothing and no campaign's issued count grows. Every
+  // ticket settled counts, whatever became of it (on the embedded default only
+  // refusals reach the worker); the issued counts are the store's, so workers of other
+  // processes at work, or a rush that outruns them, raise no alarm.
   const handled = metric(metrics, "firstcome_worker_tickets_total");
   const before = service.previous;
-  const idle = handled === null || (before && handled === before.handled);
+  const moved = before && ((handled !== null && handled !== before.handled) || (issued !== null && before.issued !== null && issued !== before.issued));
   const stuck = lag > 0 && before && before.lag !== null && lag >= before.lag;
-  service.stalledSince = idle && stuck ? (service.stalledSince ?? new Date()) : null;
+  service.stalledSince = stuck && !moved ? (service.stalledSince ?? new Date()) : null;
   if (service.stalledSince && Date.now() - service.stalledSince.getTime() >= 5000) {
     reasons.push(["worker", `Issuing is stalled: ${number.format(lag)} tickets wait, and none has left the queue since ${service.stalledSince.toLocaleTimeString()}.`]);
   }
@@ -135,11 +135,11 @@ function pauses(ready, metrics, rebuilding, lag) {
   return { reasons, handled };
 }
 
-function showService(at, metrics, ready, rebuilding) {
+function showService(at, metrics, ready, rebuilding, issued) {
   chartsOnce();
   if (!metrics) {
     // Not read this time: no point rather than a rate computed from nothing.
-    showPauses(pauses(ready, metrics, rebuilding, 0).reasons);
+    showPauses(pauses(ready, metrics, rebuilding, 0, issued).reasons);
     return;
   }
   const { all, failed } = applyAnswers(metrics);
@@ -165,9 +165,9 @@ function showService(at, metrics, ready, rebuilding) {
   apply.textContent = applies === null ? "–" : number.format(Math.round(applies));
   $("queue-lag").dataset.value = lag === null ? "" : String(lag);
   $("queue-lag").textContent = lag === null ? "–" : number.format(lag);
-  const { reasons, handled } = pauses(ready, metrics, rebuilding, lag ?? 0);
+  const { reasons, handled } = pauses(ready, metrics, rebuilding, lag ?? 0, issued);
   showPauses(reasons);
-  service.previous = { at, applies: all, failed, latency, handled, lag };
+  service.previous = { at, applies: all, failed, latency, handled, lag, issued };
 }
 
 function showPauses(reasons) {
@@ -220,12 +220,15 @@ async function once() {
       service.deadLetters = deadLetters.show(failures.dead_letters, refreshSoon);
     }
     let rebuilding = 0;
+    // Coupons issued over every campaign: whether issuing moves, whoever's worker it is.
+    let issued = null;
     if (list instanceof Error) {
       $("status").hidden = false;
       $("status").textContent = `Campaigns not updated: ${list.message}. Trying again.`;
     } else {
       const lag = metrics ? metric(metrics, "firstcome_queue_lag") : null;
       rebuilding = campaigns.show(list.campaigns, at, refreshSoon, lag);
+      issued = list.campaigns.reduce((sum, campaign) => sum + campaign.issued, 0);
       if (!list.campaigns.length) {
         $("status").hidden = false;
         $("status").textContent = "No campaign yet.";
@@ -233,7 +236,7 @@ async function once() {
         $("status").hidden = true;
       }
     }
-    showService(at, metrics, ready, rebuilding);
+    showService(at, metrics, ready, rebuilding, issued);
     service.refreshes += 1;
     $("updated").textContent = new Date().toLocaleTimeString();
   } catch (error) {
