@@ -256,16 +256,7 @@ async fn a_counter_that_cannot_tell_is_not_needed_once_every_coupon_is_stored() 
         .create_campaign(NewCampaign::new("lost counter", 1))
         .await
         .unwrap();
-    // A counter being rebuilt after a loss: it cannot tell who was admitted.
-    let mut counter = crate::MockCouponCounter::new();
-    counter
-        .expect_is_admitted()
-        .returning(|campaign, _| Err(not_ready(campaign.id)));
-    let service = CouponService::new(
-        Arc::new(counter),
-        Arc::new(MemoryQueue::new(1)),
-        store.clone(),
-    );
+    let service = with_a_counter_that_cannot_tell(store.clone());
     // While the only coupon is not stored, whether user 2 was admitted is unknown.
     assert!(service.coupon_status(campaign.id, UserId(2)).await.is_err());
     // Once it is, the campaign is full in the store: nobody else holds an admission.
@@ -289,21 +280,23 @@ async fn a_closed_campaign_needs_no_counter_to_say_a_user_holds_nothing() {
         .create_campaign(NewCampaign::new("closed early", 10))
         .await
         .unwrap();
-    let mut counter = crate::MockCouponCounter::new();
-    counter
-        .expect_is_admitted()
-        .returning(|campaign, _| Err(not_ready(campaign.id)));
-    let service = CouponService::new(
-        Arc::new(counter),
-        Arc::new(MemoryQueue::new(1)),
-        store.clone(),
-    );
+    let service = with_a_counter_that_cannot_tell(store.clone());
     assert!(service.coupon_status(campaign.id, UserId(2)).await.is_err());
     service.close(campaign.id).await.unwrap();
     assert_eq!(
         service.coupon_status(campaign.id, UserId(2)).await.unwrap(),
         CouponStatus::None
     );
+}
+
+/// The service over `store` with a counter that lost its memory: it cannot tell who
+/// was admitted.
+fn with_a_counter_that_cannot_tell(store: Arc<MemoryStore>) -> CouponService {
+    let mut counter = crate::MockCouponCounter::new();
+    counter
+        .expect_is_admitted()
+        .returning(|campaign, _| Err(not_ready(campaign.id)));
+    CouponService::new(Arc::new(counter), Arc::new(MemoryQueue::new(1)), store)
 }
 
 fn not_ready(campaign: crate::CampaignId) -> crate::Error {

@@ -15,15 +15,8 @@ use support::{Rush, Service};
 async fn every_primary_failing_over_between_two_rushes_keeps_every_promise() {
     let cluster = coupon_testkit::redis_servers::PrivateCluster::start_with_replicas();
     let database = coupon_seaorm::testkit::fresh_postgres().await;
-    let mut args = support::shared_backend_args();
-    let mut prefix = String::new();
-    for pair in args.chunks_mut(2) {
-        match pair[0].as_str() {
-            "--redis-url" => pair[1] = cluster.url(),
-            "--redis-key-prefix" => prefix = pair[1].clone(),
-            _ => {}
-        }
-    }
+    let mut args = support::shared_backend_args_on(&cluster.url());
+    let prefix = support::arg_value(&args, "--redis-key-prefix").to_owned();
     args.extend([
         "--database-url".into(),
         database,

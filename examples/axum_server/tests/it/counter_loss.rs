@@ -16,8 +16,6 @@ use coupon_testkit::services::PrivateService;
 use serde_json::json;
 use support::{Rush, Service};
 
-mod full_campaign;
-
 /// What happens to Redis a third of the way into the rush.
 enum Fault {
     /// kill -9, then started again on the same port with nothing (no persistence).
@@ -32,16 +30,8 @@ enum Fault {
 async fn redis_forgets_mid_rush(fault: Fault) {
     let redis = PrivateService::start("redis");
     let database = coupon_seaorm::testkit::fresh_postgres().await;
-    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let mut args = support::shared_backend_args();
-    let redis_url = format!("redis://127.0.0.1:{}/", redis.port());
-    for pair in args.chunks_mut(2) {
-        match pair[0].as_str() {
-            "--redis-url" => pair[1] = redis_url.clone(),
-            "--redis-key-prefix" => pair[1] = prefix.clone(),
-            _ => {}
-        }
-    }
+    let mut args = support::shared_backend_args_on(&format!("redis://127.0.0.1:{}/", redis.port()));
+    let prefix = support::arg_value(&args, "--redis-key-prefix").to_owned();
     args.extend([
         "--database-url".into(),
         database,
@@ -173,15 +163,8 @@ async fn applicants_told_pending_keep_their_slot_when_redis_restarts_empty() {
 async fn full_stack_on_private_redis() -> (Service, PrivateService, String) {
     let redis = PrivateService::start("redis");
     let database = coupon_seaorm::testkit::fresh_postgres().await;
-    let mut args = support::shared_backend_args();
-    let mut topic = String::new();
-    for pair in args.chunks_mut(2) {
-        match pair[0].as_str() {
-            "--redis-url" => pair[1] = format!("redis://127.0.0.1:{}/", redis.port()),
-            "--kafka-topic" => topic = pair[1].clone(),
-            _ => {}
-        }
-    }
+    let mut args = support::shared_backend_args_on(&format!("redis://127.0.0.1:{}/", redis.port()));
+    let topic = support::arg_value(&args, "--kafka-topic").to_owned();
     args.extend(["--database-url".into(), database]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     (Service::start(&args).await, redis, topic)
@@ -200,7 +183,9 @@ async fn campaign_route(api: &support::Api, campaign: u64) -> serde_json::Value 
 /// Redis lost at a quiet moment after the campaign sold out (split deployments saw it
 /// as "open, 2,000 remaining" with 2,000 issued, and the first newcomer heard 503 for
 /// 22 s): the store holds the cap, so the route says sold out with nothing remaining
-/// and not rebuilding, a newcomer hears sold_out at once and a winner already_applied.
+/// and not rebuilding, a newcomer hears sold_out at once and a winner already_applied;
+/// a winner reads their coupon and a newcomer hears no_coupon (the store answers where
+/// the counter cannot: it fails without that fallback).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_quiet_loss_after_the_sell_out_still_answers_sold_out() {
     let (service, redis, _) = full_stack_on_private_redis().await;
@@ -240,6 +225,29 @@ async fn a_quiet_loss_after_the_sell_out_still_answers_sold_out() {
     assert_eq!(
         (again, &body["error"]),
         (StatusCode::CONFLICT, &json!("already_applied")),
+        "{body}"
+    );
+    // The counter left unbuilt cannot say who was admitted; the store can, since every
+    // admission is a coupon: a winner reads theirs, anyone else hears no_coupon, not a
+    // 503 for as long as the counter stays unbuilt.
+    let coupon = |user: u64| {
+        let api = &service.api;
+        async move {
+            api.call(
+                Method::GET,
+                &format!("/campaigns/{campaign}/coupons/{user}"),
+                None,
+            )
+            .await
+            .expect("an answer")
+        }
+    };
+    let (status, body) = coupon(winner).await;
+    assert_eq!(status, StatusCode::OK, "a winner: {body}");
+    let (status, body) = coupon(5_000).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_coupon")),
         "{body}"
     );
     service.stop().await;
@@ -323,12 +331,7 @@ async fn a_quiet_loss_mid_campaign_is_rebuilt_without_an_apply_past_junk_records
 async fn two_processes_through_two_redis_losses_in_a_row() {
     let redis = PrivateService::start("redis");
     let database = coupon_seaorm::testkit::fresh_postgres().await;
-    let mut args = support::shared_backend_args();
-    for pair in args.chunks_mut(2) {
-        if pair[0] == "--redis-url" {
-            pair[1] = format!("redis://127.0.0.1:{}/", redis.port());
-        }
-    }
+    let mut args = support::shared_backend_args_on(&format!("redis://127.0.0.1:{}/", redis.port()));
     args.extend([
         "--database-url".into(),
         database,

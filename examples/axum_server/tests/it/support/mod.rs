@@ -293,3 +293,22 @@ pub fn shared_backend_args() -> Vec<String> {
         "--kafka-create-topics".into(),
     ]
 }
+
+/// [`shared_backend_args`] with the counter on `redis_url` (a private server, a Cluster).
+pub fn shared_backend_args_on(redis_url: &str) -> Vec<String> {
+    let mut args = shared_backend_args();
+    for pair in args.chunks_mut(2) {
+        if pair[0] == "--redis-url" {
+            pair[1] = redis_url.to_owned();
+        }
+    }
+    args
+}
+
+/// The value `args` give `flag` (`--flag value` pairs).
+pub fn arg_value<'a>(args: &'a [String], flag: &str) -> &'a str {
+    args.chunks(2)
+        .find(|pair| pair[0] == flag)
+        .map(|pair| pair[1].as_str())
+        .unwrap_or_else(|| panic!("{flag} is not among {args:?}"))
+}
