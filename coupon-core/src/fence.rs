@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::sync::lock;
 use crate::{
@@ -183,9 +183,7 @@ impl Fence {
         let mut started = 0;
         for summary in self.store.campaigns().await? {
             let campaign = summary.campaign;
-            // Closed, or full in the store (sold out whatever the counter says): nothing
-            // to admit, so no rebuild to start.
-            if campaign.window_state(now) == WindowState::Closed || summary.issued >= campaign.cap {
+            if admits_no_more(&campaign, summary.issued, now) {
                 continue;
             }
             // A counter that cannot answer now is not known to be lost.
@@ -267,4 +265,11 @@ impl SealEpoch for StoreSeal {
             .seal_epoch(self.campaign, after, &counted)
             .await
     }
+}
+
+/// Whether a campaign admits no one any more: closed, or full in the store (sold out
+/// whatever a counter says). Its counter is never rebuilt after a loss (nothing to
+/// admit), so what the store holds is the answer about it.
+pub(crate) fn admits_no_more(campaign: &Campaign, issued: u64, now: DateTime<Utc>) -> bool {
+    campaign.window_state(now) == WindowState::Closed || issued >= campaign.cap
 }

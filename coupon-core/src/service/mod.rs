@@ -8,7 +8,7 @@ use chrono::Utc;
 use crate::{
     ApplyOutcome, Campaign, CampaignId, CampaignSummary, CouponCounter, CouponStore, IssueFailure,
     IssueQueue, IssueSource, IssuerConfig, NewCampaign, ReplayReport, Result, SettleReport,
-    Settler, SettlerConfig, TicketId, UserId, WindowState, replay_failures,
+    Settler, SettlerConfig, TicketId, UserId, replay_failures,
 };
 use crate::{CouponIssuer, IssueWorker, RunningWorker, WorkerConfig};
 
@@ -214,19 +214,15 @@ impl CouponService {
             // holds none), or a closed one (no rebuild comes; an admission whose coupon
             // is still on its way reads as none until the worker stores it).
             Err(error) => {
-                let closed = defined.window_state(Utc::now()) == WindowState::Closed;
-                match closed || self.all_stored(&defined).await {
+                let issued = self.store.issued_count(campaign).await;
+                match issued
+                    .is_ok_and(|issued| crate::fence::admits_no_more(&defined, issued, Utc::now()))
+                {
                     true => Ok(CouponStatus::None),
                     false => Err(error),
                 }
             }
         }
-    }
-
-    /// Whether the store holds all `cap` coupons of `campaign`.
-    async fn all_stored(&self, campaign: &Campaign) -> bool {
-        let issued = self.store.issued_count(campaign.id).await;
-        issued.is_ok_and(|issued| issued >= campaign.cap)
     }
 
     /// Whether every port answers now; each one that does not, with its error.
@@ -283,10 +279,9 @@ impl CouponService {
         let mut built = 0;
         for summary in self.store.campaigns().await? {
             let campaign = summary.campaign;
-            // Closed, or full in the store (sold out whatever the counter says): nothing
-            // to admit, so nothing to rebuild; an apply there is answered from the store.
-            if campaign.window_state(now) == WindowState::Closed
-                || summary.issued >= campaign.cap
+            // Nothing to admit, so nothing to rebuild; an apply there is answered from
+            // the store.
+            if crate::fence::admits_no_more(&campaign, summary.issued, now)
                 || self.counter.status(&campaign).await?.is_ready()
             {
                 continue;
