@@ -21,6 +21,10 @@ pub struct Campaign {
     pub opens_at: Option<DateTime<Utc>>,
     /// Applications at or after this instant are answered `Closed`.
     pub closes_at: Option<DateTime<Utc>>,
+    /// How many counters share the cap (default 1); fixed at creation, because each
+    /// user's home counter is [`home_shard`](crate::home_shard)`(user, shards)`.
+    #[serde(default = "one_shard")]
+    pub shards: u16,
 }
 
 /// Where an instant falls relative to a campaign's window.
@@ -45,19 +49,22 @@ impl Campaign {
             per_user_limit: new.per_user_limit,
             opens_at: new.opens_at,
             closes_at: new.closes_at,
+            shards: new.shards,
         }
     }
 
     /// The same campaign with the window `opens_at..closes_at`, validated as a new
     /// campaign would be: what a store saves when an operator closes or reopens it.
+    /// Everything else (the cap, the per-user limit, the shards) is kept.
     ///
     /// ```
     /// use chrono::{Duration, Utc};
     /// use coupon_core::{Campaign, CampaignId, NewCampaign, WindowState};
-    /// let campaign = Campaign::from_new(CampaignId(1), NewCampaign::new("launch", 10));
+    /// let campaign = Campaign::from_new(CampaignId(1), NewCampaign::new("launch", 10).shards(3));
     /// let now = Utc::now();
     /// let closed = campaign.with_window(None, Some(now)).unwrap();
     /// assert_eq!(closed.window_state(now), WindowState::Closed);
+    /// assert_eq!(closed.shards, 3);
     /// assert!(campaign.with_window(Some(now), Some(now - Duration::hours(1))).is_err());
     /// ```
     pub fn with_window(
@@ -65,8 +72,9 @@ impl Campaign {
         opens_at: Option<DateTime<Utc>>,
         closes_at: Option<DateTime<Utc>>,
     ) -> Result<Campaign> {
-        let mut new =
-            NewCampaign::new(self.name.clone(), self.cap).per_user_limit(self.per_user_limit);
+        let mut new = NewCampaign::new(self.name.clone(), self.cap)
+            .per_user_limit(self.per_user_limit)
+            .shards(self.shards);
         new.opens_at = opens_at;
         new.closes_at = closes_at;
         new.validate()?;
@@ -114,9 +122,18 @@ pub struct NewCampaign {
     /// Optional end of the window (exclusive).
     #[serde(default)]
     pub closes_at: Option<DateTime<Utc>>,
+    /// How many counters share the cap: 1 (the default) to [`NewCampaign::MAX_SHARDS`],
+    /// and no more than the counter in use supports
+    /// ([`CouponCounter::max_shards`](crate::CouponCounter::max_shards)).
+    #[serde(default = "one_shard")]
+    pub shards: u16,
 }
 
 fn default_per_user_limit() -> u32 {
+    1
+}
+
+fn one_shard() -> u16 {
     1
 }
 
@@ -128,6 +145,9 @@ impl NewCampaign {
     /// counter reads and the store writes of one user's slots), whatever a campaign
     /// asks for.
     pub const MAX_PER_USER_LIMIT: u32 = 1_000;
+
+    /// The most counters one campaign's cap may be split over.
+    pub const MAX_SHARDS: u16 = 64;
 
     /// The earliest window bound every store holds.
     pub const EARLIEST: DateTime<Utc> = DateTime::from_timestamp(1, 0).expect("in range");
@@ -143,12 +163,26 @@ impl NewCampaign {
             per_user_limit: default_per_user_limit(),
             opens_at: None,
             closes_at: None,
+            shards: one_shard(),
         }
     }
 
     /// Sets the per-user limit.
     pub fn per_user_limit(mut self, limit: u32) -> Self {
         self.per_user_limit = limit;
+        self
+    }
+
+    /// Splits the cap over `shards` counters (see [`Campaign::shards`]).
+    ///
+    /// ```
+    /// use coupon_core::{Error, NewCampaign};
+    /// assert!(NewCampaign::new("hot", 3_000).shards(3).validate().is_ok());
+    /// let err = NewCampaign::new("hot", 3_000).shards(0).validate().unwrap_err();
+    /// assert!(matches!(err, Error::InvalidCampaign { field: "shards", .. }));
+    /// ```
+    pub fn shards(mut self, shards: u16) -> Self {
+        self.shards = shards;
         self
     }
 
@@ -215,6 +249,25 @@ impl NewCampaign {
         if self.per_user_limit > i32::MAX as u32 {
             // SQL backends store it in a signed 32-bit column.
             return invalid("per_user_limit", "must fit in a signed 32-bit integer");
+        }
+        if self.shards == 0 {
+            return invalid("shards", "must be at least 1");
+        }
+        if self.shards > Self::MAX_SHARDS {
+            return invalid("shards", "must be at most 64");
+        }
+        if self
+            .cap
+            .checked_mul(u64::from(self.shards))
+            .is_none_or(|top| top > i64::MAX as u64)
+        {
+            // A shard's ranks interleave with the others' (its k-th is (k-1)*shards +
+            // shard + 1), so the highest rank is below cap * shards, and every store
+            // keeps ranks in a signed 64-bit column.
+            return invalid(
+                "shards",
+                "cap times shards must fit in a signed 64-bit integer",
+            );
         }
         if let (Some(opens), Some(closes)) = (self.opens_at, self.closes_at)
             && closes <= opens

@@ -108,6 +108,14 @@ pub trait CouponCounter: Send + Sync + 'static {
     ///    rebuild's lock taken over): then it changes nothing and fails with a retryable
     ///    error, and the next rebuild starts over.
     async fn rebuild(&self, campaign: &Campaign, seal: Arc<dyn SealEpoch>) -> Result<Rebuild>;
+
+    /// The most shards ([`Campaign::shards`]) this counter splits one campaign's cap
+    /// over; campaigns asking for more are refused at creation
+    /// ([`Error::InvalidCampaign`](crate::Error::InvalidCampaign) on `shards`). The
+    /// default, 1, is every counter that keeps a campaign in one place.
+    fn max_shards(&self) -> u16 {
+        1
+    }
 }
 
 /// The step of a counter rebuild that decides what the rebuilt counter holds: it seals a

@@ -57,6 +57,7 @@ mod redact;
 mod replay;
 mod service;
 mod settler;
+mod shards;
 mod sold_out;
 mod store;
 pub(crate) use store::{close_campaign, reopen_campaign};
@@ -87,6 +88,7 @@ pub use service::{
     CampaignState, CampaignStatus, CouponService, CouponStatus, Readiness, ServiceConfig,
 };
 pub use settler::{SettleReport, Settler, SettlerConfig};
+pub use shards::home_shard;
 pub use store::{CampaignSummary, CouponStore, IssueFailure, admitted_slots, coupon_slot};
 pub use ticket::IssueTicket;
 pub use worker::{IssueWorker, RunningWorker, WorkerConfig, WorkerReport, WorkerTotals};

@@ -10,7 +10,7 @@
 //!
 //! | table | columns | keys |
 //! | --- | --- | --- |
-//! | `campaign` | id, name, cap, per_user_limit, opens_at, closes_at, issued | primary id |
+//! | `campaign` | id, name, cap, per_user_limit, opens_at, closes_at, issued, shards | primary id |
 //! | `coupon` | id, campaign_id, user_id, user_slot, rank, code, ticket_id, issued_at | unique (user_id, campaign_id, user_slot), index campaign_id, unique code, unique ticket_id |
 //! | `issue_failure` | id, ticket_id, campaign_id, ticket, error, attempts, first_seen, last_seen, replayed_at | unique ticket_id |
 //! | `issue_queue` | id, ticket_id, campaign_id, user_id, ticket, enqueued_at, available_at, deliveries, dead_reason | index available_at, index campaign_id |

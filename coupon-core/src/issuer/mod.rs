@@ -161,6 +161,15 @@ impl CouponIssuer {
     /// its first apply. Should the build fail (the counter is unreachable), the
     /// campaign exists anyway and its first apply starts the rebuild.
     pub(crate) async fn create_campaign(&self, new: NewCampaign) -> Result<Campaign> {
+        let most = self.hand_off.counter.max_shards();
+        if new.shards > most {
+            // Checked before the store keeps it: a campaign whose counter cannot route
+            // its users would never admit anyone.
+            return Err(Error::InvalidCampaign {
+                field: "shards",
+                reason: format!("this counter splits a campaign over at most {most}"),
+            });
+        }
         let campaign = self.store.create_campaign(new).await?;
         match self.fence.build_new(&campaign).await {
             Ok(_) => {}

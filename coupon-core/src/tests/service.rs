@@ -332,3 +332,31 @@ async fn a_counter_that_does_not_answer_is_not_reported_as_rebuilding() {
     let listed = service.campaigns().await.unwrap();
     assert!(!listed[0].rebuilding, "{listed:?}");
 }
+
+#[tokio::test]
+async fn more_shards_than_the_counter_splits_over_are_refused_before_the_store() {
+    let (service, counter, _, store) = memory_service();
+    assert_eq!(counter.max_shards(), 1);
+    let refused = service
+        .create_campaign(NewCampaign::new("split", 30).shards(2))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(crate::Error::InvalidCampaign {
+                field: "shards",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        store.campaigns().await.unwrap().is_empty(),
+        "nothing stored"
+    );
+    let kept = service
+        .create_campaign(NewCampaign::new("whole", 30).shards(1))
+        .await
+        .unwrap();
+    assert_eq!(kept.shards, 1);
+}

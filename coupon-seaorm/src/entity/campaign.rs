@@ -15,6 +15,7 @@ pub struct Model {
     pub opens_at: Option<ChronoDateTimeUtc>,
     pub closes_at: Option<ChronoDateTimeUtc>,
     pub issued: i64,
+    pub shards: i16,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@ mod m20261126_000001_failure_replays;
 mod m20261126_000002_issue_queue;
 mod m20261127_000001_pending_ticket;
 mod m20261207_000001_counter_epoch;
+mod m20261208_000001_campaign_shards;
 
 use coupon_core::Result;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_issue_queue::Migration),
             Box::new(m20261127_000001_pending_ticket::Migration),
             Box::new(m20261207_000001_counter_epoch::Migration),
+            Box::new(m20261208_000001_campaign_shards::Migration),
         ]
     }
 }

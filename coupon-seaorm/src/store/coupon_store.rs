@@ -48,6 +48,8 @@ impl CouponStore for SeaOrmStore {
                 opens_at: Set(new.opens_at),
                 closes_at: Set(new.closes_at),
                 issued: Set(0),
+                // At most MAX_SHARDS (64): validated above.
+                shards: Set(new.shards as i16),
                 ..Default::default()
             }
             .insert(&self.db)

@@ -51,7 +51,7 @@ pub struct SeaOrmStore {
 const SCHEMA: &[(&str, &str)] = &[
     (
         "campaign",
-        "id, name, cap, per_user_limit, opens_at, closes_at, issued",
+        "id, name, cap, per_user_limit, opens_at, closes_at, issued, shards",
     ),
     (
         "coupon",

@@ -10,7 +10,8 @@ use crate::error::BACKEND;
 
 pub(super) fn to_campaign(row: campaign::Model) -> Result<Campaign> {
     let mut new = NewCampaign::new(row.name, u64::try_from(row.cap).unwrap_or(0))
-        .per_user_limit(u32::try_from(row.per_user_limit).unwrap_or(0));
+        .per_user_limit(u32::try_from(row.per_user_limit).unwrap_or(0))
+        .shards(u16::try_from(row.shards).unwrap_or(0));
     new.opens_at = row.opens_at;
     new.closes_at = row.closes_at;
     Ok(Campaign::from_new(CampaignId(row.id as u64), new))

@@ -109,3 +109,48 @@ async fn concurrent_migrations_on_a_sqlite_file_all_succeed() {
     let path = std::env::temp_dir().join(format!("firstcome-{}.db", uuid::Uuid::new_v4().simple()));
     concurrent_migrations_all_succeed(format!("sqlite://{}?mode=rwc", path.display())).await;
 }
+
+/// A database made before `campaign.shards` existed upgrades on connect: its campaigns
+/// read back with one shard (what they always had), and new ones keep theirs, on every
+/// backend.
+#[tokio::test]
+async fn a_database_from_before_shards_upgrades_in_place() {
+    use sea_orm_migration::MigratorTrait;
+    let sqlite =
+        std::env::temp_dir().join(format!("firstcome-{}.db", uuid::Uuid::new_v4().simple()));
+    for url in [
+        support::fresh_database(&service_url("DATABASE_URL")).await,
+        support::fresh_database(&service_url("MYSQL_URL")).await,
+        format!("sqlite://{}?mode=rwc", sqlite.display()),
+    ] {
+        let db = Database::connect(&url).await.expect("connect");
+        // Every migration before the one that adds the column.
+        let before = coupon_seaorm::Migrator::migrations().len() as u32 - 1;
+        coupon_seaorm::Migrator::up(&db, Some(before))
+            .await
+            .expect("the older schema");
+        db.execute_unprepared(
+            "INSERT INTO campaign (name, cap, per_user_limit, issued) VALUES ('older', 5, 1, 0)",
+        )
+        .await
+        .expect("a campaign of the older schema");
+        let store = SeaOrmStore::connect(SeaOrmStoreConfig::new(&url))
+            .await
+            .expect("migrates the rest");
+        let campaigns = store.campaigns().await.expect("campaigns");
+        let shards: Vec<(String, u16)> = campaigns
+            .iter()
+            .map(|summary| (summary.campaign.name.clone(), summary.campaign.shards))
+            .collect();
+        assert_eq!(shards, [("older".to_owned(), 1)], "{url}");
+        let split = store
+            .create_campaign(NewCampaign::new("split", 30).shards(3))
+            .await
+            .expect("create");
+        assert_eq!(
+            store.campaign(split.id).await.expect("read").shards,
+            3,
+            "{url}"
+        );
+    }
+}

@@ -60,6 +60,15 @@ pub async fn rejects_invalid_campaigns(store: Arc<dyn CouponStore>) {
             NewCampaign::new("limit", 10).per_user_limit(NewCampaign::MAX_PER_USER_LIMIT + 1),
             "per_user_limit",
         ),
+        (NewCampaign::new("split", 10).shards(0), "shards"),
+        (
+            NewCampaign::new("split", 10).shards(NewCampaign::MAX_SHARDS + 1),
+            "shards",
+        ),
+        (
+            NewCampaign::new("wide", i64::MAX as u64).shards(2),
+            "shards",
+        ),
         (NewCampaign::new("  ", 10), "name"),
         (NewCampaign::new("x".repeat(256), 10), "name"),
         (NewCampaign::new("nul\u{0}inside", 10), "name"),
@@ -129,11 +138,28 @@ pub async fn unknown_campaign_is_a_typed_error(store: Arc<dyn CouponStore>) {
     assert_eq!(store.issued_count(campaign.id).await.expect("count"), 1);
 }
 
-/// An operator's window change is stored and read back; an invalid one is refused with
-/// the field named and changes nothing; an unknown campaign is a typed error.
+/// An operator's window change is stored and read back, keeping the rest of the
+/// definition (per-user limit, shards); an invalid one is refused with the field named
+/// and changes nothing; an unknown campaign is a typed error.
 pub async fn windows_change_and_invalid_ones_change_nothing(store: Arc<dyn CouponStore>) {
     let store = store.as_ref();
-    let campaign = create(store, 3).await;
+    let campaign = store
+        .create_campaign(
+            NewCampaign::new("conformance", 3)
+                .per_user_limit(2)
+                .shards(4),
+        )
+        .await
+        .expect("create_campaign failed");
+    assert_eq!(
+        (campaign.per_user_limit, campaign.shards),
+        (2, 4),
+        "{campaign:?}"
+    );
+    assert_eq!(
+        store.campaign(campaign.id).await.expect("campaign"),
+        campaign
+    );
     let now = Utc::now();
     // Stores keep microseconds at best.
     let closes = chrono::DateTime::from_timestamp(now.timestamp(), 0).expect("in range");
@@ -167,6 +193,11 @@ pub async fn windows_change_and_invalid_ones_change_nothing(store: Arc<dyn Coupo
         .await
         .expect("set_window failed");
     assert_eq!((reopened.opens_at, reopened.closes_at), (None, None));
+    assert_eq!(
+        (reopened.per_user_limit, reopened.shards),
+        (2, 4),
+        "a window change keeps the definition: {reopened:?}"
+    );
     let set = store.set_window(UNKNOWN, None, None).await;
     assert!(
         matches!(set, Err(Error::UnknownCampaign { campaign: UNKNOWN })),

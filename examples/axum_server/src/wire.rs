@@ -24,6 +24,10 @@ pub struct CreateCampaign {
     /// The most coupons one user may hold; 1 when absent.
     #[schema(minimum = 1, maximum = 2_147_483_647)]
     pub per_user_limit: Option<u32>,
+    /// How many counters share the cap; 1 when absent. Fixed at creation. More than the
+    /// counter in use supports (1 today, on every counter) is `invalid_campaign`.
+    #[schema(minimum = 1, maximum = 64)]
+    pub shards: Option<u16>,
     /// Applications before this instant are answered `not_open`; between
     /// 1970-01-01T00:00:01Z and 2038-01-19T03:14:07Z (what every store holds).
     pub opens_at: Option<DateTime<Utc>>,
@@ -74,6 +78,8 @@ pub struct CampaignView {
     pub cap: u64,
     /// The most coupons one user may hold.
     pub per_user_limit: u32,
+    /// How many counters share the cap.
+    pub shards: u16,
     /// Start of the window, if any.
     pub opens_at: Option<DateTime<Utc>>,
     /// End of the window (exclusive), if any.
@@ -87,6 +93,7 @@ impl From<&Campaign> for CampaignView {
             name: campaign.name.clone(),
             cap: campaign.cap,
             per_user_limit: campaign.per_user_limit,
+            shards: campaign.shards,
             opens_at: campaign.opens_at,
             closes_at: campaign.closes_at,
         }
@@ -163,6 +170,8 @@ pub struct AdminCampaign {
     pub status: CampaignStatus,
     /// The most coupons one user may hold.
     pub per_user_limit: u32,
+    /// How many counters share the cap.
+    pub shards: u16,
     /// Start of the window, if any.
     pub opens_at: Option<DateTime<Utc>>,
     /// End of the window (exclusive), if any.
@@ -174,6 +183,7 @@ impl From<&coupon_core::CampaignStatus> for AdminCampaign {
         Self {
             status: status.into(),
             per_user_limit: status.campaign.per_user_limit,
+            shards: status.campaign.shards,
             opens_at: status.campaign.opens_at,
             closes_at: status.campaign.closes_at,
         }
@@ -201,6 +211,8 @@ pub struct StoredCampaign {
     pub state: Option<String>,
     /// The most coupons one user may hold.
     pub per_user_limit: u32,
+    /// How many counters share the cap.
+    pub shards: u16,
     /// Start of the window, if any.
     pub opens_at: Option<DateTime<Utc>>,
     /// End of the window (exclusive), if any.
@@ -219,6 +231,7 @@ impl From<&coupon_core::CampaignSummary> for StoredCampaign {
             remaining: None,
             state: None,
             per_user_limit: campaign.per_user_limit,
+            shards: campaign.shards,
             opens_at: campaign.opens_at,
             closes_at: campaign.closes_at,
         }

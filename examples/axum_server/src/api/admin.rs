@@ -82,8 +82,9 @@ pub(crate) async fn create_campaign(
     body: Result<ApiJson<CreateCampaign>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ApiJson(body) = body?;
-    let mut new =
-        NewCampaign::new(body.name, body.cap).per_user_limit(body.per_user_limit.unwrap_or(1));
+    let mut new = NewCampaign::new(body.name, body.cap)
+        .per_user_limit(body.per_user_limit.unwrap_or(1))
+        .shards(body.shards.unwrap_or(1));
     new.opens_at = body.opens_at;
     new.closes_at = body.closes_at;
     let campaign = state.service.create_campaign(new).await?;

@@ -243,6 +243,10 @@ async fn bad_definitions_are_422(database: String, backends: Vec<String>) {
         json!({ "name": "ancient", "cap": 10, "opens_at": "1970-01-01T00:00:00Z" }),
         json!({ "name": "huge", "cap": 9_223_372_036_854_775_808_u64 }),
         json!({ "name": "limit", "cap": 10, "per_user_limit": 0 }),
+        json!({ "name": "split", "cap": 10, "shards": 0 }),
+        json!({ "name": "split", "cap": 10, "shards": 65 }),
+        // Within the schema, but more than the service's counter splits a campaign over.
+        json!({ "name": "split", "cap": 10, "shards": 2 }),
     ];
     for case in cases {
         let (status, body) = service

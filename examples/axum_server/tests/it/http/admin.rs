@@ -31,8 +31,12 @@ async fn creating_a_campaign_needs_the_admin_token() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
-        (body["cap"].as_u64(), body["per_user_limit"].as_u64()),
-        (Some(3), Some(1))
+        (
+            body["cap"].as_u64(),
+            body["per_user_limit"].as_u64(),
+            body["shards"].as_u64()
+        ),
+        (Some(3), Some(1), Some(1))
     );
 
     let (status, _, body) = send(
