@@ -29,6 +29,10 @@ pub trait CouponCounter: Send + Sync + 'static {
     ///   current time, and the count is incremented: [`Admission::Granted`] with the new
     ///   count as the rank.
     ///
+    /// A counter that splits campaigns over shards ([`CouponCounter::max_shards`] above
+    /// 1) answers for a campaign of several as [`ShardedCounter`](crate::shards::ShardedCounter)
+    /// describes: the same promises, ranks of the user's home shard.
+    ///
     /// The check and the update are one atomic step; nothing changes unless granted.
     /// A failure that may have happened after the update (a timeout) must be
     /// [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown): the slot may be held.

@@ -57,7 +57,7 @@ mod redact;
 mod replay;
 mod service;
 mod settler;
-mod shards;
+pub mod shards;
 mod sold_out;
 mod store;
 pub(crate) use store::{close_campaign, reopen_campaign};

@@ -11,7 +11,9 @@ use crate::{Coupon, TicketId};
 pub enum ApplyOutcome {
     /// Admitted and handed off durably: the coupon will be persisted.
     Accepted {
-        /// The admission rank (1..=cap).
+        /// The admission rank: 1..=cap on a campaign of one shard; on a sharded one,
+        /// unique and in the home shard's class (see
+        /// [`ShardedCounter`](crate::shards::ShardedCounter)).
         rank: u64,
         /// The ticket that will become the coupon.
         ticket_id: TicketId,
@@ -34,9 +36,11 @@ pub enum ApplyOutcome {
 /// What a [`CouponCounter`](crate::CouponCounter) answers to `try_acquire`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
-    /// A slot was taken; `rank` is the admitted count after taking it.
+    /// A slot was taken; `rank` is the admitted count after taking it (on a sharded
+    /// campaign, its shard's next rank).
     Granted {
-        /// 1..=cap.
+        /// 1..=cap on a campaign of one shard; on a sharded one, the shard's next rank
+        /// of its own class (unique per campaign, at most `cap * shards`).
         rank: u64,
         /// Which of the user's slots (1..=per_user_limit): the lowest one free.
         slot: u32,

@@ -38,7 +38,9 @@ pub struct IssueTicket {
     /// had no slot; they read as slot 1.
     #[serde(default = "first_slot")]
     pub slot: u32,
-    /// The counter value at admission (1..=cap): the first-come order. 0 for an
+    /// The counter value at admission (1..=cap; on a sharded campaign its shard's
+    /// rank, see [`Admission::Granted`](crate::Admission::Granted)): the first-come
+    /// order. 0 for an
     /// admission the counter rebuilt from the store, whose rank it no longer knows.
     pub rank: u64,
     /// When the counter admitted the user.

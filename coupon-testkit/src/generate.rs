@@ -47,6 +47,25 @@ macro_rules! counter_scenarios {
     };
 }
 
+/// One test per sharded-campaign scenario of [`counter`](crate::counter), in a module
+/// named `$module`, each on the counter `$make` gives: for counters whose
+/// `max_shards` is 4 or more.
+#[macro_export]
+macro_rules! sharded_counter_scenarios {
+    ($module:ident, $make:expr) => {
+        $crate::scenario_tests!(
+            $module,
+            counter,
+            $make,
+            sharded_rush_admits_exactly_the_cap,
+            a_dry_shard_takes_stock_from_the_others,
+            one_grant_per_user_across_shards,
+            a_release_on_one_shard_serves_another,
+            a_sharded_rebuild_keeps_holders_and_shares_the_rest,
+        );
+    };
+}
+
 /// One test per scenario of [`store`](crate::store), in a module
 /// named `$module`, each on the store `$make` gives.
 #[macro_export]

@@ -7,7 +7,7 @@ mod counter;
 mod queue;
 mod store;
 
-pub use counter::{LeaseCheck, MemoryCounter};
+pub use counter::{LeaseCheck, MemoryCounter, MemoryShards};
 pub use queue::MemoryQueue;
 pub use store::MemoryStore;
 

@@ -335,8 +335,15 @@ async fn a_counter_that_does_not_answer_is_not_reported_as_rebuilding() {
 
 #[tokio::test]
 async fn more_shards_than_the_counter_splits_over_are_refused_before_the_store() {
-    let (service, counter, _, store) = memory_service();
-    assert_eq!(counter.max_shards(), 1);
+    let mut counter = crate::MockCouponCounter::new();
+    counter.expect_max_shards().return_const(1_u16);
+    // Nothing else may be asked of the counter: the refusal comes first.
+    let store = Arc::new(MemoryStore::new());
+    let service = CouponService::new(
+        Arc::new(counter),
+        Arc::new(MemoryQueue::new(10)),
+        store.clone(),
+    );
     let refused = service
         .create_campaign(NewCampaign::new("split", 30).shards(2))
         .await;
@@ -354,9 +361,19 @@ async fn more_shards_than_the_counter_splits_over_are_refused_before_the_store()
         store.campaigns().await.unwrap().is_empty(),
         "nothing stored"
     );
-    let kept = service
-        .create_campaign(NewCampaign::new("whole", 30).shards(1))
+}
+
+#[tokio::test]
+async fn the_memory_counter_takes_campaigns_of_up_to_64_shards() {
+    let (service, counter, _, _) = memory_service();
+    assert_eq!(counter.max_shards(), NewCampaign::MAX_SHARDS);
+    let campaign = service
+        .create_campaign(NewCampaign::new("split", 30).shards(64))
         .await
         .unwrap();
-    assert_eq!(kept.shards, 1);
+    assert_eq!(campaign.shards, 64);
+    assert!(matches!(
+        service.apply(campaign.id, UserId(1)).await.unwrap(),
+        ApplyOutcome::Accepted { .. }
+    ));
 }

@@ -10,6 +10,7 @@ use coupon_testkit::{pipeline, queue};
 mod broken;
 
 coupon_testkit::counter_scenarios!(memory_counter, Arc::new(MemoryCounter::new()));
+coupon_testkit::sharded_counter_scenarios!(memory_sharded, Arc::new(MemoryCounter::new()));
 coupon_testkit::store_scenarios!(memory_store, Arc::new(MemoryStore::new()));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -163,6 +163,41 @@ fn seeds_with_three_slots_per_user_keep_every_promise() {
     assert!(reports.iter().all(|report| report.coupons == 12));
 }
 
+/// A campaign split over 3 shards, two thirds of the applicants homed on the first,
+/// through the same faults (the whole counter lost, at an admission and mid-rebuild;
+/// errors around every counter call; two API processes) and those of shards: one
+/// shard lost alone (at an admission, mid-move, between a rebuild's restore and its
+/// open), each step of a move failing before it runs or losing its answer after (a
+/// mover gone with the stock in transit). Exactly the cap, every yes a coupon, ranks
+/// unique and each of its holder's home shard.
+#[test]
+fn seeds_of_a_sharded_campaign_keep_every_promise() {
+    for issuers in [1, 2] {
+        let config = SimConfig::default()
+            .with_issuers(issuers)
+            .with_shards(3, 66);
+        let reports = every_seed_of(300, &config);
+        let what = format!("300 sharded seeds of {issuers} process(es)");
+        assert!(reports.iter().all(|report| report.coupons == 8));
+        for kind in ["counter forgets", "shard forgets"] {
+            assert!(injected(&reports, kind) > 0, "no {kind:?} in {what}");
+        }
+        for (kind, detail) in [
+            ("error after", "take "),
+            ("error after", "give "),
+            ("error before", "give "),
+            ("error after", "complete a move"),
+            ("shard forgets", "before take"),
+            ("shard forgets", "after its restore"),
+        ] {
+            assert!(
+                traced(&reports, kind, detail) > 0,
+                "no {kind:?} {detail:?} in {what}"
+            );
+        }
+    }
+}
+
 /// A seed replays exactly: the same faults at the same virtual times, with one API
 /// process or two.
 #[test]

@@ -1,11 +1,17 @@
 //! Scenarios for [`CouponCounter`] implementations.
 
 mod epochs;
+mod sharded;
 mod slots;
 
 pub use epochs::{
     a_failed_seal_leaves_the_counter_closed, admissions_carry_the_epoch_they_were_made_in,
     admits_only_once_built, one_rebuild_at_a_time, rebuild_frees_the_gaps_between_stored_ranks,
+};
+pub use sharded::{
+    a_dry_shard_takes_stock_from_the_others, a_release_on_one_shard_serves_another,
+    a_sharded_rebuild_keeps_holders_and_shares_the_rest, one_grant_per_user_across_shards,
+    sharded_rush_admits_exactly_the_cap,
 };
 pub use slots::{
     claimed_slots_are_never_released, concurrent_claims_take_each_slot_once,

@@ -6,7 +6,7 @@ use super::faults::Injector;
 use super::run::Heard;
 use super::store::{REFUSED, SimStore};
 use super::{SimConfig, SimFailure, SimReport};
-use coupon_core::{CouponStore, FailureLedger, UserId};
+use coupon_core::{CouponStore, FailureLedger, UserId, home_shard};
 
 /// The promises, checked against the store.
 pub(crate) async fn check(
@@ -62,8 +62,21 @@ pub(crate) async fn check(
             "{coupons} coupons where {wanted} applicants kept trying"
         ));
     }
-    if coupons == config.cap && ranks != (1..=config.cap).collect() {
-        broken.push(format!("ranks are not 1..={}: {ranks:?}", config.cap));
+    if config.shards <= 1 {
+        if coupons == config.cap && ranks != (1..=config.cap).collect() {
+            broken.push(format!("ranks are not 1..={}: {ranks:?}", config.cap));
+        }
+    } else {
+        let shards = u64::from(config.shards);
+        for slot in &slots {
+            let home = u64::from(home_shard(slot.user, config.shards));
+            if slot.rank == 0 || (slot.rank - 1) % shards != home {
+                broken.push(format!(
+                    "user {} holds rank {}, not of their home shard {home}'s class",
+                    slot.user, slot.rank
+                ));
+            }
+        }
     }
     // Dead letters only where the store was made to refuse a ticket for good, and each
     // replayed without failing again: a replay that ended over the cap (the rebuild did

@@ -9,20 +9,32 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::faults::{Injector, unknown};
-use coupon_core::memory::MemoryCounter;
+use super::shards::SimShards;
+use coupon_core::memory::{MemoryCounter, MemoryShards};
+use coupon_core::shards::ShardedCounter;
 use coupon_core::{
     Admission, Campaign, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild, Release, Result,
     SealEpoch, SealedEpoch, UserId,
 };
 
-/// The counter's memory: the [`MemoryCounter`] standing for the server, replaced by an
-/// empty one when it is lost, and how many times it was.
-struct Memory {
+/// The counter's memory: the [`MemoryCounter`] standing for the server (and the
+/// [`MemoryShards`] for sharded campaigns), replaced by empty ones when it is lost, and
+/// how many times it was.
+pub(crate) struct Memory {
     server: RwLock<Arc<MemoryCounter>>,
+    shards: RwLock<Arc<MemoryShards>>,
     losses: AtomicU64,
 }
 
 impl Memory {
+    /// The shards of sharded campaigns now.
+    pub(crate) fn shards(&self) -> Arc<MemoryShards> {
+        self.shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The server now, and how many losses came before it.
     fn now(&self) -> (Arc<MemoryCounter>, u64) {
         let server = self.server.read().unwrap_or_else(|e| e.into_inner());
@@ -32,30 +44,47 @@ impl Memory {
     /// Empties the counter: every campaign unbuilt, as a Redis restarted empty.
     fn lose(&self, faults: &Injector) {
         *self.server.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(MemoryCounter::new());
+        *self.shards.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(MemoryShards::new());
         self.losses.fetch_add(1, Ordering::SeqCst);
         faults.lost_memory();
     }
 }
 
-/// A [`MemoryCounter`] that fails around its calls and may lose every campaign.
+/// A [`MemoryCounter`] that fails around its calls and may lose every campaign; a
+/// sharded campaign's steps on each shard fail and lose their answers too
+/// ([`SimShards`]).
 pub(crate) struct SimCounter {
     memory: Arc<Memory>,
     faults: Arc<Injector>,
+    sharded: Arc<ShardedCounter<SimShards>>,
 }
 
 impl SimCounter {
     pub(crate) fn new(faults: Arc<Injector>) -> Self {
+        let memory = Arc::new(Memory {
+            server: RwLock::new(Arc::new(MemoryCounter::new())),
+            shards: RwLock::new(Arc::new(MemoryShards::new())),
+            losses: AtomicU64::new(0),
+        });
+        let sharded = Arc::new(ShardedCounter::new(Arc::new(SimShards {
+            memory: memory.clone(),
+            faults: faults.clone(),
+        })));
         Self {
-            memory: Arc::new(Memory {
-                server: RwLock::new(Arc::new(MemoryCounter::new())),
-                losses: AtomicU64::new(0),
-            }),
+            memory,
             faults,
+            sharded,
         }
     }
 
-    fn inner(&self) -> Arc<MemoryCounter> {
-        self.memory.now().0
+    /// The counter of `campaign`: the server's, or for a sharded campaign the
+    /// sharded counter over the injected shards.
+    fn inner(&self, campaign: &Campaign) -> Arc<dyn CouponCounter> {
+        if campaign.shards > 1 {
+            self.sharded.clone()
+        } else {
+            self.memory.now().0
+        }
     }
 
     /// Loses the counter's memory now when a loss was drawn for its next call.
@@ -83,7 +112,7 @@ impl CouponCounter for SimCounter {
         let what = format!("try_acquire user {user}");
         self.faults.maybe_delay(&what).await;
         self.faults.before(&what)?;
-        let admission = self.inner().try_acquire(campaign, user).await?;
+        let admission = self.inner(campaign).try_acquire(campaign, user).await?;
         // Named without the admission time, which is the wall clock's: the trace must
         // depend on the seed alone.
         let answer = match admission {
@@ -99,7 +128,7 @@ impl CouponCounter for SimCounter {
     async fn release(&self, campaign: &Campaign, held: &HeldSlot) -> Result<Release> {
         let what = format!("release user {} rank {}", held.user, held.rank);
         self.faults.before(&what)?;
-        let released = self.inner().release(campaign, held).await?;
+        let released = self.inner(campaign).release(campaign, held).await?;
         if self.faults.after(&what) {
             return Err(unknown(&what));
         }
@@ -107,27 +136,27 @@ impl CouponCounter for SimCounter {
     }
 
     async fn ready(&self) -> Result<()> {
-        self.inner().ready().await
+        self.memory.now().0.ready().await
     }
 
     async fn is_admitted(&self, campaign: &Campaign, user: UserId) -> Result<bool> {
-        self.inner().is_admitted(campaign, user).await
+        self.inner(campaign).is_admitted(campaign, user).await
     }
 
     async fn status(&self, campaign: &Campaign) -> Result<CounterStatus> {
         self.lose_if_armed();
-        self.inner().status(campaign).await
+        self.inner(campaign).status(campaign).await
     }
 
     /// Sorted, so that the settler's order (and the faults drawn for it) replays.
     async fn slots_of(&self, campaign: &Campaign, user: UserId) -> Result<Vec<HeldSlot>> {
         self.faults.before("slots_of")?;
-        self.inner().slots_of(campaign, user).await
+        self.inner(campaign).slots_of(campaign, user).await
     }
 
     async fn held_slots(&self, campaign: &Campaign) -> Result<Vec<HeldSlot>> {
         self.faults.before("held_slots")?;
-        let mut held = self.inner().held_slots(campaign).await?;
+        let mut held = self.inner(campaign).held_slots(campaign).await?;
         held.sort_by_key(|slot| (slot.user, slot.slot, slot.rank));
         Ok(held)
     }
@@ -139,12 +168,14 @@ impl CouponCounter for SimCounter {
         reclaim_after: Duration,
     ) -> Result<Vec<HeldSlot>> {
         self.faults.before("claim")?;
-        self.inner().claim(campaign, slots, reclaim_after).await
+        self.inner(campaign)
+            .claim(campaign, slots, reclaim_after)
+            .await
     }
 
     async fn confirm_epoch(&self, campaign: &Campaign, epoch: u64) -> Result<bool> {
         self.faults.before("confirm_epoch")?;
-        self.inner().confirm_epoch(campaign, epoch).await
+        self.inner(campaign).confirm_epoch(campaign, epoch).await
     }
 
     /// The rebuild runs on the server it began on. One whose server was lost before it
@@ -153,7 +184,7 @@ impl CouponCounter for SimCounter {
     /// empty server from what it closed and sealed on the lost one.
     async fn rebuild(&self, campaign: &Campaign, seal: Arc<dyn SealEpoch>) -> Result<Rebuild> {
         self.faults.before("rebuild")?;
-        let (server, losses) = self.memory.now();
+        let (server, losses) = (self.inner(campaign), self.memory.now().1);
         let seal = Arc::new(SimSeal {
             seal,
             memory: self.memory.clone(),
@@ -175,6 +206,10 @@ impl CouponCounter for SimCounter {
                 .note("counter rebuilt", format!("{} slots", report.admitted));
         }
         Ok(rebuilt)
+    }
+
+    fn max_shards(&self) -> u16 {
+        self.sharded.max_shards()
     }
 }
 

@@ -10,7 +10,8 @@
 //! - at most `cap` coupons, and at most `per_user_limit` per user;
 //! - every applicant told `Accepted` holds a coupon, at the rank they were told;
 //! - with at least `cap` applicants who keep trying, exactly `cap` coupons, ranks
-//!   `1..=cap` once each;
+//!   `1..=cap` once each (on a sharded campaign: ranks once each, each of its holder's
+//!   home shard; exactly `cap` coupons is then also "no stock stranded on a shard");
 //! - dead letters only of tickets the injected store refused for good, each replayed
 //!   without failing again (a replay that ends over the cap is recorded again), and no
 //!   task of the run panicked;
@@ -28,6 +29,7 @@ mod counter;
 mod faults;
 mod queue;
 mod run;
+mod shards;
 mod store;
 
 use std::collections::BTreeMap;
@@ -54,6 +56,11 @@ pub struct SimConfig {
     pub trying_for: Duration,
     /// The fault rates.
     pub rates: FaultRates,
+    /// Shards the campaign's cap is split over (1: one counter).
+    pub shards: u16,
+    /// Percent of the applicants whose home is shard 0 (the rest are users in id
+    /// order), so that one shard runs dry long before the others.
+    pub skew: u8,
 }
 
 impl Default for SimConfig {
@@ -66,6 +73,8 @@ impl Default for SimConfig {
             fault_window: Duration::from_secs(40),
             trying_for: Duration::from_secs(180),
             rates: FaultRates::default(),
+            shards: 1,
+            skew: 0,
         }
     }
 }
@@ -81,6 +90,34 @@ impl SimConfig {
     pub fn with_issuers(mut self, issuers: usize) -> Self {
         self.issuers = issuers.max(1);
         self
+    }
+
+    /// Splits the campaign over `shards` shards (at least 1), `skew` percent of the
+    /// applicants homed on shard 0.
+    pub fn with_shards(mut self, shards: u16, skew: u8) -> Self {
+        self.shards = shards.max(1);
+        self.skew = skew.min(100);
+        self
+    }
+
+    /// The applicants' user ids: `skew` percent homed on shard 0, the rest the other
+    /// users in id order.
+    pub fn applicant_ids(&self) -> Vec<coupon_core::UserId> {
+        use coupon_core::{UserId, home_shard};
+        let skewed = self.applicants * u64::from(self.skew) / 100;
+        let on_first = (1..)
+            .map(UserId)
+            .filter(|&user| home_shard(user, self.shards) == 0)
+            .take(skewed as usize);
+        let mut ids: Vec<UserId> = on_first.collect();
+        let skewed: std::collections::HashSet<UserId> = ids.iter().copied().collect();
+        ids.extend(
+            (1..)
+                .map(UserId)
+                .filter(|user| !skewed.contains(user))
+                .take((self.applicants - skewed.len() as u64) as usize),
+        );
+        ids
     }
 
     /// Sets the number of applicants, the cap and the per-user limit.

@@ -49,7 +49,9 @@ pub(crate) async fn simulate(seed: u64, config: SimConfig) -> Result<SimReport, 
         .collect();
     // The store's create passes through the injector untouched; a first build that
     // fails leaves the campaign to the fences.
-    let new = NewCampaign::new("sim", config.cap).per_user_limit(config.per_user_limit);
+    let new = NewCampaign::new("sim", config.cap)
+        .per_user_limit(config.per_user_limit)
+        .shards(config.shards);
     let campaign = services[0]
         .create_campaign(new)
         .await
@@ -90,14 +92,13 @@ pub(crate) async fn simulate(seed: u64, config: SimConfig) -> Result<SimReport, 
     let heard = Arc::new(Mutex::new(Heard::default()));
     let mut applicants = tokio::task::JoinSet::new();
     let started = tokio::time::Instant::now();
-    for user in 1..=config.applicants {
+    for user in config.applicant_ids() {
         let (services, faults, heard) = (services.clone(), faults.clone(), heard.clone());
         let arrival = Duration::from_millis(faults.below(5_000));
         let until = started + config.trying_for;
         let (id, limit) = (campaign.id, config.per_user_limit);
         applicants.spawn(async move {
             tokio::time::sleep(arrival).await;
-            let user = UserId(user);
             for _ in 0..limit {
                 if !apply_until_answered(&services, &faults, &heard, id, user, until).await {
                     break;

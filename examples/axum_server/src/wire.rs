@@ -25,7 +25,7 @@ pub struct CreateCampaign {
     #[schema(minimum = 1, maximum = 2_147_483_647)]
     pub per_user_limit: Option<u32>,
     /// How many counters share the cap; 1 when absent. Fixed at creation. More than the
-    /// counter in use supports (1 today, on every counter) is `invalid_campaign`.
+    /// counter in use supports (64 in memory, 1 on Redis so far) is `invalid_campaign`.
     #[schema(minimum = 1, maximum = 64)]
     pub shards: Option<u16>,
     /// Applications before this instant are answered `not_open`; between
@@ -248,7 +248,9 @@ pub struct CampaignList {
 /// 202 to an apply: admitted and handed off, with the first-come rank.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Admitted {
-    /// The applicant's place, 1 to the cap.
+    /// The applicant's place, 1 to the cap; on a campaign of several shards, unique
+    /// but only roughly in arrival order across shards (`ceil(rank / shards)` is the
+    /// place on the applicant's shard).
     pub rank: u64,
     /// The ticket the coupon will be issued from.
     #[schema(value_type = uuid::Uuid)]

@@ -1,6 +1,8 @@
 //! `cargo run --release -p simulate -- --seeds 100000` runs that many seeds of the
 //! fault simulation (`coupon_testkit::sim`) and prints every failing seed with its
-//! fault trace; `--from SEED --seeds 1 --trace` replays one seed and prints its trace.
+//! fault trace; `--from SEED --seeds 1 --trace` replays one seed and prints its trace;
+//! `--shards 3 --skew 60` runs a campaign split over 3 shards, 60% of the applicants
+//! homed on the first.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -30,6 +32,12 @@ struct Args {
     /// API processes sharing the counter, the queue and the store.
     #[arg(long, default_value_t = 1)]
     issuers: usize,
+    /// Shards the campaign's cap is split over.
+    #[arg(long, default_value_t = 1)]
+    shards: u16,
+    /// Percent of the applicants homed on shard 0 (with --shards above 1).
+    #[arg(long, default_value_t = 0)]
+    skew: u8,
     /// Print the fault trace of every seed, not only of the failing ones.
     #[arg(long)]
     trace: bool,
@@ -39,7 +47,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let config = SimConfig::default()
         .with_rush(args.applicants, args.cap, args.per_user_limit)
-        .with_issuers(args.issuers);
+        .with_issuers(args.issuers)
+        .with_shards(args.shards, args.skew);
     let started = Instant::now();
     let (mut passed, mut failed, mut pending) = (0u64, 0u64, 0usize);
     let mut faults = std::collections::BTreeMap::new();

@@ -1,6 +1,8 @@
 //! The in-memory counter: its per-campaign state, and the handle that owns it.
 
+mod grant;
 mod port;
+mod shards;
 mod slots;
 
 use std::collections::{BTreeSet, HashMap};
@@ -9,7 +11,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 
+pub use self::shards::MemoryShards;
 use super::lock;
+use crate::shards::ShardedCounter;
 use crate::{CampaignId, UserId};
 
 /// An exact admission counter in process memory.
@@ -26,10 +30,34 @@ use crate::{CampaignId, UserId};
 /// the database's lease (`coupon_seaorm::CounterLease`); [`suspend`](MemoryCounter::suspend)
 /// forgets every campaign when the lease is lost.
 ///
+/// Sharded campaigns ([`Campaign::shards`](crate::Campaign::shards) above 1, up to 64)
+/// keep one set of slots per shard and go through
+/// [`ShardedCounter`](crate::shards::ShardedCounter), exactly as a shared backend's
+/// would: in one process's memory sharding spreads no load, but a campaign defined with
+/// shards runs on the embedded default too.
+///
 /// [`CouponCounter::rebuild`]: crate::CouponCounter::rebuild
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryCounter {
     campaigns: RwLock<HashMap<CampaignId, Arc<Mutex<Slots>>>>,
+    standing: Arc<Standing>,
+    sharded: ShardedCounter<MemoryShards>,
+}
+
+impl Default for MemoryCounter {
+    fn default() -> Self {
+        let standing = Arc::new(Standing::default());
+        Self {
+            campaigns: RwLock::default(),
+            sharded: ShardedCounter::new(Arc::new(MemoryShards::with_standing(standing.clone()))),
+            standing,
+        }
+    }
+}
+
+/// Whether the counter may admit, shared by its whole and sharded campaigns.
+#[derive(Debug, Default)]
+struct Standing {
     /// While set, nothing is admitted and nothing rebuilt.
     suspended: AtomicBool,
     /// Suspensions so far: a rebuild that saw another number when it began must not
@@ -38,6 +66,28 @@ pub struct MemoryCounter {
     /// What tells, at the moment it is asked, that this process still holds the lease
     /// (set by the lease's keeper): an epoch is confirmed only then.
     lease: std::sync::OnceLock<Arc<dyn LeaseCheck>>,
+}
+
+impl Standing {
+    fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::SeqCst)
+    }
+
+    fn suspensions(&self) -> u64 {
+        self.suspensions.load(Ordering::SeqCst)
+    }
+
+    /// Whether an epoch admitted in may be confirmed now: not suspended, and the lease,
+    /// where one guards the counter, still held.
+    async fn confirms(&self) -> bool {
+        if self.is_suspended() {
+            return false;
+        }
+        match self.lease.get() {
+            Some(lease) => lease.still_held().await,
+            None => true,
+        }
+    }
 }
 
 /// Tells whether this process holds the lease that lets its in-memory counter admit,
@@ -61,6 +111,11 @@ struct Slots {
     admitted: u64,
     /// The highest rank granted (or restored); new ranks continue from it.
     top_rank: u64,
+    /// The distance between two ranks this campaign (or shard) grants, 0 meaning 1: a
+    /// shard of a sharded campaign grants every `shards`-th rank.
+    rank_step: u64,
+    /// The first rank it grants, less one: a shard's index.
+    rank_offset: u64,
     /// Ranks at or below `top_rank` that no slot holds (given back by releases, or gaps
     /// a restore found), granted again (lowest first) before new ones, so that the ranks
     /// held stay distinct and within 1..=cap.
@@ -98,7 +153,7 @@ impl MemoryCounter {
     /// An empty counter that neither admits nor rebuilds until [`resume`](Self::resume)d.
     pub fn suspended() -> Self {
         let counter = Self::default();
-        counter.suspended.store(true, Ordering::SeqCst);
+        counter.standing.suspended.store(true, Ordering::SeqCst);
         counter
     }
 
@@ -108,8 +163,9 @@ impl MemoryCounter {
     ///
     /// [`Error::NotReady`]: crate::Error::NotReady
     pub fn suspend(&self) {
-        self.suspended.store(true, Ordering::SeqCst);
-        self.suspensions.fetch_add(1, Ordering::SeqCst);
+        self.standing.suspended.store(true, Ordering::SeqCst);
+        self.standing.suspensions.fetch_add(1, Ordering::SeqCst);
+        self.sharded.ops().forget();
         let campaigns = self.campaigns.read().unwrap_or_else(|e| e.into_inner());
         for slots in campaigns.values() {
             let mut slots = lock(slots);
@@ -125,7 +181,7 @@ impl MemoryCounter {
 
     /// Allows rebuilds again (and with them admissions).
     pub fn resume(&self) {
-        self.suspended.store(false, Ordering::SeqCst);
+        self.standing.suspended.store(false, Ordering::SeqCst);
     }
 
     /// Makes [`CouponCounter::confirm_epoch`] ask `check` too: the keeper of the
@@ -133,12 +189,12 @@ impl MemoryCounter {
     ///
     /// [`CouponCounter::confirm_epoch`]: crate::CouponCounter::confirm_epoch
     pub fn confirm_with(&self, check: Arc<dyn LeaseCheck>) {
-        let _ = self.lease.set(check);
+        let _ = self.standing.lease.set(check);
     }
 
     /// Whether the counter is suspended.
     pub fn is_suspended(&self) -> bool {
-        self.suspended.load(Ordering::SeqCst)
+        self.standing.is_suspended()
     }
 
     fn slots(&self, campaign: CampaignId) -> Arc<Mutex<Slots>> {

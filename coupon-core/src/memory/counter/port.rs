@@ -1,15 +1,11 @@
 //! [`CouponCounter`] over the campaigns' [`Slots`].
 
-use std::collections::hash_map::Entry;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
-use super::slots::now_ms;
-use super::{Granted, Holding, MemoryCounter, Slots, lock};
+use super::{MemoryCounter, Slots, lock};
 use crate::{
     Admission, Campaign, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild, Release, Result,
     SealEpoch, UserId,
@@ -18,6 +14,9 @@ use crate::{
 #[async_trait]
 impl CouponCounter for MemoryCounter {
     async fn try_acquire(&self, campaign: &Campaign, user: UserId) -> Result<Admission> {
+        if campaign.shards > 1 {
+            return self.sharded.try_acquire(campaign, user).await;
+        }
         let slots = self.slots(campaign.id);
         let mut slots = lock(&slots);
         let Some(epoch) = slots.epoch else {
@@ -26,86 +25,15 @@ impl CouponCounter for MemoryCounter {
                 backend: "memory",
             });
         };
-        let Slots {
-            admitted,
-            top_rank,
-            free_ranks,
-            holders,
-            ..
-        } = &mut *slots;
-        // One lookup of the user, whatever the answer.
-        let entry = holders.entry(user);
-        let held = match &entry {
-            Entry::Occupied(holding) => holding.get().slots().len(),
-            Entry::Vacant(_) => 0,
-        };
-        if held >= campaign.per_user_limit as usize {
-            return Ok(Admission::AlreadyApplied);
-        }
-        if *admitted >= campaign.cap {
-            return Ok(Admission::SoldOut);
-        }
-        let rank = match free_ranks.pop_first() {
-            Some(rank) => rank,
-            None => {
-                *top_rank += 1;
-                *top_rank
-            }
-        };
-        *admitted += 1;
-        let admitted_at = Utc::now();
-        let mut granted = Granted {
-            slot: 1,
-            rank,
-            at_ms: admitted_at.timestamp_millis(),
-        };
-        match entry {
-            Entry::Vacant(vacant) => {
-                vacant.insert(Holding::One(granted));
-            }
-            Entry::Occupied(mut holding) => {
-                granted.slot = holding.get().lowest_free();
-                holding.get_mut().push(granted);
-            }
-        }
-        Ok(Admission::Granted {
-            rank,
-            slot: granted.slot,
-            // The time as kept (to the millisecond), so that the ticket and the held slot
-            // agree exactly.
-            admitted_at: DateTime::from_timestamp_millis(granted.at_ms).unwrap_or(admitted_at),
-            epoch,
-        })
+        Ok(slots.admit(user, campaign.per_user_limit, campaign.cap, epoch))
     }
 
     async fn release(&self, campaign: &Campaign, held: &HeldSlot) -> Result<Release> {
+        if campaign.shards > 1 {
+            return self.sharded.release(campaign, held).await;
+        }
         let slots = self.slots(campaign.id);
-        let mut slots = lock(&slots);
-        // A slot of another epoch is another admission, whatever its numbers.
-        if !slots.holds(held) || (held.epoch != 0 && slots.epoch != Some(held.epoch)) {
-            return Ok(Release::NotHeld);
-        }
-        if slots
-            .claims
-            .contains_key(&(held.user, held.slot, held.rank))
-        {
-            return Ok(Release::Settling);
-        }
-        let now_empty = match slots.holders.get_mut(&held.user) {
-            Some(Holding::Many(kept)) => {
-                kept.retain(|granted| granted.slot != held.slot);
-                kept.is_empty()
-            }
-            _ => true,
-        };
-        if now_empty {
-            slots.holders.remove(&held.user);
-        }
-        slots.admitted -= 1;
-        if held.rank > 0 {
-            slots.free_ranks.insert(held.rank);
-        }
-        Ok(Release::Released)
+        Ok(lock(&slots).release(held))
     }
 
     /// Always, unless suspended: the counter is this process's memory, and it admits
@@ -122,59 +50,37 @@ impl CouponCounter for MemoryCounter {
     }
 
     async fn is_admitted(&self, campaign: &Campaign, user: UserId) -> Result<bool> {
+        if campaign.shards > 1 {
+            return self.sharded.is_admitted(campaign, user).await;
+        }
         let slots = self.slots(campaign.id);
         let held = lock(&slots).holders.contains_key(&user);
         Ok(held)
     }
 
     async fn status(&self, campaign: &Campaign) -> Result<CounterStatus> {
+        if campaign.shards > 1 {
+            return self.sharded.status(campaign).await;
+        }
         let slots = self.slots(campaign.id);
         let slots = lock(&slots);
         Ok(CounterStatus::new(slots.admitted, slots.epoch))
     }
 
     async fn slots_of(&self, campaign: &Campaign, user: UserId) -> Result<Vec<HeldSlot>> {
+        if campaign.shards > 1 {
+            return self.sharded.slots_of(campaign, user).await;
+        }
         let slots = self.slots(campaign.id);
-        let slots = lock(&slots);
-        let epoch = slots.epoch.unwrap_or(0);
-        let mut held: Vec<HeldSlot> = slots
-            .holders
-            .get(&user)
-            .map(|holding| {
-                holding
-                    .slots()
-                    .iter()
-                    .map(|granted| HeldSlot {
-                        user,
-                        slot: granted.slot,
-                        rank: granted.rank,
-                        admitted_at: DateTime::from_timestamp_millis(granted.at_ms),
-                        epoch,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        held.sort_by_key(|slot| slot.slot);
-        Ok(held)
+        Ok(lock(&slots).slots_of(user))
     }
 
     async fn held_slots(&self, campaign: &Campaign) -> Result<Vec<HeldSlot>> {
+        if campaign.shards > 1 {
+            return self.sharded.held_slots(campaign).await;
+        }
         let slots = self.slots(campaign.id);
-        let slots = lock(&slots);
-        let epoch = slots.epoch.unwrap_or(0);
-        Ok(slots
-            .holders
-            .iter()
-            .flat_map(|(&user, holding)| {
-                holding.slots().iter().map(move |granted| HeldSlot {
-                    user,
-                    slot: granted.slot,
-                    rank: granted.rank,
-                    admitted_at: DateTime::from_timestamp_millis(granted.at_ms),
-                    epoch,
-                })
-            })
-            .collect())
+        Ok(lock(&slots).held_slots())
     }
 
     async fn claim(
@@ -183,49 +89,43 @@ impl CouponCounter for MemoryCounter {
         candidates: &[HeldSlot],
         reclaim_after: Duration,
     ) -> Result<Vec<HeldSlot>> {
-        let now = now_ms();
-        let reclaim_after = i64::try_from(reclaim_after.as_millis()).unwrap_or(i64::MAX);
-        let slots = self.slots(campaign.id);
-        let mut slots = lock(&slots);
-        let mut claimed = Vec::new();
-        for held in candidates {
-            if !slots.holds(held) {
-                continue;
-            }
-            let claim = slots
-                .claims
-                .entry((held.user, held.slot, held.rank))
-                .or_insert(i64::MIN);
-            if now.saturating_sub(*claim) >= reclaim_after {
-                *claim = now;
-                claimed.push(*held);
-            }
+        if campaign.shards > 1 {
+            return self
+                .sharded
+                .claim(campaign, candidates, reclaim_after)
+                .await;
         }
-        Ok(claimed)
+        let slots = self.slots(campaign.id);
+        Ok(lock(&slots).claim(candidates, reclaim_after))
     }
 
     /// The epoch as this process holds it, and, when a lease guards the counter
     /// ([`MemoryCounter::confirm_with`]), the lease asked now: a process that stalled
     /// while another took the lease must not confirm what it admitted before.
     async fn confirm_epoch(&self, campaign: &Campaign, epoch: u64) -> Result<bool> {
+        if campaign.shards > 1 {
+            return self.sharded.confirm_epoch(campaign, epoch).await;
+        }
         let slots = self.slots(campaign.id);
         let current = lock(&slots).epoch;
-        if current != Some(epoch) || self.is_suspended() {
-            return Ok(false);
-        }
-        match self.lease.get() {
-            Some(lease) => Ok(lease.still_held().await),
-            None => Ok(true),
-        }
+        Ok(current == Some(epoch) && self.standing.confirms().await)
+    }
+
+    /// Up to [`NewCampaign::MAX_SHARDS`](crate::NewCampaign::MAX_SHARDS).
+    fn max_shards(&self) -> u16 {
+        self.sharded.max_shards()
     }
 
     async fn rebuild(&self, campaign: &Campaign, seal: Arc<dyn SealEpoch>) -> Result<Rebuild> {
+        if campaign.shards > 1 {
+            return self.sharded.rebuild(campaign, seal).await;
+        }
         let not_ready = || Error::NotReady {
             campaign: campaign.id,
             backend: "memory",
         };
         let cell = self.slots(campaign.id);
-        let suspensions = self.suspensions.load(Ordering::SeqCst);
+        let suspensions = self.standing.suspensions();
         let counted = {
             let mut slots = lock(&cell);
             if slots.epoch.is_some() {
@@ -251,7 +151,7 @@ impl CouponCounter for MemoryCounter {
         let sealed = sealed?;
         // Suspended while the seal ran (even if resumed since): another process may
         // have sealed a later epoch meanwhile.
-        if self.is_suspended() || self.suspensions.load(Ordering::SeqCst) != suspensions {
+        if self.is_suspended() || self.standing.suspensions() != suspensions {
             return Err(not_ready());
         }
         let report = slots.restore(&sealed.slots);

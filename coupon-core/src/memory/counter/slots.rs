@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use super::{Granted, Holding, Slots};
 use crate::{HeldSlot, RestoreReport};
@@ -56,13 +56,10 @@ impl Slots {
         self.holders
             .iter()
             .flat_map(|(&user, holding)| {
-                holding.slots().iter().map(move |granted| HeldSlot {
-                    user,
-                    slot: granted.slot,
-                    rank: granted.rank,
-                    admitted_at: DateTime::from_timestamp_millis(granted.at_ms),
-                    epoch: 0,
-                })
+                holding
+                    .slots()
+                    .iter()
+                    .map(move |granted| granted.held(user, 0))
             })
             .collect()
     }
@@ -92,17 +89,20 @@ impl Slots {
             added += 1;
         }
         slots.admitted += added;
-        // Ranks held and free must again make up 1..=top: free every gap below the
-        // highest rank held.
+        // Ranks held and free must again make up every rank it grants up to the top:
+        // free every gap below the highest rank held (of its own: a shard never grants
+        // another shard's ranks).
         let held_ranks: BTreeSet<u64> = slots
             .holders
             .values()
             .flat_map(|holding| holding.slots().iter().map(|g| g.rank))
-            .filter(|&rank| rank > 0)
+            .filter(|&rank| slots.grants(rank))
             .collect();
         let top = held_ranks.last().copied().unwrap_or(0).max(slots.top_rank);
         slots.top_rank = top;
-        slots.free_ranks = (1..=top)
+        let (first, step) = (slots.first_rank(), slots.rank_step());
+        slots.free_ranks = (first..=top)
+            .step_by(usize::try_from(step).unwrap_or(usize::MAX))
             .filter(|rank| !held_ranks.contains(rank))
             .collect();
         RestoreReport::new(added, slots.admitted)

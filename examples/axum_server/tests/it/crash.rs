@@ -36,6 +36,36 @@ async fn embedded_default_killed_mid_rush_keeps_every_promise() {
         .await;
 }
 
+/// The same on a campaign split over 4 shards: 6,000 applicants on cap 2,000, the
+/// process killed a third of the way in. The new process rebuilds every shard from the
+/// store and shares out what the cap leaves: exactly the cap, everyone told yes holds
+/// a coupon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sharded_campaign_on_the_embedded_default_killed_mid_rush_keeps_every_promise() {
+    let file = std::env::temp_dir().join(format!(
+        "firstcome-crash-{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let database = format!("sqlite://{}?mode=rwc", file.display());
+    let env = [
+        ("DATABASE_URL", database.as_str()),
+        ("SETTLE_GRACE_MS", "3000"),
+        ("SETTLE_INTERVAL_MS", "1000"),
+    ];
+    let port = free_port();
+    let mut first = Process::start(port, &[], &env).await;
+    let campaign = first.api.create_sharded_campaign(2_000, 4).await;
+
+    let rush = Rush::start(&first.api, campaign, 1..=6_000, 64);
+    rush.wait_for(700).await;
+    first.kill();
+    let second = Process::start(port, &[], &env).await;
+    let heard = rush.finish().await;
+    heard
+        .assert_promises_kept(&second.api, campaign, 2_000, 6_000, false)
+        .await;
+}
+
 /// PostgreSQL, one API process (memory counter) and two worker processes on the
 /// database's queue; one worker is killed with kill -9 mid-rush. Its batch comes back
 /// to the other when its lease ends.

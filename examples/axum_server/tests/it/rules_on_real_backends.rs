@@ -232,11 +232,12 @@ async fn the_gateway_header_and_the_address_limit_hold_on_redis_kafka_and_postgr
 }
 
 async fn bad_definitions_are_422(database: String, backends: Vec<String>) {
+    let on_redis = !backends.is_empty();
     let mut args = vec!["--database-url".to_owned(), database];
     args.extend(backends);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let service = support::Service::start(&args).await;
-    let cases = [
+    let mut cases = vec![
         json!({ "name": "x".repeat(256), "cap": 10 }),
         json!({ "name": "nul\u{0}inside", "cap": 10 }),
         json!({ "name": "far", "cap": 10, "closes_at": "2038-01-19T03:14:08Z" }),
@@ -245,9 +246,13 @@ async fn bad_definitions_are_422(database: String, backends: Vec<String>) {
         json!({ "name": "limit", "cap": 10, "per_user_limit": 0 }),
         json!({ "name": "split", "cap": 10, "shards": 0 }),
         json!({ "name": "split", "cap": 10, "shards": 65 }),
-        // Within the schema, but more than the service's counter splits a campaign over.
-        json!({ "name": "split", "cap": 10, "shards": 2 }),
+        json!({ "name": "split", "cap": 9_223_372_036_854_775_807_u64, "shards": 2 }),
     ];
+    if on_redis {
+        // Within the schema, but more than the Redis counter splits a campaign over
+        // (one, until its shards are built).
+        cases.push(json!({ "name": "split", "cap": 10, "shards": 2 }));
+    }
     for case in cases {
         let (status, body) = service
             .api

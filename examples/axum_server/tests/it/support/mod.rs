@@ -190,11 +190,16 @@ impl Api {
 
     /// Creates a campaign of `cap`; returns its id.
     pub async fn create_campaign(&self, cap: u64) -> u64 {
+        self.create_sharded_campaign(cap, 1).await
+    }
+
+    /// Creates a campaign of `cap` split over `shards` counters; returns its id.
+    pub async fn create_sharded_campaign(&self, cap: u64, shards: u16) -> u64 {
         let (status, body) = self
             .call(
                 Method::POST,
                 "/campaigns",
-                Some(json!({ "name": "faults", "cap": cap })),
+                Some(json!({ "name": "faults", "cap": cap, "shards": shards })),
             )
             .await
             .expect("create the campaign");
