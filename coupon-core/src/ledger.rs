@@ -75,6 +75,9 @@ pub trait AdmissionLedger: Send + Sync + 'static {
 pub trait FailureLedger: Send + Sync + 'static {
     /// Records a ticket that could not be persisted (upserting by ticket id, so a
     /// repeated failure bumps `attempts` and `last_seen` and reopens a replayed record).
+    /// A record holds the ticket of the latest epoch it saw: one id is one (user,
+    /// slot), which a later epoch may admit again after a seal superseded the first
+    /// admission, and a replay must publish the admission that still counts.
     /// Must be durable when it returns: the worker acks the ticket afterwards.
     async fn record_failure(&self, failure: &IssueFailure) -> Result<()>;
 

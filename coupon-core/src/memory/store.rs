@@ -359,6 +359,10 @@ impl FailureLedger for MemoryStore {
             .find(|known| known.ticket.ticket_id == failure.ticket.ticket_id)
         {
             Some(known) => {
+                if failure.ticket.epoch > known.ticket.epoch {
+                    // A later admission of the same slot: the one a replay must publish.
+                    known.ticket = failure.ticket.clone();
+                }
                 known.error.clone_from(&failure.error);
                 known.attempts += failure.attempts;
                 known.last_seen = failure.last_seen;

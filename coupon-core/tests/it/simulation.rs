@@ -198,6 +198,25 @@ fn seeds_of_a_sharded_campaign_keep_every_promise() {
     }
 }
 
+/// The seeds of a 3-shard campaign (two thirds of the applicants on one shard) that
+/// found two bugs, each breaking a promise before its fix: 11190 (one process) a
+/// failure record that kept an earlier epoch's ticket of the same slot, so the replay
+/// published a superseded ticket and the applicant told "yes" later held nothing;
+/// 18367 (two processes) slots of a shard closed by a rebuild read with no epoch, whose
+/// ticket passed the store's epoch fence. They retrace those runs only while the
+/// simulation draws the same faults in the same order.
+#[test]
+fn the_seeds_of_the_sharded_findings_keep_every_promise() {
+    for (issuers, seed) in [(1, 11190), (2, 18367)] {
+        let config = SimConfig::default()
+            .with_issuers(issuers)
+            .with_shards(3, 66);
+        if let Err(failure) = run_seed(seed, &config) {
+            panic!("with {issuers} process(es): {failure}");
+        }
+    }
+}
+
 /// A seed replays exactly: the same faults at the same virtual times, with one API
 /// process or two.
 #[test]

@@ -166,7 +166,9 @@ pub(super) async fn forget_settled_pending(
     Ok(forgotten)
 }
 
-/// Records (or updates, summing attempts) the failure of a ticket.
+/// Records (or updates, summing attempts) the failure of a ticket; a record of an
+/// earlier epoch's ticket takes the later one (a later admission of the same slot, the
+/// one a replay must publish).
 pub(super) async fn record_failure(db: &DatabaseConnection, failure: &IssueFailure) -> Result<()> {
     let key = failure.ticket.ticket_id.to_string();
     let what = || format!("recording the failure of ticket {key}");
@@ -183,7 +185,12 @@ pub(super) async fn record_failure(db: &DatabaseConnection, failure: &IssueFailu
         let written = match existing {
             Some(row) => {
                 let attempts = row.attempts.saturating_add(failure.attempts as i32);
+                let later = failure.ticket.epoch
+                    > super::rows::stored_ticket(&row.ticket, "issue_failure", row.id)?.epoch;
                 let mut row: issue_failure::ActiveModel = row.into();
+                if later {
+                    row.ticket = Set(ticket.clone());
+                }
                 row.error = Set(failure.error.clone());
                 row.attempts = Set(attempts);
                 row.last_seen = Set(failure.last_seen);

@@ -9,7 +9,8 @@ use coupon_core::{CouponStore, IssueFailure, IssueTicket, UserId};
 
 use super::create;
 
-/// A failure recorded twice for one ticket is one record with the attempts summed.
+/// A failure recorded twice for one ticket is one record with the attempts summed, and
+/// holding the ticket of the latest epoch.
 pub async fn records_failures_once_per_ticket(store: Arc<dyn CouponStore>) {
     let store = store.as_ref();
     let campaign = create(store, 10).await;
@@ -34,6 +35,27 @@ pub async fn records_failures_once_per_ticket(store: Arc<dyn CouponStore>) {
     assert!(
         all.iter().any(|failure| failure.ticket == ticket),
         "listed among every campaign's failures"
+    );
+    // The same slot admitted again in a later epoch (the first admission superseded),
+    // and that ticket failing too: the record takes it, since a replay of the earlier
+    // one would be refused as superseded and the later one, told "yes", would be lost.
+    let later = IssueTicket::new(campaign.id, UserId(1), 1, 13).in_epoch(3);
+    assert_eq!(later.ticket_id, ticket.ticket_id, "one id per (user, slot)");
+    store
+        .record_failure(&IssueFailure::new(later.clone(), "third", 1))
+        .await
+        .expect("record_failure failed");
+    // A late failure of the earlier ticket changes the ticket no more.
+    store
+        .record_failure(&IssueFailure::new(ticket.in_epoch(0), "late", 1))
+        .await
+        .expect("record_failure failed");
+    let failures = store.failures(Some(campaign.id)).await.expect("failures");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        (&failures[0].ticket, failures[0].attempts),
+        (&later, 7),
+        "the record holds the latest epoch's ticket"
     );
 }
 

@@ -140,8 +140,10 @@ impl FailureLedger for FileStore {
     async fn record_failure(&self, failure: &IssueFailure) -> Result<()> {
         let mut inner = self.lock()?;
         let id = failure.ticket.ticket_id;
-        // Upsert: an existing record keeps its ticket and first sighting, adds the
-        // attempts, takes the new error and last sighting, and is open again.
+        // Upsert: an existing record keeps its first sighting, adds the attempts, takes
+        // the new error and last sighting, and is open again; its ticket is replaced
+        // by one of a later epoch (a later admission of the same slot, the one a
+        // replay must publish).
         let record = match inner
             .state
             .failures
@@ -150,6 +152,9 @@ impl FailureLedger for FileStore {
         {
             Some(known) => {
                 let mut record = known.clone();
+                if failure.ticket.epoch > record.ticket.epoch {
+                    record.ticket = failure.ticket.clone();
+                }
                 record.error.clone_from(&failure.error);
                 record.attempts += failure.attempts;
                 record.last_seen = failure.last_seen;

@@ -19,6 +19,7 @@ const CARD = `<h2></h2><div class="state"></div><p class="pause" hidden></p>
   <dl>
     <dt>cap</dt><dd data-field="cap"></dd>
     <dt>per user</dt><dd data-field="per_user_limit"></dd>
+    <dt>shards</dt><dd data-field="shards"></dd>
     <dt>admitted</dt><dd data-field="admitted"></dd>
     <dt>issued</dt><dd data-field="issued"></dd>
     <dt>remaining</dt><dd data-field="remaining"></dd>
@@ -140,7 +141,7 @@ export function show(campaigns, at, refresh, lag) {
     label.textContent = campaign.state.replace("_", " ");
     label.className = `state ${campaign.state}`;
     const field = (name) => section.querySelector(`[data-field="${name}"]`);
-    for (const name of ["cap", "per_user_limit", "admitted", "issued", "remaining"]) {
+    for (const name of ["cap", "per_user_limit", "shards", "admitted", "issued", "remaining"]) {
       setNumber(field(name), campaign[name]);
     }
     setNumber(field("waiting"), waiting);

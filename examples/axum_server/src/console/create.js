@@ -23,6 +23,7 @@ function body(data) {
     name: data.get("name"),
     cap: integer(data.get("cap")) ?? null,
     per_user_limit: integer(data.get("per_user_limit")),
+    shards: integer(data.get("shards")),
     opens_at: instant(data.get("opens_at")),
     closes_at: instant(data.get("closes_at")),
   };

@@ -98,6 +98,9 @@ async fn the_console_creates_watches_closes_and_replays_through_the_api() {
     browser
         .type_into("#create [name=per_user_limit]", "1")
         .await;
+    // Split over 4 shards (the embedded counter runs them): the rush below must still
+    // end with exactly the cap.
+    browser.type_into("#create [name=shards]", "4").await;
     browser.click("#create button:not([type])").await;
     let card = browser
         .wait_for(
@@ -109,8 +112,18 @@ async fn the_console_creates_watches_closes_and_replays_through_the_api() {
     let listed = service.api.campaigns().await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(
-        (&listed[0]["name"], &listed[0]["cap"], &listed[0]["state"]),
-        (&json!("console drop"), &json!(2000), &json!("open"))
+        (
+            &listed[0]["name"],
+            &listed[0]["cap"],
+            &listed[0]["shards"],
+            &listed[0]["state"]
+        ),
+        (
+            &json!("console drop"),
+            &json!(2000),
+            &json!(4),
+            &json!("open")
+        )
     );
     let campaign = listed[0]["id"].as_u64().expect("an id");
     assert_eq!(card, json!(campaign.to_string()));
@@ -137,6 +150,7 @@ async fn the_console_creates_watches_closes_and_replays_through_the_api() {
         )
         .await;
     assert_eq!(browser.run(&field("admitted"), json!([])).await, "2000");
+    assert_eq!(browser.run(&field("shards"), json!([])).await, "4");
     assert_eq!(browser.run(&field("remaining"), json!([])).await, "0");
     // The charts moved: each drew its points, and the rush's peak is in them.
     for chart in ["admit_rate", "issue_rate"] {

@@ -283,9 +283,10 @@ impl ShardOps for MemoryShards {
     }
 
     async fn is_admitted(&self, campaign: &Campaign, shard: u16, user: UserId) -> Result<bool> {
-        Ok(self.with(campaign, shard, |shard| {
-            shard.slots.holders.contains_key(&user)
-        }))
+        self.with(campaign, shard, |shard| {
+            shard.slots.epoch.ok_or_else(|| not_ready(campaign))?;
+            Ok(shard.slots.holders.contains_key(&user))
+        })
     }
 
     async fn slots_of(
@@ -294,11 +295,19 @@ impl ShardOps for MemoryShards {
         shard: u16,
         user: UserId,
     ) -> Result<Vec<HeldSlot>> {
-        Ok(self.with(campaign, shard, |shard| shard.slots.slots_of(user)))
+        self.with(campaign, shard, |shard| {
+            shard.slots.epoch.ok_or_else(|| not_ready(campaign))?;
+            Ok(shard.slots.slots_of(user))
+        })
     }
 
     async fn held_slots(&self, campaign: &Campaign, shard: u16) -> Result<Vec<HeldSlot>> {
-        Ok(self.with(campaign, shard, |shard| shard.slots.held_slots()))
+        self.with(campaign, shard, |shard| {
+            // A closed shard's slots have no epoch to carry: a ticket made from one
+            // would pass every store's epoch fence.
+            shard.slots.epoch.ok_or_else(|| not_ready(campaign))?;
+            Ok(shard.slots.held_slots())
+        })
     }
 
     async fn claim(

@@ -135,3 +135,32 @@ async fn a_suspension_forgets_the_shards_and_fails_a_rebuild_under_way() {
     assert!(matches!(rebuilt, crate::Rebuild::Built(_)), "{rebuilt:?}");
     assert_eq!(counter.status(&campaign).await.unwrap().epoch, Some(6));
 }
+
+#[tokio::test]
+async fn slots_of_a_closed_shard_are_not_read() {
+    use crate::shards::RebuildToken;
+    let (counter, campaign) = built().await;
+    let user = crate::UserId(1);
+    let home = crate::home_shard(user, 2);
+    assert!(matches!(
+        counter.try_acquire(&campaign, user).await.unwrap(),
+        crate::Admission::Granted { epoch: 1, .. }
+    ));
+    let ops = counter.sharded.ops();
+    let token = RebuildToken::new();
+    assert!(ops.lock(&campaign, home, token).await.unwrap());
+    assert_eq!(ops.close(&campaign, home, token).await.unwrap().len(), 1);
+    // Its slot has no epoch now: a ticket made from it would pass the epoch fence.
+    let held = counter.held_slots(&campaign).await;
+    assert!(matches!(held, Err(Error::NotReady { .. })), "{held:?}");
+    let of_user = counter.slots_of(&campaign, user).await;
+    assert!(
+        matches!(of_user, Err(Error::NotReady { .. })),
+        "{of_user:?}"
+    );
+    let admitted = counter.is_admitted(&campaign, user).await;
+    assert!(
+        matches!(admitted, Err(Error::NotReady { .. })),
+        "{admitted:?}"
+    );
+}
