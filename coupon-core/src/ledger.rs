@@ -22,8 +22,10 @@ pub trait AdmissionLedger: Send + Sync + 'static {
     ///
     /// Refuses, atomically with the seals, a ticket the issue rules refuse: of an epoch a
     /// seal superseded and not counted by it ([`Error::Superseded`](crate::Error::Superseded)),
-    /// or one with an open failure record ([`Error::TicketRefused`](crate::Error::TicketRefused):
-    /// the store refused it for good, so no `Pending` may promise it).
+    /// or one with an open failure record of its epoch or a later one
+    /// ([`Error::TicketRefused`](crate::Error::TicketRefused): the store refused it for
+    /// good, so no `Pending` may promise it; a record of an earlier epoch is of an
+    /// earlier admission of the same slot, which a seal superseded).
     async fn record_pending(&self, ticket: &IssueTicket) -> Result<()>;
 
     /// The last counter epoch sealed for `campaign` ([`AdmissionLedger::seal_epoch`]); 0

@@ -258,10 +258,13 @@ impl AdmissionLedger for MemoryStore {
             });
         }
         let mut pending = lock(&self.pending);
-        if let Some(failure) = lock(&self.failures)
-            .iter()
-            .find(|failure| failure.ticket.ticket_id == ticket.ticket_id && failure.is_open())
-        {
+        if let Some(failure) = lock(&self.failures).iter().find(|failure| {
+            // A record of an earlier epoch's admission of the same slot is not this
+            // ticket's: a seal superseded that one.
+            failure.ticket.ticket_id == ticket.ticket_id
+                && failure.is_open()
+                && failure.ticket.epoch >= ticket.epoch
+        }) {
             return Err(Error::TicketRefused {
                 campaign: ticket.campaign,
                 user: ticket.user,

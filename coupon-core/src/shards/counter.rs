@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::ops::ShardOps;
 use super::{admit, rebuild, shards_of};
 use crate::{
-    Admission, Campaign, CounterStatus, CouponCounter, Error, HeldSlot, Rebuild, Release, Result,
+    Admission, Campaign, CounterStatus, CouponCounter, HeldSlot, Rebuild, Release, Result,
     SealEpoch, UserId, home_shard,
 };
 
@@ -53,15 +53,6 @@ impl<O: ShardOps> ShardedCounter<O> {
         Self { ops }
     }
 
-    /// Each shard's epoch, `None` where it does not admit.
-    async fn epochs(&self, campaign: &Campaign) -> Result<Vec<Option<u64>>> {
-        let mut epochs = Vec::with_capacity(usize::from(shards_of(campaign)));
-        for shard in 0..shards_of(campaign) {
-            epochs.push(self.ops.peek(campaign, shard).await?.epoch);
-        }
-        Ok(epochs)
-    }
-
     /// The backend's steps.
     pub fn ops(&self) -> &Arc<O> {
         &self.ops
@@ -101,33 +92,10 @@ impl<O: ShardOps> CouponCounter for ShardedCounter<O> {
         Ok(CounterStatus::new(admitted, epoch))
     }
 
-    /// Every shard's slots, read while every shard admits in one epoch: a rebuild that
-    /// began meanwhile is a retryable error, as the slots read may belong to two
-    /// epochs.
     async fn held_slots(&self, campaign: &Campaign) -> Result<Vec<HeldSlot>> {
-        let before = self.epochs(campaign).await?;
-        if before
-            .iter()
-            .any(|epoch| *epoch != before[0] || epoch.is_none())
-        {
-            return Err(Error::NotReady {
-                campaign: campaign.id,
-                backend: "shards",
-            });
-        }
         let mut held = Vec::new();
         for shard in 0..shards_of(campaign) {
             held.extend(self.ops.held_slots(campaign, shard).await?);
-        }
-        if self.epochs(campaign).await? != before {
-            return Err(Error::unavailable(
-                "shards",
-                format!(
-                    "campaign {}: a rebuild began while its slots were read",
-                    campaign.id
-                ),
-                None,
-            ));
         }
         Ok(held)
     }

@@ -112,12 +112,13 @@ pub enum ShardAdmission {
     Dry,
 }
 
-/// The atomic steps on one shard of a sharded campaign. `admit`, the reads of slots
-/// (`is_admitted`, `slots_of`, `held_slots`) and the steps given an `epoch` answer
-/// [`Error::NotReady`](crate::Error::NotReady) on a shard that does not admit (in that
-/// epoch): a slot read from a closed shard has no epoch, and a ticket made from it
-/// would pass the store's epoch fence. The rebuild steps (`lock` to `open`) work on a
-/// shard that does not admit. The steps marked so must raise [`ShardView::version`]: the "sold out"
+/// The atomic steps on one shard of a sharded campaign. `admit`, `is_admitted` and the
+/// steps given an `epoch` answer [`Error::NotReady`](crate::Error::NotReady) on a shard
+/// that does not admit (in that epoch). `slots_of` and `held_slots` answer what a shard
+/// closed by a rebuild holds, each slot of the epoch it last admitted in, never 0: a
+/// ticket made from one must meet the store's epoch fence (a shard that lost its memory
+/// holds none). The rebuild steps (`lock` to `open`) work on a shard that does not
+/// admit. The steps marked so must raise [`ShardView::version`]: the "sold out"
 /// answer is only as sound as that.
 #[async_trait]
 pub trait ShardOps: Send + Sync + 'static {

@@ -202,7 +202,7 @@ fn seeds_of_a_sharded_campaign_keep_every_promise() {
 /// found two bugs, each breaking a promise before its fix: 11190 (one process) a
 /// failure record that kept an earlier epoch's ticket of the same slot, so the replay
 /// published a superseded ticket and the applicant told "yes" later held nothing;
-/// 18367 (two processes) slots of a shard closed by a rebuild read with no epoch, whose
+/// 18367 (two processes) slots of a shard closed by a rebuild read with epoch 0, whose
 /// ticket passed the store's epoch fence. They retrace those runs only while the
 /// simulation draws the same faults in the same order.
 #[test]

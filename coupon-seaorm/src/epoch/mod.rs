@@ -164,19 +164,29 @@ pub(crate) async fn sealed(db: &DatabaseConnection, campaign: CampaignId) -> Res
     Ok(epoch.map_or(0, |epoch| u64::try_from(epoch).unwrap_or(0)))
 }
 
-/// The open failure of the ticket `ticket_id`, if any: the store refused it for good.
+/// The open failure of the ticket `ticket_id` of `epoch`, if any: the store refused it
+/// (or a later admission of the same slot) for good. A record of an earlier epoch's
+/// admission of the slot is not this ticket's: a seal superseded that one.
 pub(crate) async fn open_failure(
     txn: &DatabaseTransaction,
     ticket_id: &str,
+    epoch: u64,
 ) -> std::result::Result<Option<String>, DbErr> {
     let backend = txn.get_database_backend();
     let mut query = SqlBuilder::new(
         backend,
-        "SELECT error FROM issue_failure WHERE replayed_at IS NULL AND ticket_id = ",
+        "SELECT error, ticket FROM issue_failure WHERE replayed_at IS NULL AND ticket_id = ",
     );
     query.bind(ticket_id.to_owned());
     match txn.query_one_raw(query.build()).await? {
-        Some(row) => Ok(Some(row.try_get_by_index(0)?)),
+        Some(row) => {
+            let error: String = row.try_get_by_index(0)?;
+            let ticket: String = row.try_get_by_index(1)?;
+            // An unreadable record refuses, as every open record did before.
+            let recorded = serde_json::from_str::<IssueTicket>(&ticket)
+                .map_or(u64::MAX, |ticket| ticket.epoch);
+            Ok((recorded >= epoch).then_some(error))
+        }
         None => Ok(None),
     }
 }

@@ -97,7 +97,7 @@ pub(super) async fn record_pending(db: &DatabaseConnection, ticket: &IssueTicket
             epoch: ticket.epoch,
         });
     }
-    if let Some(reason) = epoch::open_failure(&txn, &key)
+    if let Some(reason) = epoch::open_failure(&txn, &key, ticket.epoch)
         .await
         .map_err(|e| classify(e, what))?
     {

@@ -24,11 +24,13 @@ impl AdmissionLedger for FileStore {
                 epoch: ticket.epoch,
             });
         }
-        let refused = inner
-            .state
-            .failures
-            .iter()
-            .find(|failure| failure.ticket.ticket_id == ticket.ticket_id && failure.is_open());
+        let refused = inner.state.failures.iter().find(|failure| {
+            // A record of an earlier epoch's admission of the same slot is not this
+            // ticket's: a seal superseded that one.
+            failure.ticket.ticket_id == ticket.ticket_id
+                && failure.is_open()
+                && failure.ticket.epoch >= ticket.epoch
+        });
         if let Some(failure) = refused {
             return Err(Error::TicketRefused {
                 campaign: ticket.campaign,

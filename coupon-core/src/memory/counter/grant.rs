@@ -121,9 +121,10 @@ impl Slots {
         Release::Released
     }
 
-    /// `user`'s slots, by slot number, in the epoch admitted in (0 when not built).
+    /// `user`'s slots, by slot number, in the epoch admitted in (the last one while
+    /// closed; 0 when never built).
     pub(super) fn slots_of(&self, user: UserId) -> Vec<HeldSlot> {
-        let epoch = self.epoch.unwrap_or(0);
+        let epoch = self.epoch.unwrap_or(self.last_epoch);
         let mut held: Vec<HeldSlot> = self
             .holders
             .get(&user)
@@ -139,9 +140,10 @@ impl Slots {
         held
     }
 
-    /// Every slot held, in the epoch admitted in (0 when not built).
+    /// Every slot held, in the epoch admitted in (the last one while closed; 0 when
+    /// never built).
     pub(super) fn held_slots(&self) -> Vec<HeldSlot> {
-        let epoch = self.epoch.unwrap_or(0);
+        let epoch = self.epoch.unwrap_or(self.last_epoch);
         self.holders
             .iter()
             .flat_map(|(&user, holding)| {

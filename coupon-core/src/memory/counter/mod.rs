@@ -106,6 +106,10 @@ struct Slots {
     ///
     /// [`CouponCounter::rebuild`]: crate::CouponCounter::rebuild
     epoch: Option<u64>,
+    /// The epoch it last admitted in: slots read while it does not admit (a shard
+    /// closed by a rebuild) carry it, so that a ticket made from one is fenced by the
+    /// store like any other of that epoch.
+    last_epoch: u64,
     /// A rebuild is between closing and sealing.
     rebuilding: bool,
     admitted: u64,

@@ -156,6 +156,7 @@ impl CouponCounter for MemoryCounter {
         }
         let report = slots.restore(&sealed.slots);
         slots.epoch = Some(sealed.epoch);
+        slots.last_epoch = sealed.epoch;
         Ok(Rebuild::Built(report))
     }
 }

@@ -295,19 +295,11 @@ impl ShardOps for MemoryShards {
         shard: u16,
         user: UserId,
     ) -> Result<Vec<HeldSlot>> {
-        self.with(campaign, shard, |shard| {
-            shard.slots.epoch.ok_or_else(|| not_ready(campaign))?;
-            Ok(shard.slots.slots_of(user))
-        })
+        Ok(self.with(campaign, shard, |shard| shard.slots.slots_of(user)))
     }
 
     async fn held_slots(&self, campaign: &Campaign, shard: u16) -> Result<Vec<HeldSlot>> {
-        self.with(campaign, shard, |shard| {
-            // A closed shard's slots have no epoch to carry: a ticket made from one
-            // would pass every store's epoch fence.
-            shard.slots.epoch.ok_or_else(|| not_ready(campaign))?;
-            Ok(shard.slots.held_slots())
-        })
+        Ok(self.with(campaign, shard, |shard| shard.slots.held_slots()))
     }
 
     async fn claim(
@@ -397,6 +389,7 @@ impl ShardOps for MemoryShards {
                 return Err(not_ready(campaign));
             }
             shard.slots.epoch = Some(epoch);
+            shard.slots.last_epoch = epoch;
             shard.budget = budget;
             shard.version += 1;
             shard.open.clear();

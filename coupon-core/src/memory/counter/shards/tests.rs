@@ -137,7 +137,7 @@ async fn a_suspension_forgets_the_shards_and_fails_a_rebuild_under_way() {
 }
 
 #[tokio::test]
-async fn slots_of_a_closed_shard_are_not_read() {
+async fn slots_of_a_closed_shard_carry_the_epoch_it_last_admitted_in() {
     use crate::shards::RebuildToken;
     let (counter, campaign) = built().await;
     let user = crate::UserId(1);
@@ -150,14 +150,16 @@ async fn slots_of_a_closed_shard_are_not_read() {
     let token = RebuildToken::new();
     assert!(ops.lock(&campaign, home, token).await.unwrap());
     assert_eq!(ops.close(&campaign, home, token).await.unwrap().len(), 1);
-    // Its slot has no epoch now: a ticket made from it would pass the epoch fence.
-    let held = counter.held_slots(&campaign).await;
-    assert!(matches!(held, Err(Error::NotReady { .. })), "{held:?}");
-    let of_user = counter.slots_of(&campaign, user).await;
-    assert!(
-        matches!(of_user, Err(Error::NotReady { .. })),
-        "{of_user:?}"
+    // Closed by a rebuild: its slot still carries epoch 1, never 0 (a ticket of epoch
+    // 0 would pass the store's epoch fence), so the settler can settle it.
+    let held = counter.held_slots(&campaign).await.unwrap();
+    assert_eq!(
+        held.iter()
+            .map(|slot| (slot.user, slot.epoch))
+            .collect::<Vec<_>>(),
+        [(user, 1)]
     );
+    assert_eq!(counter.slots_of(&campaign, user).await.unwrap()[0].epoch, 1);
     let admitted = counter.is_admitted(&campaign, user).await;
     assert!(
         matches!(admitted, Err(Error::NotReady { .. })),
