@@ -143,7 +143,11 @@ impl Slots {
     /// Every slot held, in the epoch admitted in (the last one while closed; 0 when
     /// never built).
     pub(super) fn held_slots(&self) -> Vec<HeldSlot> {
-        let epoch = self.epoch.unwrap_or(self.last_epoch);
+        self.slots_in(self.epoch.unwrap_or(self.last_epoch))
+    }
+
+    /// Every slot held, each marked of `epoch`.
+    pub(super) fn slots_in(&self, epoch: u64) -> Vec<HeldSlot> {
         self.holders
             .iter()
             .flat_map(|(&user, holding)| {

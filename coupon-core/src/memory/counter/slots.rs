@@ -53,15 +53,7 @@ impl Slots {
 impl Slots {
     /// Every slot held, of no epoch (what a rebuild hands to the seal).
     pub(super) fn held(&self) -> Vec<HeldSlot> {
-        self.holders
-            .iter()
-            .flat_map(|(&user, holding)| {
-                holding
-                    .slots()
-                    .iter()
-                    .map(move |granted| granted.held(user, 0))
-            })
-            .collect()
+        self.slots_in(0)
     }
 
     /// Adds the slots of `held` that are missing and frees the gaps between ranks.

@@ -12,28 +12,7 @@ use support::{Process, Rush, free_port};
 /// started again on the same file. The rush goes on against the new process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn embedded_default_killed_mid_rush_keeps_every_promise() {
-    let file = std::env::temp_dir().join(format!(
-        "firstcome-crash-{}.db",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let database = format!("sqlite://{}?mode=rwc", file.display());
-    let env = [
-        ("DATABASE_URL", database.as_str()),
-        ("SETTLE_GRACE_MS", "3000"),
-        ("SETTLE_INTERVAL_MS", "1000"),
-    ];
-    let port = free_port();
-    let mut first = Process::start(port, &[], &env).await;
-    let campaign = first.api.create_campaign(8_000).await;
-
-    let rush = Rush::start(&first.api, campaign, 1..=20_000, 64);
-    rush.wait_for(6_000).await;
-    first.kill();
-    let second = Process::start(port, &[], &env).await;
-    let heard = rush.finish().await;
-    heard
-        .assert_promises_kept(&second.api, campaign, 8_000, 20_000, false)
-        .await;
+    embedded_default_killed_mid_rush(8_000, 1, 20_000, 6_000).await;
 }
 
 /// The same on a campaign split over 4 shards: 6,000 applicants on cap 2,000, the
@@ -42,6 +21,13 @@ async fn embedded_default_killed_mid_rush_keeps_every_promise() {
 /// a coupon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sharded_campaign_on_the_embedded_default_killed_mid_rush_keeps_every_promise() {
+    embedded_default_killed_mid_rush(2_000, 4, 6_000, 700).await;
+}
+
+/// A rush of `applicants` on a campaign of `cap` over `shards` on the embedded default,
+/// the process killed with kill -9 once `kill_after` answers came and started again on
+/// the same file; the rush goes on against the new process.
+async fn embedded_default_killed_mid_rush(cap: u64, shards: u16, applicants: u64, kill_after: u64) {
     let file = std::env::temp_dir().join(format!(
         "firstcome-crash-{}.db",
         uuid::Uuid::new_v4().simple()
@@ -54,15 +40,15 @@ async fn a_sharded_campaign_on_the_embedded_default_killed_mid_rush_keeps_every_
     ];
     let port = free_port();
     let mut first = Process::start(port, &[], &env).await;
-    let campaign = first.api.create_sharded_campaign(2_000, 4).await;
+    let campaign = first.api.create_sharded_campaign(cap, shards).await;
 
-    let rush = Rush::start(&first.api, campaign, 1..=6_000, 64);
-    rush.wait_for(700).await;
+    let rush = Rush::start(&first.api, campaign, 1..=applicants, 64);
+    rush.wait_for(kill_after).await;
     first.kill();
     let second = Process::start(port, &[], &env).await;
     let heard = rush.finish().await;
     heard
-        .assert_promises_kept(&second.api, campaign, 2_000, 6_000, false)
+        .assert_promises_kept(&second.api, campaign, cap, applicants, false)
         .await;
 }
 

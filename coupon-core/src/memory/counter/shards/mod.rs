@@ -2,17 +2,17 @@
 //! budget, version and moves, behind a mutex of its own, as a shared backend keeps
 //! each shard behind one key.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Slots, Standing, lock};
+use self::shard::{Shard, not_ready};
+use super::{Standing, lock};
 use crate::shards::{MoveId, OpenMove, RebuildToken, ShardAdmission, ShardOps, ShardView};
 use crate::{
-    Admission, Campaign, CampaignId, Error, HeldSlot, NewCampaign, Release, RestoreReport, Result,
-    UserId,
+    Admission, Campaign, CampaignId, HeldSlot, NewCampaign, Release, RestoreReport, Result, UserId,
 };
 
 /// The shards of sharded campaigns in process memory: the [`ShardOps`] behind
@@ -38,23 +38,6 @@ use crate::{
 pub struct MemoryShards {
     campaigns: RwLock<HashMap<CampaignId, Arc<[Mutex<Shard>]>>>,
     standing: Arc<Standing>,
-}
-
-#[derive(Debug, Default)]
-struct Shard {
-    slots: Slots,
-    budget: u64,
-    version: u64,
-    /// Moves taken from this shard and not complete (read by every collect, so kept
-    /// apart from the rest).
-    open: HashMap<MoveId, OpenMove>,
-    /// Moves taken from this shard and complete, or that took nothing: how many slots
-    /// each took, answered to a copy of its take.
-    done: HashMap<MoveId, u64>,
-    /// Moves given to this shard.
-    given: HashSet<MoveId>,
-    /// The rebuild holding the shard, and the suspensions it began under.
-    lock: Option<(RebuildToken, u64)>,
 }
 
 impl Default for MemoryShards {
@@ -133,38 +116,6 @@ impl MemoryShards {
         let shards = self.shards(campaign);
         let mut shard = lock(&shards[usize::from(shard)]);
         step(&mut shard)
-    }
-}
-
-impl Shard {
-    fn new(shards: u64, index: u64) -> Self {
-        Self {
-            slots: Slots::with_ranks(shards, index),
-            ..Self::default()
-        }
-    }
-
-    /// The shard's epoch, if it is `epoch`.
-    fn admits_in(&self, campaign: &Campaign, epoch: u64) -> Result<()> {
-        if self.slots.epoch == Some(epoch) {
-            Ok(())
-        } else {
-            Err(not_ready(campaign))
-        }
-    }
-
-    fn locked_by(&self, campaign: &Campaign, token: RebuildToken) -> Result<u64> {
-        match self.lock {
-            Some((held, suspensions)) if held == token => Ok(suspensions),
-            _ => Err(not_ready(campaign)),
-        }
-    }
-}
-
-fn not_ready(campaign: &Campaign) -> Error {
-    Error::NotReady {
-        campaign: campaign.id,
-        backend: "memory",
     }
 }
 
@@ -400,5 +351,6 @@ impl ShardOps for MemoryShards {
     }
 }
 
+mod shard;
 #[cfg(test)]
 mod tests;
